@@ -1,0 +1,1 @@
+"""Pre- and post-deployment validation: scored checks, go/no-go, JSON report."""

@@ -1,0 +1,1 @@
+"""Feature flags: store, evaluation, overrides, kill switch, Redis publication, usage stats."""

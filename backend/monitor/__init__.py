@@ -1,0 +1,1 @@
+"""Live monitoring: metric sources, rolling windows, rules that trigger rollback."""

@@ -1,0 +1,1 @@
+"""Notifications: events rendered through templates and routed by severity to channels."""

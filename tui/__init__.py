@@ -1,0 +1,1 @@
+"""portal-ops fronts: the command line and the Textual control room."""

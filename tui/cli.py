@@ -1,0 +1,53 @@
+"""The ``portal-ops`` command. Subcommands live in ``tui/commands/`` and load lazily, so
+``portal-ops feature list`` never pays for importing Textual.
+
+Exit codes: 0 ok / go, 1 no-go or failed, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute"; each module defines one click command or group.
+COMMANDS: dict[str, str] = {
+    "deploy": "tui.commands.deploy:deploy",
+    "history": "tui.commands.history:history",
+    "show": "tui.commands.history:show",
+    "unlock": "tui.commands.lock:unlock",
+    "config": "tui.commands.config:config",
+    "demo": "tui.commands.demo:demo",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            module, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="portal-ops")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """portal-ops: zero-downtime deployments of a web portal, from a terminal control room."""
+    if ctx.invoked_subcommand is None:
+        ui = cli.get_command(ctx, "ui")
+        if ui is None:
+            click.echo(ctx.get_help())
+            return
+        ctx.invoke(ui)
+
+
+def main() -> None:
+    cli(prog_name="portal-ops")
+
+
+if __name__ == "__main__":
+    main()

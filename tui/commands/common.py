@@ -1,0 +1,57 @@
+"""Options and helpers every subcommand shares: config loading, the journal, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from backend.config import Config, ConfigError, load_config
+from backend.journal import Journal
+from backend.paths import state_dir
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def config_option(func: F) -> F:
+    return click.option(
+        "--config",
+        "config_path",
+        metavar="FILE",
+        envvar="PORTAL_OPS_CONFIG",
+        help="portal-ops.toml to use (default: $PORTAL_OPS_CONFIG, then ./portal-ops.toml).",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"portal-ops: {message}", err=True)
+    sys.exit(code)
+
+
+def load_or_exit(config_path: str | None) -> Config:
+    """Load the config or print every problem in it and exit 2."""
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        click.echo(exc.render(), err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def open_journal(config: Config | None = None) -> Journal:
+    directory = state_dir(config.state.dir if config else None)
+    return Journal(directory / "journal.db")
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
