@@ -129,12 +129,12 @@ class RolloutConfig(Strict):
     @classmethod
     def _batches(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError("at least one batch is needed, e.g. [\"1\", \"50%\", \"100%\"]")
+            raise ValueError('at least one batch is needed, e.g. ["1", "50%", "100%"]')
         bad = [b for b in value if not _BATCH.match(str(b).strip())]
         if bad:
             raise ValueError(
-                f"bad batch spec {bad}: each is a host count (\"1\", \"2\") or a percentage"
-                " of the hosts (\"50%\", 1 to 100)"
+                f'bad batch spec {bad}: each is a host count ("1", "2") or a percentage'
+                ' of the hosts ("50%", 1 to 100)'
             )
         return [str(b).strip() for b in value]
 
@@ -149,9 +149,9 @@ class LoadBalancerConfig(Strict):
     @model_validator(mode="after")
     def _complete(self) -> LoadBalancerConfig:
         if self.kind == "http" and not (self.drain_url and self.enable_url):
-            raise ValueError("kind = \"http\" needs drain_url and enable_url")
+            raise ValueError('kind = "http" needs drain_url and enable_url')
         if self.kind == "command" and not (self.drain_command and self.enable_command):
-            raise ValueError("kind = \"command\" needs drain_command and enable_command")
+            raise ValueError('kind = "command" needs drain_command and enable_command')
         return self
 
 

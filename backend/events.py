@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 class Kind(StrEnum):
-    DEPLOYMENT_STARTED = "deployment.started"  # data: target, revision, release, operator, hosts, flags
+    DEPLOYMENT_STARTED = (
+        "deployment.started"  # data: target, revision, release, operator, hosts, flags
+    )
     DEPLOYMENT_FINISHED = "deployment.finished"  # data: outcome, seconds, summary
     PHASE_STARTED = "phase.started"  # phase; data: number, title
     PHASE_FINISHED = "phase.finished"  # phase; data: status, seconds, detail

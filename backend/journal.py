@@ -92,7 +92,11 @@ class Journal:
                 ],
             )
             seq = cursor.lastrowid or 0
-            if event.deployment_id and event.kind == Kind.DEPLOYMENT_STARTED and event.run == "deploy":
+            if (
+                event.deployment_id
+                and event.kind == Kind.DEPLOYMENT_STARTED
+                and event.run == "deploy"
+            ):
                 self._insert_deployment(event)
         return replace(event, seq=seq)
 
@@ -155,7 +159,9 @@ class Journal:
         args.append(limit)
         return [_decode_deployment(r) for r in self.db.query(sql, args)]
 
-    def latest_deployment(self, target: str | None = None, real_only: bool = True) -> dict[str, Any] | None:
+    def latest_deployment(
+        self, target: str | None = None, real_only: bool = True
+    ) -> dict[str, Any] | None:
         for row in self.list_deployments(limit=50, target=target):
             if real_only and row["dry_run"]:
                 continue
