@@ -196,8 +196,10 @@ class SSHHost(Host):
                 ),
                 limit,
             )
+        except asyncio.CancelledError:
+            proc.close()  # a cancelled follower (tail -F) must not leave the remote side running
+            raise
         except TimeoutError:
-            proc.kill() if hasattr(proc, "kill") else None
             proc.close()
             raise CommandTimeout(self.name, f"command timed out after {limit:.0f}s") from None
         except _LOST as exc:
