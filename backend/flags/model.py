@@ -1,0 +1,260 @@
+"""The data of feature flags: definitions, evaluation contexts, results, input rules.
+
+Kept free of I/O so the store, the Redis publication, the app-side client and the CLI all
+share one shape, and the PHP portal can read the same JSON (see ``Flag.to_json``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
+_NAME = re.compile(NAME_PATTERN)
+# stickiness names a context field: company, user, session, or any property name
+_STICKINESS = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+OVERRIDE_KINDS = ("company", "user")
+BUILTIN_FIELDS = ("company", "user", "session")
+
+
+class FlagError(ValueError):
+    """Bad input (name, percentage, unknown flag): the CLI prints it and exits 2."""
+
+
+class UnknownFlagError(FlagError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown flag {name!r} (see `portal-ops feature list`)")
+        self.name = name
+
+
+def validate_name(name: str) -> str:
+    """Names travel in Redis keys, JSON and shell commands: keep them to a safe alphabet."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise FlagError(
+            f"bad flag name {name!r}: use 1 to 64 characters from a-z, 0-9, '.', '_', '-',"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+def validate_percentage(value: Any) -> int:
+    """Integers 0..100 only: "50%" or 12.5 are refused rather than guessed at."""
+    if isinstance(value, bool):
+        raise FlagError(f"bad percentage {value!r}: an integer from 0 to 100 is expected")
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[0-9]{1,3}", text):
+            raise FlagError(f"bad percentage {value!r}: an integer from 0 to 100 is expected")
+        value = int(text)
+    if not isinstance(value, int) or not 0 <= value <= 100:
+        raise FlagError(f"bad percentage {value!r}: an integer from 0 to 100 is expected")
+    return value
+
+
+def validate_stickiness(value: str) -> str:
+    if not isinstance(value, str) or not _STICKINESS.fullmatch(value):
+        raise FlagError(
+            f"bad stickiness {value!r}: name a context field (company, user, session)"
+            " or a property name"
+        )
+    return value
+
+
+def validate_id(kind: str, value: str) -> str:
+    """Company and user ids are opaque strings, but never empty or multi-line."""
+    if not isinstance(value, str) or not value.strip() or len(value) > 256 or "\n" in value:
+        raise FlagError(f"bad {kind} id {value!r}: a non-empty single-line string is expected")
+    return value.strip()
+
+
+@dataclass(frozen=True, slots=True, eq=True)
+class Flag:
+    """One flag's definition. Treat the override dicts as read-only: flags are shared."""
+
+    name: str
+    description: str = ""
+    enabled: bool = False
+    percentage: int = 100
+    stickiness: str = "company"
+    group: str = ""  # empty: the flag name (as Unleash's groupId defaults to the toggle name)
+    company_overrides: Mapping[str, bool] = field(default_factory=dict)
+    user_overrides: Mapping[str, bool] = field(default_factory=dict)
+    version: int = 0
+    updated_at: float = 0.0
+    # derived once, so evaluation does no string work besides the hash input
+    prefix: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", f"{self.group or self.name}:")
+
+    @property
+    def bucket_group(self) -> str:
+        return self.group or self.name
+
+    @property
+    def overrides_count(self) -> int:
+        return len(self.company_overrides) + len(self.user_overrides)
+
+    def to_json(self) -> dict[str, Any]:
+        """The published shape (Redis hash value, pub/sub message, ``--json``)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "enabled": self.enabled,
+            "percentage": self.percentage,
+            "stickiness": self.stickiness,
+            "group": self.bucket_group,
+            "overrides": {
+                "company": dict(sorted(self.company_overrides.items())),
+                "user": dict(sorted(self.user_overrides.items())),
+            },
+            "version": self.version,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Flag:
+        overrides = raw.get("overrides") or {}
+        name = str(raw["name"])
+        group = str(raw.get("group") or "")
+        return cls(
+            name=name,
+            description=str(raw.get("description") or ""),
+            enabled=bool(raw.get("enabled")),
+            percentage=int(raw.get("percentage", 100)),
+            stickiness=str(raw.get("stickiness") or "company"),
+            group="" if group == name else group,
+            company_overrides={str(k): bool(v) for k, v in (overrides.get("company") or {}).items()},
+            user_overrides={str(k): bool(v) for k, v in (overrides.get("user") or {}).items()},
+            version=int(raw.get("version") or 0),
+            updated_at=float(raw.get("updated_at") or 0.0),
+        )
+
+
+class Context:
+    """Who is asking: the company (tenant), the user, the session, and free properties.
+
+    A plain slotted class (not a dataclass) because apps build one per request and the
+    evaluation hot path reads its attributes millions of times a second.
+    """
+
+    __slots__ = ("company", "properties", "session", "user")
+
+    def __init__(
+        self,
+        company: str | int | None = None,
+        user: str | int | None = None,
+        session: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.company = None if company is None or company == "" else str(company)
+        self.user = None if user is None or user == "" else str(user)
+        self.session = None if session is None or session == "" else str(session)
+        self.properties: Mapping[str, Any] = properties or {}
+
+    def get(self, name: str) -> str | None:
+        """The value a stickiness names: a built-in field, else a property."""
+        if name in BUILTIN_FIELDS:
+            return getattr(self, name)
+        value = self.properties.get(name)
+        return None if value is None or value == "" else str(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "company": self.company,
+            "user": self.user,
+            "session": self.session,
+            "properties": dict(self.properties),
+        }
+
+    def __repr__(self) -> str:
+        return f"Context({self.to_dict()!r})"
+
+
+EMPTY_CONTEXT = Context()
+
+
+class Reason:
+    """Evaluation reasons, named as OpenFeature names them."""
+
+    STATIC = "STATIC"  # on for everyone (100 %) or for nobody (0 %): no per-caller decision
+    TARGETING_MATCH = "TARGETING_MATCH"  # a company or user override decided
+    SPLIT = "SPLIT"  # the percentage bucketing decided
+    DISABLED = "DISABLED"  # the flag is off, or the emergency disable is active
+    DEFAULT = "DEFAULT"  # nothing to bucket on (stickiness field missing): the default
+    STALE = "STALE"  # app side: last known value while the source is unreachable
+    ERROR = "ERROR"  # unknown flag, not loaded yet, or an unexpected failure: the default
+
+
+class Rule:
+    """Which rule decided, in evaluation order."""
+
+    EMERGENCY = "emergency-disable"
+    OFF = "flag-off"
+    USER_OVERRIDE = "user-override"
+    COMPANY_OVERRIDE = "company-override"
+    EVERYONE = "percentage-100"
+    NOBODY = "percentage-0"
+    PERCENTAGE = "percentage"
+    NO_STICKINESS = "stickiness-missing"
+    UNKNOWN_FLAG = "unknown-flag"
+    NOT_READY = "not-ready"
+    ERROR = "error"
+
+
+class Resolution(NamedTuple):
+    """What a caller gets and why. ``bucket`` is set when the percentage decided."""
+
+    value: bool
+    reason: str
+    rule: str
+    bucket: int | None = None
+    error_code: str | None = None  # OpenFeature error code: FLAG_NOT_FOUND, GENERAL, ...
+
+    @property
+    def variant(self) -> str:
+        return "on" if self.value else "off"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "variant": self.variant,
+            "reason": self.reason,
+            "rule": self.rule,
+            "bucket": self.bucket,
+            "error_code": self.error_code,
+        }
+
+
+@dataclass(frozen=True)
+class Emergency:
+    """The kill switch's state: every flag off while ``active``; configuration untouched."""
+
+    active: bool = False
+    reason: str = ""
+    since: float = 0.0
+    by: str = ""
+    deployment_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "active": self.active,
+            "reason": self.reason,
+            "since": self.since,
+            "by": self.by,
+            "deployment_id": self.deployment_id,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any] | None) -> Emergency:
+        if not raw:
+            return cls()
+        return cls(
+            active=bool(raw.get("active")),
+            reason=str(raw.get("reason") or ""),
+            since=float(raw.get("since") or 0.0),
+            by=str(raw.get("by") or ""),
+            deployment_id=raw.get("deployment_id"),
+        )
