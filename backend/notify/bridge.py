@@ -99,7 +99,7 @@ class EngineBridge:
             run,
             outcome=outcome,
             duration=data.get("seconds"),
-            reason=data.get("reason") or summary.get("reason"),
+            reason=data.get("reason") or data.get("error") or summary.get("error"),
         )
         if outcome == "succeeded":
             self.notifier.send("deployment-success", ctx, NotifySeverity.INFO)
@@ -124,7 +124,9 @@ class EngineBridge:
         ok = outcome in ("succeeded", "ok", "rolled_back")
         # The all-clear goes where the alarm went; a failed rollback is a complete failure.
         severity = (run.rollback_severity or NotifySeverity.SEV2) if ok else NotifySeverity.SEV1
-        ctx = self._context(event, run, outcome=outcome, duration=data.get("seconds"), hosts=data.get("hosts"))
+        ctx = self._context(
+            event, run, outcome=outcome, duration=data.get("seconds"), hosts=data.get("hosts")
+        )
         self.notifier.send("rollback-finished", ctx, severity)
         run.rollback_severity = None
 

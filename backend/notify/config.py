@@ -36,8 +36,9 @@ def _check_env_names(raw: Any, keys: tuple[str, ...]) -> Any:
             continue
         if not isinstance(value, str) or not _ENV_NAME.match(value):
             raise ValueError(
-                f"{key} must be the NAME of an environment variable (e.g. SLACK_WEBHOOK_DEPLOYMENTS);"
-                " put the secret itself in the environment, never in the config file"
+                f"{key} must be the NAME of an environment variable"
+                " (e.g. SLACK_WEBHOOK_DEPLOYMENTS); put the secret itself in the environment,"
+                " never in the config file"
             )
     return raw
 

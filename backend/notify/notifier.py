@@ -158,15 +158,25 @@ class Notifier:
         strict: bool = False,
     ) -> Notifier:
         """The usual way in: ``[notify]`` of a loaded portal-ops.toml, templates relative to it."""
-        base = Path(config.source).parent if config.source and not config.source.startswith("<") else None
-        return cls(config.notify, bus, env=env, base_dir=base, target=config.portal.name, strict=strict)
+        base = (
+            Path(config.source).parent
+            if config.source and not config.source.startswith("<")
+            else None
+        )
+        return cls(
+            config.notify, bus, env=env, base_dir=base, target=config.portal.name, strict=strict
+        )
 
     # -- inspection -----------------------------------------------------------------------
 
     def problems(self) -> list[str]:
         """What stops channels from sending (missing secrets, templates dir): masked text."""
         found = self.renderer.problems()
-        found += [self.masker(ch.problem) for ch in self.channels.values() if ch.problem and ch.config.enabled]
+        found += [
+            self.masker(ch.problem)
+            for ch in self.channels.values()
+            if ch.problem and ch.config.enabled
+        ]
         return found
 
     def severity(self, event: str, severity: str | NotifySeverity | None = None) -> NotifySeverity:
@@ -177,12 +187,17 @@ class Notifier:
         return self.config.route(event, self.severity(event, severity))
 
     def render(
-        self, event: str, context: Mapping[str, Any] | None = None, severity: str | NotifySeverity | None = None
+        self,
+        event: str,
+        context: Mapping[str, Any] | None = None,
+        severity: str | NotifySeverity | None = None,
     ) -> Message:
         ctx = dict(context or {})
         if self.target and not ctx.get("target"):
             ctx["target"] = self.target
-        return render_message(self.renderer, event, self.severity(event, severity), ctx, self.config.links)
+        return render_message(
+            self.renderer, event, self.severity(event, severity), ctx, self.config.links
+        )
 
     def preview(
         self,
@@ -229,7 +244,9 @@ class Notifier:
         except Exception as exc:  # the caller is a deployment or a rollback: never break it
             detail = self.masker(f"{type(exc).__name__}: {exc}")
             log.warning("notification %s not sent: %s", event, detail)
-            self._incident(deployment_id, f"notification {event} was not sent: {detail}", {"event": event})
+            self._incident(
+                deployment_id, f"notification {event} was not sent: {detail}", {"event": event}
+            )
             return Dispatch(event, None, [], [], problem=detail)
 
     def _send(
@@ -247,7 +264,9 @@ class Notifier:
         if channels is not None:
             unknown = [c for c in channels if c not in self.channels]
             if unknown:
-                raise ValueError(f"no such channel {unknown}; configured: {', '.join(self.channels)}")
+                raise ValueError(
+                    f"no such channel {unknown}; configured: {', '.join(self.channels)}"
+                )
         message = self.render(event, context, severity)
         names = channels if channels is not None else self.route(event, message.severity)
         loop = asyncio.get_running_loop()
@@ -283,7 +302,9 @@ class Notifier:
             return min(result.retry_after, self.config.retry_after_max)
         return min(self.config.backoff * 2 ** (attempt - 1), self.config.backoff_max)
 
-    async def _attempt(self, channel: Channel, message: Message, delivery: str, timeout: float) -> Attempt:
+    async def _attempt(
+        self, channel: Channel, message: Message, delivery: str, timeout: float
+    ) -> Attempt:
         gate = self._gate(channel)
         async with gate() if gate else contextlib.nullcontext():
             try:
@@ -325,7 +346,9 @@ class Notifier:
             }
             if message.template_error:
                 data["template_error"] = self.masker(message.template_error)
-            self._emit(Event(kind=Kind.NOTIFICATION, deployment_id=deployment_id, run="notify", data=data))
+            self._emit(
+                Event(kind=Kind.NOTIFICATION, deployment_id=deployment_id, run="notify", data=data)
+            )
 
         try:
             if channel.problem:
@@ -344,7 +367,9 @@ class Notifier:
                         break
                     await asyncio.sleep(delay or 0)
         except asyncio.CancelledError:
-            result = Attempt(False, "gave up: still pending when the notifier was drained", retryable=False)
+            result = Attempt(
+                False, "gave up: still pending when the notifier was drained", retryable=False
+            )
             journal(result, time.monotonic(), True, None)
         except Exception as exc:  # a bug of ours must still end as a journaled failure
             log.exception("notification delivery crashed")
@@ -367,7 +392,12 @@ class Notifier:
                 deployment_id,
                 f"notification {message.event} to {channel.name} ({channel.kind}) failed after"
                 f" {attempt} attempt(s): {outcome.detail}",
-                {"channel": channel.name, "event": message.event, "delivery": delivery, "attempts": attempt},
+                {
+                    "channel": channel.name,
+                    "event": message.event,
+                    "delivery": delivery,
+                    "attempts": attempt,
+                },
             )
         return outcome
 
@@ -387,7 +417,11 @@ class Notifier:
                 kind=Kind.INCIDENT,
                 deployment_id=deployment_id,
                 run="notify",
-                data={"severity": str(Severity.WARNING), "message": self.masker(message), "evidence": evidence},
+                data={
+                    "severity": str(Severity.WARNING),
+                    "message": self.masker(message),
+                    "evidence": evidence,
+                },
             )
         )
 

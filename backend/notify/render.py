@@ -227,7 +227,10 @@ class Renderer:
         except jinja2.TemplateError as exc:
             if self._env is self._builtin:
                 raise
-            error = f"template override for {event} failed ({type(exc).__name__}: {exc}); used the default"
+            error = (
+                f"template override for {event} failed ({type(exc).__name__}: {exc});"
+                " used the default"
+            )
             parts = self._parts(self._builtin, event, ctx)
         severity = NotifySeverity(ctx["severity"])
         return Message(

@@ -54,7 +54,12 @@ class WebhookSink:
                 body = self.rfile.read(length)
                 with sink._cond:
                     sink.received.append(
-                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
+                        Received(
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                            time.time(),
+                        )
                     )
                     reply = sink.replies.pop(0) if sink.replies else Reply()
                     sink._cond.notify_all()
@@ -78,7 +83,9 @@ class WebhookSink:
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self.url = f"http://{host}:{self.port}/hook"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="webhook-sink", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="webhook-sink", daemon=True
+        )
 
     def start(self) -> WebhookSink:
         self._thread.start()

@@ -53,7 +53,9 @@ class AppriseChannel(Channel):
     def preview(self, message: Message) -> dict[str, Any]:
         return {"title": message.title, "body": message.text, "notify_type": notify_type(message)}
 
-    async def deliver(self, message: Message, client: httpx.AsyncClient, delivery_id: str) -> Attempt:
+    async def deliver(
+        self, message: Message, client: httpx.AsyncClient, delivery_id: str
+    ) -> Attempt:
         import apprise
 
         bundle = apprise.Apprise()

@@ -60,7 +60,9 @@ class Channel(ABC):
         """What would be sent, for ``--dry-run``; never includes a secret."""
 
     @abstractmethod
-    async def deliver(self, message: Message, client: httpx.AsyncClient, delivery_id: str) -> Attempt:
+    async def deliver(
+        self, message: Message, client: httpx.AsyncClient, delivery_id: str
+    ) -> Attempt:
         """One attempt. Exceptions are allowed: :meth:`classify` turns them into an Attempt."""
 
     def classify(self, exc: BaseException) -> Attempt:
@@ -78,7 +80,10 @@ def http_result(response: httpx.Response) -> Attempt:
     detail = f"HTTP {status}" + (f": {body}" if body else "")
     if status == 429:
         return Attempt(
-            False, detail, status=status, retry_after=retry_after(response.headers.get("retry-after"))
+            False,
+            detail,
+            status=status,
+            retry_after=retry_after(response.headers.get("retry-after")),
         )
     if status == 408 or status >= 500:
         return Attempt(False, detail, status=status)

@@ -25,10 +25,15 @@ def _cut(text: str, limit: int) -> str:
 def slack_payload(message: Message, config: Any = None) -> dict[str, Any]:
     """The JSON body: a header, the template's text, the facts as fields, links, a footer."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(message.title, 150), "emoji": True}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _cut(message.title, 150), "emoji": True},
+        },
     ]
     if message.slack:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(message.slack, 3000)}})
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": _cut(message.slack, 3000)}}
+        )
     if message.facts:
         fields = [
             {"type": "mrkdwn", "text": _cut(f"*{label}*\n{mrkdwn(value)}", 2000)}
@@ -40,7 +45,9 @@ def slack_payload(message: Message, config: Any = None) -> dict[str, Any]:
         from ..render import seconds
 
         line = " · ".join(f"{mrkdwn(p)} {seconds(s)}" for p, s in durations.items())
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(line, 2000)}]})
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(line, 2000)}]}
+        )
     if message.links:
         line = " · ".join(f"<{u}|{mrkdwn(n)}>" for n, u in message.links.items())
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(line, 3000)}})
@@ -48,7 +55,12 @@ def slack_payload(message: Message, config: Any = None) -> dict[str, Any]:
         {
             "type": "context",
             "elements": [
-                {"type": "mrkdwn", "text": f"portal-ops · {message.event} · {message.severity} · {message.timestamp}"}
+                {
+                    "type": "mrkdwn",
+                    "text": " · ".join(
+                        ("portal-ops", message.event, message.severity, message.timestamp)
+                    ),
+                }
             ],
         }
     )
@@ -74,6 +86,8 @@ class SlackChannel(Channel):
     def preview(self, message: Message) -> dict[str, Any]:
         return {"json": slack_payload(message, self.config)}
 
-    async def deliver(self, message: Message, client: httpx.AsyncClient, delivery_id: str) -> Attempt:
+    async def deliver(
+        self, message: Message, client: httpx.AsyncClient, delivery_id: str
+    ) -> Attempt:
         response = await client.post(self.url, json=slack_payload(message, self.config))
         return http_result(response)

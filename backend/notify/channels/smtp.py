@@ -79,7 +79,9 @@ class EmailChannel(Channel):
             self._tls = ssl.create_default_context(cafile=self.config.ca_file)
         return self._tls
 
-    async def deliver(self, message: Message, client: httpx.AsyncClient, delivery_id: str) -> Attempt:
+    async def deliver(
+        self, message: Message, client: httpx.AsyncClient, delivery_id: str
+    ) -> Attempt:
         cfg = self.config
         mail = self.build(message, delivery_id)
         encrypted = cfg.tls or cfg.starttls
@@ -112,7 +114,11 @@ class EmailChannel(Channel):
             return Attempt(False, f"server does not support it: {text}", retryable=False)
         if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
             codes = [r.code for r in exc.recipients]
-            return Attempt(False, f"recipients refused: {codes}", retryable=all(400 <= c < 500 for c in codes))
+            return Attempt(
+                False, f"recipients refused: {codes}", retryable=all(400 <= c < 500 for c in codes)
+            )
         if isinstance(exc, aiosmtplib.SMTPResponseException):
-            return Attempt(False, f"{name} {exc.code}: {exc.message}", retryable=400 <= exc.code < 500)
+            return Attempt(
+                False, f"{name} {exc.code}: {exc.message}", retryable=400 <= exc.code < 500
+            )
         return Attempt(False, f"{name}: {text}", retryable=True)

@@ -104,7 +104,11 @@ class WebhookChannel(Channel):
             names += [TIMESTAMP_HEADER, SIGNATURE_HEADER]
         return {"json": webhook_payload(message, "(delivery id)"), "headers": names}
 
-    async def deliver(self, message: Message, client: httpx.AsyncClient, delivery_id: str) -> Attempt:
+    async def deliver(
+        self, message: Message, client: httpx.AsyncClient, delivery_id: str
+    ) -> Attempt:
         body = json.dumps(webhook_payload(message, delivery_id), separators=(",", ":")).encode()
-        response = await client.post(self.url, content=body, headers=self.headers(message, delivery_id, body))
+        response = await client.post(
+            self.url, content=body, headers=self.headers(message, delivery_id, body)
+        )
         return http_result(response)
