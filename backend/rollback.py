@@ -1,0 +1,745 @@
+"""Emergency rollback: the ten phases of DESIGN.md, manual or automatic, idempotent.
+
+1 declare the incident and take the lock, 2 disable the release's flags, 3 maintenance on
+(only when the database must go back), 4 switch ``current`` back on every host, 5 database
+back (recorded migrations rolled back, or the verified dump restored), 6 assets and caches,
+7 restart services, 8 maintenance off, 9 verify health, 10 report, notify, release the lock.
+
+Rolling back twice, or rolling back a half-rolled-back deployment, converges: every phase
+looks at what is on the hosts now and only changes what still differs from the target.
+A host that stays unreachable is reported; the others are still rolled back ("partial").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import recipes
+from .events import Event, Kind, Severity
+from .layout import Layout, parse_probe
+from .lock import LockHolder, new_owner, parse_lock_output, redis_release
+from .paths import state_dir
+from .run import PhaseFailed, PhaseResult, Plan, Run
+from .shell import fill, in_dir, q
+from .traffic import health_url, lb_action, run_lb_action, wait_healthy
+from .transport import Host, TransportError, connect_all
+
+if TYPE_CHECKING:
+    from .engine import Deployment, Engine
+
+ROLLBACK_PHASES: list[tuple[str, str]] = [
+    ("rb-declare", "Declare the incident, take the lock"),
+    ("rb-flags", "Emergency-disable flags"),
+    ("rb-maintenance-on", "Maintenance on"),
+    ("rb-switch", "Switch current to the previous release"),
+    ("rb-database", "Database back"),
+    ("rb-assets", "Assets and caches"),
+    ("rb-restart", "Restart services"),
+    ("rb-maintenance-off", "Maintenance off"),
+    ("rb-verify", "Verify health"),
+    ("rb-report", "Report, notify, release the lock"),
+]
+
+
+class RollbackError(Exception):
+    """A rollback that cannot start (unknown deployment, nothing to roll back to...)."""
+
+
+@dataclass
+class RollbackResult:
+    deployment_id: str
+    outcome: str  # succeeded | partial | failed
+    phases: list[PhaseResult]
+    hosts: dict[str, dict[str, Any]]
+    database: str
+    seconds: float
+    reason: str
+    trigger: dict[str, Any]
+    unreachable: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    plan: Plan | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deployment_id": self.deployment_id,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "trigger": self.trigger,
+            "seconds": round(self.seconds, 3),
+            "total_seconds": round(self.seconds, 3),
+            "database": self.database,
+            "unreachable": self.unreachable,
+            "phases": [p.to_dict() for p in self.phases],
+            "hosts": self.hosts,
+            "dry_run": self.dry_run,
+        }
+
+
+def last_checkpoint(events: list[Event]) -> dict[str, Any]:
+    checkpoint: dict[str, Any] = {}
+    for event in events:
+        if event.kind == Kind.HOST_STATE and event.data.get("state") == "checkpoint":
+            checkpoint = event.data.get("checkpoint", {})
+    return checkpoint
+
+
+class RollbackRun(Run):
+    kind = "rollback"
+
+    def __init__(
+        self,
+        engine: Engine,
+        deployment_id: str,
+        hosts: dict[str, Host],
+        checkpoint: dict[str, Any],
+        *,
+        reason: str,
+        trigger: dict[str, Any],
+        dry_run: bool = False,
+        owns_lock_token: str | None = None,
+        connected: bool = False,
+    ) -> None:
+        plan = Plan(
+            deployment_id,
+            checkpoint.get("release", ""),
+            checkpoint.get("revision", ""),
+            ROLLBACK_PHASES,
+        )
+        super().__init__(
+            engine.config, engine.bus, deployment_id, hosts, dry_run=dry_run, plan=plan
+        )
+        self.engine = engine
+        self.checkpoint = checkpoint
+        self.reason = reason
+        self.trigger = trigger
+        self.release = checkpoint.get("release", "")
+        self.previous: dict[str, str | None] = dict(checkpoint.get("previous") or {})
+        self.targets: dict[str, str | None] = {}
+        self.current: dict[str, str | None] = {}
+        self.unreachable: list[str] = []
+        self.database_action = "none"
+        self.database_must_go_back = False
+        self.lock_token = owns_lock_token or ""
+        self.lock_owner = new_owner(deployment_id, engine.operator, os.getpid())
+        self.connected = connected
+        self.started = time.time()
+        self.maintenance_on = False
+
+    @classmethod
+    def from_deployment(
+        cls, deployment: Deployment, *, reason: str, trigger: dict[str, Any]
+    ) -> RollbackRun:
+        """An automatic rollback inside a failing deployment: same connections, same lock."""
+        run = cls(
+            deployment.engine,
+            deployment.deployment_id,
+            deployment.hosts,
+            deployment.checkpoint(),
+            reason=reason,
+            trigger=trigger,
+            owns_lock_token=deployment.lock_owner["token"],
+            connected=True,
+        )
+        deployment.lock_taken = []  # the rollback releases it
+        return run
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def layout(self, host: str) -> Layout:
+        return Layout(self.config.deploy_path(self.host_config(host)))
+
+    def reachable(self) -> list[str]:
+        return [h for h in self.hosts if h not in self.unreachable]
+
+    def cmd(self, step: str, **values: Any) -> str | None:
+        template = recipes.command(self.config, step)
+        return fill(template, **values) if template else None
+
+    def lost(self, name: str, exc: BaseException) -> None:
+        if name not in self.unreachable:
+            self.unreachable.append(name)
+            self.set_host_state(name, "unreachable", error=str(exc))
+            self.incident(Severity.CRITICAL, f"{name} unreachable during rollback: {exc}")
+
+    async def each(
+        self, work: Any, names: list[str] | None = None
+    ) -> dict[str, BaseException | None]:
+        errors = await self.on_hosts(names if names is not None else self.reachable(), work)
+        for name, exc in errors.items():
+            if isinstance(exc, TransportError):
+                self.lost(name, exc)
+        return errors
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def execute(self) -> RollbackResult:
+        self.emit(
+            Kind.ROLLBACK_STARTED,
+            reason=self.reason,
+            trigger=self.trigger,
+            release=self.release,
+            previous=self.previous,
+            operator=self.engine.operator.to_dict(),
+            dry_run=self.dry_run,
+        )
+        bodies = [
+            self.phase_declare,
+            self.phase_flags,
+            self.phase_maintenance_on,
+            self.phase_switch,
+            self.phase_database,
+            self.phase_assets,
+            self.phase_restart,
+            self.phase_maintenance_off,
+            self.phase_verify,
+            self.phase_report,
+        ]
+        failed: list[PhaseResult] = []
+        for number, ((name, title), body) in enumerate(
+            zip(ROLLBACK_PHASES, bodies, strict=True), 1
+        ):
+            result = await self.timed_phase(number, name, title, body)
+            if result.status == "failed":
+                failed.append(result)
+                if name == "rb-declare":
+                    break
+        if failed and failed[0].name == "rb-declare":
+            outcome = "failed"
+        elif failed or self.unreachable:
+            outcome = "partial"
+        else:
+            outcome = "succeeded"
+        hosts = {
+            name: {
+                "release": self.current.get(name),
+                "target": self.targets.get(name),
+                "state": "unreachable"
+                if name in self.unreachable
+                else self.host_state.get(name, {}).get("state", "?"),
+            }
+            for name in self.hosts
+        }
+        result = RollbackResult(
+            deployment_id=self.deployment_id,
+            outcome=outcome,
+            phases=self.phase_results,
+            hosts=hosts,
+            database=self.database_action,
+            seconds=time.time() - self.started,
+            reason=self.reason,
+            trigger=self.trigger,
+            unreachable=list(self.unreachable),
+            dry_run=self.dry_run,
+            plan=self.plan if self.dry_run else None,
+        )
+        self.phase = ""
+        self.emit(
+            Kind.ROLLBACK_FINISHED,
+            outcome=outcome,
+            seconds=round(result.seconds, 3),
+            summary=result.to_dict(),
+        )
+        if not self.dry_run:
+            row = self.engine.journal.get_deployment(self.deployment_id)
+            if row is not None:
+                summary = dict(row.get("summary") or {})
+                summary["rollback"] = result.to_dict()
+                final = (
+                    "rolled_back"
+                    if outcome == "succeeded"
+                    else ("partial" if outcome == "partial" else row.get("outcome") or "failed")
+                )
+                self.engine.journal.finish_deployment(self.deployment_id, final, summary)
+        return result
+
+    # -- 1 -----------------------------------------------------------------------------------
+
+    async def phase_declare(self) -> str:
+        self.incident(
+            Severity.CRITICAL,
+            f"rollback of {self.deployment_id}: {self.reason}",
+            trigger=self.trigger,
+        )
+        if not self.connected:
+            failures = await connect_all(list(self.hosts.values()))
+            for name, exc in failures.items():
+                self.lost(name, exc)
+            if len(self.unreachable) == len(self.hosts):
+                raise PhaseFailed(
+                    "no host reachable: " + "; ".join(str(e) for e in failures.values())
+                )
+
+        async def probe(name: str) -> None:
+            result = await self.sh(name, "probe", self.layout(name).probe(), readonly=True)
+            state = parse_probe(result.stdout)
+            self.current[name] = state.current
+            target = self.previous.get(name)
+            if target is None and name not in self.previous:
+                # not in the checkpoint (crash before phase 1 ended): the live release stays
+                target = (
+                    state.current
+                    if state.current != self.release
+                    else state.previous_good(self.release)
+                )
+            if target and target not in state.releases:
+                raise PhaseFailed(f"{name}: previous release {target} is gone from the host")
+            self.targets[name] = target
+            self.set_host_state(name, "rolling_back", release=state.current, target=target)
+
+        errors = await self.each(probe)
+        problems = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
+        if problems:
+            raise PhaseFailed("; ".join(problems))
+        await self.take_lock()
+        self.database_must_go_back = self.checkpoint.get("migrations_applied", 0) > 0 or bool(
+            self.checkpoint.get("pending_before")
+        )
+        moves = {n: f"{self.current.get(n)} -> {self.targets.get(n)}" for n in self.reachable()}
+        return "targets: " + ", ".join(f"{n} {m}" for n, m in moves.items())
+
+    async def take_lock(self) -> None:
+        """Adopt the deployment's own lock (a crashed or failing run of the same deployment);
+        take it where absent; refuse when another deployment holds it."""
+        if self.dry_run:
+            return
+        for name in self.reachable():
+            layout = self.layout(name)
+            result = await self.sh(
+                name, "lock", layout.lock_acquire(self.lock_owner), retry_safe=True
+            )
+            status, owner = parse_lock_output(result.stdout)
+            if status == "LOCKED":
+                self.lock_token = (
+                    self.lock_owner["token"] if not self.lock_token else self.lock_token
+                )
+                await self.sh(
+                    name,
+                    "lock",
+                    f"printf '%s\\n' {q(json.dumps(self.lock_owner | {'token': self.lock_token}))} > {q(layout.lock_dir + '/owner.json')}",
+                )
+                continue
+            if owner.get("deployment_id") == self.deployment_id:
+                self.lock_token = self.lock_token or owner.get("token", "")
+                continue
+            raise PhaseFailed(
+                f"deploy lock is {LockHolder(name, owner).describe()}; see `portal-ops unlock`"
+            )
+        self.emit(
+            Kind.LOCK,
+            action="acquired",
+            holder={"deployment_id": self.deployment_id, "rollback": True},
+        )
+
+    # -- 2 -----------------------------------------------------------------------------------
+
+    async def phase_flags(self) -> str:
+        from .flags_bridge import rollback_flags
+
+        return await rollback_flags(self)
+
+    # -- 3 / 8 -------------------------------------------------------------------------------
+
+    def primary(self) -> str | None:
+        name = self.config.primary_host().name
+        if name in self.reachable():
+            return name
+        return self.reachable()[0] if self.reachable() else None
+
+    async def phase_maintenance_on(self) -> str:
+        primary = self.primary()
+        command = self.cmd("maintenance_on")
+        if not (
+            self.database_must_go_back
+            and command
+            and self.config.portal.maintenance_during_migrations
+            and primary
+        ):
+            return "skipped: the database does not go back, or no maintenance command"
+        await self.sh(
+            primary,
+            "maintenance_on",
+            in_dir(self.layout(primary).current, command, self.config.portal.env),
+        )
+        self.maintenance_on = True
+        return f"maintenance on ({primary})"
+
+    async def phase_maintenance_off(self) -> str:
+        primary = self.primary()
+        command = self.cmd("maintenance_off")
+        if not (self.maintenance_on and command and primary):
+            return "skipped: maintenance was not turned on"
+        result = await self.sh(
+            primary,
+            "maintenance_off",
+            in_dir(self.layout(primary).current, command, self.config.portal.env),
+            retry_safe=True,
+        )
+        if not result.ok:
+            raise PhaseFailed(f"maintenance off failed on {primary}: {result.tail()}")
+        return f"maintenance off ({primary})"
+
+    # -- 4 -----------------------------------------------------------------------------------
+
+    async def phase_switch(self) -> str:
+        need = [
+            n
+            for n in self.reachable()
+            if self.targets.get(n) and self.current.get(n) != self.targets.get(n)
+        ]
+        settled = [n for n in self.reachable() if n not in need]
+        # hosts never switched keep serving; when every host must move, go in two halves so
+        # some capacity always serves while the others drain, switch and reload
+        groups = (
+            [need]
+            if (settled or len(need) < 2)
+            else [need[: len(need) // 2], need[len(need) // 2 :]]
+        )
+        for group in groups:
+            errors = await self.each(self.switch_back, group)
+            problems = [f"{n}: {e}" for n, e in errors.items() if isinstance(e, PhaseFailed)]
+            if problems:
+                raise PhaseFailed("; ".join(problems))
+        # a host left drained by the failed deployment goes back into the load balancer
+        for name in settled:
+            await self.ensure_enabled(name)
+        no_target = [n for n in self.reachable() if not self.targets.get(n)]
+        note = (
+            f"; no previous release on {', '.join(no_target)} (first deployment)"
+            if no_target
+            else ""
+        )
+        return f"{len(need)} host(s) switched back, {len(settled)} already on target{note}"
+
+    async def switch_back(self, name: str) -> None:
+        host = self.host_config(name)
+        layout = self.layout(name)
+        target = self.targets[name]
+        assert target is not None
+        drain = lb_action(self.config, host, "drain")
+        if drain:
+            self.note(f"load balancer: {drain[0]} {drain[1]} (drain)", name)
+            if not self.dry_run:
+                await run_lb_action(*drain)
+                await asyncio.sleep(self.config.rollout.drain_seconds)
+        result = await self.sh(name, "switch", layout.switch(target), retry_safe=True)
+        if not result.ok:
+            raise PhaseFailed(f"switch back failed: {result.tail()}")
+        self.current[name] = target
+        self.set_host_state(name, "switched", release=target)
+        reload = self.cmd(
+            "reload", release=layout.current, deploy_path=layout.deploy_path, shared=layout.shared
+        )
+        if reload:
+            result = await self.sh(
+                name,
+                "reload",
+                in_dir(layout.current, reload, self.config.portal.env),
+                retry_safe=True,
+            )
+            if not result.ok:
+                raise PhaseFailed(f"reload failed: {result.tail()}")
+        url = health_url(self.config, host)
+        if url and not self.dry_run:
+            ok, detail = await wait_healthy(url, self.config.rollout.health_timeout)
+            if not ok:
+                raise PhaseFailed(f"unhealthy after switching back: {detail}")
+        await self.ensure_enabled(name)
+        self.set_host_state(name, "live", release=target)
+
+    async def ensure_enabled(self, name: str) -> None:
+        enable = lb_action(self.config, self.host_config(name), "enable")
+        if enable:
+            self.note(f"load balancer: {enable[0]} {enable[1]} (enable)", name)
+            if not self.dry_run:
+                ok, detail = await run_lb_action(*enable)
+                if not ok:
+                    self.incident(
+                        Severity.ERROR, f"{name}: could not enable in the load balancer: {detail}"
+                    )
+
+    # -- 5 -----------------------------------------------------------------------------------
+
+    async def phase_database(self) -> str:
+        primary = self.primary()
+        policy = self.config.portal.database_rollback
+        if primary is None:
+            raise PhaseFailed("no reachable host to run the database rollback on")
+        if policy == "none":
+            self.database_action = "none (policy)"
+            return 'skipped: database_rollback = "none"'
+        env = self.config.portal.env
+        release_dir = self.layout(primary).release(self.release) if self.release else None
+        steps = await self.migrations_to_undo(primary, release_dir)
+        if steps == 0:
+            self.database_action = "nothing to undo"
+            return "skipped: no migrations of this deployment are applied"
+        if policy == "migrations" and self.cmd("migrate_rollback", steps=steps) and release_dir:
+            command = self.cmd("migrate_rollback", steps=steps)
+            assert command is not None
+            result = await self.sh(primary, "migrate_rollback", in_dir(release_dir, command, env))
+            if result.ok:
+                self.database_action = f"rolled back {steps} migration(s)"
+                return self.database_action + f" on {primary}"
+            self.incident(
+                Severity.ERROR,
+                f"migration rollback failed on {primary}: {result.tail()}; trying the dump",
+            )
+        return await self.restore_dump(primary)
+
+    async def migrations_to_undo(self, primary: str, release_dir: str | None) -> int:
+        """How many of this deployment's migrations are still applied: from the status of the
+        new release's migrations when the recipe can tell (exact and repeatable), else from
+        the journal (never twice)."""
+        applied = int(self.checkpoint.get("migrations_applied") or 0)
+        if applied == 0:
+            return 0
+        status = self.cmd("migrate_status")
+        pending_before = self.checkpoint.get("pending_before")
+        if status and release_dir and pending_before is not None and not self.dry_run:
+            result = await self.sh(
+                primary,
+                "migrate_status",
+                in_dir(release_dir, status, self.config.portal.env),
+                readonly=True,
+            )
+            pending_now = recipes.parse_pending(result.stdout) if result.ok else None
+            if pending_now is not None:
+                return max(0, int(pending_before) - pending_now)
+        if self.database_already_restored():
+            return 0
+        return applied
+
+    def database_already_restored(self) -> bool:
+        for event in self.engine.journal.events(self.deployment_id):
+            if (
+                event.run == "rollback"
+                and event.kind == Kind.PHASE_FINISHED
+                and event.phase == "rb-database"
+                and event.data.get("status") == "succeeded"
+                and not event.data.get("dry_run")
+            ):
+                return True
+        return False
+
+    async def restore_dump(self, primary: str) -> str:
+        backup = (self.checkpoint.get("backups") or {}).get("database")
+        restore = recipes.command(self.config, "db_restore")
+        if not backup or not restore:
+            self.database_action = "FAILED: no database dump recorded or no restore command"
+            raise PhaseFailed(
+                "cannot restore the database: no verified dump recorded for this deployment, or no db_restore command"
+            )
+        file = backup["file"]
+        verify = f"test -s {q(file)} && sha256sum -c --quiet {q(file + '.sha256')} && grep -qF {q(backup.get('sha256', ''))} {q(file + '.sha256')}"
+        host = backup.get("host", primary)
+        if host not in self.reachable():
+            raise PhaseFailed(f"the dump is on {host}, which is unreachable")
+        result = await self.sh(host, "verify_dump", verify, readonly=True)
+        if not result.ok and not self.dry_run:
+            self.database_action = "FAILED: dump missing or corrupt, not restored"
+            self.incident(
+                Severity.CRITICAL,
+                f"database dump {file} on {host} is missing or its checksum does not match: NOT restored",
+            )
+            raise PhaseFailed(
+                f"dump {file} missing or corrupt (checksum mismatch); nothing restored"
+            )
+        layout = self.layout(host)
+        command = fill(restore, file=file)
+        result = await self.sh(
+            host, "db_restore", in_dir(layout.current, command, self.config.portal.env)
+        )
+        if not result.ok:
+            self.database_action = "FAILED: restore command failed"
+            raise PhaseFailed(f"restore failed on {host}: {result.tail()}")
+        self.database_action = f"restored verified dump {file}"
+        return self.database_action
+
+    # -- 6 / 7 -------------------------------------------------------------------------------
+
+    async def phase_assets(self) -> str:
+        command = self.cmd("cache_clear")
+        if not command:
+            return "assets come back with the release folder; no cache_clear command configured"
+
+        async def clear(name: str) -> None:
+            result = await self.sh(
+                name,
+                "cache_clear",
+                in_dir(self.layout(name).current, command, self.config.portal.env),
+                retry_safe=True,
+            )
+            if not result.ok:
+                raise PhaseFailed(f"{name}: cache clear failed: {result.tail()}")
+
+        errors = await self.each(clear)
+        bad = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
+        if bad:
+            raise PhaseFailed("; ".join(bad))
+        return f"caches cleared on {len(self.reachable())} host(s)"
+
+    async def phase_restart(self) -> str:
+        command = self.cmd("restart_workers")
+        if not command:
+            return "web processes reloaded during the switch; no restart_workers command configured"
+
+        async def restart(name: str) -> None:
+            result = await self.sh(
+                name,
+                "restart_workers",
+                in_dir(self.layout(name).current, command, self.config.portal.env),
+                retry_safe=True,
+            )
+            if not result.ok:
+                raise PhaseFailed(f"{name}: worker restart failed: {result.tail()}")
+
+        errors = await self.each(restart)
+        bad = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
+        if bad:
+            raise PhaseFailed("; ".join(bad))
+        return f"workers restarted on {len(self.reachable())} host(s)"
+
+    # -- 9 -----------------------------------------------------------------------------------
+
+    async def phase_verify(self) -> str:
+        async def verify(name: str) -> None:
+            result = await self.sh(name, "probe", self.layout(name).probe(), readonly=True)
+            state = parse_probe(result.stdout)
+            self.current[name] = state.current
+            target = self.targets.get(name)
+            if target and state.current != target and not self.dry_run:
+                raise PhaseFailed(f"{name}: current is {state.current}, expected {target}")
+            url = health_url(self.config, self.host_config(name))
+            if url and not self.dry_run:
+                ok, detail = await wait_healthy(url, self.config.rollout.health_timeout)
+                if not ok:
+                    raise PhaseFailed(f"{name}: {detail}")
+            self.set_host_state(name, "rolled_back", release=state.current)
+
+        errors = await self.each(verify)
+        bad = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
+        if bad:
+            raise PhaseFailed("; ".join(bad))
+        releases = sorted({str(self.current.get(n)) for n in self.reachable()})
+        if len(releases) > 1:
+            raise PhaseFailed(f"hosts are on different releases: {releases}")
+        return f"{len(self.reachable())} host(s) healthy on {releases[0] if releases else '?'}"
+
+    # -- 10 ----------------------------------------------------------------------------------
+
+    async def phase_report(self) -> str:
+        entry = {
+            "release": self.release,
+            "deployment_id": self.deployment_id,
+            "state": "rolled_back",
+            "at": time.time(),
+            "operator": str(self.engine.operator),
+            "reason": self.reason,
+        }
+
+        async def finish(name: str) -> None:
+            layout = self.layout(name)
+            await self.sh(name, "release_log", layout.log_release(entry), retry_safe=True)
+            if self.lock_token:
+                await self.sh(name, "unlock", layout.lock_release(self.lock_token), retry_safe=True)
+
+        if self.release:
+            await self.each(finish)
+        if not self.dry_run:
+            try:
+                redis_release(self.config, self.lock_token)
+            except Exception as exc:
+                self.incident(Severity.WARNING, f"could not release the Redis lock: {exc}")
+            self.emit(Kind.LOCK, action="released", holder={"deployment_id": self.deployment_id})
+        path = self.write_report()
+        if not self.connected:
+            await asyncio.gather(*(h.close() for h in self.hosts.values()), return_exceptions=True)
+        return f"release {self.release} marked rolled back; report {path}"
+
+    def write_report(self) -> str:
+        if self.dry_run:
+            return "(not written in a dry-run)"
+        directory = state_dir(self.config.state.dir) / "reports"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{self.deployment_id}.rollback.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "deployment_id": self.deployment_id,
+                    "reason": self.reason,
+                    "trigger": self.trigger,
+                    "phases": [p.to_dict() for p in self.phase_results],
+                    "targets": self.targets,
+                    "database": self.database_action,
+                    "unreachable": self.unreachable,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return str(path)
+
+
+async def rollback_deployment(
+    engine: Engine,
+    deployment_id: str | None,
+    reason: str,
+    *,
+    trigger: dict[str, Any],
+    dry_run: bool = False,
+    force: bool = False,
+) -> RollbackResult:
+    """Roll back a deployment from the journal (the CLI's and control room's rollback)."""
+    journal = engine.journal
+    if deployment_id is None:
+        row = journal.latest_deployment(engine.config.portal.name)
+        if row is None:
+            raise RollbackError("no deployment in the journal to roll back")
+        deployment_id = row["id"]
+    row = journal.get_deployment(deployment_id)
+    if row is None:
+        known = ", ".join(r["id"] for r in journal.list_deployments(limit=5)) or "none"
+        raise RollbackError(f"unknown deployment id {deployment_id!r} (recent: {known})")
+    if row.get("dry_run"):
+        raise RollbackError(f"{deployment_id} was a dry-run; there is nothing to roll back")
+    if (
+        row.get("status") == "running"
+        and _alive(row.get("pid"))
+        and row.get("pid") != os.getpid()
+        and not force
+    ):
+        raise RollbackError(
+            f"{deployment_id} is still running in process {row.get('pid')}; stop it first"
+            " (or press the rollback key in its control room)"
+        )
+    events = journal.events(deployment_id)
+    checkpoint = last_checkpoint(events)
+    if not checkpoint:
+        checkpoint = {"release": row.get("release", ""), "previous": {}, "migrations_applied": 0}
+    names = [h.name for h in engine.config.hosts]
+    run = RollbackRun(
+        engine,
+        deployment_id,
+        engine.make_hosts(names),
+        checkpoint,
+        reason=reason or "manual rollback",
+        trigger=trigger,
+        dry_run=dry_run,
+        owns_lock_token=checkpoint.get("lock_token"),
+    )
+    return await run.execute()
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,298 @@
+"""One run (a deployment or a rollback): its hosts, its events, and the single place where
+commands are executed, or, in a dry-run, recorded instead.
+
+Because every phase goes through :meth:`Run.sh`, the dry-run walks the very same code as a
+real run and prints the exact commands it would execute; read-only probes (marked
+``readonly``) still run so the plan is built from the hosts' real state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Config, HostConfig
+from .events import Event, EventBus, Kind, Severity
+from .transport import CommandResult, Host, TransportError
+
+
+@dataclass
+class PlannedCommand:
+    phase: str
+    host: str
+    step: str
+    command: str
+    readonly: bool = False
+
+
+@dataclass
+class PlannedAction:
+    phase: str
+    host: str | None
+    text: str
+
+
+@dataclass
+class Plan:
+    """What a run does, command for command, grouped by phase and host."""
+
+    deployment_id: str
+    release_id: str
+    revision: str
+    phase_titles: list[tuple[str, str]]
+    commands: list[PlannedCommand] = field(default_factory=list)
+    actions: list[PlannedAction] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [
+            f"Plan for {self.deployment_id}: release {self.release_id}, revision {self.revision}",
+            "(read-only probes marked 'probe' were run to build this plan; nothing was changed)",
+        ]
+        for number, (name, title) in enumerate(self.phase_titles, 1):
+            lines.append(f"\n[{number}/{len(self.phase_titles)}] {title} ({name})")
+            items = [a for a in self.actions if a.phase == name]
+            for action in items:
+                where = f"{action.host}: " if action.host else ""
+                lines.append(f"  - {where}{action.text}")
+            by_host: dict[str, list[PlannedCommand]] = {}
+            for cmd in self.commands:
+                if cmd.phase == name:
+                    by_host.setdefault(cmd.host, []).append(cmd)
+            for host, cmds in by_host.items():
+                lines.append(f"  {host}:")
+                for cmd in cmds:
+                    tag = "probe" if cmd.readonly else "run"
+                    lines.append(f"    [{tag}:{cmd.step}] {cmd.command}")
+            if not items and not by_host:
+                lines.append("  (nothing to do)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deployment_id": self.deployment_id,
+            "release_id": self.release_id,
+            "revision": self.revision,
+            "phases": [
+                {
+                    "name": name,
+                    "title": title,
+                    "actions": [
+                        {"host": a.host, "text": a.text} for a in self.actions if a.phase == name
+                    ],
+                    "commands": [
+                        {
+                            "host": c.host,
+                            "step": c.step,
+                            "command": c.command,
+                            "readonly": c.readonly,
+                        }
+                        for c in self.commands
+                        if c.phase == name
+                    ],
+                }
+                for name, title in self.phase_titles
+            ],
+        }
+
+
+class PhaseFailed(Exception):
+    """A phase could not complete; ``hosts`` names the hosts it failed on."""
+
+    def __init__(self, message: str, hosts: list[str] | None = None) -> None:
+        self.hosts = hosts or []
+        super().__init__(message)
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    title: str
+    number: int
+    status: str  # succeeded | failed | skipped | paused | interrupted
+    seconds: float
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "number": self.number,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "detail": self.detail,
+        }
+
+
+class Run:
+    """Shared machinery of a deployment or rollback run."""
+
+    kind = "deploy"
+
+    def __init__(
+        self,
+        config: Config,
+        bus: EventBus,
+        deployment_id: str,
+        hosts: dict[str, Host],
+        *,
+        dry_run: bool,
+        plan: Plan,
+    ) -> None:
+        self.config = config
+        self.bus = bus
+        self.deployment_id = deployment_id
+        self.hosts = hosts
+        self.dry_run = dry_run
+        self.plan = plan
+        self.phase = ""
+        self.phase_results: list[PhaseResult] = []
+        self.host_state: dict[str, dict[str, Any]] = {name: {"state": "pending"} for name in hosts}
+
+    # -- events ------------------------------------------------------------------------------
+
+    def emit(self, kind: Kind, *, host: str | None = None, **data: Any) -> Event:
+        if self.dry_run:
+            data.setdefault("dry_run", True)
+        return self.bus.emit(
+            Event(
+                kind=kind,
+                deployment_id=self.deployment_id,
+                run=self.kind,
+                phase=self.phase or None,
+                host=host,
+                data=data,
+            )
+        )
+
+    def incident(self, severity: Severity, message: str, **evidence: Any) -> None:
+        self.emit(Kind.INCIDENT, severity=str(severity), message=message, evidence=evidence)
+
+    def set_host_state(self, host: str, state: str, **extra: Any) -> None:
+        self.host_state.setdefault(host, {}).update(state=state, **extra)
+        self.emit(Kind.HOST_STATE, host=host, state=state, **self.host_state[host])
+
+    def note(self, text: str, host: str | None = None) -> None:
+        """A non-shell action of this phase (HTTP call, check, flag change), for the plan."""
+        self.plan.actions.append(PlannedAction(self.phase, host, text))
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def host_config(self, name: str) -> HostConfig:
+        return self.config.host(name)
+
+    async def sh(
+        self,
+        host: str,
+        step: str,
+        command: str,
+        *,
+        readonly: bool = False,
+        retry_safe: bool = False,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Run (or, in a dry-run, record) one command on one host, streaming its output."""
+        self.plan.commands.append(PlannedCommand(self.phase, host, step, command, readonly))
+        if self.dry_run and not readonly:
+            return CommandResult(host, command, 0, "", "", 0.0)
+        self.emit(Kind.STEP_STARTED, host=host, step=step, command=command)
+        started = time.monotonic()
+
+        def on_line(stream: str, line: str) -> None:
+            self.emit(Kind.STEP_OUTPUT, host=host, step=step, stream=stream, line=line)
+
+        try:
+            result = await self.hosts[host].run(
+                command,
+                timeout=timeout,
+                on_line=on_line,
+                retry_safe=retry_safe or readonly,
+            )
+        except TransportError as exc:
+            self.emit(
+                Kind.STEP_FINISHED,
+                host=host,
+                step=step,
+                ok=False,
+                exit_status=None,
+                seconds=round(time.monotonic() - started, 3),
+                error=str(exc),
+            )
+            raise
+        self.emit(
+            Kind.STEP_FINISHED,
+            host=host,
+            step=step,
+            ok=result.ok,
+            exit_status=result.exit_status,
+            seconds=round(result.seconds, 3),
+        )
+        return result
+
+    async def on_hosts(
+        self,
+        names: list[str],
+        work: Callable[[str], Awaitable[Any]],
+        *,
+        concurrency: int | None = None,
+    ) -> dict[str, BaseException | None]:
+        """Run ``work(host)`` on hosts in parallel (bounded); returns each host's error."""
+        limit = asyncio.Semaphore(concurrency or self.config.rollout.concurrency)
+
+        async def one(name: str) -> BaseException | None:
+            async with limit:
+                try:
+                    await work(name)
+                    return None
+                except (PhaseFailed, TransportError) as exc:
+                    return exc
+
+        results = await asyncio.gather(*(one(n) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    async def timed_phase(
+        self,
+        number: int,
+        name: str,
+        title: str,
+        body: Callable[[], Awaitable[str | None]],
+    ) -> PhaseResult:
+        """Run one phase, timed and journaled; ``body`` returns a detail line or raises."""
+        self.phase = name
+        self.emit(Kind.PHASE_STARTED, number=number, title=title)
+        started = time.monotonic()
+        status, detail = "succeeded", ""
+        try:
+            detail = (await body()) or ""
+            if detail.startswith("skipped"):
+                status = "skipped"
+        except PhaseFailed as exc:
+            status, detail = "failed", str(exc)
+        except TransportError as exc:
+            status, detail = "failed", str(exc)
+        except asyncio.CancelledError:
+            status, detail = "interrupted", "cancelled by the operator"
+            result = PhaseResult(name, title, number, status, time.monotonic() - started, detail)
+            self.phase_results.append(result)
+            self.emit(
+                Kind.PHASE_FINISHED,
+                number=number,
+                title=title,
+                status=status,
+                seconds=round(result.seconds, 3),
+                detail=detail,
+            )
+            raise
+        result = PhaseResult(name, title, number, status, time.monotonic() - started, detail)
+        self.phase_results.append(result)
+        self.emit(
+            Kind.PHASE_FINISHED,
+            number=number,
+            title=title,
+            status=status,
+            seconds=round(result.seconds, 3),
+            detail=detail,
+        )
+        return result

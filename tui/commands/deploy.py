@@ -1,0 +1,152 @@
+"""``portal-ops deploy``, ``rollback`` and ``resume``: the engine from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from backend.engine import Engine
+from backend.rollback import RollbackError
+
+from .common import EXIT_FAILED, EXIT_OK, config_option, fail, json_option, load_or_exit, print_json
+from .printer import EventPrinter
+
+
+def _engine(config_path: str | None, quiet: bool, verbose: bool = False) -> Engine:
+    config = load_or_exit(config_path)
+    engine = Engine(config)
+    if not quiet:
+        engine.bus.subscribe(EventPrinter(verbose=verbose))
+    _attach_notifier(engine)
+    return engine
+
+
+def _attach_notifier(engine: Engine) -> None:
+    """Send the engine's notifications when [notify] configures channels."""
+    try:
+        from backend.notify import attach_notifier
+    except ImportError:
+        return
+    attach_notifier(engine.config, engine.bus)
+
+
+@click.command()
+@config_option
+@click.option("--revision", help="Git revision to deploy (default: [portal] revision).")
+@click.option(
+    "--dry-run", is_flag=True, help="Print every command a real run would execute; change nothing."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Emergency: deploy even if pre-deployment validation says no-go (recorded).",
+)
+@click.option(
+    "--skip-validation", is_flag=True, help="Emergency: skip the pre-deployment checks (recorded)."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Stream every host's output, prefixed by host.")
+@json_option
+def deploy(
+    config_path: str | None,
+    revision: str | None,
+    dry_run: bool,
+    force: bool,
+    skip_validation: bool,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    """Deploy the portal: the nine phases, on every host, in batches."""
+    engine = _engine(config_path, quiet=as_json, verbose=verbose)
+    result = asyncio.run(
+        engine.deploy(
+            revision=revision, dry_run=dry_run, force=force, skip_validation=skip_validation
+        )
+    )
+    if as_json:
+        body = result.to_dict()
+        if result.plan is not None:
+            body["plan"] = result.plan.to_dict()
+        print_json(body)
+    else:
+        if result.plan is not None:
+            click.echo("\n" + result.plan.render())
+        click.echo(f"\n{result.deployment_id}: {result.outcome} in {result.seconds:.1f}s")
+        if result.error:
+            click.echo(f"  {result.error}")
+        if result.outcome == "paused":
+            click.echo(f"  continue: portal-ops resume {result.deployment_id}")
+            click.echo(f"  undo:     portal-ops rollback {result.deployment_id}")
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+@click.command()
+@config_option
+@click.argument("deployment_id", required=False)
+@click.argument("reason", required=False, default="")
+@click.option("--dry-run", is_flag=True, help="Print the rollback plan; change nothing.")
+@click.option(
+    "--force", is_flag=True, help="Roll back even if the deployment's process looks alive."
+)
+@json_option
+def rollback(
+    config_path: str | None,
+    deployment_id: str | None,
+    reason: str,
+    dry_run: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Roll back DEPLOYMENT_ID (default: the latest) to the release live before it.
+
+    \b
+    portal-ops rollback bp-20250801-0200 "Critical issue detected"
+    """
+    engine = _engine(config_path, quiet=as_json)
+    from backend.rollback import rollback_deployment
+
+    try:
+        result = asyncio.run(
+            rollback_deployment(
+                engine,
+                deployment_id,
+                reason or "manual rollback",
+                trigger={"kind": "manual", "operator": str(engine.operator)},
+                dry_run=dry_run,
+                force=force,
+            )
+        )
+    except RollbackError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        if result.plan is not None:
+            click.echo("\n" + result.plan.render())
+        hosts = ", ".join(f"{n} on {h.get('release')}" for n, h in result.hosts.items())
+        click.echo(f"\nRollback {result.outcome} in {result.seconds:.1f}s: {hosts}")
+        click.echo(f"  database: {result.database}")
+        if result.unreachable:
+            click.echo(f"  unreachable (NOT rolled back): {', '.join(result.unreachable)}")
+    sys.exit(EXIT_OK if result.outcome == "succeeded" else EXIT_FAILED)
+
+
+@click.command()
+@config_option
+@click.argument("deployment_id")
+@json_option
+def resume(config_path: str | None, deployment_id: str, as_json: bool) -> None:
+    """Continue an unfinished deployment from the phase where it stopped."""
+    engine = _engine(config_path, quiet=as_json)
+    try:
+        result = asyncio.run(engine.resume(deployment_id))
+    except RollbackError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        click.echo(f"\n{result.deployment_id}: {result.outcome} in {result.seconds:.1f}s")
+        if result.error:
+            click.echo(f"  {result.error}")
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)

@@ -1,0 +1,129 @@
+"""``portal-ops history`` and ``portal-ops show``: past deployments from the journal."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from backend.events import Kind
+
+from .common import config_option, fail, json_option, load_or_exit, open_journal, print_json
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _operator(row: dict[str, Any]) -> str:
+    op = row.get("operator") or {}
+    return op.get("user", "?") + (f" ({op['via']})" if op.get("via") else "")
+
+
+@click.command()
+@config_option
+@click.option("-n", "--limit", default=20, show_default=True, help="How many deployments.")
+@click.option("--all-targets", is_flag=True, help="Include other portals sharing this state dir.")
+@json_option
+def history(config_path: str | None, limit: int, all_targets: bool, as_json: bool) -> None:
+    """List past deployments, newest first."""
+    config = load_or_exit(config_path)
+    journal = open_journal(config)
+    rows = journal.list_deployments(limit=limit, target=None if all_targets else config.portal.name)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        click.echo("No deployments yet.")
+        return
+    click.echo(
+        f"{'DEPLOYMENT':<26} {'STARTED':<20} {'OUTCOME':<12} {'SECONDS':>8}  {'RELEASE':<22} OPERATOR"
+    )
+    for row in rows:
+        seconds = (row.get("finished_at") or 0) - (row.get("started_at") or 0)
+        outcome = row.get("outcome") or row.get("status")
+        click.echo(
+            f"{row['id']:<26} {_when(row.get('started_at')):<20} {outcome:<12}"
+            f" {seconds if seconds > 0 else 0:8.1f}  {row.get('release', ''):<22} {_operator(row)}"
+        )
+
+
+@click.command()
+@config_option
+@click.argument("deployment_id")
+@click.option("--events", "with_events", is_flag=True, help="Also list every journaled event.")
+@json_option
+def show(config_path: str | None, deployment_id: str, with_events: bool, as_json: bool) -> None:
+    """Show one deployment in full: phases, hosts, durations, outcome, operator."""
+    config = load_or_exit(config_path)
+    journal = open_journal(config)
+    row = journal.get_deployment(deployment_id)
+    if row is None:
+        recent = ", ".join(r["id"] for r in journal.list_deployments(limit=5)) or "none"
+        fail(f"unknown deployment id {deployment_id!r} (recent: {recent})")
+    events = journal.events(deployment_id)
+    phases = [
+        {
+            "run": e.run,
+            "phase": e.phase,
+            **{k: e.data.get(k) for k in ("number", "title", "status", "seconds", "detail")},
+        }
+        for e in events
+        if e.kind == Kind.PHASE_FINISHED
+    ]
+    incidents = [
+        {"ts": e.ts, "severity": e.data.get("severity"), "message": e.data.get("message")}
+        for e in events
+        if e.kind == Kind.INCIDENT
+    ]
+    if as_json:
+        body = dict(row, phases=phases, incidents=incidents)
+        if with_events:
+            body["events"] = [e.to_dict() for e in events]
+        print_json(body)
+        return
+    summary = row.get("summary") or {}
+    click.echo(
+        f"Deployment {row['id']}  ({'dry-run' if row.get('dry_run') else row.get('target')})"
+    )
+    click.echo(f"  outcome   {row.get('outcome') or row.get('status')}")
+    click.echo(
+        f"  release   {row.get('release')}  revision {summary.get('revision') or row.get('revision')}"
+    )
+    click.echo(f"  operator  {_operator(row)}")
+    click.echo(
+        f"  started   {_when(row.get('started_at'))}   finished {_when(row.get('finished_at'))}"
+    )
+    opts = row.get("options") or {}
+    flags = [k for k, v in opts.items() if v]
+    if flags:
+        click.echo(f"  options   {', '.join('--' + f.replace('_', '-') for f in flags)}")
+    click.echo("  phases")
+    for p in phases:
+        tag = "rollback " if p["run"] == "rollback" else ""
+        click.echo(
+            f"    {tag}{p['number']:>2}. {p['title']:<42} {p['status']:<10} {p['seconds'] or 0:7.2f}s  {p['detail'] or ''}"
+        )
+    hosts = summary.get("hosts") or {}
+    if hosts:
+        click.echo("  hosts")
+        for name, h in hosts.items():
+            click.echo(
+                f"    {name:<14} {h.get('state', '?'):<12} release {h.get('release')}  (before: {h.get('previous')})"
+            )
+    rb = summary.get("rollback")
+    if rb:
+        click.echo(
+            f"  rollback  {rb.get('outcome')} in {rb.get('seconds')}s; database: {rb.get('database')}; reason: {rb.get('reason')}"
+        )
+    if incidents:
+        click.echo("  incidents")
+        for i in incidents:
+            click.echo(f"    {_when(i['ts'])} {str(i['severity']).upper():<8} {i['message']}")
+    if with_events:
+        click.echo("  events")
+        for e in events:
+            click.echo(
+                f"    {e.seq:>6} {_when(e.ts)} {e.run:<8} {e.kind:<20} {e.phase or '':<14} {e.host or '':<10} {e.data.get('line') or e.data.get('status') or ''}"
+            )
