@@ -1,8 +1,18 @@
-"""Configuration of feature flags (``[flags]`` in portal-ops.toml)."""
+"""Configuration of feature flags (``[flags]`` in portal-ops.toml).
+
+Where flags live and are published comes from the shared sections: ``[state] dir`` (the
+store is ``journal.db`` there) and ``[redis] url`` / ``prefix`` (publication, usage).
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+from itertools import pairwise
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
 
 class FlagsConfig(BaseModel):
@@ -11,4 +21,37 @@ class FlagsConfig(BaseModel):
     # flags this release introduces: created off in phase 3, rolled out in phase 8
     release_flags: list[str] = Field(default_factory=list)
     rollout_steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
-    rollout_hold: float = 5.0  # seconds each step is held and watched before the next
+    rollout_hold: float = Field(5.0, ge=0)  # seconds each step is held and watched
+    # how often health is checked while a step is held (default: hold / 5, at most 10 s)
+    rollout_check_interval: float | None = Field(None, gt=0)
+    gate_timeout: float = Field(10.0, gt=0)  # a health gate silent this long is a failure
+    stickiness: str = "company"  # the context field new flags bucket on
+
+    @field_validator("release_flags")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        bad = [n for n in value if not _NAME.fullmatch(n)]
+        if bad:
+            raise ValueError(
+                f"bad flag name(s) {bad}: 1 to 64 characters from a-z, 0-9, '.', '_', '-',"
+                " starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("rollout_steps")
+    @classmethod
+    def _steps(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("at least one step is needed, e.g. [10, 50, 100]")
+        if any(not 1 <= p <= 100 for p in value):
+            raise ValueError("each step is a percentage from 1 to 100")
+        if any(b <= a for a, b in pairwise(value)):
+            raise ValueError("steps must strictly increase, e.g. [10, 50, 100]")
+        return value
+
+    @field_validator("stickiness")
+    @classmethod
+    def _stickiness(cls, value: str) -> str:
+        if not _FIELD.fullmatch(value):
+            raise ValueError("name a context field: company, user, session, or a property")
+        return value

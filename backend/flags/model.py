@@ -126,7 +126,9 @@ class Flag:
             percentage=int(raw.get("percentage", 100)),
             stickiness=str(raw.get("stickiness") or "company"),
             group="" if group == name else group,
-            company_overrides={str(k): bool(v) for k, v in (overrides.get("company") or {}).items()},
+            company_overrides={
+                str(k): bool(v) for k, v in (overrides.get("company") or {}).items()
+            },
             user_overrides={str(k): bool(v) for k, v in (overrides.get("user") or {}).items()},
             version=int(raw.get("version") or 0),
             updated_at=float(raw.get("updated_at") or 0.0),

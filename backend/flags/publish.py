@@ -30,7 +30,12 @@ class Publication:
     error: str = ""
 
     def to_json(self) -> dict[str, object]:
-        return {"ok": self.ok, "version": self.version, "snapshot": self.snapshot, "error": self.error}
+        return {
+            "ok": self.ok,
+            "version": self.version,
+            "snapshot": self.snapshot,
+            "error": self.error,
+        }
 
 
 NOT_CONFIGURED = Publication(ok=False, error="Redis is not configured ([redis] url)")

@@ -174,7 +174,11 @@ class FlagService:
             return cls(state_dir() / "journal.db", None, bus=bus, operator=operator)
         directory = state_dir(config.state.dir)
         return cls(
-            directory / "journal.db", config.redis.url, config.redis.prefix, bus=bus, operator=operator
+            directory / "journal.db",
+            config.redis.url,
+            config.redis.prefix,
+            bus=bus,
+            operator=operator,
         )
 
     # -- reading --------------------------------------------------------------------------
@@ -204,7 +208,9 @@ class FlagService:
         counts: dict[str, int] | None = None
         if self.redis_url and flags:
             try:
-                counts = UsageReader(self._pub().redis, self.keys).evaluations(f.name for f in flags)
+                counts = UsageReader(self._pub().redis, self.keys).evaluations(
+                    f.name for f in flags
+                )
             except redis.RedisError:
                 counts = None
         rows = []
@@ -254,7 +260,9 @@ class FlagService:
         try:
             return UsageReader(self._pub().redis, self.keys).stats(name, seconds, top)
         except redis.RedisError as exc:
-            raise StatsUnavailable(f"Redis unreachable: {type(exc).__name__}: {exc}", True) from None
+            raise StatsUnavailable(
+                f"Redis unreachable: {type(exc).__name__}: {exc}", True
+            ) from None
 
     def restore_preview(self) -> list[Flag]:
         """The flags a `restore` would serve again (enabled ones), for the confirmation."""
@@ -339,7 +347,11 @@ class FlagService:
     ) -> Change:
         """Enable at ``percentage`` (the rollout's steps use this)."""
         return self.enable(
-            name, percentage, operator=operator, reason=reason, deployment_id=deployment_id,
+            name,
+            percentage,
+            operator=operator,
+            reason=reason,
+            deployment_id=deployment_id,
             action="rollout-step",
         )
 
@@ -393,7 +405,10 @@ class FlagService:
             raise FlagError("emergency-disable needs a reason (--reason)")
         who = self._who(operator)
         state = Emergency(
-            active=True, reason=reason.strip(), since=time.time(), by=str(who),
+            active=True,
+            reason=reason.strip(),
+            since=time.time(),
+            by=str(who),
             deployment_id=deployment_id,
         )
         before, after, entry = self.store.set_emergency(state, who, reason.strip(), deployment_id)
@@ -423,8 +438,12 @@ class FlagService:
             validate_name(name)
         return [
             self.create(
-                name, "", operator=operator, reason="release flag (phase 3)",
-                deployment_id=deployment_id, exist_ok=True,
+                name,
+                "",
+                operator=operator,
+                reason="release flag (phase 3)",
+                deployment_id=deployment_id,
+                exist_ok=True,
             )
             for name in names
         ]
@@ -491,7 +510,9 @@ class FlagService:
             publication = self._pub().change(
                 self.store, entry.seq, op, entry.flag if name is None else name, data
             )
-        change = Change(entry.flag, entry.action, True, entry.before, entry.after, entry, publication)
+        change = Change(
+            entry.flag, entry.action, True, entry.before, entry.after, entry, publication
+        )
         if self.bus is not None:
             self.bus.emit(
                 Event(

@@ -289,7 +289,9 @@ class FlagStore:
                     name,
                 ],
             )
-            entry = self._audit(conn, now, name, action, before, after, reason, operator, deployment_id)
+            entry = self._audit(
+                conn, now, name, action, before, after, reason, operator, deployment_id
+            )
         return before, after, entry
 
     def set_override(
@@ -334,7 +336,9 @@ class FlagStore:
                 [after.version, now, str(operator), name],
             )
             action = f"override-{kind}-" + ("clear" if value is None else "on" if value else "off")
-            entry = self._audit(conn, now, name, action, before, after, reason, operator, deployment_id)
+            entry = self._audit(
+                conn, now, name, action, before, after, reason, operator, deployment_id
+            )
         return before, after, entry
 
     def delete(
@@ -347,7 +351,9 @@ class FlagStore:
                 raise UnknownFlagError(name)
             conn.execute("DELETE FROM flag_overrides WHERE flag = ?", [name])
             conn.execute("DELETE FROM flags WHERE name = ?", [name])
-            entry = self._audit(conn, now, name, "delete", before, None, reason, operator, deployment_id)
+            entry = self._audit(
+                conn, now, name, "delete", before, None, reason, operator, deployment_id
+            )
         return before, entry
 
     def set_emergency(
@@ -370,7 +376,14 @@ class FlagStore:
             )
             action = "emergency-disable" if state.active else "restore"
             entry = self._audit_raw(
-                conn, now, GLOBAL, action, before.to_json(), state.to_json(), reason, operator,
+                conn,
+                now,
+                GLOBAL,
+                action,
+                before.to_json(),
+                state.to_json(),
+                reason,
+                operator,
                 deployment_id,
             )
         return before, state, entry
@@ -387,7 +400,9 @@ class FlagStore:
             row = conn.execute("SELECT * FROM flags WHERE name = ?", [name]).fetchone()
             if row is None:
                 return None
-            overrides = conn.execute("SELECT * FROM flag_overrides WHERE flag = ?", [name]).fetchall()
+            overrides = conn.execute(
+                "SELECT * FROM flag_overrides WHERE flag = ?", [name]
+            ).fetchall()
             return _flag(dict(row), [dict(o) for o in overrides])
         finally:
             conn.row_factory = None

@@ -51,7 +51,9 @@ class UsageCounter:
             totals = per_flag.setdefault(name, [0, 0])
             totals[0 if value else 1] += n
             if company is not None:
-                pipe.hincrby(self.keys.usage_hour(name, hour), f"{'yes' if value else 'no'}:{company}", n)
+                pipe.hincrby(
+                    self.keys.usage_hour(name, hour), f"{'yes' if value else 'no'}:{company}", n
+                )
         for name, (yes, no) in per_flag.items():
             mkey = self.keys.usage_minute(name, minute)
             if yes:
@@ -107,7 +109,9 @@ class UsageReader:
         self.redis = client
         self.keys = keys
 
-    def evaluations(self, names: Iterable[str], seconds: float = 3600, now: float | None = None) -> dict[str, int]:
+    def evaluations(
+        self, names: Iterable[str], seconds: float = 3600, now: float | None = None
+    ) -> dict[str, int]:
         """Evaluations of each flag in the last ``seconds`` (minute granularity)."""
         names = list(names)
         now = time.time() if now is None else now
@@ -123,7 +127,9 @@ class UsageReader:
             out[name] = sum(int(y or 0) + int(n or 0) for y, n in chunk)
         return out
 
-    def stats(self, name: str, seconds: float = 3600, top: int = 10, now: float | None = None) -> FlagStats:
+    def stats(
+        self, name: str, seconds: float = 3600, top: int = 10, now: float | None = None
+    ) -> FlagStats:
         now = time.time() if now is None else now
         minutes = _minutes(now, seconds)
         hours = sorted({m // 60 for m in minutes})
