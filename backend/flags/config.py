@@ -26,6 +26,8 @@ class FlagsConfig(BaseModel):
     rollout_check_interval: float | None = Field(None, gt=0)
     gate_timeout: float = Field(10.0, gt=0)  # a health gate silent this long is a failure
     stickiness: str = "company"  # the context field new flags bucket on
+    # rollback phase 2: the whole kill switch (every flag off) instead of the release's flags
+    kill_switch_on_rollback: bool = False
 
     @field_validator("release_flags")
     @classmethod
