@@ -382,8 +382,13 @@ class Deployment(Run):
             return "paused"
         self.incident(
             Severity.CRITICAL,
-            f"phase {number} ({result.title}) failed: {result.detail}. Hosts already switched:"
-            f" {switched}. Rolling back automatically.",
+            f"phase {number} ({result.title}) failed: {result.detail}."
+            + (
+                ""
+                if "already switched" in result.detail
+                else f" Hosts already switched: {switched}."
+            )
+            + " Rolling back automatically.",
         )
         from .rollback import RollbackRun
 
@@ -568,12 +573,14 @@ class Deployment(Run):
 
         primary = self.config.primary_host().name
         db_note = "no database dump command configured"
-        if primary in self.hosts and recipes.command(self.config, "db_dump"):
+        if primary in self.hosts and not self.previous.get(primary):
+            db_note = f"no live release on {primary} yet: no database dump (first deployment)"
+        elif primary in self.hosts and recipes.command(self.config, "db_dump"):
             layout = self.layout(primary)
             bdir = layout.backup_dir(self.deployment_id)
             file = f"{bdir}/db.dump"
             dump = self.cmd("db_dump", file=file)
-            cwd = layout.current if self.previous.get(primary) else layout.deploy_path
+            cwd = layout.current
             command = (
                 f"mkdir -p {q(bdir)} && {in_dir(cwd, dump or 'false', self.config.portal.env)}"
                 f" && test -s {q(file)} && sha256sum {q(file)} > {q(file + '.sha256')}"
@@ -584,7 +591,8 @@ class Deployment(Run):
                 raise PhaseFailed(
                     f"{primary}: database dump failed or empty: {result.tail()}", [primary]
                 )
-            digest = (result.stdout.strip().split() or [""])[0] if not self.dry_run else "(dry-run)"
+            last = (result.stdout.strip().splitlines() or [""])[-1]
+            digest = (last.split() or [""])[0] if not self.dry_run else "(dry-run)"
             self.backups["database"] = {"host": primary, "file": file, "sha256": digest}
             db_note = f"database dump on {primary} ({digest[:12]})"
         return f"code backup on {len(done)} host(s); {db_note}"

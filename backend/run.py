@@ -172,7 +172,7 @@ class Run:
 
     def set_host_state(self, host: str, state: str, **extra: Any) -> None:
         self.host_state.setdefault(host, {}).update(state=state, **extra)
-        self.emit(Kind.HOST_STATE, host=host, state=state, **self.host_state[host])
+        self.emit(Kind.HOST_STATE, host=host, **self.host_state[host])
 
     def note(self, text: str, host: str | None = None) -> None:
         """A non-shell action of this phase (HTTP call, check, flag change), for the plan."""

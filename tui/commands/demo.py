@@ -1,0 +1,154 @@
+"""``portal-ops demo``: the control room (or a headless run) on a sandbox on this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .common import EXIT_FAILED, EXIT_OK, fail
+from .printer import EventPrinter
+
+SCENARIOS = ["health", "migration", "errors", "host"]
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--headless", is_flag=True, help="No control room: run v1 -> v2 under load and print a summary."
+)
+@click.option(
+    "--break", "scenario", type=click.Choice(SCENARIOS), help="Make version 2 fail this way."
+)
+@click.option("--json", "as_json", is_flag=True, help="With --headless: print the summary as JSON.")
+@click.option(
+    "--keep", is_flag=True, help="With --headless: leave the sandbox in place afterwards."
+)
+@click.pass_context
+def demo(
+    ctx: click.Context, headless: bool, scenario: str | None, as_json: bool, keep: bool
+) -> None:
+    """Run portal-ops on a sandbox portal on this machine: no config, no root, no services.
+
+    \b
+    portal-ops demo                      the control room on a fresh sandbox
+    portal-ops demo --headless [--json]  deploy v1 -> v2 under load, print a summary
+    portal-ops demo --headless --break=health|migration|errors|host
+    portal-ops demo up / down            leave a sandbox running to try every command
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if headless or as_json:
+        _headless(scenario, as_json, keep)
+        return
+    _control_room(scenario)
+
+
+def _headless(scenario: str | None, as_json: bool, keep: bool) -> None:
+    from backend.demo.run import run_headless
+
+    printer = None if as_json else EventPrinter()
+    if not as_json:
+        click.echo("Building the sandbox: 3 hosts behind a load balancer; deploying version 1...")
+        started = [False]
+
+        def on_event(event):  # type: ignore[no-untyped-def]
+            if event.kind == "deployment.started" and event.data.get("revision") == "v2":
+                started[0] = True
+                click.echo("Version 1 is live. Deploying version 2 while the load probe runs:\n")
+            if started[0] and printer is not None:
+                printer(event)
+    else:
+        on_event = None  # type: ignore[assignment]
+    summary = asyncio.run(run_headless(scenario, on_event=on_event, keep=keep))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_summary(summary)
+    sys.exit(EXIT_OK if summary["outcome"] == "succeeded" else EXIT_FAILED)
+
+
+def _print_summary(s: dict) -> None:
+    click.echo("\nSummary")
+    click.echo(
+        f"  deployment   {s['deployment_id']}  outcome: {s['outcome']}  ({s['seconds']:.1f}s)"
+    )
+    for p in s["phases"]:
+        click.echo(f"    {p['number']}. {p['title']:<32} {p['status']:<10} {p['seconds']:6.2f}s")
+    if s.get("rollback"):
+        rb = s["rollback"]
+        click.echo(
+            f"  rollback     {rb['outcome']} in {rb['seconds']:.1f}s; database: {rb['database']}"
+        )
+        if rb.get("trigger"):
+            click.echo(f"  trigger      {json.dumps(rb['trigger'], default=str)[:200]}")
+    click.echo(f"  hosts now on {', '.join(f'{k}: {v}' for k, v in s['live_releases'].items())}")
+    click.echo(f"  load probe   {s['requests_sent']} requests sent, {s['requests_failed']} failed")
+    if s["requests_failed"]:
+        for f in s["probe"].get("failures", [])[:5]:
+            click.echo(f"    {f}")
+    click.echo(f"  demo took    {s['demo_seconds']:.1f}s")
+
+
+def _control_room(scenario: str | None) -> None:
+    try:
+        from tui.app import run_control_room
+    except ImportError:
+        click.echo("The control room is not available in this build; running headless.", err=True)
+        _headless(scenario, False, False)
+        return
+    import tempfile
+
+    from backend.demo.run import bring_up
+
+    root = Path(tempfile.mkdtemp(prefix="portal-ops-demo-"))
+    click.echo("Building the sandbox and deploying version 1 (a few seconds)...")
+    session = asyncio.run(bring_up(root, scenario))
+    try:
+        engine = session.engine()
+        run_control_room(session.config, engine=engine)
+    finally:
+        session.sandbox.stop()
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@demo.command("up")
+@click.option("--break", "scenario", type=click.Choice(SCENARIOS), help="Version 2 fails this way.")
+def up(scenario: str | None) -> None:
+    """Start the sandbox and leave it running (version 1 live)."""
+    from backend.demo.run import bring_up, demo_root
+
+    root = demo_root()
+    click.echo(f"Building the sandbox in {root} and deploying version 1...")
+    try:
+        session = asyncio.run(bring_up(root, scenario))
+    except Exception as exc:
+        fail(f"could not start the sandbox: {exc}", EXIT_FAILED)
+    path = session.sandbox.config_path
+    click.echo(f"\nSandbox up: 3 hosts behind {session.sandbox.url}")
+    click.echo(f"Config: {path}\n")
+    click.echo(f"  export PORTAL_OPS_CONFIG={path}\n")
+    click.echo(
+        "Then try: portal-ops deploy --dry-run | portal-ops deploy | portal-ops history |"
+        " portal-ops rollback | portal-ops validate pre | portal-ops feature list | portal-ops ui"
+    )
+    click.echo("Stop it with: portal-ops demo down")
+
+
+@demo.command("down")
+def down() -> None:
+    """Stop the sandbox started by `demo up` and remove its processes and files."""
+    from backend.demo.run import demo_root
+    from backend.demo.sandbox import Sandbox, SandboxError
+
+    root = demo_root()
+    try:
+        box = Sandbox.load(root)
+    except SandboxError as exc:
+        fail(str(exc))
+    box.remove()
+    click.echo(f"Sandbox stopped and removed ({root}).")
