@@ -84,7 +84,7 @@ class WebhookSink:
         self.port = int(self.server.server_address[1])
         self.url = f"http://{host}:{self.port}/hook"
         self._thread = threading.Thread(
-            target=self.server.serve_forever, name="webhook-sink", daemon=True
+            target=self.server.serve_forever, args=(0.05,), name="webhook-sink", daemon=True
         )
 
     def start(self) -> WebhookSink:
