@@ -85,7 +85,7 @@ class EmailChannel(Channel):
         cfg = self.config
         mail = self.build(message, delivery_id)
         encrypted = cfg.tls or cfg.starttls
-        response, _ = await aiosmtplib.send(
+        errors, _ = await aiosmtplib.send(
             mail,
             hostname=cfg.host,
             port=cfg.effective_port,
@@ -96,11 +96,13 @@ class EmailChannel(Channel):
             tls_context=self.tls_context() if encrypted else None,
             timeout=None,  # the notifier bounds the whole attempt
         )
-        refused = {addr: r for addr, r in response.items() if not 200 <= r.code < 300}
+        # aiosmtplib returns the recipients it could not deliver to (when not all failed).
+        refused = {addr: r for addr, r in errors.items() if not 200 <= r.code < 300}
+        accepted = len(cfg.to) + len(cfg.cc) - len(refused)
         if refused:
             listed = ", ".join(f"{a} ({r.code})" for a, r in refused.items())
             return Attempt(False, f"recipients refused: {listed}", retryable=False)
-        return Attempt(True, f"accepted for {len(response)} recipient(s)", retryable=False)
+        return Attempt(True, f"accepted for {accepted} recipient(s)", retryable=False)
 
     def classify(self, exc: BaseException) -> Attempt:
         """SMTP 4xx and network trouble are retried; 5xx, auth and TLS failures are not."""
