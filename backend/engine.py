@@ -26,7 +26,6 @@ from .journal import Journal
 from .layout import HostState, Layout, parse_probe, prune_candidates
 from .lock import (
     LockHolder,
-    LockRefused,
     new_owner,
     parse_lock_output,
     redis_acquire,
@@ -434,6 +433,10 @@ class Deployment(Run):
 
     async def release_lock(self) -> None:
         if self.dry_run:
+            for name in self.active:
+                await self.sh(
+                    name, "unlock", self.layout(name).lock_release(self.lock_owner["token"])
+                )
             return
         token = self.lock_owner["token"]
 
@@ -510,7 +513,8 @@ class Deployment(Run):
         if self.dry_run:
             for name, state in self.states.items():
                 if state.lock:
-                    raise LockRefused(LockHolder(name, state.lock))
+                    raise PhaseFailed(f"deploy lock is {LockHolder(name, state.lock).describe()}")
+                await self.sh(name, "lock", self.layout(name).lock_acquire(self.lock_owner))
             return
         for name in self.hosts:
             result = await self.sh(name, "lock", self.layout(name).lock_acquire(self.lock_owner))

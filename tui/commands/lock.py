@@ -30,7 +30,7 @@ def unlock(config_path: str | None, yes: bool) -> None:
         return hosts, holders, failures  # type: ignore[return-value]
 
     hosts, holders, failures = asyncio.run(read())  # type: ignore[misc]
-    for name, exc in failures.items():
+    for exc in failures.values():
         click.echo(f"warning: {exc}", err=True)
     if not holders:
         click.echo("No deploy lock is held.")
