@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "config": "tui.commands.config:config",
     "demo": "tui.commands.demo:demo",
     "notify": "tui.commands.notify:notify",
+    "feature": "tui.commands.feature:feature",
 }
 
 
