@@ -14,23 +14,25 @@ import io
 import json
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from backend.config import load_config
 from backend.demo.probe import LoadProbe
 from backend.demo.sandbox import Sandbox, SandboxHost, pid_alive, port_open
 
 PROJECT = Path(__file__).resolve().parents[1]
 ACCESS_LINE = re.compile(
-    r'^(?P<addr>\S+) - - \[(?P<time>\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] '
+    r"^(?P<addr>\S+) - - \[(?P<time>\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] "
     r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+) "(?P<referer>[^"]*)" '
     r'"(?P<agent>[^"]*)" (?P<seconds>\d+\.\d{3})$'
 )
@@ -100,6 +102,8 @@ def schema(db: Path) -> list[tuple[str, str, str]]:
 
 
 def test_sandbox_builds_repo_hosts_and_a_valid_config(make_sandbox: Callable[..., Sandbox]) -> None:
+    from backend.config import load_config  # here: the other tests need none of the engine
+
     box = make_sandbox(hosts=3)
     config = load_config(box.config_path)
     assert [h.name for h in config.hosts] == ["host-1", "host-2", "host-3"]
@@ -371,3 +375,30 @@ def test_stop_from_another_process_leaves_nothing(make_sandbox: Callable[..., Sa
     assert Sandbox.load(box.root).stop() == []
     box.remove()
     assert not box.root.exists()
+
+
+def test_stop_finishes_requests_in_flight(make_sandbox: Callable[..., Sandbox]) -> None:
+    """SIGTERM closes the listening socket, then waits for a request already being read."""
+    box = make_sandbox(hosts=1)
+    host = box.hosts[0]
+    rel = install(box, host, "v1", "r1")
+    pid = int(value(manage(rel, "restart").stdout, "PID"))
+    with socket.create_connection(("127.0.0.1", host.port), timeout=10) as slow:
+        slow.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nemail")
+        for _ in range(500):  # the slow request is in progress (the scrape is the second)
+            if "http_requests_in_flight 2.0" in httpx.get(f"{host.url}/metrics").text:
+                break
+        else:
+            pytest.fail("the slow request never showed as in flight")
+        with ThreadPoolExecutor(1) as pool:
+            stopping = pool.submit(manage, rel, "stop")
+            for _ in range(500):
+                if not port_open(host.port):
+                    break
+                time.sleep(0.01)
+            assert pid_alive(pid) and not stopping.done()  # still finishing our request
+            slow.sendall(b"=a@b.c")
+            answer = slow.makefile("rb").read()
+            stopped = stopping.result().stdout
+    assert answer.startswith(b"HTTP/1.1 303 ")
+    assert stopped.strip() == f"STOPPED={pid}" and not pid_alive(pid)

@@ -99,6 +99,11 @@ class Portal:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.in_flight = Gauge(
+            "http_requests_in_flight",
+            "Requests being answered right now (a drained host goes to 0).",
+            registry=self.registry,
+        )
         info = Gauge(
             "portal_app_info",
             "The running release (always 1).",
@@ -117,8 +122,13 @@ class Portal:
     # -- routing ---------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, body: bytes) -> Response:
-        if self.scenario == "errors":
-            time.sleep(ERROR_LATENCY)
+        try:
+            return self.route(method, path, body)
+        finally:
+            if self.scenario == "errors":  # slow answers, after the work is done
+                time.sleep(ERROR_LATENCY)
+
+    def route(self, method: str, path: str, body: bytes) -> Response:
         if path not in ("/up", "/metrics") and self.cfg.maintenance_file.exists():
             return Response(
                 503,
@@ -288,6 +298,10 @@ class Handler(BaseHTTPRequestHandler):
         app = self.server.app
         started = time.monotonic()
         path = urlsplit(self.path).path or "/"
+        with app.in_flight.track_inprogress():
+            self._answer(app, started, path)
+
+    def _answer(self, app: Portal, started: float, path: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         try:
