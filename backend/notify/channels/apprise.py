@@ -67,6 +67,10 @@ class AppriseChannel(Channel):
             ok = await bundle.async_notify(**kwargs)
         else:  # older releases: the blocking call in a thread
             ok = await asyncio.to_thread(bundle.notify, **kwargs)
+        # 1.x returns a bool, 2.x an AppriseResult that is truthy only on full success.
+        failed = getattr(ok, "failed_count", None)
         if ok:
             return Attempt(True, f"sent to {len(bundle)} service(s)", retryable=False)
-        return Attempt(False, "Apprise reported a failure for at least one service")
+        if failed:
+            return Attempt(False, f"Apprise: {failed} of {len(bundle)} service(s) failed")
+        return Attempt(False, "Apprise reported a failure")
