@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "demo": "tui.commands.demo:demo",
     "notify": "tui.commands.notify:notify",
     "feature": "tui.commands.feature:feature",
+    "validate": "tui.commands.validate:validate",
 }
 
 
