@@ -152,7 +152,8 @@ def test_dry_run_renders_every_routed_message_and_sends_nothing(
         result.output
     )
     assert "== deployments (slack) $SLACK_WEBHOOK_DEPLOYMENTS -> http://127.0.0.1:" in result.output
-    assert '"type": "header"' in result.output and "migrations failed" in result.output
+    assert "[+ Block Kit: header, section, section" in result.output
+    assert "Message: migrations failed" in result.output
     assert all(not s.received for s in sinks.values())
     assert journal_events(tmp_path) == []
     assert_no_secret(result, setup)

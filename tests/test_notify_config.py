@@ -236,3 +236,9 @@ def test_templates_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
     assert Notifier.from_config(config).problems() == []
     config = parse_config(full({"templates_dir": "nope"}), str(tmp_path / "portal-ops.toml"))
     assert "notify.templates_dir" in Notifier.from_config(config).problems()[0]
+
+
+def test_a_link_without_its_value_is_left_out() -> None:
+    links = {"dashboard": "https://grafana/d?id={deployment_id}", "runbook": "https://wiki/{event}"}
+    message = render_message(Renderer(), "emergency", NotifySeverity.SEV1, {}, links)
+    assert message.links == {"runbook": "https://wiki/emergency"}

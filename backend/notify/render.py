@@ -10,6 +10,7 @@ loses a message: the shipped template is used and the error is reported with it.
 from __future__ import annotations
 
 import datetime as dt
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +153,12 @@ def build_context(
         "revision": ctx["revision"] or "",
         "event": event,
     }
-    formatted = {name: url.format_map(fill) for name, url in (links or {}).items()}
+    # A link whose placeholder has no value (no deployment yet) would lead nowhere: left out.
+    formatted = {
+        name: url.format_map(fill)
+        for name, url in (links or {}).items()
+        if all(fill.get(f) for _, f, _, _ in string.Formatter().parse(url) if f)
+    }
     formatted.update({str(k): str(v) for k, v in (raw.get("links") or {}).items()})
     ctx["links"] = formatted
     ctx.update(

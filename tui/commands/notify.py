@@ -76,7 +76,7 @@ def notify(
 ) -> None:
     """Send a deployment notification: EVENT is one of pre-deployment, deployment-success,
     deployment-failed, rollback, emergency (also rollback-started, rollback-finished,
-    incident, check-failed). MESSAGE is shown in it, e.g. ``emergency "Critical issue"``."""
+    incident, check-failed). MESSAGE is shown in it, e.g. emergency "Critical issue"."""
     if event not in EVENTS:
         fail(f"unknown event {event!r}; allowed: {event_names()}")
     config = load_or_exit(config_path)
@@ -232,6 +232,11 @@ def _print_previews(
             click.echo(f"[+ an HTML part, {len(r['html'])} characters]")
         elif p.kind == "apprise":
             click.echo(f"{p.rendered['title']}\n\n{p.rendered['body'].rstrip()}")
+        elif p.kind == "slack":
+            payload = p.rendered["json"]
+            click.echo(payload["text"].rstrip())
+            blocks = ", ".join(b["type"] for b in payload["blocks"])
+            click.echo(f"[+ Block Kit: {blocks}; the whole payload with --json]")
         else:
             click.echo(json.dumps(p.rendered.get("json"), indent=2, ensure_ascii=False))
             if p.rendered.get("headers"):
