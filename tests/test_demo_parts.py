@@ -213,6 +213,8 @@ async def test_drain_under_load_loses_nothing(make_sandbox: Callable[..., Sandbo
     async with httpx.AsyncClient(base_url=box.url, timeout=5) as client:
         seen = [(await client.get("/version")).headers["x-backend"] for _ in range(6)]
         assert sorted(set(seen)) == ["host-1", "host-2", "host-3"]
+        head = await client.head("/login")
+        assert head.content == b"" and int(head.headers["content-length"]) > 100
         missing = await client.post("/_lb/drain/nope")
         assert missing.status_code == 404 and "error" in missing.json()
 

@@ -80,6 +80,7 @@ class Response:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    head_length: int | None = None  # a HEAD answer's Content-Length (it has no body)
 
     @classmethod
     def json(cls, status: int, data: object, backend: str | None = None) -> Response:
@@ -192,7 +193,9 @@ class LoadBalancer:
             backend.errors += 1
         out = [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in HOP_BY_HOP]
         out.append(("X-Backend", backend.name))
-        return Response(resp.status_code, body, out)
+        length = resp.headers.get("content-length")
+        head_length = int(length) if req.method == "HEAD" and length and length.isdigit() else None
+        return Response(resp.status_code, body, out, head_length)
 
     # -- admin API -----------------------------------------------------------------------------
 
@@ -388,7 +391,8 @@ def render(resp: Response, keep_alive: bool, head: bool = False) -> bytes:
         reason = "Unknown"
     lines = [f"HTTP/1.1 {resp.status} {reason}"]
     lines += [f"{k}: {v}" for k, v in resp.headers]
-    lines.append(f"Content-Length: {len(resp.body)}")
+    length = resp.head_length if head and resp.head_length is not None else len(resp.body)
+    lines.append(f"Content-Length: {length}")
     lines.append("Connection: " + ("keep-alive" if keep_alive else "close"))
     data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace")
     return data if head else data + resp.body

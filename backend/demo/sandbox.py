@@ -160,6 +160,8 @@ class Sandbox:
         self.hosts: list[SandboxHost] = []
         self._lb_proc: subprocess.Popen[bytes] | None = None
 
+    default_root = staticmethod(default_root)
+
     # -- paths -----------------------------------------------------------------------------------
 
     @property
@@ -208,6 +210,11 @@ class Sandbox:
     def create(self, extra_config: dict[str, Any] | None = None) -> Path:
         """Build everything under root; returns the config path. A previous sandbox in the
         same root is stopped and replaced; any other non-empty directory is refused."""
+        if not (APP_SOURCE / "app.py").is_file():
+            raise SandboxError(
+                f"the sample portal's source is missing from this installation ({APP_SOURCE}):"
+                " install portal-ops from its source tree (pip install -e .)"
+            )
         if self.root.exists() and any(self.root.iterdir()):
             if not self.info_path.exists():
                 raise SandboxError(
