@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "unlock": "tui.commands.lock:unlock",
     "config": "tui.commands.config:config",
     "demo": "tui.commands.demo:demo",
+    "monitor": "tui.commands.monitor:monitor",
     "notify": "tui.commands.notify:notify",
     "feature": "tui.commands.feature:feature",
     "validate": "tui.commands.validate:validate",
