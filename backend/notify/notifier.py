@@ -94,7 +94,8 @@ class Preview:
 
 
 class _Gate:
-    """At most one message per ``interval`` on one webhook, and holds for Retry-After."""
+    """One attempt at a time on a channel, first come first served (asyncio.Lock is FIFO),
+    at most one per ``interval`` (Slack: 1/s per webhook), paused for a Retry-After."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -289,12 +290,10 @@ class Notifier:
             )
         return self._client
 
-    def _gate(self, channel: Channel) -> _Gate | None:
-        interval = getattr(channel.config, "min_interval", None)
-        if interval is None:
-            return None
+    def _gate(self, channel: Channel) -> _Gate:
+        """One attempt at a time per channel, in send order ("rolling back" before "done")."""
         if channel.name not in self._gates:
-            self._gates[channel.name] = _Gate(interval)
+            self._gates[channel.name] = _Gate(getattr(channel.config, "min_interval", 0.0))
         return self._gates[channel.name]
 
     def _delay(self, attempt: int, result: Attempt) -> float:
@@ -306,7 +305,7 @@ class Notifier:
         self, channel: Channel, message: Message, delivery: str, timeout: float
     ) -> Attempt:
         gate = self._gate(channel)
-        async with gate() if gate else contextlib.nullcontext():
+        async with gate():
             try:
                 async with asyncio.timeout(timeout):
                     result = await channel.deliver(message, self._http(), delivery)
@@ -314,7 +313,7 @@ class Notifier:
                 result = Attempt(False, f"no answer within {timeout:g}s (timed out)")
             except Exception as exc:
                 result = channel.classify(exc)
-            if gate and result.retry_after is not None:
+            if result.retry_after is not None:
                 gate.hold(min(result.retry_after, self.config.retry_after_max))
         return result
 
