@@ -67,7 +67,8 @@ def install(box: Sandbox, host: SandboxHost, tag: str, release: str) -> Path:
         ["git", "archive", "--format=tar", tag], cwd=box.repo, capture_output=True, check=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-        archive.extractall(rel, filter="data")
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # 3.11.4+
+        archive.extractall(rel, **safe)  # type: ignore[arg-type]
     revision = subprocess.run(
         ["git", "rev-parse", f"{tag}^{{commit}}"], cwd=box.repo, capture_output=True, text=True
     ).stdout.strip()
