@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -405,3 +406,19 @@ def test_stop_finishes_requests_in_flight(make_sandbox: Callable[..., Sandbox]) 
             stopped = stopping.result().stdout
     assert answer.startswith(b"HTTP/1.1 303 ")
     assert stopped.strip() == f"STOPPED={pid}" and not pid_alive(pid)
+
+
+def test_deleted_sandbox_leaves_no_orphans(make_sandbox: Callable[..., Sandbox]) -> None:
+    """A root removed without stop() (a crashed demo): the front and servers exit by themselves."""
+    box = make_sandbox(hosts=1)
+    rel = install(box, box.hosts[0], "v1", "r1")
+    manage(rel, "restart")
+    box.start_load_balancer()
+    pids = box.pids()
+    assert len(pids) == 2
+    shutil.rmtree(box.root)
+    for _ in range(1000):
+        if not any(pid_alive(p) for p in pids):
+            break
+        time.sleep(0.01)
+    assert not any(pid_alive(p) for p in pids)

@@ -409,6 +409,14 @@ def parse_backend(text: str) -> tuple[str, str]:
     return name, url
 
 
+async def watch(path: Path, stop: asyncio.Event) -> None:
+    """Exit when ``path`` disappears: a sandbox deleted without stopping leaves no orphan."""
+    while path.exists():
+        await asyncio.sleep(1.0)
+    log(f"{path} was removed")
+    stop.set()
+
+
 async def run(args: argparse.Namespace) -> int:
     lb = LoadBalancer(args.backend, upstream_timeout=args.timeout)
     try:
@@ -430,7 +438,10 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     names = ", ".join(f"{n}={u}" for n, u in args.backend)
     log(f"listening on http://{args.host}:{args.port} pid {os.getpid()}; backends {names}")
+    watcher = asyncio.create_task(watch(Path(args.watch), stop)) if args.watch else None
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     log("stopping: finishing requests in flight")
     await lb.close()
     if pidfile:
@@ -458,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         help="an upstream; repeat for each",
     )
     p.add_argument("--pidfile", help="write the pid here (removed on exit)")
+    p.add_argument("--watch", metavar="PATH", help="stop when PATH no longer exists")
     p.add_argument("--timeout", type=float, default=30.0, help="upstream timeout in seconds")
     args = p.parse_args(argv)
     names = [n for n, _ in args.backend]

@@ -451,7 +451,7 @@ class Sandbox:
         cmd = [sys.executable, "-m", "backend.demo.loadbalancer", "--port", str(self.lb_port)]
         for host in self.hosts:
             cmd += ["--backend", f"{host.name}={host.url}"]
-        cmd += ["--pidfile", str(self.lb_pidfile)]
+        cmd += ["--pidfile", str(self.lb_pidfile), "--watch", str(self.root)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p

@@ -371,6 +371,11 @@ class PortalServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
 
 
+def deploy_path(release: Path) -> Path:
+    """``{deploy_path}`` for a release at ``{deploy_path}/releases/<id>``, else the release."""
+    return release.parent.parent if release.parent.name == "releases" else release
+
+
 def main() -> int:
     try:
         cfg = portal_settings.load()
@@ -396,8 +401,12 @@ def main() -> int:
         + (f" [break scenario: {app.scenario}]" if app.scenario else ""),
         flush=True,
     )
+    home = deploy_path(cfg.release_dir)
     while not stop.wait(0.5):
         if not thread.is_alive():
+            break
+        if not home.exists():  # the host was torn down under us: nothing left to serve
+            print(f"{home} was removed: stopping", flush=True)
             break
     server.shutdown()  # stop accepting
     server.server_close()  # join the handler threads: in-flight requests finish
