@@ -37,13 +37,19 @@ def sinks() -> Iterator[dict[str, WebhookSink]]:
         sink.stop()
 
 
-@pytest.fixture
-def engine_bus(journal: Journal, sinks: dict[str, WebhookSink]) -> tuple[EventBus, Notifier]:
+def attached(
+    journal: Journal, sinks: dict[str, WebhookSink], timeout: float = 5.0
+) -> tuple[EventBus, Notifier]:
     """A bus like the engine's, with the notifier attached using the default escalation."""
     bus = EventBus()
     bus.set_stamper(journal.record)
     channels = {
-        name: {"kind": "webhook", "url_env": f"HOOK_{name.upper()}", "timeout": 0.3, "attempts": 1}
+        name: {
+            "kind": "webhook",
+            "url_env": f"HOOK_{name.upper()}",
+            "timeout": timeout,
+            "attempts": 1,
+        }
         for name in sinks
     }
     env = {f"HOOK_{name.upper()}": sink.url for name, sink in sinks.items()}
@@ -52,6 +58,11 @@ def engine_bus(journal: Journal, sinks: dict[str, WebhookSink]) -> tuple[EventBu
     )
     notifier.attach(bus)
     return bus, notifier
+
+
+@pytest.fixture
+def engine_bus(journal: Journal, sinks: dict[str, WebhookSink]) -> tuple[EventBus, Notifier]:
+    return attached(journal, sinks)
 
 
 def emit(
@@ -178,9 +189,9 @@ async def test_a_dry_run_sends_nothing(
 
 
 async def test_a_hanging_receiver_does_not_delay_a_rollback(
-    engine_bus: tuple[EventBus, Notifier], sinks: dict[str, WebhookSink], journal: Journal
+    sinks: dict[str, WebhookSink], journal: Journal
 ) -> None:
-    bus, notifier = engine_bus
+    bus, notifier = attached(journal, sinks, timeout=0.3)
     for sink in sinks.values():
         sink.replies = [Reply(hang=True)]
     emit(bus, Kind.ROLLBACK_STARTED, run="rollback", trigger={"rule": "health"})
