@@ -242,3 +242,19 @@ def test_a_link_without_its_value_is_left_out() -> None:
     links = {"dashboard": "https://grafana/d?id={deployment_id}", "runbook": "https://wiki/{event}"}
     message = render_message(Renderer(), "emergency", NotifySeverity.SEV1, {}, links)
     assert message.links == {"runbook": "https://wiki/emergency"}
+
+
+def test_the_documented_example_is_a_valid_config(tmp_path: Path) -> None:
+    import re
+    import tomllib
+
+    doc = (Path(__file__).parent.parent / "docs" / "notify.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", doc, re.S)
+    assert example is not None
+    raw = tomllib.loads(example.group(1))
+    (tmp_path / "notify-templates").mkdir()
+    config = parse_config(full(raw["notify"]), str(tmp_path / "portal-ops.toml"))
+    notify = config.notify
+    assert notify.route("emergency", NotifySeverity.SEV1)[-1] == "statuspage"
+    assert notify.severity_for("deployment-failed") == NotifySeverity.SEV1
+    assert Notifier.from_config(config, env={}).renderer.problems() == []
