@@ -159,6 +159,7 @@ def test_app_serves_logs_and_restarts_gracefully(make_sandbox: Callable[..., San
     with httpx.Client(base_url=host.url, timeout=5) as client:
         up = client.get("/up")
         assert (up.status_code, up.text) == (200, "OK")
+        assert up.headers["x-content-type-options"] == "nosniff"
         home = client.get("/", headers={"User-Agent": "pytest", "Referer": "http://x/"})
         assert "Business Portal" in home.text and "v1" in home.text
         assert client.get("/version").json() == {

@@ -38,6 +38,12 @@ from prometheus_client import (
 ERROR_RATE = 0.05  # the "errors" scenario: share of / and /api/* answered 500
 ERROR_LATENCY = 0.25  # the "errors" scenario: added to every response, seconds
 ROUTES = ("/", "/up", "/version", "/login", "/api/companies", "/metrics")
+SECURITY_HEADERS = {  # what the real portal's middleware sends; checked after a deploy
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Content-Security-Policy": "default-src 'self'",
+    "Referrer-Policy": "same-origin",
+}
 CONTENT_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -320,6 +326,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(response.body)))
             self.send_header("X-Portal-Host", app.cfg.host_name)
             self.send_header("X-Portal-Version", app.version)
+            for key, value in SECURITY_HEADERS.items():
+                self.send_header(key, value)
             for key, value in response.headers.items():
                 self.send_header(key, value)
             self.send_header("Connection", "close")
