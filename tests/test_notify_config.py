@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -245,9 +247,6 @@ def test_a_link_without_its_value_is_left_out() -> None:
 
 
 def test_the_documented_example_is_a_valid_config(tmp_path: Path) -> None:
-    import re
-    import tomllib
-
     doc = (Path(__file__).parent.parent / "docs" / "notify.md").read_text()
     example = re.search(r"```toml\n(.*?)```", doc, re.S)
     assert example is not None
