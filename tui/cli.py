@@ -12,6 +12,8 @@ import click
 
 # name -> "module:attribute"; each module defines one click command or group.
 COMMANDS: dict[str, str] = {
+    "ui": "tui.commands.ui:ui",
+    "watch": "tui.commands.ui:watch",
     "deploy": "tui.commands.deploy:deploy",
     "history": "tui.commands.history:history",
     "show": "tui.commands.history:show",

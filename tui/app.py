@@ -1,0 +1,758 @@
+"""The control room app: the engine in an App worker, the event feed through the bridge.
+
+Two classes share everything but their bindings: :class:`OperatorRoom` (``portal-ops ui``,
+``portal-ops demo``) has every action of the registry; :class:`WatchRoom`
+(``portal-ops watch``) is built from the non-dangerous ones only, so deploy, rollback and
+flag changes are absent there, and ``check_action`` refuses them as a second guard.
+
+Call :func:`run_control_room` to open a room; the demo passes its sandbox's engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any, ClassVar
+
+from textual.app import App, SystemCommand
+from textual.binding import BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.worker import Worker
+
+from backend.config import Config
+from backend.events import EventBus
+from backend.feed import BusFeed, Feed, JournalFeed, RedisFeed, journal_history, stream_key
+from backend.identity import current_operator
+from backend.journal import Journal
+from themes import CYCLE, DEFAULT_THEME, STYLESHEET, THEMES, derive_variables
+
+from .actions import ACTIONS, DANGEROUS_NAMES, Action, available, bindings
+from .bridge import DEFAULT_FLUSH_INTERVAL, Bridge
+from .messages import FeedCaughtUp, FeedFailed, LogLines, RoomChanged, RunFinished
+from .screens.confirm import ConfirmDeploy, ConfirmQuit, ConfirmRollback, ReasonPrompt
+from .screens.flags import FlagsScreen
+from .screens.help import HelpScreen
+from .screens.room import RoomScreen
+from .state import RoomState, with_flags
+from .widgets.graphs import HealthGraphs
+from .widgets.tables import FlagTable
+
+DEFAULT_GRAPH_INTERVAL = 1.0  # seconds between graph redraws (the `[`/`]` keys change it)
+ARM_SECONDS = 2.0  # a single-key change (flag step, resume) needs a second press within this
+FLAG_REFRESH_SECONDS = 30.0  # re-read the flag listing (evaluation counts) this often
+ROOM_ONLY = frozenset(
+    {"focus_pane", "zoom", "filter_log", "cycle_severity", "follow_log", "graph_rate"}
+)
+ROLLBACK_WHAT = (
+    "The ten rollback phases run on {hosts}: declare the incident and take the lock, flags"
+    " off, maintenance on if the database must go back, `current` switched to the previous"
+    " release on every host, database back, caches, restart, maintenance off, verify health,"
+    " report. Running it twice is safe."
+)
+
+
+class ActionCommands(Provider):
+    """The command palette's entries: the actions of this mode, nothing else."""
+
+    def _actions(self) -> Iterable[Action]:
+        app = self.app
+        assert isinstance(app, RoomApp)
+        return app.available_actions
+
+    def _title(self, action: Action) -> str:
+        return f"{action.group.lower()}: {action.description}"
+
+    async def discover(self) -> Hits:
+        app = self.app
+        assert isinstance(app, RoomApp)
+        for action in self._actions():
+            yield DiscoveryHit(
+                self._title(action), partial(app.run_action, action.action), help=action.help
+            )
+
+    async def search(self, query: str) -> Hits:
+        app = self.app
+        assert isinstance(app, RoomApp)
+        matcher = self.matcher(query)
+        for action in self._actions():
+            title = self._title(action)
+            score = max(matcher.match(title), matcher.match(action.help) * 0.5)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(title),
+                    partial(app.run_action, action.action),
+                    help=action.help,
+                )
+
+
+class _ThreadSafeBus:
+    """Lets a blocking service run in a thread yet emit on the event loop, in order."""
+
+    def __init__(self, bus: EventBus, loop: asyncio.AbstractEventLoop) -> None:
+        self.bus = bus
+        self.loop = loop
+
+    def emit(self, event: Any) -> Any:
+        self.loop.call_soon_threadsafe(self.bus.emit, event)
+        return event
+
+
+class RoomApp(App[int]):
+    """What both rooms share: panes, feed, bridge, themes, the read-only actions."""
+
+    CSS_PATH = STYLESHEET
+    TITLE = "portal-ops"
+    WATCH: ClassVar[bool] = False
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {
+        *App.COMMANDS,
+        ActionCommands,
+    }
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        engine: Any = None,
+        journal: Journal | None = None,
+        feed: Feed | None = None,
+        flag_service: Any = None,
+        deployment_id: str | None = None,
+        theme: str | None = None,
+        clock: Callable[[], float] = time.time,
+        graph_interval: float = DEFAULT_GRAPH_INTERVAL,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_log_lines: int = 10_000,
+        source: str = "",
+        load_flags: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.engine = engine
+        self.journal = journal or (engine.journal if engine is not None else None)
+        self.deployment_id = deployment_id
+        self.clock = clock
+        self.graph_interval = graph_interval
+        self.flush_interval = flush_interval
+        self.source = source
+        self.requested_theme = theme
+        self.flag_service = flag_service
+        self.load_flags = load_flags
+        self.state = RoomState(pinned=deployment_id)
+        self.caught_up = asyncio.Event()
+        self.engine_worker: Worker[Any] | None = None
+        self.publisher: Any = None
+        self._feed = feed
+        self._armed: dict[str, float] = {}
+        self._graphed: tuple[Any, ...] | None = None
+        self._graph_timer: Any = None
+        self.room = RoomScreen(
+            watch=self.WATCH,
+            target_ms=config.monitor.response_time_target_ms if config else 200.0,
+            acceptable_ms=config.monitor.response_time_acceptable_ms if config else 500.0,
+            max_log_lines=max_log_lines,
+            source=source,
+        )
+        self.bridge: Bridge | None = None
+
+    # -- set-up -------------------------------------------------------------------------
+
+    @property
+    def available_actions(self) -> tuple[Action, ...]:
+        return available(self.WATCH)
+
+    def get_default_screen(self) -> Screen[Any]:
+        return self.room
+
+    def get_css_variables(self) -> dict[str, str]:
+        variables = derive_variables(super().get_css_variables())
+        self.theme_variables = variables
+        return variables
+
+    def on_mount(self) -> None:
+        for theme in THEMES:
+            self.register_theme(theme)
+        self._apply_theme(self.requested_theme or DEFAULT_THEME)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.bridge = Bridge(
+            self._make_feed(), self.post_message, self.state, flush_interval=self.flush_interval
+        )
+        self.run_worker(self.bridge.run(), name="feed", group="feed", exit_on_error=False)
+        self.set_interval(1.0, self._tick)
+        self._graph_timer = self.set_interval(self.graph_interval, self._redraw_graphs)
+        if self.load_flags and self.config is not None:
+            self._refresh_flags()
+            self.set_interval(FLAG_REFRESH_SECONDS, self._refresh_flags)
+        self._start_publisher()
+
+    def _apply_theme(self, name: str) -> None:
+        if name in self.available_themes:
+            self.theme = name
+        else:
+            self.theme = DEFAULT_THEME
+            known = ", ".join(CYCLE)
+            self.notify(f"unknown theme {name!r}; using {DEFAULT_THEME} (try {known})")
+
+    def _make_feed(self) -> Feed:
+        if self._feed is not None:
+            return self._feed
+        if self.engine is not None:
+            journal = self.journal
+            history = partial(journal_history, journal) if journal is not None else ()
+            return BusFeed(self.engine.bus, history=history)
+        if self.journal is None:
+            raise RuntimeError("the control room needs an engine, a journal or a feed")
+        return JournalFeed(self.journal, self.deployment_id)
+
+    def _start_publisher(self) -> None:
+        """A room that runs the engine copies its events to Redis for remote watchers."""
+        if self.WATCH or self.engine is None or self.config is None or not self.config.redis.url:
+            return
+        from backend.feed import RedisPublisher
+
+        self.publisher = RedisPublisher(
+            self.engine.bus, self.config.redis.url, stream=stream_key(self.config.redis.prefix)
+        ).start()
+
+    async def on_unmount(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.stop()
+
+    # -- flags --------------------------------------------------------------------------
+
+    def _service(self) -> Any:
+        if self.flag_service is None and self.config is not None:
+            try:
+                from backend.flags.service import FlagService
+            except ImportError:
+                return None
+            self.flag_service = FlagService.from_config(self.config)
+        return self.flag_service
+
+    def _refresh_flags(self) -> None:
+        self.run_worker(
+            self._read_flags, thread=True, group="flags", exclusive=True, exit_on_error=False
+        )
+
+    def _read_flags(self) -> None:
+        """A thread: read the flag listing (SQLite, Redis counters) and hand it over."""
+        service = self._service()
+        if service is None:
+            return
+        rows = [row.to_json() for row in service.list_flags()]
+        emergency = service.emergency()
+        reason = (emergency.reason or "kill switch") if emergency.active else ""
+        self.call_from_thread(self._apply_flags, rows, reason)
+
+    def _apply_flags(self, rows: list[dict[str, Any]], emergency: str) -> None:
+        if self.bridge is not None:
+            self.bridge.apply(lambda state: with_flags(state, rows, emergency))
+            self.bridge.flush()
+
+    # -- drawing ------------------------------------------------------------------------
+
+    def _drawing_screens(self) -> list[Any]:
+        return [s for s in self.screen_stack if isinstance(s, RoomScreen | FlagsScreen)]
+
+    def on_room_changed(self, message: RoomChanged) -> None:
+        self.state = message.state
+        now = self.clock()
+        with self.batch_update():
+            for screen in self._drawing_screens():
+                screen.show(self.state, now)
+        self.refresh_bindings()
+
+    def on_log_lines(self, message: LogLines) -> None:
+        self.room.append_log(message.lines)
+
+    def on_feed_caught_up(self, message: FeedCaughtUp) -> None:
+        self._redraw_graphs()
+        self.caught_up.set()
+
+    def on_feed_failed(self, message: FeedFailed) -> None:
+        self.notify(f"the event feed stopped: {message.error}", severity="error", timeout=30)
+
+    def _tick(self) -> None:
+        now = self.clock()
+        for screen in self._drawing_screens():
+            screen.tick(now)
+
+    def _redraw_graphs(self) -> None:
+        """On the graph timer: redraw only when samples arrived since the last drawing."""
+        health = self.state.health
+        if health is self._graphed or not self.room.ready:
+            return
+        self._graphed = health
+        self.room.query_one(HealthGraphs).plot(health)
+
+    def _theme_changed(self, _theme: Any) -> None:
+        if not self.room.ready:
+            return
+        for screen in self._drawing_screens():
+            screen.restyle()
+        self._graphed = None
+        self._redraw_graphs()
+
+    async def wait_caught_up(self, timeout: float = 10.0) -> None:
+        """For tests and scripts: the history is shown and the feed is live."""
+        await asyncio.wait_for(self.caught_up.wait(), timeout)
+
+    # -- guards -------------------------------------------------------------------------
+
+    @property
+    def engine_running(self) -> bool:
+        return self.engine_worker is not None and self.engine_worker.is_running
+
+    def unavailable(self, name: str) -> str | None:
+        """Why an action cannot run right now (None: it can). Shown in help and toasts."""
+        if self.WATCH and name in DANGEROUS_NAMES:
+            return "read-only watch mode"
+        if name in ("deploy", "rollback", "pause_rollout") and self.engine is None:
+            return "no engine in this room"
+        if name == "deploy" and (self.engine_running or self.state.running):
+            return "a deployment or rollback is running"
+        if name == "rollback" and self._rollback_target() is None:
+            return "no deployment to roll back"
+        worker = self.engine_worker
+        if name == "rollback" and worker and worker.is_running and worker.name == "rollback":
+            return "a rollback is already running"
+        if name == "pause_rollout" and not hasattr(self.engine, "pause_rollout"):
+            return "the engine has no pause/resume API yet; each rollout step is health-gated"
+        if name in ("emergency_disable", "flag_step") and self._service() is None:
+            return "no flag service configured"
+        return None
+
+    def unavailable_action(self, action: Action) -> str | None:
+        return self.unavailable(action.name)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in DANGEROUS_NAMES:
+            if self.WATCH:
+                return False  # absent from the footer, and refused if reached at all
+            return None if self.unavailable(action) else True
+        return action not in ROOM_ONLY or isinstance(self.screen, RoomScreen)
+
+    def _allowed(self, name: str) -> bool:
+        why = self.unavailable(name)
+        if why:
+            self.notify(f"{name.replace('_', ' ')}: {why}", severity="warning")
+            return False
+        return True
+
+    def _arm(self, key: str, message: str) -> bool:
+        """True on the second press within ARM_SECONDS; the first press says what comes."""
+        now = time.monotonic()
+        if now - self._armed.pop(key, -1e9) <= ARM_SECONDS:
+            return True
+        self._armed[key] = now
+        self.notify(message, timeout=ARM_SECONDS)
+        return False
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        for command in super().get_system_commands(screen):
+            if command.title == "Quit":  # ours asks first while a run is going
+                yield SystemCommand("Quit", "Quit portal-ops", self.action_quit)
+            else:
+                yield command
+
+    # -- looking (both modes) -----------------------------------------------------------
+
+    def action_focus_pane(self, pane: str) -> None:
+        self.room.focus_pane(pane)
+
+    def action_zoom(self) -> None:
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+            return
+        widget: Widget | None = screen.focused
+        while widget is not None and not widget.has_class("pane"):
+            parent = widget.parent
+            widget = parent if isinstance(parent, Widget) else None
+        if widget is None:
+            self.notify("focus a pane first (1-5 or tab), then z")
+            return
+        screen.maximize(widget, container=False)
+
+    def action_show_flags(self) -> None:
+        if isinstance(self.screen, FlagsScreen):
+            self.pop_screen()
+            return
+        self.push_screen(FlagsScreen(watch=self.WATCH))
+        self.call_after_refresh(self._draw_flags_screen)
+
+    def _draw_flags_screen(self) -> None:
+        if isinstance(self.screen, FlagsScreen):
+            self.screen.show(self.state, self.clock(), force=True)
+
+    def action_filter_log(self) -> None:
+        self.room.open_filter()
+
+    def action_cycle_severity(self) -> None:
+        level = self.room.cycle_severity()
+        self.notify(f"log: {level.upper() if level != 'debug' else 'all lines'}", timeout=2)
+
+    def action_follow_log(self) -> None:
+        self.room.log_widget.follow()
+
+    def action_graph_rate(self, factor: float) -> None:
+        self.graph_interval = min(10.0, max(0.25, self.graph_interval * factor))
+        if self._graph_timer is not None:
+            self._graph_timer.stop()
+        self._graph_timer = self.set_interval(self.graph_interval, self._redraw_graphs)
+        self.notify(f"graphs redrawn every {self.graph_interval:g} s", timeout=2)
+
+    def action_cycle_theme(self) -> None:
+        names = [n for n in CYCLE if n in self.available_themes]
+        index = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(index + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(
+            HelpScreen(
+                self.available_actions, watch=self.WATCH, unavailable=self.unavailable_action
+            )
+        )
+
+    async def action_quit(self) -> None:
+        if self.WATCH or not self.engine_running:
+            self.exit(0)
+            return
+        assert self.engine_worker is not None
+        what = "rollback" if self.engine_worker.name == "rollback" else "deployment"
+        dep = self.state.deployment
+        self.push_screen(ConfirmQuit(dep.id if dep else "(starting)", what), self._quit_confirmed)
+
+    def _quit_confirmed(self, ok: object) -> None:
+        if ok:
+            self.run_worker(self._cancel_and_exit(), name="quit", group="control")
+
+    async def _cancel_and_exit(self) -> None:
+        worker = self.engine_worker
+        if worker is not None and worker.is_running:
+            worker.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker.wait(), 15)
+        self.exit(1)
+
+    # -- the engine's results -------------------------------------------------------------
+
+    def on_run_finished(self, message: RunFinished) -> None:
+        if message.error and message.outcome == "error":
+            self.notify(f"{message.run} did not run: {message.error}", severity="error", timeout=20)
+        else:
+            good = message.outcome in ("succeeded", "rolled_back")
+            self.notify(
+                f"{message.run} {message.deployment_id}: {message.outcome}"
+                + (f" ({message.error})" if message.error else ""),
+                severity="information" if good else "error",
+                timeout=15,
+            )
+        self.refresh_bindings()
+
+    def _rollback_target(self) -> str | None:
+        dep = self.state.deployment
+        if dep is not None and dep.id and not dep.dry_run:
+            return dep.id
+        return None
+
+
+class OperatorRoom(RoomApp):
+    """``portal-ops ui``: every action, the engine in an App worker."""
+
+    BINDINGS: ClassVar[list[BindingType]] = bindings(available(watch=False))
+
+    def _start_run(self, kind: str, make: Callable[[], Any]) -> None:
+        self.engine_worker = self.run_worker(
+            self._run(kind, make), name=kind, group="engine", exit_on_error=False
+        )
+        self.refresh_bindings()
+
+    async def _run(self, kind: str, make: Callable[[], Any]) -> None:
+        try:
+            result = await make()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.post_message(RunFinished(kind, None, "error", f"{type(exc).__name__}: {exc}"))
+            return
+        outcome = str(getattr(result, "outcome", "finished"))
+        error = str(getattr(result, "error", "") or "")
+        self.post_message(RunFinished(kind, getattr(result, "deployment_id", None), outcome, error))
+
+    # -- deploy ---------------------------------------------------------------------------
+
+    def action_deploy(self) -> None:
+        if not self._allowed("deploy"):
+            return
+        self.notify("building the dry-run plan (read-only probes run on the hosts)…", timeout=4)
+        self.run_worker(self._prepare_deploy(), name="plan", group="plan", exclusive=True)
+
+    async def _prepare_deploy(self) -> None:
+        try:
+            plan = await self.engine.plan()
+        except Exception as exc:
+            self.notify(f"cannot plan the deployment: {exc}", severity="error", timeout=20)
+            return
+        config = self.config
+        hosts = [h.name for h in config.hosts] if config else []
+        summary = (
+            f"{config.portal.name if config else 'portal'}: revision {plan.revision},"
+            f" release {plan.release_id}, on {len(hosts)} host(s) ({', '.join(hosts)})"
+            + (f" in batches {' / '.join(config.rollout.batches)}" if config else "")
+            + ". The plan below is every command a real run executes."
+        )
+        self.push_screen(ConfirmDeploy(summary, plan.render()), self._deploy_confirmed)
+
+    def _deploy_confirmed(self, ok: object) -> None:
+        if ok and self._allowed("deploy"):
+            self._start_run("deploy", lambda: self.engine.deploy())
+
+    # -- rollback -------------------------------------------------------------------------
+
+    def action_rollback(self) -> None:
+        if not self._allowed("rollback"):
+            return
+        target = self._rollback_target()
+        assert target is not None
+        hosts = self.state.deployment.hosts if self.state.deployment else ()
+        what = ROLLBACK_WHAT.format(hosts=", ".join(hosts) or "every host")
+        if self.engine_running:
+            what += " The deployment running in this room is cancelled first."
+        self.push_screen(ConfirmRollback(target, what), self._rollback_confirmed)
+
+    def _rollback_confirmed(self, request: Any) -> None:
+        if request is not None:
+            self.run_worker(self._rollback(request), name="rollback-start", group="control")
+
+    async def _rollback(self, request: Any) -> None:
+        worker = self.engine_worker
+        if worker is not None and worker.is_running:
+            worker.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker.wait(), 30)
+        self._start_run(
+            "rollback",
+            lambda: self.engine.rollback(
+                request.deployment_id,
+                request.reason,
+                trigger={"kind": "manual", "from": "control room"},
+            ),
+        )
+
+    def action_pause_rollout(self) -> None:
+        if not self._allowed("pause_rollout"):
+            return
+        self.engine.pause_rollout()  # pragma: no cover - no engine offers it yet
+
+    # -- flags ----------------------------------------------------------------------------
+
+    def action_emergency_disable(self) -> None:
+        if not self._allowed("emergency_disable"):
+            return
+        self.push_screen(
+            ReasonPrompt(
+                "Emergency-disable every flag?",
+                "The kill switch forces every feature flag off for everyone, overrides"
+                " included, at once; it is audited with your name and reason. Flags keep"
+                " their configuration: `portal-ops feature restore` serves them again.",
+            ),
+            self._emergency_confirmed,
+        )
+
+    def _emergency_confirmed(self, reason: object) -> None:
+        if not isinstance(reason, str) or not reason:
+            return
+        dep = self.state.deployment
+        dep_id = dep.id if dep is not None and self.state.running else None
+        self._flag_call(
+            "emergency-disable", lambda s: s.emergency_disable(reason, current_operator(), dep_id)
+        )
+
+    def _flag_call(self, what: str, call: Callable[[Any], Any]) -> None:
+        """Run a (blocking) flag-service call in a thread; its events reach the bus in order."""
+        loop = asyncio.get_running_loop()
+        bus = self.engine.bus if self.engine is not None else None
+
+        def work() -> None:
+            from backend.flags.service import FlagService
+
+            base = self._service()
+            service = FlagService(
+                base.store.path,
+                base.redis_url,
+                base.keys.prefix,
+                bus=_ThreadSafeBus(bus, loop) if bus is not None else None,  # type: ignore[arg-type]
+                operator=current_operator(),
+            )
+            try:
+                call(service)
+            except Exception as exc:
+                self.call_from_thread(self.notify, f"{what}: {exc}", severity="error", timeout=15)
+            finally:
+                service.close()
+            self.call_from_thread(self._refresh_flags)
+
+        self.run_worker(work, thread=True, group="flag-change", exit_on_error=False)
+
+    def _selected_flag(self) -> str | None:
+        screen = self.screen
+        tables = list(screen.query(FlagTable))
+        return tables[0].selected if tables else None
+
+    def action_flag_step(self, direction: int) -> None:
+        if not self._allowed("flag_step"):
+            return
+        name = self._selected_flag()
+        flag = next((f for f in self.state.flags if f.name == name), None)
+        if flag is None:
+            self.notify("select a flag first (4 or f, then the arrow keys)", severity="warning")
+            return
+        steps = sorted(self.config.flags.rollout_steps) if self.config else [10, 50, 100]
+        current = flag.percentage if flag.enabled else 0
+        if direction > 0:
+            target = next((s for s in steps if s > current), None)
+        else:
+            target = next((s for s in reversed(steps) if s < current), 0 if current else None)
+        if target is None:
+            edge = "fully on" if direction > 0 else "already off"
+            self.notify(f"{flag.name} is {edge}", timeout=3)
+            return
+        label = f"{target}%" if target else "off"
+        before = f"{current}%" if current else "off"
+        key = "+" if direction > 0 else "-"
+        if not self._arm(
+            f"flag:{name}:{target}", f"press {key} again to step {name}: {before} -> {label}"
+        ):
+            return
+        reason = f"control room: step {before} -> {label}"
+        if target == 0:
+            self._flag_call(name, lambda s: s.disable(name, reason=reason))
+        else:
+            self._flag_call(name, lambda s: s.set_percentage(name, target, reason=reason))
+
+
+class WatchRoom(RoomApp):
+    """``portal-ops watch``: read-only. Dangerous actions are not bound at all."""
+
+    WATCH = True
+    BINDINGS: ClassVar[list[BindingType]] = bindings(available(watch=True))
+
+
+def watch_feed(
+    config: Config | None,
+    journal: Journal | None,
+    deployment_id: str | None,
+    source: str = "auto",
+) -> tuple[Feed, str]:
+    """The watcher's feed and its name: the journal on this machine, else the Redis stream.
+
+    ``auto`` prefers the journal when it holds the deployment (or a running one), because
+    it is complete; Redis when configured and the journal does not know the deployment.
+    """
+    redis_url = config.redis.url if config is not None else None
+    if source == "auto":
+        local = journal is not None and (
+            (deployment_id and journal.get_deployment(deployment_id) is not None)
+            or (not deployment_id and (journal.unfinished() or not redis_url))
+        )
+        source = "journal" if local or not redis_url else "redis"
+    if source == "redis":
+        if not redis_url:
+            raise ValueError("--source redis needs [redis] url in the config")
+        prefix = config.redis.prefix if config is not None else "portal-ops"
+        return RedisFeed(redis_url, deployment_id, stream=stream_key(prefix)), "redis"
+    if journal is None:
+        raise ValueError("no journal to follow")
+    if deployment_id and journal.get_deployment(deployment_id) is None:
+        recent = ", ".join(r["id"] for r in journal.list_deployments(limit=5)) or "none"
+        raise ValueError(f"unknown deployment id {deployment_id!r} (recent: {recent})")
+    return JournalFeed(journal, deployment_id), "journal"
+
+
+def make_room(
+    config: Config | None,
+    *,
+    engine: Any = None,
+    watch: bool = False,
+    deployment_id: str | None = None,
+    theme: str | None = None,
+    journal: Journal | None = None,
+    source: str = "auto",
+    **options: Any,
+) -> RoomApp:
+    """Build (without running) the room for ``config``: a watcher, or an operator room."""
+    if journal is None and engine is not None:
+        journal = engine.journal
+    if journal is None:
+        from backend.paths import state_dir
+
+        journal = Journal(state_dir(config.state.dir if config else None) / "journal.db")
+    if watch:
+        feed, name = watch_feed(config, journal, deployment_id, source)
+        return WatchRoom(
+            config,
+            journal=journal,
+            feed=feed,
+            deployment_id=deployment_id,
+            theme=theme,
+            source=name,
+            **options,
+        )
+    if engine is None and config is not None:
+        from backend.engine import Engine
+
+        engine = Engine(config, journal=journal)
+    return OperatorRoom(config, engine=engine, journal=journal, theme=theme, **options)
+
+
+def run_control_room(
+    config: Config | None,
+    *,
+    engine: Any = None,
+    watch: bool = False,
+    deployment_id: str | None = None,
+    theme: str | None = None,
+    on_exit: Callable[[], Any] | None = None,
+    **options: Any,
+) -> int:
+    """Open the control room and block until it closes; returns the exit code.
+
+    ``engine``: an :class:`backend.engine.Engine` to drive (the demo passes its sandbox's);
+    built from ``config`` when omitted. ``watch``: read-only, following ``deployment_id``
+    (or the running/latest one) from the journal or Redis. ``on_exit`` runs after the room
+    closes, whatever happened (the demo tears its sandbox down there).
+    """
+    try:
+        app = make_room(
+            config,
+            engine=engine,
+            watch=watch,
+            deployment_id=deployment_id,
+            theme=theme,
+            **options,
+        )
+        code = app.run()
+        return int(code or 0)
+    finally:
+        if on_exit is not None:
+            on_exit()
+
+
+__all__ = [
+    "ACTIONS",
+    "OperatorRoom",
+    "RoomApp",
+    "WatchRoom",
+    "make_room",
+    "run_control_room",
+    "watch_feed",
+]

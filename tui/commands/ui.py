@@ -1,0 +1,138 @@
+"""``portal-ops ui`` (also plain ``portal-ops``) and ``portal-ops watch``: the control room.
+
+Textual is imported only here, inside the commands, after ``--fps`` has been put in the
+environment (Textual reads ``TEXTUAL_FPS`` once, at import).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from .common import EXIT_USAGE, config_option, fail, load_or_exit
+
+THEME_HELP = (
+    "Colour theme: portal-dark (default), portal-light, portal-high-contrast, ansi-dark or"
+    " ansi-light (16 colours), or any Textual theme. Also $PORTAL_OPS_THEME. NO_COLOR is"
+    " respected."
+)
+
+
+def _options(func):  # type: ignore[no-untyped-def]
+    func = click.option("--theme", envvar="PORTAL_OPS_THEME", metavar="NAME", help=THEME_HELP)(func)
+    func = click.option(
+        "--refresh",
+        type=click.FloatRange(0.25, 10.0),
+        default=1.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Seconds between graph redraws (the [ and ] keys change it live).",
+    )(func)
+    func = click.option(
+        "--fps",
+        type=click.IntRange(1, 60),
+        default=None,
+        metavar="N",
+        help="Cap screen updates per second (default 60; try 10 over a slow SSH link).",
+    )(func)
+    func = click.option(
+        "--max-log-lines",
+        type=click.IntRange(100, 1_000_000),
+        default=10_000,
+        show_default=True,
+        help="Incident-log lines kept in memory (older ones scroll away).",
+    )(func)
+    return config_option(func)
+
+
+def _environment(fps: int | None, watch: bool) -> None:
+    if fps is not None:
+        os.environ["TEXTUAL_FPS"] = str(fps)
+    if watch:  # a watcher on a slow link gains nothing from animations
+        os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+
+
+def _check_theme(theme: str | None) -> None:
+    if not theme:
+        return
+    from textual.theme import BUILTIN_THEMES
+
+    from themes import CYCLE
+
+    known = set(CYCLE) | set(BUILTIN_THEMES)
+    if theme not in known:
+        fail(f"unknown theme {theme!r}; choose one of: {', '.join(sorted(known))}", EXIT_USAGE)
+
+
+@click.command()
+@_options
+def ui(
+    config_path: str | None,
+    theme: str | None,
+    refresh: float,
+    fps: int | None,
+    max_log_lines: int,
+) -> None:
+    """Open the control room on the configured portal: deploy, watch, roll back.
+
+    Keys: ? lists them all. Exit code 0, or 1 when quitting cancelled a running deployment
+    (the lock and the journal stay: `portal-ops resume ID` or `portal-ops rollback ID`).
+    """
+    _environment(fps, watch=False)
+    config = load_or_exit(config_path)
+    _check_theme(theme)
+    from tui.app import run_control_room
+
+    code = run_control_room(
+        config, theme=theme, graph_interval=refresh, max_log_lines=max_log_lines
+    )
+    raise SystemExit(code)
+
+
+@click.command()
+@click.argument("deployment_id", required=False, metavar="[DEPLOY_ID]")
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "journal", "redis"]),
+    default="auto",
+    show_default=True,
+    help="Where the events come from: the journal on this machine, or the Redis stream"
+    " ([redis] url). auto: the journal when it knows the deployment, else Redis.",
+)
+@_options
+def watch(
+    deployment_id: str | None,
+    source: str,
+    config_path: str | None,
+    theme: str | None,
+    refresh: float,
+    fps: int | None,
+    max_log_lines: int,
+) -> None:
+    """Follow a deployment another portal-ops is running, read-only.
+
+    Without DEPLOY_ID: the running deployment, else the latest, switching to the next one
+    when it starts. Deploy, rollback and flag changes are absent in this mode.
+    """
+    _environment(fps, watch=True)
+    config = None
+    if config_path or Path("portal-ops.toml").exists():
+        config = load_or_exit(config_path)
+    _check_theme(theme)
+    from tui.app import run_control_room
+
+    try:
+        code = run_control_room(
+            config,
+            watch=True,
+            deployment_id=deployment_id,
+            theme=theme,
+            source=source,
+            graph_interval=refresh,
+            max_log_lines=max_log_lines,
+        )
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
+    raise SystemExit(code)

@@ -1,0 +1,1 @@
+"""Screens of the control room: the room itself, flags, help, and the confirmations."""

@@ -1,0 +1,224 @@
+"""Confirmations. Each says what will happen before it happens; none fires on a stray key.
+
+- Deploy: the dry-run plan (every command, per host and phase), then ``y``/Enter on the
+  Deploy button, ``n``/escape to cancel.
+- Rollback: type the deployment id exactly, and a reason (audited); only then is the
+  button enabled. A stray ``R`` (or two) can never roll back production.
+- Emergency-disable flags: a reason is required.
+- Quit while the room runs a deployment: says that quitting cancels it and what stays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+
+class _Dialog(ModalScreen[object]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmDeploy(_Dialog):
+    """The dry-run summary, then an explicit yes."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,n", "cancel", "Cancel"),
+        Binding("y", "confirm", "Deploy"),
+    ]
+
+    def __init__(self, summary: str, plan_text: str) -> None:
+        super().__init__()
+        self.summary = summary
+        self.plan_text = plan_text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Deploy?", classes="title")
+            yield Static(self.summary, classes="explain", markup=False)
+            with VerticalScroll(id="plan"):
+                yield Static(self.plan_text, markup=False)
+            yield Label("y deploys · n or escape cancels · the plan scrolls", classes="hint")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Deploy", id="confirm", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#confirm")
+    def _confirm(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    deployment_id: str
+    reason: str
+
+
+class ConfirmRollback(_Dialog):
+    """Type the deployment id to arm the rollback; a reason is required and audited."""
+
+    def __init__(self, deployment_id: str, what: str) -> None:
+        super().__init__()
+        self.deployment_id = deployment_id
+        self.what = what
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog -danger"):
+            yield Label(f"Roll back {self.deployment_id}?", classes="title")
+            yield Static(self.what, classes="explain", markup=False)
+            yield Label(f"Type the deployment id ({self.deployment_id}) to confirm:")
+            yield Input(id="typed-id", placeholder=self.deployment_id)
+            yield Label("Reason (recorded in the journal and the report):")
+            yield Input(id="reason", placeholder="e.g. p95 above 500 ms after switch")
+            yield Label("", id="problem", classes="problem")
+            yield Label("escape cancels · the button arms when the id matches", classes="hint")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Roll back", id="confirm", variant="error", disabled=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#typed-id", Input).focus()
+
+    @property
+    def armed(self) -> bool:
+        typed = self.query_one("#typed-id", Input).value.strip()
+        reason = self.query_one("#reason", Input).value.strip()
+        return typed == self.deployment_id and bool(reason)
+
+    @on(Input.Changed)
+    def _changed(self) -> None:
+        self.query_one("#confirm", Button).disabled = not self.armed
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "typed-id":
+            self.query_one("#reason", Input).focus()
+            return
+        self._try_confirm()
+
+    @on(Button.Pressed, "#confirm")
+    def _confirm(self) -> None:
+        self._try_confirm()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    def _try_confirm(self) -> None:
+        typed = self.query_one("#typed-id", Input).value.strip()
+        problem = self.query_one("#problem", Label)
+        if typed != self.deployment_id:
+            problem.update(f"the id typed does not match {self.deployment_id}")
+            self.query_one("#typed-id", Input).focus()
+            return
+        reason = self.query_one("#reason", Input).value.strip()
+        if not reason:
+            problem.update("a reason is required")
+            self.query_one("#reason", Input).focus()
+            return
+        self.dismiss(RollbackRequest(self.deployment_id, reason))
+
+
+class ReasonPrompt(_Dialog):
+    """Ask why (for the audit trail) before a flag change that cannot wait."""
+
+    def __init__(self, title: str, explain: str, action_label: str = "Disable all") -> None:
+        super().__init__()
+        self.title_text = title
+        self.explain = explain
+        self.action_label = action_label
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog -danger"):
+            yield Label(self.title_text, classes="title")
+            yield Static(self.explain, classes="explain", markup=False)
+            yield Label("Reason (required, audited):")
+            yield Input(id="reason", placeholder="e.g. checkout errors since 14:02")
+            yield Label("", id="problem", classes="problem")
+            yield Label("enter confirms · escape cancels", classes="hint")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button(self.action_label, id="confirm", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#confirm")
+    def _confirm(self) -> None:
+        reason = self.query_one("#reason", Input).value.strip()
+        if not reason:
+            self.query_one("#problem", Label).update("a reason is required")
+            return
+        self.dismiss(reason)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+
+QUIT_WHILE_RUNNING = (
+    "portal-ops owns this run: quitting now cancels {what} {id} where it stands."
+    " The lock on the hosts and the journal stay, so `portal-ops resume {id}` continues it"
+    " and `portal-ops rollback {id}` rolls it back, from this or another terminal."
+)
+
+
+class ConfirmQuit(_Dialog):
+    """Quitting while this room runs a deployment or rollback: say exactly what happens."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,n", "cancel", "Stay"),
+        Binding("y", "confirm", "Quit and cancel"),
+    ]
+
+    def __init__(self, deployment_id: str, what: str = "deployment") -> None:
+        super().__init__()
+        self.deployment_id = deployment_id
+        self.what = what
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog -danger"):
+            yield Label(f"A {self.what} is running: quit?", classes="title")
+            yield Static(
+                QUIT_WHILE_RUNNING.format(what=self.what, id=self.deployment_id),
+                classes="explain",
+                markup=False,
+            )
+            yield Label("y quits and cancels · n or escape stays", classes="hint")
+            with Horizontal(classes="buttons"):
+                yield Button("Stay", id="cancel", variant="primary")
+                yield Button("Quit and cancel", id="confirm", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#confirm")
+    def _confirm(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,89 @@
+"""The flags screen: every flag with who changed it last and why; the same flag keys work."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from ..state import RoomState
+from ..widgets import _format as fmt
+from ..widgets.header import DeployHeader
+from ..widgets.tables import FlagTable
+
+
+class FlagsScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,f", "app.pop_screen", "Back"),
+    ]
+    AUTO_FOCUS = "#all-flags"
+
+    def __init__(self, *, watch: bool = False) -> None:
+        super().__init__(id="flags-screen")
+        self.watch_mode = watch
+        self.drawn: RoomState | None = None
+
+    def compose(self) -> ComposeResult:
+        yield DeployHeader(id="flags-header", watch=self.watch_mode)
+        yield FlagTable(id="all-flags", classes="pane", detailed=True)
+        yield Static(id="flag-detail")
+        yield Footer(compact=True)
+
+    def show(self, state: RoomState, now: float, *, force: bool = False) -> None:
+        self.query_one(DeployHeader).show(state, now)
+        table = self.query_one(FlagTable)
+        if (
+            force
+            or self.drawn is None
+            or self.drawn.flags is not state.flags
+            or self.drawn.emergency != state.emergency
+        ):
+            table.show(state.flags, emergency=bool(state.emergency))
+            table.border_title = "Flags"
+        self.drawn = state
+        self._detail()
+
+    def tick(self, now: float) -> None:
+        if self.drawn is not None:
+            self.query_one(DeployHeader).show(self.drawn, now)
+
+    def restyle(self) -> None:
+        self.query_one(FlagTable)._rows = {}
+        if self.drawn is not None:
+            self.show(self.drawn, 0.0, force=True)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def _detail(self) -> None:
+        state = self.drawn
+        detail = self.query_one("#flag-detail", Static)
+        if state is None:
+            return
+        name = self.query_one(FlagTable).selected
+        flag = next((f for f in state.flags if f.name == name), None)
+        lines: list[Content] = []
+        if state.emergency:
+            lines.append(
+                Content.styled(
+                    f"KILL SWITCH ON: every flag is off ({state.emergency})", "bold $error"
+                )
+            )
+        if flag is None:
+            lines.append(Content.styled("no flags yet", "$foreground-muted"))
+        else:
+            lines.append(Content.assemble((flag.name, "bold"), "  ", flag.description))
+            if flag.changed_at:
+                lines.append(
+                    Content.assemble(
+                        ("last change ", "$foreground-muted"),
+                        f"{flag.change} at {fmt.clock(flag.changed_at)} by {flag.changed_by or '?'}",
+                        ("  reason ", "$foreground-muted"),
+                        flag.reason or "-",
+                    )
+                )
+        detail.update(Content("\n").join(lines))

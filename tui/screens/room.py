@@ -1,0 +1,191 @@
+"""The control room: every pane on one screen, reflowing at small sizes.
+
+Breakpoints add ``-narrow``/``-wide`` and ``-short``/``-tall`` classes to the screen; the
+stylesheet (themes/control_room.tcss) stacks or collapses panes with them, so 80x24
+keeps the phases, the hosts, a response-time graph, the log and a one-line health strip.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.containers import Grid, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+from ..state import RoomState
+from ..widgets.graphs import HealthGraphs
+from ..widgets.header import DeployHeader
+from ..widgets.incident_log import LEVELS, IncidentLog
+from ..widgets.tables import FlagTable, HostTable
+from ..widgets.timeline import PhaseTimeline
+
+PANES: dict[str, str] = {
+    "timeline": "#timeline",
+    "hosts": "#hosts",
+    "graphs": "#graphs",
+    "flags": "#flags",
+    "log": "#log",
+}
+
+
+class RoomScreen(Screen[None]):
+    """Draws a :class:`RoomState`; holds no state of its own beyond what it last drew."""
+
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+        (0, "-narrow"),
+        (110, "-wide"),
+    ]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
+    AUTO_FOCUS = "#log"
+
+    def __init__(
+        self,
+        *,
+        watch: bool = False,
+        target_ms: float = 200.0,
+        acceptable_ms: float = 500.0,
+        max_log_lines: int = 10_000,
+        source: str = "",
+    ) -> None:
+        super().__init__(id="room")
+        self.source = source
+        self.watch_mode = watch
+        self.target_ms = target_ms
+        self.acceptable_ms = acceptable_ms
+        self.max_log_lines = max_log_lines
+        self.drawn: RoomState | None = None
+        self.ready = False  # set once the panes exist (on_mount), before is_mounted is
+
+    def compose(self) -> ComposeResult:
+        yield DeployHeader(id="header", watch=self.watch_mode, source=self.source)
+        with Grid(id="body"):
+            yield PhaseTimeline(id="timeline", classes="pane")
+            yield HealthGraphs(
+                id="graphs",
+                classes="pane",
+                target_ms=self.target_ms,
+                acceptable_ms=self.acceptable_ms,
+            )
+            yield HostTable(id="hosts", classes="pane")
+            yield FlagTable(id="flags", classes="pane")
+            with Vertical(id="logpane"):
+                yield IncidentLog(id="log", classes="pane", max_lines=self.max_log_lines)
+                yield Input(
+                    id="log-filter", placeholder="filter the log (enter keeps, escape clears)"
+                )
+        yield Footer(id="footer", compact=True)
+
+    def on_mount(self) -> None:
+        self.ready = True
+        app = self.app
+        state = getattr(app, "state", None) or RoomState()
+        clock = getattr(app, "clock", None)
+        self.show(state, now=clock() if clock else 0.0, force=True)
+        self._log_title()
+
+    # -- drawing ----------------------------------------------------------------------
+
+    def show(self, state: RoomState, now: float, *, force: bool = False) -> None:
+        """Update the panes whose slice of the state changed (identity tells)."""
+        if not self.ready:
+            return
+        old = self.drawn
+        self.query_one(DeployHeader).show(state, now)
+        if force or old is None or old.timeline is not state.timeline or state.running:
+            self.query_one(PhaseTimeline).show(state, now)
+        if force or old is None or old.hosts is not state.hosts:
+            self.query_one(HostTable).show(state.hosts)
+        if force or old is None or old.flags is not state.flags or old.emergency != state.emergency:
+            self.query_one(FlagTable).show(state.flags, emergency=bool(state.emergency))
+        self.drawn = state
+
+    def tick(self, now: float) -> None:
+        """The clock moved: refresh what shows elapsed time, nothing else."""
+        if self.drawn is not None:
+            self.query_one(DeployHeader).show(self.drawn, now)
+            if self.drawn.running:
+                self.query_one(PhaseTimeline).show(self.drawn, now)
+
+    def restyle(self) -> None:
+        """The theme changed: cells styled from the old theme are redrawn."""
+        for table in self.query(HostTable).results(), self.query(FlagTable).results():
+            for widget in table:
+                widget._rows = {}
+        if self.drawn is not None:
+            self.show(self.drawn, now=0.0, force=True)
+
+    # -- the log ----------------------------------------------------------------------
+
+    @property
+    def log_widget(self) -> IncidentLog:
+        return self.query_one("#log", IncidentLog)
+
+    def _log_title(self) -> None:
+        log = self.log_widget
+        log.border_title = "[5] Incident log"
+        parts = []
+        if log.filter_text:
+            parts.append(f"/{log.filter_text}")
+        if log.min_severity != "debug":
+            parts.append(f"≥{log.min_severity.upper()}")
+        shown = f"{log.shown}/{log.total}" if log.filtered else f"{log.total}"
+        log.border_subtitle = " · ".join([*parts, f"{shown} lines"])
+
+    def append_log(self, lines: tuple) -> None:  # type: ignore[type-arg]
+        self.log_widget.append(lines)
+        self._log_title()
+
+    def open_filter(self) -> None:
+        box = self.query_one("#log-filter", Input)
+        box.add_class("-open")
+        box.value = self.log_widget.filter_text
+        box.focus()
+
+    def cycle_severity(self) -> str:
+        log = self.log_widget
+        level = (
+            LEVELS[(LEVELS.index(log.min_severity) + 1) % len(LEVELS)]
+            if log.min_severity in LEVELS
+            else "debug"
+        )
+        log.set_filter(min_severity=level)
+        self._log_title()
+        return level
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "log-filter":
+            self.log_widget.set_filter(text=event.value)
+            self._log_title()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "log-filter":
+            self.close_filter(keep=True)
+
+    def close_filter(self, *, keep: bool) -> None:
+        box = self.query_one("#log-filter", Input)
+        if not keep:
+            box.value = ""
+            self.log_widget.set_filter(text="")
+        box.remove_class("-open")
+        self.log_widget.focus()
+        self._log_title()
+
+    def on_key(self, event) -> None:  # type: ignore[no-untyped-def]
+        box = self.query_one("#log-filter", Input)
+        if event.key == "escape" and box.has_focus:
+            event.stop()
+            event.prevent_default()
+            self.close_filter(keep=False)
+
+    def focus_pane(self, pane: str) -> None:
+        selector = PANES.get(pane)
+        if selector:
+            widget = self.query_one(selector)
+            if widget.display:
+                widget.focus()
+            else:
+                self.app.notify(f"the {pane} pane is hidden at this size: press z to zoom it")
+                widget.focus()
+                self.maximize(widget, container=False)

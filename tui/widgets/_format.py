@@ -1,0 +1,45 @@
+"""Small, pure formatting helpers shared by the panes (durations, times, rates)."""
+
+from __future__ import annotations
+
+import time
+
+
+def duration(seconds: float | None) -> str:
+    """``0.4s``, ``12.3s``, ``2m05s``, ``1h02m``: short enough for a table column."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def clock(ts: float) -> str:
+    """Local wall-clock time of an event, to the second."""
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def elapsed(seconds: float | None) -> str:
+    """``03:12`` or ``1:03:12``: the header's running clock."""
+    if seconds is None:
+        return "--:--"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def percent(fraction: float | None, digits: int = 2) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.{digits}f}%"
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}/s"

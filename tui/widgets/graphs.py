@@ -1,0 +1,211 @@
+"""Live health graphs: response time (with the 200 ms target and 500 ms acceptable lines),
+error rate and throughput, drawn with plotext; and a one-line summary for small screens.
+
+Graphs are redrawn by the app on a timer (1 s by default), never per sample. Line colours
+come from the theme's variables; every line is also named in the title with its latest
+value, so the graphs read without colour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.color import Color
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from ..state import Sample
+from . import _format as fmt
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def plot_color(value: str | None) -> str | tuple[int, int, int]:
+    """A theme colour as plotext wants it: RGB, or a plain name for 16-colour themes."""
+    if not value:
+        return "default"
+    if value.startswith("ansi_"):
+        name = value.removeprefix("ansi_")
+        if name.startswith("bright_"):
+            return name.removeprefix("bright_") + "+"
+        return "default" if name == "default" else name
+    try:
+        color = Color.parse(value.split()[0])
+    except Exception:
+        return "default"
+    return color.rgb
+
+
+def sparkline(values: Sequence[float | None], width: int) -> str:
+    """Unicode bars for the last ``width`` values (no plot needed at 80x24)."""
+    data = [v for v in values if v is not None][-width:]
+    if not data:
+        return ""
+    top = max(data) or 1.0
+    return "".join(SPARK[min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1)))] for v in data)
+
+
+class HealthPlot(PlotextPlot):
+    """A PlotextPlot that follows 16-colour themes (plotext's own "clear" theme there)."""
+
+    def render(self):  # type: ignore[no-untyped-def]
+        self.theme = "clear" if self.app.current_theme.name.startswith("ansi") else "auto"
+        return super().render()
+
+
+class HealthGraphs(Vertical, can_focus=True):
+    """Three graphs over the same window of samples, plus a text strip for small screens."""
+
+    ALLOW_MAXIMIZE = True
+
+    def __init__(
+        self,
+        *,
+        target_ms: float = 200.0,
+        acceptable_ms: float = 500.0,
+        window: int = 120,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.target_ms = target_ms
+        self.acceptable_ms = acceptable_ms
+        self.window = window
+        self.samples: tuple[Sample, ...] = ()
+
+    def compose(self):  # type: ignore[no-untyped-def]
+        yield HealthPlot(id="rt-graph")
+        with Horizontal(id="small-graphs"):
+            yield HealthPlot(id="err-graph")
+            yield HealthPlot(id="rps-graph")
+        yield Static(id="health-strip")
+
+    def on_mount(self) -> None:
+        self.border_title = "[3] Health"
+        self.plot(())
+
+    def plot(self, samples: Sequence[Sample]) -> None:
+        """Redraw all three graphs and the strip from the newest ``window`` samples."""
+        self.samples = tuple(samples)[-self.window :]
+        data = self.samples
+        colors = self.app.theme_variables
+        xs = [s.ts - data[-1].ts for s in data] if data else []
+        self._plot_rt(xs, data, colors)
+        self._plot_simple(
+            "#err-graph",
+            "Errors",
+            xs,
+            [None if s.error_rate is None else s.error_rate * 100 for s in data],
+            colors.get("graph-errors"),
+            lambda v: f"{v:.2f}%",
+        )
+        self._plot_simple(
+            "#rps-graph",
+            "Throughput",
+            xs,
+            [s.rps for s in data],
+            colors.get("graph-rps"),
+            lambda v: f"{v:.0f} req/s",
+        )
+        self.query_one("#health-strip", Static).update(self.strip(data))
+        last = data[-1] if data else None
+        self.border_subtitle = (
+            f"{len(data)} samples · p95 {fmt.ms(last.p95)}" if last else "waiting for samples"
+        )
+
+    def _plot_rt(self, xs: list[float], data: Sequence[Sample], colors: dict[str, str]) -> None:
+        graph = self.query_one("#rt-graph", HealthPlot)
+        plt = graph.plt
+        plt.clear_data()
+        plt.clear_figure()
+        last = data[-1] if data else None
+        title = "Response time"
+        if last is not None:
+            title += f"  p95 {fmt.ms(last.p95)}  p50 {fmt.ms(last.p50)}  p99 {fmt.ms(last.p99)}"
+            if graph.size.width and len(title) > graph.size.width - 2:
+                title = f"p95 {fmt.ms(last.p95)} p99 {fmt.ms(last.p99)}"
+        plt.title(title)
+        top = self.acceptable_ms * 1.15
+        for name in ("p50", "p95", "p99"):
+            ys = [getattr(s, name) for s in data]
+            points = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
+            if points:
+                top = max(top, max(y for _, y in points) * 1.1)
+                plt.plot(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    color=plot_color(colors.get(f"graph-{name}")),
+                    marker="braille",
+                )
+        x0 = xs[0] if xs else -60.0
+        x1 = xs[-1] if xs else 0.0
+        if x0 == x1:
+            x0 = x1 - 1
+        for value, label, var in (
+            (self.target_ms, "target", "graph-target"),
+            (self.acceptable_ms, "acceptable", "graph-acceptable"),
+        ):
+            plt.hline(value, color=plot_color(colors.get(var)))
+            plt.text(
+                f"{label} {value:.0f}",
+                x=x0,
+                y=value,
+                color=plot_color(colors.get(var)),
+                alignment="left",
+            )
+        plt.xlim(x0, x1)
+        plt.ylim(0, top)
+        plt.xlabel("seconds")
+        graph.refresh()
+
+    def _plot_simple(
+        self,
+        selector: str,
+        title: str,
+        xs: list[float],
+        ys: list[float | None],
+        color: str | None,
+        label: object,
+    ) -> None:
+        graph = self.query_one(selector, HealthPlot)
+        plt = graph.plt
+        plt.clear_data()
+        plt.clear_figure()
+        points = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
+        latest = f"  {label(points[-1][1])}" if points else ""  # type: ignore[operator]
+        plt.title(f"{title}{latest}")
+        if points:
+            plt.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                color=plot_color(color),
+                marker="braille",
+            )
+            plt.ylim(0, max(max(p[1] for p in points) * 1.2, 0.1))
+        else:
+            plt.ylim(0, 1)
+        graph.refresh()
+
+    def strip(self, data: Sequence[Sample]) -> Content:
+        """``p95 184 ms ▂▃▅▇ · err 0.12% · 143 req/s``: the graphs in one line."""
+        if not data:
+            return Content.styled("health: waiting for samples", "$foreground-muted")
+        last = data[-1]
+        p95 = last.p95 or 0.0
+        style = "$success"
+        if p95 > self.acceptable_ms:
+            style = "bold $error"
+        elif p95 > self.target_ms:
+            style = "$warning"
+        width = max(8, self.size.width - 40) if self.size.width else 20
+        return Content.assemble(
+            ("p95 ", "$foreground-muted"),
+            (fmt.ms(last.p95), style),
+            " ",
+            (sparkline([s.p95 for s in data], width), style),
+            ("  err ", "$foreground-muted"),
+            fmt.percent(last.error_rate),
+            "  ",
+            fmt.rate(last.rps),
+        )

@@ -1,0 +1,202 @@
+"""The incident log: every line the deployment produced, timestamped, labelled by severity.
+
+Built on the Line API (a ScrollView that renders only the visible rows), so ten thousand
+lines cost a list of small records, not ten thousand widgets. Severities are labels
+first (``WARN``, ``ERROR``, ``CRIT``), colours second. Filtering (text and a minimum
+severity) rebuilds a view over the kept lines; the tail is followed only while the view
+is at the bottom, so scrolling up to read is never yanked away.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Iterable
+from typing import ClassVar
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from ..state import SEVERITY_LABEL, SEVERITY_RANK, LogLine
+from . import _format as fmt
+
+DEFAULT_MAX_LINES = 10_000
+LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")  # the severity filter cycle
+_SOURCE_WIDTH = 10
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def clean(text: str) -> str:
+    """Command output as one printable line: colour codes dropped, controls made visible."""
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    return _CONTROL.sub("?", text.replace("\t", "    "))
+
+
+class IncidentLog(ScrollView, can_focus=True):
+    """A bounded, filterable log of :class:`LogLine` records."""
+
+    ALLOW_MAXIMIZE = True
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "incident-log--time",
+        "incident-log--source",
+        "incident-log--debug",
+        "incident-log--info",
+        "incident-log--ok",
+        "incident-log--warning",
+        "incident-log--error",
+        "incident-log--critical",
+        "incident-log--text-debug",
+        "incident-log--text-error",
+        "incident-log--text-critical",
+    }
+
+    def __init__(self, *, max_lines: int = DEFAULT_MAX_LINES, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.max_lines = max_lines
+        self._lines: list[tuple[int, LogLine]] = []  # (number, line), oldest first
+        self._view: list[tuple[int, LogLine]] = self._lines
+        self._next = 0
+        self._width = 0
+        self.filter_text = ""
+        self.min_severity = "debug"
+        self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(512)
+
+    # -- content ----------------------------------------------------------------------
+
+    @property
+    def total(self) -> int:
+        return len(self._lines)
+
+    @property
+    def shown(self) -> int:
+        return len(self._view)
+
+    def _matches(self, line: LogLine) -> bool:
+        if SEVERITY_RANK.get(line.severity, 1) < SEVERITY_RANK[self.min_severity]:
+            return False
+        if not self.filter_text:
+            return True
+        needle = self.filter_text.lower()
+        label = SEVERITY_LABEL.get(line.severity, line.severity)
+        return needle in f"{label} {line.source} {line.text}".lower()
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.filter_text) or self.min_severity != "debug"
+
+    def append(self, lines: Iterable[LogLine]) -> None:
+        """Add lines at the end; follow them if the view was at the bottom."""
+        at_end = self.scroll_y >= self.max_scroll_y - 1
+        added = 0
+        for line in lines:
+            record = (self._next, line)
+            self._next += 1
+            self._lines.append(record)
+            if self._view is not self._lines and self._matches(line):
+                self._view.append(record)
+            self._width = max(self._width, self._cell_width(line))
+            added += 1
+        if not added:
+            return
+        self._prune()
+        self.virtual_size = Size(self._width, len(self._view))
+        if at_end:
+            self.scroll_end(animate=False, x_axis=False)
+        self.refresh()
+
+    def _prune(self) -> None:
+        """Keep at most ``max_lines``; prune in chunks so appends stay O(1) amortised."""
+        excess = len(self._lines) - self.max_lines
+        if excess <= max(1, self.max_lines // 20):
+            return
+        cut = self._lines[excess][0]
+        del self._lines[:excess]
+        if self._view is not self._lines:
+            del self._view[: bisect_left(self._view, cut, key=lambda r: r[0])]
+        self._cache.clear()
+
+    def set_filter(self, text: str | None = None, min_severity: str | None = None) -> None:
+        """Show only lines containing ``text`` (any case) at ``min_severity`` or above."""
+        if text is not None:
+            self.filter_text = text.strip()
+        if min_severity is not None:
+            self.min_severity = min_severity
+        if self.filtered:
+            self._view = [r for r in self._lines if self._matches(r[1])]
+        else:
+            self._view = self._lines
+        self._cache.clear()
+        self.virtual_size = Size(self._width, len(self._view))
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.refresh()
+
+    def follow(self) -> None:
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def plain_lines(self) -> list[str]:
+        """The shown lines as text (tests, copy-out)."""
+        return [self._plain(line) for _, line in self._view]
+
+    # -- rendering --------------------------------------------------------------------
+
+    @staticmethod
+    def _prefix(line: LogLine) -> tuple[str, str, str]:
+        label = SEVERITY_LABEL.get(line.severity, line.severity.upper())
+        source = line.source[:_SOURCE_WIDTH].ljust(_SOURCE_WIDTH)
+        return fmt.clock(line.ts), f"{label:<5}", source
+
+    def _plain(self, line: LogLine) -> str:
+        when, label, source = self._prefix(line)
+        return f"{when} {label} {source} {clean(line.text)}"
+
+    def _cell_width(self, line: LogLine) -> int:
+        return 8 + 1 + 5 + 1 + _SOURCE_WIDTH + 1 + cell_len(line.text)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._cache.clear()
+
+    def on_resize(self) -> None:
+        self._cache.clear()
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if index >= len(self._view):
+            return Strip.blank(width, base)
+        number, line = self._view[index]
+        key = (number, scroll_x)
+        strip = self._cache.get(key)
+        if strip is None:
+            strip = self._render(line, base).crop_extend(scroll_x, scroll_x + width, base)
+            self._cache[key] = strip
+        return strip.apply_offsets(scroll_x, index)
+
+    def _style(self, component: str, base: Style) -> Style:
+        return base + self.get_component_rich_style(component, partial=True)
+
+    def _render(self, line: LogLine, base: Style) -> Strip:
+        when, label, source = self._prefix(line)
+        sev = line.severity if line.severity in SEVERITY_RANK else "info"
+        text_style = base
+        if sev in ("debug", "error", "critical"):
+            text_style = self._style(f"incident-log--text-{sev}", base)
+        segments = [
+            Segment(when, self._style("incident-log--time", base)),
+            Segment(" ", base),
+            Segment(label, self._style(f"incident-log--{sev}", base)),
+            Segment(" ", base),
+            Segment(source, self._style("incident-log--source", base)),
+            Segment(" ", base),
+            Segment(clean(line.text), text_style),
+        ]
+        return Strip(segments)

@@ -1,0 +1,154 @@
+"""The hosts and flags tables: DataTables updated cell by cell, never rebuilt per tick.
+
+Cell colours come from component classes styled in the theme's .tcss (no colour in
+code); the words in the cells ("failed", "off", "partial") carry the meaning by
+themselves, so the tables read the same without colour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from ..state import FlagView, HostView
+from . import _format as fmt
+
+_BAD_STATES = {"failed", "unhealthy", "error", "down"}
+_GOOD_STATES = {"healthy", "live", "switched", "ok", "up", "ready", "done"}
+
+
+class _Table(DataTable[Text]):
+    """A DataTable keyed by row name whose cells are updated in place when they change."""
+
+    COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = ()  # (key, label)
+    ALLOW_MAXIMIZE = True
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
+        self._rows: dict[str, tuple[Text, ...]] = {}
+
+    def on_mount(self) -> None:
+        for key, label in self.COLUMNS:
+            self.add_column(label, key=key)
+
+    def style_for(self, component: str) -> str:
+        return str(self.get_component_rich_style(component, partial=True))
+
+    def set_rows(self, rows: Sequence[tuple[str, tuple[Text, ...]]]) -> None:
+        """Show exactly these rows: cells that did not change are not touched."""
+        names = [name for name, _ in rows]
+        if names != list(self._rows):
+            cursor = self.cursor_row
+            self.clear()
+            self._rows = {}
+            for name, cells in rows:
+                self.add_row(*cells, key=name)
+                self._rows[name] = cells
+            if rows:
+                self.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
+            return
+        for name, cells in rows:
+            old = self._rows.get(name, ())
+            for (key, _), new, before in zip(self.COLUMNS, cells, old, strict=False):
+                if new != before:
+                    self.update_cell(name, key, new, update_width=False)
+            self._rows[name] = cells
+
+    @property
+    def selected(self) -> str | None:
+        """The row name under the cursor, if any."""
+        if not self._rows or self.cursor_row < 0:
+            return None
+        names = list(self._rows)
+        return names[self.cursor_row] if self.cursor_row < len(names) else None
+
+
+class HostTable(_Table):
+    COLUMNS = (
+        ("host", "Host"),
+        ("state", "State"),
+        ("release", "Release"),
+        ("step", "Step"),
+        ("p95", "p95"),
+        ("err", "Errors"),
+    )
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "hosts--good",
+        "hosts--bad",
+        "hosts--busy",
+        "hosts--muted",
+    }
+
+    def show(self, hosts: Sequence[HostView]) -> None:
+        self.border_title = "[2] Hosts"
+        self.border_subtitle = f"{len(hosts)}"
+        self.set_rows([(h.name, self._cells(h)) for h in hosts])
+
+    def _cells(self, host: HostView) -> tuple[Text, ...]:
+        state = host.state
+        if state in _BAD_STATES:
+            comp = "hosts--bad"
+        elif state in _GOOD_STATES:
+            comp = "hosts--good"
+        elif state == "pending":
+            comp = "hosts--muted"
+        else:
+            comp = "hosts--busy"
+        step = host.step + (" ✗" if host.step_failed else "")
+        return (
+            Text(host.name),
+            Text(state, style=self.style_for(comp)),
+            Text(host.release or "-"),
+            Text(step or "-", style=self.style_for("hosts--bad") if host.step_failed else ""),
+            Text(fmt.ms(host.p95), justify="right"),
+            Text(fmt.percent(host.error_rate), justify="right"),
+        )
+
+
+class FlagTable(_Table):
+    COLUMNS = (
+        ("flag", "Flag"),
+        ("state", "State"),
+        ("pct", "%"),
+        ("over", "Overrides"),
+        ("evals", "Evaluations"),
+    )
+    DETAIL_COLUMNS = (("by", "Changed by"), ("reason", "Reason"), ("desc", "Description"))
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "flags--on",
+        "flags--off",
+        "flags--partial",
+        "flags--killed",
+    }
+
+    def __init__(self, *, detailed: bool = False, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.detailed = detailed
+        if detailed:
+            self.COLUMNS = self.COLUMNS + self.DETAIL_COLUMNS
+
+    def show(self, flags: Sequence[FlagView], emergency: bool = False) -> None:
+        self.border_title = "[4] Flags" + (" · KILL SWITCH ON" if emergency else "")
+        on = 0 if emergency else sum(1 for f in flags if f.enabled)
+        self.border_subtitle = f"{on} on / {len(flags)}"
+        self.set_rows([(f.name, self._cells(f, emergency)) for f in flags])
+
+    def _cells(self, flag: FlagView, emergency: bool) -> tuple[Text, ...]:
+        state = flag.state(emergency)
+        cells = (
+            Text(flag.name),
+            Text(state, style=self.style_for(f"flags--{state}")),
+            Text(f"{flag.percentage}%" if flag.enabled and not emergency else "-", justify="right"),
+            Text(str(flag.overrides) if flag.overrides else "-", justify="right"),
+            Text("-" if flag.evaluations is None else f"{flag.evaluations:,}", justify="right"),
+        )
+        if self.detailed:
+            cells += (
+                Text(flag.changed_by or "-"),
+                Text(flag.reason or "-"),
+                Text(flag.description or ""),
+            )
+        return cells
