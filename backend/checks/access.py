@@ -18,8 +18,14 @@ from .model import Outcome, check, errored, failed, passed, warned
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
 
-@check("P01", "Hosts reachable over SSH, host key verified", "access", weight=8,
-       critical=True, scope="host")  # fmt: skip
+@check(
+    "P01",
+    "Hosts reachable over SSH, host key verified",
+    "access",
+    weight=8,
+    critical=True,
+    scope="host",
+)
 async def hosts_reachable(ctx: Context) -> list[Outcome]:
     threshold = "connects, host key verified"
     rows: list[Outcome] = []
@@ -41,8 +47,9 @@ async def hosts_reachable(ctx: Context) -> list[Outcome]:
                 value="not verified",
                 threshold=threshold,
             )
-        return passed(f"connected to {where}, host key verified", value="verified",
-                      threshold=threshold)  # fmt: skip
+        return passed(
+            f"connected to {where}, host key verified", value="verified", threshold=threshold
+        )
 
     reachable = [n for n in ctx.host_names if n not in ctx.unreachable]
     rows += await ctx.each_host(one, reachable)
@@ -94,17 +101,27 @@ async def revision_fetchable(ctx: Context) -> list[Outcome]:
         out = result.stdout.strip()
         if full_sha:
             if result.ok and out.startswith(revision):
-                return passed(f"commit {revision[:12]} fetched from {shown}",
-                              value=revision[:12], threshold=threshold)  # fmt: skip
-            return failed(f"commit {revision[:12]} cannot be fetched from {shown}:"
-                          f" {ctx.redact(result.tail(2))}", threshold=threshold)  # fmt: skip
+                return passed(
+                    f"commit {revision[:12]} fetched from {shown}",
+                    value=revision[:12],
+                    threshold=threshold,
+                )
+            return failed(
+                f"commit {revision[:12]} cannot be fetched from {shown}:"
+                f" {ctx.redact(result.tail(2))}",
+                threshold=threshold,
+            )
         if _SHA.match(revision) and not full_sha:
             if not result.ok:
-                return failed(f"cannot list {shown}: {ctx.redact(result.tail(2))}",
-                              threshold=threshold)  # fmt: skip
+                return failed(
+                    f"cannot list {shown}: {ctx.redact(result.tail(2))}", threshold=threshold
+                )
             if any(line.startswith(revision) for line in out.splitlines()):
-                return passed(f"commit {revision} is a ref tip in {shown}", value=revision,
-                              threshold=threshold)  # fmt: skip
+                return passed(
+                    f"commit {revision} is a ref tip in {shown}",
+                    value=revision,
+                    threshold=threshold,
+                )
             return warned(
                 f"commit {revision} is not a branch or tag tip in {shown}; give the full"
                 " 40-character hash to have it fetched and proven",
@@ -113,17 +130,23 @@ async def revision_fetchable(ctx: Context) -> list[Outcome]:
         if result.exit_status == 2:
             return failed(f"no branch or tag {revision!r} in {shown}", threshold=threshold)
         if not result.ok:
-            return failed(f"cannot reach {shown}: {ctx.redact(result.tail(2))}",
-                          threshold=threshold)  # fmt: skip
+            return failed(
+                f"cannot reach {shown}: {ctx.redact(result.tail(2))}", threshold=threshold
+            )
         sha = out.split()[0] if out else ""
-        return passed(f"{revision} is {sha[:12]} in {shown}", value=sha[:12],
-                      threshold=threshold)  # fmt: skip
+        return passed(f"{revision} is {sha[:12]} in {shown}", value=sha[:12], threshold=threshold)
 
     return await ctx.each_host(one, [primary])
 
 
-@check("P15", "No other deployment running or unfinished", "access", weight=8,
-       critical=True, scope="host")  # fmt: skip
+@check(
+    "P15",
+    "No other deployment running or unfinished",
+    "access",
+    weight=8,
+    critical=True,
+    scope="host",
+)
 async def no_other_deployment(ctx: Context) -> list[Outcome]:
     threshold = "no lock but ours, nothing unfinished"
 
@@ -142,8 +165,11 @@ async def no_other_deployment(ctx: Context) -> list[Outcome]:
         if ctx.deployment_id and owner.get("deployment_id") == ctx.deployment_id:
             return passed("lock held by this deployment", value="ours", threshold=threshold)
         holder = LockHolder(name, {k: v for k, v in owner.items() if k != "token"})
-        return failed(f"deploy lock {holder.describe()} (portal-ops unlock clears a stale one)",
-                      value="held", threshold=threshold)  # fmt: skip
+        return failed(
+            f"deploy lock {holder.describe()} (portal-ops unlock clears a stale one)",
+            value="held",
+            threshold=threshold,
+        )
 
     rows = await ctx.each_host(one)
     rows.append(await _journal_and_redis(ctx, threshold))
@@ -180,10 +206,20 @@ async def _journal_and_redis(ctx: Context, threshold: str) -> Outcome:
             note = f" (Redis lock not read: {holder})"
     elapsed = (time.perf_counter() - started) * 1000
     if problems:
-        return failed("; ".join(problems), value=len(problems), unit="unfinished",
-                      threshold=threshold, duration_ms=elapsed)  # fmt: skip
-    return passed("no unfinished deployment in the journal" + note, value=0, unit="unfinished",
-                  threshold=threshold, duration_ms=elapsed)  # fmt: skip
+        return failed(
+            "; ".join(problems),
+            value=len(problems),
+            unit="unfinished",
+            threshold=threshold,
+            duration_ms=elapsed,
+        )
+    return passed(
+        "no unfinished deployment in the journal" + note,
+        value=0,
+        unit="unfinished",
+        threshold=threshold,
+        duration_ms=elapsed,
+    )
 
 
 async def _redis_lock(ctx: Context, url: str) -> dict[str, object] | str | None:

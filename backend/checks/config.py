@@ -258,18 +258,34 @@ class ValidationConfig(_Strict):
     @model_validator(mode="after")
     def _bands(self) -> ValidationConfig:
         pairs = [
-            ("disk_free_fail_below", "disk_free_warn_below", self.disk_free_fail_below,
-             self.disk_free_warn_below),
-            ("memory_warn_above", "memory_fail_above", self.memory_warn_above,
-             self.memory_fail_above),
+            (
+                "disk_free_fail_below",
+                "disk_free_warn_below",
+                self.disk_free_fail_below,
+                self.disk_free_warn_below,
+            ),
+            (
+                "memory_warn_above",
+                "memory_fail_above",
+                self.memory_warn_above,
+                self.memory_fail_above,
+            ),
             ("load_warn_above", "load_fail_above", self.load_warn_above, self.load_fail_above),
             ("tls_fail_days", "tls_warn_days", self.tls_fail_days, self.tls_warn_days),
             ("latency_warn_ms", "latency_fail_ms", self.latency_warn_ms, self.latency_fail_ms),
-            ("error_rate_warn_percent", "error_rate_fail_percent",
-             self.error_rate_warn_percent, self.error_rate_fail_percent),
-            ("log_errors_warn_above", "log_errors_fail_above", self.log_errors_warn_above,
-             self.log_errors_fail_above),
-        ]  # fmt: skip
+            (
+                "error_rate_warn_percent",
+                "error_rate_fail_percent",
+                self.error_rate_warn_percent,
+                self.error_rate_fail_percent,
+            ),
+            (
+                "log_errors_warn_above",
+                "log_errors_fail_above",
+                self.log_errors_warn_above,
+                self.log_errors_fail_above,
+            ),
+        ]
         for low_name, high_name, low, high in pairs:
             if low > high:
                 raise ValueError(f"{low_name} ({low}) must not be above {high_name} ({high})")

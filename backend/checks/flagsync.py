@@ -71,9 +71,13 @@ async def flags_published(ctx: Context) -> list[Outcome]:
         mismatches = list(_field(result, "mismatches", []) or [])
         message = str(_field(result, "message", "") or "")
         checked = _field(result, "checked")
-    kw = {"value": len(mismatches), "unit": "mismatches", "threshold": threshold,
-          "meta": {"mismatches": [str(m) for m in mismatches[:20]], "checked": checked},
-          "duration_ms": elapsed}  # fmt: skip
+    kw = {
+        "value": len(mismatches),
+        "unit": "mismatches",
+        "threshold": threshold,
+        "meta": {"mismatches": [str(m) for m in mismatches[:20]], "checked": checked},
+        "duration_ms": elapsed,
+    }
     if ok and not mismatches:
         counted = f"{checked} flags" if checked is not None else "flags"
         return [passed(message or f"{counted} in Redis match the store", **kw)]

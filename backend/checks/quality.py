@@ -15,8 +15,12 @@ from .parsers import parse_audit, parse_coverage
 async def quality_gate(ctx: Context) -> list[Outcome]:
     probe = ctx.vc.quality_gate
     if probe is None:
-        return [skipped("no quality_gate command configured"
-                        " (e.g. vendor/bin/phpstan analyse --level=8 --no-progress)")]  # fmt: skip
+        return [
+            skipped(
+                "no quality_gate command configured"
+                " (e.g. vendor/bin/phpstan analyse --level=8 --no-progress)"
+            )
+        ]
     return await ctx.run_probe(probe, "local")
 
 
@@ -37,8 +41,9 @@ async def coverage(ctx: Context) -> list[Outcome]:
     async def one(name: str) -> Outcome:
         result = await ctx.sh(name, f"cat -- {q(path)}")
         if not result.ok:
-            return errored(f"cannot read the coverage report {path}: {result.tail(1)}",
-                           threshold=threshold)  # fmt: skip
+            return errored(
+                f"cannot read the coverage report {path}: {result.tail(1)}", threshold=threshold
+            )
         try:
             percent, kind = parse_coverage(result.stdout)
         except ValueError as exc:
@@ -59,8 +64,12 @@ async def dependency_audit(ctx: Context) -> list[Outcome]:
     vc = ctx.vc
     probe = vc.audit
     if probe is None:
-        return [skipped("no audit command configured"
-                        " (e.g. composer audit --locked --format=json, pip-audit -f json)")]  # fmt: skip
+        return [
+            skipped(
+                "no audit command configured"
+                " (e.g. composer audit --locked --format=json, pip-audit -f json)"
+            )
+        ]
     fail_on = {s.lower() for s in vc.audit_fail_severities}
     threshold = f"0 advisories of severity {'/'.join(sorted(fail_on))}"
 
@@ -71,8 +80,11 @@ async def dependency_audit(ctx: Context) -> list[Outcome]:
         try:
             advisories = parse_audit(result.stdout)
         except ValueError as exc:
-            return errored(f"`{probe.command}` (exit {result.exit_status}): {exc}:"
-                           f" {ctx.redact(result.tail(2))}", threshold=threshold)  # fmt: skip
+            return errored(
+                f"`{probe.command}` (exit {result.exit_status}): {exc}:"
+                f" {ctx.redact(result.tail(2))}",
+                threshold=threshold,
+            )
         blocking, minor = [], []
         for adv in advisories:
             if adv.severity in fail_on or (
@@ -92,13 +104,28 @@ async def dependency_audit(ctx: Context) -> list[Outcome]:
             f"{a.package} {a.id} ({a.severity or 'severity unknown'})" for a in blocking[:5]
         )
         if blocking:
-            return failed(f"{len(blocking)} blocking advisor{'y' if len(blocking) == 1 else 'ies'}:"
-                          f" {names}", value=len(blocking), unit="blocking", threshold=threshold,
-                          meta=meta)  # fmt: skip
+            return failed(
+                f"{len(blocking)} blocking advisor{'y' if len(blocking) == 1 else 'ies'}: {names}",
+                value=len(blocking),
+                unit="blocking",
+                threshold=threshold,
+                meta=meta,
+            )
         if minor:
-            return warned(f"{len(minor)} advisories below the blocking severity",
-                          value=0, unit="blocking", threshold=threshold, meta=meta)  # fmt: skip
-        return Outcome(Status.PASS, "no known vulnerabilities", value=0, unit="blocking",
-                       threshold=threshold, meta=meta)  # fmt: skip
+            return warned(
+                f"{len(minor)} advisories below the blocking severity",
+                value=0,
+                unit="blocking",
+                threshold=threshold,
+                meta=meta,
+            )
+        return Outcome(
+            Status.PASS,
+            "no known vulnerabilities",
+            value=0,
+            unit="blocking",
+            threshold=threshold,
+            meta=meta,
+        )
 
     return await ctx.each_host(one, ctx.select(probe.on or "local", probe.roles))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
+import re
 import time
 from collections import Counter
 from typing import Any
@@ -15,14 +16,23 @@ from ..layout import UNFINISHED_MARKER
 from ..recipes import command as recipe_command
 from ..recipes import parse_pending
 from ..shell import q
+from ..transport import TransportError
 from .config import CommandProbe
 from .context import NO_DIR_EXIT, Context
 from .model import Outcome, Status, check, errored, failed, passed, skipped, warned
 from .parsers import manifest_paths
 
+_HEX = re.compile(r"[0-9a-f]{7,40}")
 
-@check("Q01", "current points to the new release on every host", "release", weight=6,
-       critical=True, scope="host")  # fmt: skip
+
+@check(
+    "Q01",
+    "current points to the new release on every host",
+    "release",
+    weight=6,
+    critical=True,
+    scope="host",
+)
 async def current_release(ctx: Context) -> list[Outcome]:
     expected = ctx.release
     threshold = f"current -> releases/{expected}" if expected else "the same release everywhere"
@@ -39,11 +49,19 @@ async def current_release(ctx: Context) -> list[Outcome]:
         release = posixpath.basename(lines[0].strip().rstrip("/"))
         meta = {"target": lines[0].strip()}
         if "UNFINISHED" in lines[1:]:
-            return failed(f"current -> {release}, which is marked unfinished", value=release,
-                          threshold=threshold, meta=meta)  # fmt: skip
+            return failed(
+                f"current -> {release}, which is marked unfinished",
+                value=release,
+                threshold=threshold,
+                meta=meta,
+            )
         if expected and release != expected:
-            return failed(f"current -> {release}, expected {expected}", value=release,
-                          threshold=threshold, meta=meta)  # fmt: skip
+            return failed(
+                f"current -> {release}, expected {expected}",
+                value=release,
+                threshold=threshold,
+                meta=meta,
+            )
         return passed(f"current -> {release}", value=release, threshold=threshold, meta=meta)
 
     rows = await ctx.each_host(one)
@@ -83,6 +101,26 @@ def reports_expected(found: list[str], expected: list[str]) -> bool:
     return False
 
 
+async def release_commit(ctx: Context) -> str | None:
+    """The commit in the release's REVISION file, when the expected revision is a branch
+    or tag name (what the version endpoint reports is usually the commit)."""
+    if not ctx.release or (ctx.revision and _HEX.fullmatch(ctx.revision)):
+        return None
+    for name in ctx.host_names:
+        if name in ctx.unreachable:
+            continue
+        path = posixpath.join(ctx.layout(name).release(ctx.release), "REVISION")
+        try:
+            result = await ctx.sh(name, f"cat -- {q(path)} 2>/dev/null")
+        except TransportError:
+            continue
+        commit = result.stdout.strip()
+        if result.ok and _HEX.fullmatch(commit):
+            return commit
+        return None
+    return None
+
+
 @check("Q04", "Version endpoint reports the new revision", "release", weight=6, critical=True)
 async def version_endpoint(ctx: Context) -> list[Outcome]:
     template = ctx.config.portal.version_url
@@ -91,31 +129,46 @@ async def version_endpoint(ctx: Context) -> list[Outcome]:
     expected = [v for v in (ctx.revision, ctx.release) if v]
     if not expected:
         return [skipped("no expected revision or release known (give a deployment id)")]
+    commit = await release_commit(ctx)
+    if commit and commit not in expected:
+        expected.insert(0, commit)
     threshold = "reports " + " or ".join(expected)
 
     async def fetch(url: str) -> Outcome:
         try:
             response = await ctx.http.get(url)
         except httpx.HTTPError as exc:
-            return failed(f"no answer from {url}: {exc or type(exc).__name__}",
-                          threshold=threshold)  # fmt: skip
+            return failed(f"no answer from {url}: {exc or type(exc).__name__}", threshold=threshold)
         if not 200 <= response.status_code < 300:
-            return failed(f"{url} answered {response.status_code}", value=response.status_code,
-                          unit="HTTP", threshold=threshold)  # fmt: skip
+            return failed(
+                f"{url} answered {response.status_code}",
+                value=response.status_code,
+                unit="HTTP",
+                threshold=threshold,
+            )
         try:
             data = response.json()
             found = _strings(data)
             shown = str(
-                next((data.get(k) for k in ("revision", "commit", "sha", "release", "version")
-                      if isinstance(data, dict) and data.get(k)), response.text[:40])
-            )  # fmt: skip
+                next(
+                    (
+                        data.get(k)
+                        for k in ("revision", "commit", "sha", "release", "version")
+                        if isinstance(data, dict) and data.get(k)
+                    ),
+                    response.text[:40],
+                )
+            )
         except ValueError:
             found = response.text.split()
             shown = response.text.strip()[:40]
         if reports_expected(found, expected):
             return passed(f"{url} reports {shown}", value=shown, threshold=threshold)
-        return failed(f"{url} reports {shown!r}, expected {' or '.join(expected)}",
-                      value=shown, threshold=threshold)  # fmt: skip
+        return failed(
+            f"{url} reports {shown!r}, expected {' or '.join(expected)}",
+            value=shown,
+            threshold=threshold,
+        )
 
     if "{address}" in template or "{name}" in template:
 
@@ -167,9 +220,13 @@ async def assets(ctx: Context) -> list[Outcome]:
 
     problems = [p for p in await asyncio.gather(*(fetch(a) for a in shown_paths)) if p]
     ok = len(shown_paths) - len(problems)
-    kw = {"value": f"{ok}/{len(shown_paths)}", "unit": "served", "threshold": "every asset 2xx",
-          "meta": {"manifest": path, "assets": len(paths), "failed": problems[:10]},
-          "duration_ms": (time.perf_counter() - started) * 1000}  # fmt: skip
+    kw = {
+        "value": f"{ok}/{len(shown_paths)}",
+        "unit": "served",
+        "threshold": "every asset 2xx",
+        "meta": {"manifest": path, "assets": len(paths), "failed": problems[:10]},
+        "duration_ms": (time.perf_counter() - started) * 1000,
+    }
     more = f" (first {len(shown_paths)} of {len(paths)})" if len(paths) > len(shown_paths) else ""
     if problems:
         return [failed(f"{len(problems)} asset(s) not served: {'; '.join(problems[:3])}", **kw)]
@@ -195,15 +252,24 @@ async def pending_migrations(ctx: Context) -> list[Outcome]:
         if result.exit_status == NO_DIR_EXIT and "portal-ops: no directory" in result.stderr:
             return errored(result.stderr.strip().removeprefix("portal-ops: "), threshold=threshold)
         if not result.ok:
-            return errored(f"`{probe.command}` exited {result.exit_status}:"
-                           f" {ctx.redact(result.tail(2))}", threshold=threshold)  # fmt: skip
+            return errored(
+                f"`{probe.command}` exited {result.exit_status}: {ctx.redact(result.tail(2))}",
+                threshold=threshold,
+            )
         pending = parse_pending(result.stdout)
         if pending is None:
-            return errored(f"`{probe.command}` printed nothing known (PENDING=<n>, Laravel's"
-                           " Ran/Pending rows or Django's [X]/[ ])", threshold=threshold)  # fmt: skip
+            return errored(
+                f"`{probe.command}` printed nothing known (PENDING=<n>, Laravel's"
+                " Ran/Pending rows or Django's [X]/[ ])",
+                threshold=threshold,
+            )
         if pending:
-            return failed(f"{pending} migration(s) pending", value=pending, unit="pending",
-                          threshold=threshold)  # fmt: skip
+            return failed(
+                f"{pending} migration(s) pending",
+                value=pending,
+                unit="pending",
+                threshold=threshold,
+            )
         return passed("no migration pending", value=0, unit="pending", threshold=threshold)
 
     return await ctx.each_host(one, ctx.select(probe.on or "primary", probe.roles))

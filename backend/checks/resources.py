@@ -22,8 +22,9 @@ async def disk_free(ctx: Context, name: str) -> Outcome:
     if not result.ok:
         return errored(f"df failed: {result.tail(2)}", threshold=threshold)
     usage = parse_df(result.stdout)
-    status = banded(usage.free_percent, vc.disk_free_warn_below, vc.disk_free_fail_below,
-                    higher_is_worse=False)  # fmt: skip
+    status = banded(
+        usage.free_percent, vc.disk_free_warn_below, vc.disk_free_fail_below, higher_is_worse=False
+    )
     return Outcome(
         status,
         f"{usage.free_percent:g}% free on {usage.mount} ({usage.avail_kb / 1048576:.1f} GiB"
@@ -72,8 +73,7 @@ async def load_per_core(ctx: Context, name: str) -> Outcome:
     )
 
 
-@check("P06", "Disk free on the deploy path", "resources", weight=8, critical=True,
-       scope="host")  # fmt: skip
+@check("P06", "Disk free on the deploy path", "resources", weight=8, critical=True, scope="host")
 async def pre_disk(ctx: Context) -> list[Outcome]:
     return await ctx.each_host(lambda name: disk_free(ctx, name))
 

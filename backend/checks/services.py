@@ -54,13 +54,18 @@ async def probes_per_host(
     return await ctx.each_host(one, [n for n in order if n in plan])
 
 
-@check("P09", "Database reachable with the configured credentials", "services", weight=9,
-       critical=True)  # fmt: skip
+@check(
+    "P09", "Database reachable with the configured credentials", "services", weight=9, critical=True
+)
 async def database(ctx: Context) -> list[Outcome]:
     probe = ctx.vc.database
     if probe is None:
-        return [skipped("no database command configured (e.g. php artisan db:monitor,"
-                        " python manage.py check --database default)")]  # fmt: skip
+        return [
+            skipped(
+                "no database command configured (e.g. php artisan db:monitor,"
+                " python manage.py check --database default)"
+            )
+        ]
     return await ctx.run_probe(probe, "primary")
 
 
@@ -69,8 +74,12 @@ async def redis_reachable(ctx: Context) -> list[Outcome]:
     url = ctx.vc.redis_url or ctx.config.redis.url
     probe = ctx.vc.redis_command
     if not url and probe is None:
-        return [skipped("no Redis configured ([redis] url, validation.redis_url or"
-                        " validation.redis_command)")]  # fmt: skip
+        return [
+            skipped(
+                "no Redis configured ([redis] url, validation.redis_url or"
+                " validation.redis_command)"
+            )
+        ]
     rows: list[Outcome] = []
     if url:
         rows.append(await redis_ping(ctx, url))
@@ -96,19 +105,35 @@ async def redis_ping(ctx: Context, url: str) -> Outcome:
         pong = await client.ping()
         ms = round((time.perf_counter() - started) * 1000, 1)
         if pong:
-            return passed(f"PONG from {shown} in {ms:g} ms", host=LOCAL, value=ms, unit="ms",
-                          threshold=threshold, duration_ms=ms)  # fmt: skip
+            return passed(
+                f"PONG from {shown} in {ms:g} ms",
+                host=LOCAL,
+                value=ms,
+                unit="ms",
+                threshold=threshold,
+                duration_ms=ms,
+            )
         return failed(f"no PONG from {shown}", host=LOCAL, threshold=threshold)
     except Exception as exc:
-        return failed(f"no PONG from {shown}: {ctx.redact(str(exc)) or type(exc).__name__}",
-                      host=LOCAL, value="down", threshold=threshold,
-                      duration_ms=(time.perf_counter() - started) * 1000)  # fmt: skip
+        return failed(
+            f"no PONG from {shown}: {ctx.redact(str(exc)) or type(exc).__name__}",
+            host=LOCAL,
+            value="down",
+            threshold=threshold,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
     finally:
         await client.aclose()
 
 
-@check("P11", "Backup directory writable with room for the dump", "services", weight=8,
-       critical=True, scope="host")  # fmt: skip
+@check(
+    "P11",
+    "Backup directory writable with room for the dump",
+    "services",
+    weight=8,
+    critical=True,
+    scope="host",
+)
 async def backup_dir(ctx: Context) -> list[Outcome]:
     vc = ctx.vc
 
@@ -137,18 +162,37 @@ async def backup_dir(ctx: Context) -> list[Outcome]:
         exists = values.get("EXISTS") == "1"
         if values.get("WRITABLE") != "1":
             where = directory if exists else f"the nearest existing parent of {directory}"
-            return failed(f"{where} is not writable", value=avail_mb, unit="MB free",
-                          threshold=threshold, meta=meta)  # fmt: skip
+            return failed(
+                f"{where} is not writable",
+                value=avail_mb,
+                unit="MB free",
+                threshold=threshold,
+                meta=meta,
+            )
         if avail_mb < need_mb:
-            return failed(f"only {avail_mb:g} MB free for backups in {directory}"
-                          f" (need {need_mb:.0f} MB)", value=avail_mb, unit="MB free",
-                          threshold=threshold, meta=meta)  # fmt: skip
+            return failed(
+                f"only {avail_mb:g} MB free for backups in {directory} (need {need_mb:.0f} MB)",
+                value=avail_mb,
+                unit="MB free",
+                threshold=threshold,
+                meta=meta,
+            )
         if not exists:
-            return warned(f"{directory} does not exist yet (its parent is writable; the"
-                          " first backup creates it)", value=avail_mb, unit="MB free",
-                          threshold=threshold, meta=meta)  # fmt: skip
-        return passed(f"{directory} writable, {avail_mb:g} MB free", value=avail_mb,
-                      unit="MB free", threshold=threshold, meta=meta)  # fmt: skip
+            return warned(
+                f"{directory} does not exist yet (its parent is writable; the"
+                " first backup creates it)",
+                value=avail_mb,
+                unit="MB free",
+                threshold=threshold,
+                meta=meta,
+            )
+        return passed(
+            f"{directory} writable, {avail_mb:g} MB free",
+            value=avail_mb,
+            unit="MB free",
+            threshold=threshold,
+            meta=meta,
+        )
 
     return await ctx.each_host(one)
 
@@ -162,18 +206,34 @@ def _key_values(text: str) -> dict[str, str]:
     return values
 
 
-@check("P12", "Web and app servers: config valid and running", "services", weight=7,
-       critical=True, scope="host")  # fmt: skip
+@check(
+    "P12",
+    "Web and app servers: config valid and running",
+    "services",
+    weight=7,
+    critical=True,
+    scope="host",
+)
 async def servers(ctx: Context) -> list[Outcome]:
     probes = ctx.vc.server_commands
     if not probes:
-        return [skipped("no server_commands configured (e.g. sudo -n nginx -t,"
-                        " systemctl is-active php8.3-fpm nginx)")]  # fmt: skip
+        return [
+            skipped(
+                "no server_commands configured (e.g. sudo -n nginx -t,"
+                " systemctl is-active php8.3-fpm nginx)"
+            )
+        ]
     return await probes_per_host(ctx, [("", p, "all") for p in probes])
 
 
-@check("Q10", "Database and cache reachable from the app", "services", weight=6,
-       critical=True, scope="host")  # fmt: skip
+@check(
+    "Q10",
+    "Database and cache reachable from the app",
+    "services",
+    weight=6,
+    critical=True,
+    scope="host",
+)
 async def app_dependencies(ctx: Context) -> list[Outcome]:
     vc = ctx.vc
     probes: list[tuple[str, CommandProbe, Where]] = []
@@ -190,8 +250,12 @@ async def app_dependencies(ctx: Context) -> list[Outcome]:
 async def queue_workers(ctx: Context) -> list[Outcome]:
     probe = ctx.vc.queue_command
     if probe is None:
-        return [skipped("no queue_command configured (e.g. php artisan horizon:status,"
-                        " supervisorctl status 'laravel-worker:*')")]  # fmt: skip
+        return [
+            skipped(
+                "no queue_command configured (e.g. php artisan horizon:status,"
+                " supervisorctl status 'laravel-worker:*')"
+            )
+        ]
     return await ctx.run_probe(probe, "primary")
 
 
@@ -199,8 +263,7 @@ async def queue_workers(ctx: Context) -> list[Outcome]:
 async def scheduler(ctx: Context) -> list[Outcome]:
     probe = ctx.vc.scheduler_command
     if probe is None:
-        return [skipped("no scheduler_command configured"
-                        " (e.g. crontab -l | grep -q schedule:run)")]  # fmt: skip
+        return [skipped("no scheduler_command configured (e.g. crontab -l | grep -q schedule:run)")]
     return await ctx.run_probe(probe, "primary")
 
 
@@ -219,12 +282,20 @@ async def app_pool(ctx: Context) -> list[Outcome]:
         threshold = "listen queue 0 or idle workers left"
         response = await ctx.http.get(url)
         if not 200 <= response.status_code < 300:
-            return failed(f"{url} answered {response.status_code}", value=response.status_code,
-                          unit="HTTP", threshold=threshold)  # fmt: skip
+            return failed(
+                f"{url} answered {response.status_code}",
+                value=response.status_code,
+                unit="HTTP",
+                threshold=threshold,
+            )
         stats = pool_stats(response.text)
         if not stats:
-            return passed(f"{url} answered {response.status_code}", value=response.status_code,
-                          unit="HTTP", threshold=threshold)  # fmt: skip
+            return passed(
+                f"{url} answered {response.status_code}",
+                value=response.status_code,
+                unit="HTTP",
+                threshold=threshold,
+            )
         queue = int(stats.get("listen queue", 0))
         idle = int(stats.get("idle processes", 1))
         active = int(stats.get("active processes", 0))
@@ -233,8 +304,9 @@ async def app_pool(ctx: Context) -> list[Outcome]:
         summary = f"{active}/{total} busy, listen queue {queue}, max children reached {maxed}"
         meta = {k: stats[k] for k in sorted(stats) if k != "processes"}
         if queue > 0 and idle == 0:
-            return failed(f"saturated: {summary}", value=queue, unit="queued",
-                          threshold=threshold, meta=meta)  # fmt: skip
+            return failed(
+                f"saturated: {summary}", value=queue, unit="queued", threshold=threshold, meta=meta
+            )
         if maxed > 0 or queue > 0:
             return warned(summary, value=queue, unit="queued", threshold=threshold, meta=meta)
         return passed(summary, value=queue, unit="queued", threshold=threshold, meta=meta)

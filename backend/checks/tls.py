@@ -52,8 +52,7 @@ async def peer_certificate(
             pass
 
 
-@check("P13", "TLS certificate valid long enough, chain verified", "tls", weight=7,
-       critical=True)  # fmt: skip
+@check("P13", "TLS certificate valid long enough, chain verified", "tls", weight=7, critical=True)
 async def certificate(ctx: Context) -> list[Outcome]:
     vc = ctx.vc
     target = tls_target(ctx)
@@ -73,17 +72,28 @@ async def certificate(ctx: Context) -> list[Outcome]:
         try:
             der = await peer_certificate(host, port, name, insecure, vc.http_timeout)
         except (OSError, TimeoutError, ssl.SSLError) as again:
-            return [failed(f"{where}: chain not verified ({verify_error}); then {again}",
-                           threshold=threshold)]  # fmt: skip
+            return [
+                failed(
+                    f"{where}: chain not verified ({verify_error}); then {again}",
+                    threshold=threshold,
+                )
+            ]
     except (OSError, TimeoutError, ssl.SSLError) as exc:
-        return [errored(f"no TLS handshake with {where}: {exc or type(exc).__name__}",
-                        threshold=threshold)]  # fmt: skip
+        return [
+            errored(
+                f"no TLS handshake with {where}: {exc or type(exc).__name__}", threshold=threshold
+            )
+        ]
     cert = x509.load_der_x509_certificate(der)
     not_after = cert.not_valid_after_utc
     days = round((not_after - datetime.now(UTC)).total_seconds() / 86400, 1)
     expires = not_after.strftime("%Y-%m-%d")
-    meta = {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
-            "not_after": not_after.isoformat(), "verified": verify_error is None}  # fmt: skip
+    meta = {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_after": not_after.isoformat(),
+        "verified": verify_error is None,
+    }
     kw = {"value": days, "unit": "days", "threshold": threshold, "meta": meta}
     if verify_error is not None:
         return [failed(f"{where}: chain not verified: {verify_error} (expires {expires})", **kw)]
@@ -101,9 +111,10 @@ async def security_headers(ctx: Context) -> list[Outcome]:
         return [skipped("no public_url configured")]
     https = url.startswith("https://")
     wanted = [
-        spec for spec in ctx.vc.security_headers
+        spec
+        for spec in ctx.vc.security_headers
         if https or spec.lower() != "strict-transport-security"
-    ]  # fmt: skip
+    ]
     threshold = "present: " + ", ".join(wanted)
     started = time.perf_counter()
     try:
@@ -113,11 +124,17 @@ async def security_headers(ctx: Context) -> list[Outcome]:
         return [failed(f"{what} for {url}: {exc or type(exc).__name__}", threshold=threshold)]
     ms = (time.perf_counter() - started) * 1000
     missing = [
-        spec for spec in wanted
+        spec
+        for spec in wanted
         if not any(alt.strip() in response.headers for alt in spec.split("|"))
-    ]  # fmt: skip
-    kw = {"value": len(missing), "unit": "missing", "threshold": threshold,
-          "meta": {"missing": missing, "url": url}, "duration_ms": ms}  # fmt: skip
+    ]
+    kw = {
+        "value": len(missing),
+        "unit": "missing",
+        "threshold": threshold,
+        "meta": {"missing": missing, "url": url},
+        "duration_ms": ms,
+    }
     if not missing:
         scheme = "TLS verified, " if https else "plain http (HSTS not applicable), "
         return [passed(f"{scheme}all {len(wanted)} security headers present", **kw)]

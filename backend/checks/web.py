@@ -32,8 +32,11 @@ def judge_health(url: str, response: httpx.Response) -> Outcome:
     except ValueError:
         return passed(f"{url} answered {code}", **kw)
     if isinstance(data, dict) and isinstance(data.get("checkResults"), list):
-        bad = [r.get("name", "?") for r in data["checkResults"]
-               if r.get("status") in ("failed", "crashed")]  # fmt: skip
+        bad = [
+            r.get("name", "?")
+            for r in data["checkResults"]
+            if r.get("status") in ("failed", "crashed")
+        ]
         warn = [r.get("name", "?") for r in data["checkResults"] if r.get("status") == "warning"]
         if bad:
             return failed(f"{url}: health checks failed: {', '.join(map(str, bad))}", **kw)
@@ -50,13 +53,15 @@ async def get_health(ctx: Context, url: str) -> Outcome:
     try:
         response = await ctx.http.get(url)
     except httpx.HTTPError as exc:
-        return failed(f"no answer from {url}: {exc or type(exc).__name__}",
-                      threshold="2xx, nothing failed")  # fmt: skip
+        return failed(
+            f"no answer from {url}: {exc or type(exc).__name__}", threshold="2xx, nothing failed"
+        )
     return judge_health(url, response)
 
 
-@check("Q02", "Health endpoint healthy on every host", "http", weight=8, critical=True,
-       scope="host")  # fmt: skip
+@check(
+    "Q02", "Health endpoint healthy on every host", "http", weight=8, critical=True, scope="host"
+)
 async def host_health(ctx: Context) -> list[Outcome]:
     urls = {n: health_url(ctx.config, ctx.host_config(n)) for n in ctx.host_names}
     if not any(urls.values()):
@@ -71,8 +76,7 @@ async def host_health(ctx: Context) -> list[Outcome]:
     return await ctx.each_host(one, needs_ssh=False)
 
 
-@check("Q03", "Health endpoint healthy through the public URL", "http", weight=6,
-       critical=True)  # fmt: skip
+@check("Q03", "Health endpoint healthy through the public URL", "http", weight=6, critical=True)
 async def public_health(ctx: Context) -> list[Outcome]:
     path = ctx.vc.public_health_path
     if path is None and ctx.config.portal.health_url:
@@ -121,8 +125,11 @@ async def latency(ctx: Context) -> list[Outcome]:
             failures.append(f"{url}: {exc or type(exc).__name__}")
     duration = (time.perf_counter() - started) * 1000
     if not timings:
-        return [errored(f"no request answered: {failures[0]}", threshold=threshold,
-                        duration_ms=duration)]  # fmt: skip
+        return [
+            errored(
+                f"no request answered: {failures[0]}", threshold=threshold, duration_ms=duration
+            )
+        ]
     p95 = round(percentile(timings, 95), 1)
     p50 = round(percentile(timings, 50), 1)
     status = banded(p95, vc.latency_warn_ms, vc.latency_fail_ms)
@@ -212,9 +219,13 @@ async def smoke_pages(ctx: Context) -> list[Outcome]:
     results = await asyncio.gather(*(smoke(ctx, p) for p in pages))
     bad = [(s, m) for s, m in results if s is not Status.PASS]
     good = len(results) - len(bad)
-    kw = {"value": f"{good}/{len(pages)}", "unit": "ok", "threshold": "status and text as set",
-          "meta": {"pages": [m for _, m in results]},
-          "duration_ms": (time.perf_counter() - started) * 1000}  # fmt: skip
+    kw = {
+        "value": f"{good}/{len(pages)}",
+        "unit": "ok",
+        "threshold": "status and text as set",
+        "meta": {"pages": [m for _, m in results]},
+        "duration_ms": (time.perf_counter() - started) * 1000,
+    }
     if any(s is Status.FAIL for s, _ in bad):
         return [failed("; ".join(m for s, m in bad if s is Status.FAIL), **kw)]
     if bad:

@@ -117,8 +117,10 @@ def _run(
         bad = [i for i in ids if i not in known]
         if bad or not ids:
             first, last = min(known), max(known)
-            fail(f"--only: unknown {phase} check id(s) {', '.join(bad) or '(none given)'};"
-                 f" use {first}..{last}")  # fmt: skip
+            fail(
+                f"--only: unknown {phase} check id(s) {', '.join(bad) or '(none given)'};"
+                f" use {first}..{last}"
+            )
     out = sys.stderr if json_path == "-" else sys.stdout
     target = f" for {deployment_id}" if deployment_id else ""
     click.echo(
