@@ -560,7 +560,10 @@ class Deployment(Run):
                 "sha256sum *.tar.gz > SHA256SUMS && sha256sum -c --quiet SHA256SUMS && cat SHA256SUMS"
             )
             result = await self.sh(
-                name, "backup-code", " && ".join(parts[:2]) + " && " + " && ".join(parts[2:])
+                name,
+                "backup-code",
+                " && ".join(parts[:2]) + " && " + " && ".join(parts[2:]),
+                retry_safe=True,  # rewrites the same files: safe to repeat after a lost link
             )
             if not result.ok:
                 raise PhaseFailed(f"{name}: code backup failed: {result.tail()}", [name])

@@ -96,8 +96,12 @@ async def run_headless(
             summary["rollback"]["hosts_end_on"] = summary["live_releases"]
         return summary
     finally:
-        if sandbox is not None and not keep:
-            await asyncio.to_thread(sandbox.stop)
+        if not keep:
+            # stop whatever came up, even when bringing the sandbox up failed half-way
+            if sandbox is None and (root / "sandbox.json").exists():
+                sandbox = Sandbox.load(root)
+            if sandbox is not None:
+                await asyncio.to_thread(sandbox.stop)
         if own_root and not keep:
             shutil.rmtree(root, ignore_errors=True)
 

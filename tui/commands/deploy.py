@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 import click
 
@@ -23,13 +24,27 @@ def _engine(config_path: str | None, quiet: bool, verbose: bool = False) -> Engi
     return engine
 
 
+def _run(engine: Engine, coro: Any) -> Any:
+    """Run the engine, then give notifications their bounded time to go out."""
+
+    async def main() -> Any:
+        try:
+            return await coro
+        finally:
+            notifier = getattr(engine, "notifier", None)
+            if notifier is not None:
+                await notifier.aclose()
+
+    return asyncio.run(main())
+
+
 def _attach_notifier(engine: Engine) -> None:
     """Send the engine's notifications when [notify] configures channels."""
-    try:
-        from backend.notify import attach_notifier
-    except ImportError:
-        return
-    attach_notifier(engine.config, engine.bus)
+    from backend.notify import Notifier
+
+    notifier = Notifier.from_config(engine.config, engine.bus)
+    notifier.attach(engine.bus)
+    engine.notifier = notifier  # type: ignore[attr-defined]
 
 
 @click.command()
@@ -59,10 +74,11 @@ def deploy(
 ) -> None:
     """Deploy the portal: the nine phases, on every host, in batches."""
     engine = _engine(config_path, quiet=as_json, verbose=verbose)
-    result = asyncio.run(
+    result = _run(
+        engine,
         engine.deploy(
             revision=revision, dry_run=dry_run, force=force, skip_validation=skip_validation
-        )
+        ),
     )
     if as_json:
         body = result.to_dict()
@@ -107,7 +123,8 @@ def rollback(
     from backend.rollback import rollback_deployment
 
     try:
-        result = asyncio.run(
+        result = _run(
+            engine,
             rollback_deployment(
                 engine,
                 deployment_id,
@@ -115,7 +132,7 @@ def rollback(
                 trigger={"kind": "manual", "operator": str(engine.operator)},
                 dry_run=dry_run,
                 force=force,
-            )
+            ),
         )
     except RollbackError as exc:
         fail(str(exc))
@@ -140,7 +157,7 @@ def resume(config_path: str | None, deployment_id: str, as_json: bool) -> None:
     """Continue an unfinished deployment from the phase where it stopped."""
     engine = _engine(config_path, quiet=as_json)
     try:
-        result = asyncio.run(engine.resume(deployment_id))
+        result = _run(engine, engine.resume(deployment_id))
     except RollbackError as exc:
         fail(str(exc))
     if as_json:
