@@ -15,6 +15,8 @@ COMMANDS: dict[str, str] = {
     "ui": "tui.commands.ui:ui",
     "watch": "tui.commands.ui:watch",
     "deploy": "tui.commands.deploy:deploy",
+    "rollback": "tui.commands.deploy:rollback",
+    "resume": "tui.commands.deploy:resume",
     "history": "tui.commands.history:history",
     "show": "tui.commands.history:show",
     "unlock": "tui.commands.lock:unlock",
