@@ -113,10 +113,15 @@ class FlagClient:
         """True if ``ctx`` gets the flag. No I/O, no lock, never raises."""
         flag = self._flags.get(name)
         value = evaluate(flag, ctx, self._emergency, default)[0]
-        if flag is not None and self.count_usage:
-            key = (name, ctx.company, value)
+        if flag is not None and self.count_usage:  # inlined _count(): this is the hot path
             counts = self.usage.counts
-            counts[key] = counts.get(key, 0) + 1
+            key = (name, ctx.company, value)
+            n = counts.get(key)
+            if n is None:
+                if len(counts) >= self.usage.max_keys:
+                    key = (name, None, value)
+                n = counts.get(key, 0)
+            counts[key] = n + 1
         return value
 
     def resolve(self, name: str, ctx: Context = EMPTY_CONTEXT, default: bool = False) -> Resolution:
@@ -127,12 +132,23 @@ class FlagClient:
         res = evaluate(flag, ctx, self._emergency, default)
         if flag is not None:
             if self.count_usage:
-                key = (name, ctx.company, res.value)
-                counts = self.usage.counts
-                counts[key] = counts.get(key, 0) + 1
+                self._count(name, ctx.company, res.value)
             if self.stale and res.reason != Reason.ERROR:
                 res = res._replace(reason=Reason.STALE)
         return res
+
+    def _count(self, name: str, company: str | None, value: bool) -> None:
+        """One evaluation, in memory. Past ``max_keys`` distinct (flag, company, value)
+        triples, new companies are counted without their id: totals stay exact and the
+        memory stays bounded however many tenants the portal has."""
+        counts = self.usage.counts
+        key = (name, company, value)
+        n = counts.get(key)
+        if n is None:
+            if len(counts) >= self.usage.max_keys:
+                key = (name, None, value)
+            n = counts.get(key, 0)
+        counts[key] = n + 1
 
     def flags(self) -> dict[str, Flag]:
         return dict(self._flags)

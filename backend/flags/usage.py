@@ -22,8 +22,9 @@ CountKey = tuple[str, str | None, bool]  # flag, company (or None), value served
 
 
 class UsageCounter:
-    def __init__(self, keys: Keys) -> None:
+    def __init__(self, keys: Keys, max_keys: int = 200_000) -> None:
         self.keys = keys
+        self.max_keys = max_keys  # distinct (flag, company, value) kept with the company id
         self.counts: dict[CountKey, int] = {}
         self._flushed: dict[CountKey, int] = {}
 
