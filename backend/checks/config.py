@@ -121,8 +121,8 @@ class ValidationConfig(_Strict):
     disk_free_fail_below: float = Field(10.0, ge=0, le=100)
     memory_warn_above: float = Field(80.0, ge=0, le=100)  # percent used
     memory_fail_above: float = Field(90.0, ge=0, le=100)
-    load_warn_above: float = Field(0.7, ge=0)  # 5-minute load average per core
-    load_fail_above: float = Field(1.5, ge=0)
+    load_warn_above: float = Field(1.0, ge=0)  # 5-minute load average per core: 1 = saturated
+    load_fail_above: float = Field(2.0, ge=0)
 
     # P09/Q10 database and cache, P10 Redis
     database: CommandProbe | None = None

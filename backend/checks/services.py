@@ -178,9 +178,8 @@ async def backup_dir(ctx: Context) -> list[Outcome]:
                 meta=meta,
             )
         if not exists:
-            return warned(
-                f"{directory} does not exist yet (its parent is writable; the"
-                " first backup creates it)",
+            return passed(
+                f"{directory} will be created (its parent is writable), {avail_mb:g} MB free",
                 value=avail_mb,
                 unit="MB free",
                 threshold=threshold,

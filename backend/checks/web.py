@@ -79,10 +79,12 @@ async def host_health(ctx: Context) -> list[Outcome]:
 @check("Q03", "Health endpoint healthy through the public URL", "http", weight=6, critical=True)
 async def public_health(ctx: Context) -> list[Outcome]:
     path = ctx.vc.public_health_path
-    if path is None and ctx.config.portal.health_url:
-        path = urllib.parse.urlsplit(ctx.config.portal.health_url).path or "/"
+    templates = [ctx.config.portal.health_url] + [h.health_url for h in ctx.config.hosts]
+    template = next((t for t in templates if t), None)
+    if path is None and template:
+        path = urllib.parse.urlsplit(template).path or "/"
     if path is None:
-        return [skipped("no public_health_path and no [portal] health_url to take it from")]
+        return [skipped("no public_health_path and no health_url to take its path from")]
     url = ctx.public(path)
     if url is None:
         return [skipped("no public_url configured")]
