@@ -117,6 +117,8 @@ def ssh_config(
             "db_restore": f"cp {{file}} {shared_db}",
         },
         "state": {"dir": str(root / "state")},
+        # the "hosts" are this machine, whose load is the test suite's own, not a portal's
+        "validation": {"disabled": {"P08": "test hosts share the machine running the tests"}},
     }
     for key, value in overrides.items():
         cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
