@@ -50,6 +50,7 @@ class Follow:
     Pinned to one id: that deployment's events plus events that belong to no deployment
     (flag changes, monitor samples, incidents). Unpinned: the latest deployment; a new
     ``deployment.started`` (or a ``rollback.started`` of another deployment) switches to it.
+    Dry-runs (the plan shown before a deploy) never switch it.
     """
 
     def __init__(self, deployment_id: str | None = None) -> None:
@@ -60,6 +61,8 @@ class Follow:
         dep = event.deployment_id
         if dep is None or dep == self.current:
             return True
+        if event.data.get("dry_run"):  # a plan built before a deploy is not a deployment
+            return False
         if self.pinned:
             return False
         if self.current is None or str(event.kind) in _SWITCHES:

@@ -25,6 +25,7 @@ class Action:
     group: str = "View"
     show: bool = True  # in the footer (the help screen lists everything)
     key_display: str | None = None
+    guard: str = ""  # how a dangerous action is confirmed, for the help screen and docs
 
     @property
     def name(self) -> str:
@@ -39,9 +40,10 @@ ACTIONS: tuple[Action, ...] = (
         "d",
         "deploy",
         "Deploy",
-        "Deploy the configured revision: shows the dry-run plan (every command, per host"
-        " and phase) and asks first.",
+        "Deploy the configured revision; the dry-run plan (every command, per host and"
+        " phase) is shown first.",
         dangerous=True,
+        guard="shows the plan; y confirms",
         group="Deployment",
     ),
     Action(
@@ -49,8 +51,9 @@ ACTIONS: tuple[Action, ...] = (
         "R",
         "rollback",
         "Rollback",
-        "Roll back the current (or last) deployment: type its id to confirm, give a reason.",
+        "Roll back the current (or last) deployment through the ten rollback phases.",
         dangerous=True,
+        guard="type the id and a reason",
         group="Deployment",
         key_display="R",
     ),
@@ -61,6 +64,7 @@ ACTIONS: tuple[Action, ...] = (
         "Pause",
         "Pause or resume the gradual feature rollout (phase 8) between two steps.",
         dangerous=True,
+        guard="press twice",
         group="Deployment",
         show=False,
     ),
@@ -69,9 +73,9 @@ ACTIONS: tuple[Action, ...] = (
         "E",
         "emergency_disable",
         "Kill flags",
-        "Emergency-disable every feature flag (the kill switch): asks for a reason,"
-        " audited with your name.",
+        "Emergency-disable every feature flag (the kill switch), audited with your name.",
         dangerous=True,
+        guard="a reason is required",
         group="Flags",
         key_display="E",
     ),
@@ -83,6 +87,7 @@ ACTIONS: tuple[Action, ...] = (
         "Step the selected flag's rollout up (off -> 10% -> 50% -> 100%, from [flags]"
         " rollout_steps).",
         dangerous=True,
+        guard="press twice",
         group="Flags",
         key_display="+",
         show=False,
@@ -94,6 +99,7 @@ ACTIONS: tuple[Action, ...] = (
         "Flag -",
         "Step the selected flag's rollout down (100% -> 50% -> 10% -> off).",
         dangerous=True,
+        guard="press twice",
         group="Flags",
         key_display="-",
         show=False,

@@ -271,6 +271,9 @@ class RoomApp(App[int]):
         self.room.append_log(message.lines)
 
     def on_feed_caught_up(self, message: FeedCaughtUp) -> None:
+        if not self.room.ready:  # the history beat the first paint: wait for the panes
+            self.set_timer(0.05, partial(self.on_feed_caught_up, message))
+            return
         self._redraw_graphs()
         self.caught_up.set()
 

@@ -205,13 +205,16 @@ class RoomState:
         rb = self.rollback
         if rb is not None and rb.finished_at is None:
             return "rolling-back"
+        if rb is not None:
+            outcome = _status(rb.outcome)
+            if outcome == "done":
+                return "rolled-back"
+            return "rollback-partial" if outcome == "warning" else "rollback-failed"
         dep = self.deployment
         if dep is None:
             return "idle"
         if dep.finished_at is None and not dep.outcome:
             return "running"
-        if rb is not None and rb.outcome:
-            return "rolled-back" if rb.outcome in _DONE | {"rolled_back"} else "rollback-failed"
         return dep.outcome or "finished"
 
     @property
@@ -638,13 +641,23 @@ def _on_rollback_finished(state: RoomState, event: Event) -> RoomState:
     )
 
 
+def _holder(raw: Any) -> str:
+    """Who holds a lock: the engine's owner record names the operator and deployment."""
+    if isinstance(raw, Mapping):
+        if raw.get("operator"):
+            return str(raw["operator"])
+        if raw.get("user"):
+            return _operator(raw)
+        return str(raw.get("deployment_id") or "")
+    return str(raw or "")
+
+
 def _on_lock(state: RoomState, event: Event) -> RoomState:
     action = str(event.data.get("action", ""))
-    holder = event.data.get("holder")
     if action == "released":
         return replace(state, lock="")
     if action == "acquired":
-        return replace(state, lock=_operator(holder) or "held")
+        return replace(state, lock=_holder(event.data.get("holder")) or "held")
     return state
 
 
@@ -727,7 +740,7 @@ def log_line(event: Event) -> LogLine | None:
     elif kind == Kind.LOCK:
         action = str(d.get("action", ""))
         sev = "warning" if action == "refused" else "info"
-        holder = _operator(d.get("holder"))
+        holder = _holder(d.get("holder"))
         text = f"lock {action}" + (f" (holder {holder})" if holder else "")
         source = "lock"
     elif kind == Kind.CHECK_RESULT:

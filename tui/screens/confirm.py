@@ -49,8 +49,8 @@ class ConfirmDeploy(_Dialog):
                 yield Static(self.plan_text, markup=False)
             yield Label("y deploys · n or escape cancels · the plan scrolls", classes="hint")
             with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Deploy", id="confirm", variant="primary")
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Deploy", id="confirm", variant="primary", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()
@@ -86,14 +86,16 @@ class ConfirmRollback(_Dialog):
             yield Label(f"Roll back {self.deployment_id}?", classes="title")
             yield Static(self.what, classes="explain", markup=False)
             yield Label(f"Type the deployment id ({self.deployment_id}) to confirm:")
-            yield Input(id="typed-id", placeholder=self.deployment_id)
+            yield Input(id="typed-id", compact=True, placeholder=self.deployment_id)
             yield Label("Reason (recorded in the journal and the report):")
-            yield Input(id="reason", placeholder="e.g. p95 above 500 ms after switch")
+            yield Input(id="reason", compact=True, placeholder="e.g. p95 above 500 ms after switch")
             yield Label("", id="problem", classes="problem")
             yield Label("escape cancels · the button arms when the id matches", classes="hint")
             with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Roll back", id="confirm", variant="error", disabled=True)
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button(
+                    "Roll back", id="confirm", variant="error", disabled=True, compact=True
+                )
 
     def on_mount(self) -> None:
         self.query_one("#typed-id", Input).focus()
@@ -152,12 +154,12 @@ class ReasonPrompt(_Dialog):
             yield Label(self.title_text, classes="title")
             yield Static(self.explain, classes="explain", markup=False)
             yield Label("Reason (required, audited):")
-            yield Input(id="reason", placeholder="e.g. checkout errors since 14:02")
+            yield Input(id="reason", compact=True, placeholder="e.g. checkout errors since 14:02")
             yield Label("", id="problem", classes="problem")
             yield Label("enter confirms · escape cancels", classes="hint")
             with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button(self.action_label, id="confirm", variant="error")
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button(self.action_label, id="confirm", variant="error", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#reason", Input).focus()
@@ -206,8 +208,8 @@ class ConfirmQuit(_Dialog):
             )
             yield Label("y quits and cancels · n or escape stays", classes="hint")
             with Horizontal(classes="buttons"):
-                yield Button("Stay", id="cancel", variant="primary")
-                yield Button("Quit and cancel", id="confirm", variant="error")
+                yield Button("Stay", id="cancel", variant="primary", compact=True)
+                yield Button("Quit and cancel", id="confirm", variant="error", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
@@ -53,47 +53,44 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(
-                "portal-ops keys" + (" (watch mode)" if self.watch_mode else ""), classes="title"
+                "portal-ops keys" + (" (watch mode: read-only)" if self.watch_mode else ""),
+                classes="title",
             )
             with VerticalScroll(id="help-table"):
-                yield Static(self.table(), id="help-body")
+                groups: dict[str, list[Action]] = {}
+                for action in self.actions:
+                    groups.setdefault(action.group, []).append(action)
+                for group, actions in groups.items():
+                    yield Static(Content.styled(group, "bold $accent"), classes="help-group")
+                    for action in actions:
+                        yield self._row(key_label(action), self._text(action))
+                yield Static(Content.styled("Everywhere", "bold $accent"), classes="help-group")
+                for keys, text in BUILTIN_KEYS:
+                    yield self._row(keys, Content(text))
+                if self.watch_mode:
+                    yield Static(Content.styled(WATCH_NOTE, "$warning"), classes="help-note")
+                yield Static(Content.styled(MOUSE_NOTE, "$foreground-muted"), classes="help-note")
             yield Label("escape closes", classes="hint")
+
+    @staticmethod
+    def _row(keys: str, text: Content) -> Horizontal:
+        return Horizontal(
+            Static(Content.styled(keys, "bold"), classes="help-keys"),
+            Static(text, classes="help-text"),
+            classes="help-row",
+        )
+
+    def _text(self, action: Action) -> Content:
+        parts: list[tuple[str, str] | str] = [action.help]
+        if action.guard:
+            parts.append((f" [{action.guard}]", "$warning"))
+        why = self.unavailable(action)
+        if why:
+            parts.append((f" (unavailable now: {why})", "$foreground-muted"))
+        return Content.assemble(*parts)
 
     def on_mount(self) -> None:
         self.query_one("#help-table").focus()
-
-    def table(self) -> Content:
-        rows: list[Content] = []
-        groups: dict[str, list[Action]] = {}
-        for action in self.actions:
-            groups.setdefault(action.group, []).append(action)
-        for group, actions in groups.items():
-            rows.append(Content.styled(group, "bold $accent"))
-            for action in actions:
-                why = self.unavailable(action)
-                tail: list[tuple[str, str] | str] = []
-                if action.dangerous:
-                    tail.append(("  [asks first]", "$warning"))
-                if why:
-                    tail.append((f"  (unavailable: {why})", "$foreground-muted"))
-                rows.append(
-                    Content.assemble(
-                        (f"  {key_label(action):<12}", "bold"),
-                        action.help,
-                        *tail,
-                    )
-                )
-            rows.append(Content(""))
-        rows.append(Content.styled("Everywhere", "bold $accent"))
-        for keys, text in BUILTIN_KEYS:
-            rows.append(
-                Content.assemble((f"  {keys:<12}", "bold"), " " if len(keys) >= 12 else "", text)
-            )
-        rows.append(Content(""))
-        if self.watch_mode:
-            rows.append(Content.styled(WATCH_NOTE, "$warning"))
-        rows.append(Content.styled(MOUSE_NOTE, "$foreground-muted"))
-        return Content("\n").join(rows)
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)

@@ -152,12 +152,19 @@ class HealthGraphs(Vertical, can_focus=True):
                 x=x0,
                 y=value,
                 color=plot_color(colors.get(var)),
+                background=self._canvas(colors),
                 alignment="left",
             )
         plt.xlim(x0, x1)
         plt.ylim(0, top)
         plt.xlabel("seconds")
         graph.refresh()
+
+    def _canvas(self, colors: dict[str, str]) -> str | tuple[int, int, int]:
+        """The plot's background, so labels drawn over the canvas do not show a box."""
+        if self.app.current_theme.name.startswith("ansi"):
+            return "default"
+        return plot_color(colors.get("surface"))
 
     def _plot_simple(
         self,

@@ -16,6 +16,9 @@ STATUS_STYLE: dict[str, tuple[str, str]] = {
     "succeeded": ("SUCCEEDED", "bold $background on $success"),
     "rolled-back": ("ROLLED BACK", "bold $background on $warning"),
     "rollback-failed": ("ROLLBACK FAILED", "bold $background on $error"),
+    "rollback-partial": ("ROLLBACK PARTIAL", "bold $background on $error"),
+    "rolled_back": ("ROLLED BACK", "bold $background on $warning"),
+    "partial": ("PARTIAL", "bold $background on $error"),
     "failed": ("FAILED", "bold $background on $error"),
     "paused": ("PAUSED", "bold $background on $warning"),
 }

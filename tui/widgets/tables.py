@@ -17,7 +17,7 @@ from ..state import FlagView, HostView
 from . import _format as fmt
 
 _BAD_STATES = {"failed", "unhealthy", "error", "down"}
-_GOOD_STATES = {"healthy", "live", "switched", "ok", "up", "ready", "done"}
+_GOOD_STATES = {"healthy", "live", "switched", "ok", "up", "ready", "done", "rolled_back"}
 
 
 class _Table(DataTable[Text]):
@@ -33,6 +33,13 @@ class _Table(DataTable[Text]):
     def on_mount(self) -> None:
         for key, label in self.COLUMNS:
             self.add_column(label, key=key)
+        self.show_cursor = self.has_focus
+
+    def on_focus(self) -> None:
+        self.show_cursor = True
+
+    def on_blur(self) -> None:
+        self.show_cursor = False
 
     def style_for(self, component: str) -> str:
         return str(self.get_component_rich_style(component, partial=True))
@@ -54,7 +61,8 @@ class _Table(DataTable[Text]):
             old = self._rows.get(name, ())
             for (key, _), new, before in zip(self.COLUMNS, cells, old, strict=False):
                 if new != before:
-                    self.update_cell(name, key, new, update_width=False)
+                    wider = new.cell_len > (before.cell_len if before is not None else 0)
+                    self.update_cell(name, key, new, update_width=wider)
             self._rows[name] = cells
 
     @property
