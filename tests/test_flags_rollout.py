@@ -4,7 +4,7 @@ a failing gate stops the rollout and takes the flag back to its last healthy ste
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -78,15 +78,22 @@ def service(state_dir: Path) -> Iterator[FlagService]:
     svc.close()
 
 
-def rollout(service: FlagService, health: Health, on_step=None, **kw: object) -> GradualRollout:  # type: ignore[no-untyped-def]
-    args = {"steps": [10, 50, 100], "hold_seconds": 0.3, "check_interval": 0.05}
-    args.update(kw)
+def rollout(
+    service: FlagService,
+    health: Health,
+    on_step: Callable[[StepUpdate], None] | None = None,
+    deployment_id: str | None = None,
+) -> GradualRollout:
+    """10 -> 50 -> 100, each held 0.3 s and checked every 0.05 s against ``health``."""
     return GradualRollout(
         service,
         "ui-improvements",
-        gate=http_gate([health.url], timeout=2),
-        on_step=on_step,
-        **args,  # type: ignore[arg-type]
+        [10, 50, 100],
+        0.3,
+        http_gate([health.url], timeout=2),
+        on_step,
+        check_interval=0.05,
+        deployment_id=deployment_id,
     )
 
 

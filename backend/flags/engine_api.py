@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from ..run import Run
 
 
-def service_for(run: Run) -> FlagService:
+def service_for(run: Deployment | RollbackRun) -> FlagService:
     """The flag service on the engine's journal file, its bus and its operator."""
-    engine = run.engine  # type: ignore[attr-defined]
+    engine = run.engine
     return FlagService(
         engine.journal,
         run.config.redis.url,
