@@ -388,6 +388,24 @@ async def test_other_deployment_lock_and_journal(tmp_path: Path) -> None:
     journal_row = next(r for r in rows(report, "P15") if r.host is None)
     assert journal_row.status == "fail" and "bp-crashed" in journal_row.message
     assert report.decision == "no-go"
+    # a deployment that started after ours races for our lock: it does not fail us
+    journal = Journal(tmp_path / "state" / "journal.db")
+    now = time.time()
+    journal.finish_deployment("bp-crashed", "failed", {})
+    for name, ts in (("bp-ours", now - 5), ("bp-racing", now)):
+        journal.record(
+            Event(
+                Kind.DEPLOYMENT_STARTED,
+                deployment_id=name,
+                ts=ts,
+                data={"target": config.portal.name},
+            )
+        )
+    journal.close()
+    ours = await run_validation(config, "pre", only=["P15"], deployment_id="bp-ours")
+    assert status(ours, "P15") == "pass", rows(ours, "P15")
+    someone = await run_validation(config, "pre", only=["P15"])  # no deployment: both count
+    assert "bp-ours" in rows(someone, "P15")[-1].message
 
 
 async def test_disabled_check_is_reported_with_its_reason(tmp_path: Path) -> None:

@@ -177,14 +177,20 @@ async def no_other_deployment(ctx: Context) -> list[Outcome]:
 
 
 async def _journal_and_redis(ctx: Context, threshold: str) -> Outcome:
-    """Unfinished deployments of this portal in the journal, and the Redis lock."""
+    """Unfinished deployments of this portal in the journal, and the Redis lock.
+
+    Only deployments that started before ours count: one that started after it is racing
+    for the lock we hold and will be refused; it must not fail our validation.
+    """
     started = time.perf_counter()
     journal = Journal(ctx.journal_path)
     try:
+        ours = journal.get_deployment(ctx.deployment_id) if ctx.deployment_id else None
+        cutoff = (ours or {}).get("started_at") or float("inf")
         others = [
             d
             for d in journal.unfinished(target=ctx.config.portal.name)
-            if d["id"] != ctx.deployment_id
+            if d["id"] != ctx.deployment_id and (d["started_at"] or 0) < cutoff
         ]
     finally:
         journal.close()

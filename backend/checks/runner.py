@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -34,6 +35,7 @@ _CATEGORY_MODULES = (
     "flagsync",
 )
 USER_AGENT = "portal-ops-validate/1"
+log = logging.getLogger(__name__)
 
 
 def load_checks() -> dict[str, CheckSpec]:
@@ -132,7 +134,11 @@ async def run_validation(
         hosts=ctx.host_names,
     )
     if store_report:
-        store(report, config.state.dir)
+        try:
+            store(report, config.state.dir)
+        except OSError as exc:  # the decision stands; say where the report is missing
+            log.warning("validation report not stored: %s", exc)
+            report.reasons.append(f"report not stored: {exc.strerror or exc}")
     if bus is not None:
         bus.emit(
             Event(

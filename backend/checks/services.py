@@ -141,6 +141,7 @@ async def backup_dir(ctx: Context) -> list[Outcome]:
         directory = vc.backup_dir
         if not directory.startswith("/"):
             directory = posixpath.join(ctx.deploy_path(name), directory)
+        directory = posixpath.normpath(directory)
         script = (
             existing_ancestor(directory)
             + f'd="$p"; [ "$p" = {q(directory)} ] && echo EXISTS=1 || echo EXISTS=0; '
