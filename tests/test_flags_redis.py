@@ -150,6 +150,17 @@ dir = "{state}"
     return path
 
 
+def cli_inprocess(config: Path, *args: str) -> str:
+    """The same click command in-process (for reads, where a subprocess adds nothing)."""
+    from click.testing import CliRunner
+
+    from tui.commands.feature import feature
+
+    res = CliRunner().invoke(feature, [*args, "--config", str(config)])
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
 def cli(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "tui.cli", "feature", *args, "--config", str(config)],
@@ -205,8 +216,8 @@ def test_redis_outage_keeps_last_known_values_then_resyncs(
 ) -> None:
     redis = redis_server_private
     config = write_config(tmp_path, redis.url, state_dir)
-    cli(config, "create", "mobile-nav")
-    cli(config, "enable", "mobile-nav", "--percentage=100")
+    cli_inprocess(config, "create", "mobile-nav")
+    cli_inprocess(config, "enable", "mobile-nav", "--percentage=100")
     app = app_factory(redis.url)
     app.wait_for(lambda v: v["ready"] and v["flags"] == {"mobile-nav": [True, 100]})
 
@@ -271,8 +282,8 @@ def test_usage_is_counted_in_batches_and_read_back_by_stats(
     fresh_redis: RedisServer, state_dir: Path, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, fresh_redis.url, state_dir)
-    cli(config, "create", "billing-v2")
-    cli(config, "enable", "billing-v2", "--percentage=50")
+    cli_inprocess(config, "create", "billing-v2")
+    cli_inprocess(config, "enable", "billing-v2", "--percentage=50")
     client = FlagClient(fresh_redis.url, PREFIX, flush_interval=60)
     assert client.start(5)
     commands_before = fresh_redis.client().info("stats")["total_commands_processed"]
@@ -286,16 +297,16 @@ def test_usage_is_counted_in_batches_and_read_back_by_stats(
     client.is_enabled("unknown-flag", Context(company="c1"))  # not counted
     client.close()  # flushes
 
-    stats = json.loads(cli(config, "stats", "billing-v2", "--json", "--top", "3").stdout)
+    stats = json.loads(cli_inprocess(config, "stats", "billing-v2", "--json", "--top", "3"))
     on = sum(10 for v in served.values() if v)
     assert (stats["evaluations"], stats["true"], stats["false"]) == (200, on, 200 - on)
     assert len(stats["top_companies"]) == 3
     assert all(c["evaluations"] == 10 for c in stats["top_companies"])
     assert stats["last_evaluated"] is not None
     assert sum(p["true"] + p["false"] for p in stats["series"]) == 200
-    listed = json.loads(cli(config, "list", "--json").stdout)["flags"]
+    listed = json.loads(cli_inprocess(config, "list", "--json"))["flags"]
     assert listed[0]["evaluations_last_hour"] == 200
-    text = cli(config, "stats", "billing-v2").stdout
+    text = cli_inprocess(config, "stats", "billing-v2")
     assert "200 evaluations" in text and "top companies" in text
 
 
