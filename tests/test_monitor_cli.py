@@ -86,11 +86,11 @@ async def test_piped_lines_then_ctrl_c_writes_the_report(
     try:
         assert proc.stdout is not None
         while sum(" window " in line for line in lines) < 3:
-            raw = await asyncio.wait_for(proc.stdout.readline(), 15)
+            raw = await asyncio.wait_for(proc.stdout.readline(), 60)
             assert raw, f"monitor ended early: {lines}"
             lines.append(raw.decode())
         proc.send_signal(signal.SIGINT)
-        rest, err = await asyncio.wait_for(proc.communicate(), 15)
+        rest, err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
         await traffic.stop()
         if proc.returncode is None:
@@ -133,9 +133,9 @@ async def test_terminal_table_fires_and_auto_rollback_says_what_it_could_not_do(
             stdout=slave, stderr=asyncio.subprocess.PIPE, env=_env(state_dir), cwd=ROOT,
         )  # fmt: skip
         os.close(slave)
-        out = await asyncio.wait_for(asyncio.to_thread(_read_all, master), 20)
+        out = await asyncio.wait_for(asyncio.to_thread(_read_all, master), 90)
         err = await proc.stderr.read() if proc.stderr else b""
-        await asyncio.wait_for(proc.wait(), 10)
+        await asyncio.wait_for(proc.wait(), 30)
     finally:
         os.close(master)
         await traffic.stop()

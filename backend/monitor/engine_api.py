@@ -57,8 +57,12 @@ async def baseline(deployment: Deployment, seconds: float | None = None) -> str:
     return f"baseline: {total.requests} requests, p95 {p95}, errors {errors}"
 
 
-async def bake(deployment: Deployment, seconds: float) -> str:
-    """Watch the new release for ``seconds``; a firing rollback rule fails phase 9."""
+async def bake(deployment: Deployment, seconds: float | None = None) -> str:
+    """Watch the new release for ``seconds`` (default ``[monitor] bake_seconds``); a firing
+    rollback rule fails phase 9."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        # monitor_bridge.py imports this function under the name of its seconds variable
+        seconds = deployment.config.monitor.bake_seconds
     monitor = monitor_for(deployment)
     monitor.load_baseline()
     report = await monitor.run(duration=seconds, stop_on_trigger=True)

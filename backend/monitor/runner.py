@@ -481,6 +481,8 @@ class Monitor:
     ) -> MonitorReport:
         """Start (if needed), watch for ``duration`` seconds (or until ``until`` is set, or
         the trigger's rollback has run with ``stop_on_trigger``), then stop."""
+        if duration is not None and not isinstance(duration, int | float):
+            raise TypeError(f"duration must be seconds, not {type(duration).__name__}")
         await self.start()
         waits: dict[asyncio.Task[Any], str] = {}
         if duration is not None:

@@ -34,7 +34,8 @@ class ScrapeDelta:
     requests: float = 0.0
     errors: float = 0.0
     client_errors: float = 0.0
-    status_known: bool = False  # the request counter (with a status label) was found
+    counter_found: bool = False  # the request counter was in the exposition
+    status_known: bool = False  # ... with a status label: 5xx can be told apart
     buckets: dict[float, float] = field(default_factory=dict)  # ms upper bound -> cumulative
     histogram_count: float = 0.0
     first: bool = False  # the first scrape only sets the starting point
@@ -88,8 +89,10 @@ class CounterState:
                 elif name == count_name:
                     out.histogram_count += delta
                 else:
-                    out.status_known = True
+                    out.counter_found = True
                     out.requests += delta
+                    if c.status_label in labels:
+                        out.status_known = True
                     klass = _status_class(labels.get(c.status_label, ""))
                     if klass == 5:
                         out.errors += delta
@@ -97,7 +100,7 @@ class CounterState:
                         out.client_errors += delta
         if previous is None:
             out.first = True
-        elif not out.status_known:
+        elif not out.counter_found:
             out.requests = out.histogram_count  # no counter: the histogram counts requests
         self.previous = current
         return out
