@@ -182,6 +182,16 @@ class MonitorConfig(BaseModel):
             raise ValueError("error_rate_acceptable must be >= error_rate_target")
         if self.uptime_acceptable > self.uptime_target:
             raise ValueError("uptime_acceptable must be <= uptime_target")
+        chosen = {
+            "access_log": self.access_log.enabled,
+            "prometheus": self.prometheus.enabled,
+            "probes": self.probes.enabled,
+        }
+        if self.traffic_source != "auto" and not chosen[self.traffic_source]:
+            raise ValueError(
+                f'traffic_source = "{self.traffic_source}" but [monitor.{self.traffic_source}]'
+                " is not enabled"
+            )
         names = [r.name for r in self.rules]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from ..events import Severity
 from ..run import PhaseFailed
 from .rules import TriggerInfo
 from .runner import Monitor
@@ -20,6 +22,8 @@ from .store import SampleStore
 
 if TYPE_CHECKING:
     from ..engine import Deployment
+
+log = logging.getLogger(__name__)
 
 
 def monitor_for(deployment: Deployment, *, auto_rollback: bool | None = None) -> Monitor:
@@ -64,8 +68,13 @@ async def bake(deployment: Deployment, seconds: float | None = None) -> str:
         # monitor_bridge.py imports this function under the name of its seconds variable
         seconds = deployment.config.monitor.bake_seconds
     monitor = monitor_for(deployment)
-    monitor.load_baseline()
-    report = await monitor.run(duration=seconds, stop_on_trigger=True)
+    try:
+        monitor.load_baseline()
+        report = await monitor.run(duration=seconds, stop_on_trigger=True)
+    except Exception as exc:  # a broken monitor is news, not a reason to roll back
+        log.exception("phase 9 monitoring failed")
+        deployment.incident(Severity.WARNING, f"monitoring window failed: {exc}")
+        return f"monitoring failed: {exc}"
     trigger = getattr(deployment, "monitor_trigger", None)
     where = report.paths[0] if report.paths else "not written"
     if trigger is not None:

@@ -117,9 +117,7 @@ class Monitor:
             "prometheus": m.prometheus.enabled,
             "probes": bool(self.probe_targets()),
         }
-        if wanted != "auto":
-            if not enabled[wanted]:
-                raise ValueError(f"[monitor] traffic_source = {wanted!r} but that source is off")
+        if wanted != "auto":  # the config checked it is enabled; probes may lack a URL
             return wanted
         return next((s for s in ("access_log", "prometheus", "probes") if enabled[s]), "")
 
@@ -272,6 +270,8 @@ class Monitor:
                 self.followers.append(follower)
         if not self.traffic:
             self._warn("sources", None, "no metric source configured: nothing to judge")
+        elif self.traffic == "probes" and not self.probe_targets():
+            self._warn("probes", None, "probes are the traffic source but have no URL")
         runners = [*self.probers, *self.scrapers, *self.followers]
         self._tasks = [asyncio.create_task(r.run(), name=f"monitor-{r!r}") for r in runners]
 

@@ -169,14 +169,10 @@ async def _watch(
         if auto_rollback
         else None
     )
-    try:
-        monitor = Monitor(
-            config, hosts, bus, deployment_id, on_trigger, auto_rollback,
-            store=SampleStore(journal.path),
-        )  # fmt: skip
-    except ValueError as exc:
-        click.echo(f"{config.source}: monitor: {exc}", err=True)
-        return 2
+    monitor = Monitor(
+        config, hosts, bus, deployment_id, on_trigger, auto_rollback,
+        store=SampleStore(journal.path),
+    )  # fmt: skip
     title = f"portal-ops monitor {monitor.deployment_id}"
     if deployment_id and not known:
         click.echo(f"note: {deployment_id} is not in the journal; watching anyway", err=True)
