@@ -135,3 +135,38 @@ async def test_host_key_mismatch_is_refused(sshd, tmp_path: Path) -> None:
     assert result.outcome == "failed"
     assert "host key" in (result.error or "")
     assert not (tmp_path / "host-1" / "releases").exists()
+
+
+async def test_unlock_clears_a_stale_lock_after_showing_its_holder(sshd, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from backend.demo.sandbox import dump_toml
+
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo)
+    await deploy_v1(cfg)
+    # a deploy that died without releasing its lock (another machine's, say)
+    stale = '{"deployment_id": "bp-20250801-0200", "operator": "alice@bastion", "since": 1754013600, "token": "t0", "pid": 1}'
+    for host in ("host-1", "host-2"):
+        lock = tmp_path / host / ".portal-ops" / "lock"
+        lock.mkdir()
+        (lock / "owner.json").write_text(stale)
+    refused = await engine_for(cfg).deploy(revision="v2")
+    assert refused.outcome == "failed" and "alice@bastion" in (refused.error or "")
+    config_file = tmp_path / "portal-ops.toml"
+    config_file.write_text(dump_toml(cfg))
+    cli = [sys.executable, "-m", "tui.cli", "unlock", "--config", str(config_file)]
+    declined = subprocess.run(cli, input="n\n", capture_output=True, text=True, timeout=60)
+    assert (
+        declined.returncode == 1
+        and "alice@bastion" in declined.stdout
+        and "bp-20250801-0200" in declined.stdout
+    )
+    assert (tmp_path / "host-1" / ".portal-ops" / "lock").exists()
+    done = subprocess.run([*cli, "--yes"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "host-1" / ".portal-ops" / "lock").exists()
+    assert not (tmp_path / "host-2" / ".portal-ops" / "lock").exists()
+    result = await engine_for(cfg).deploy(revision="v2")
+    assert result.ok, result.error

@@ -27,6 +27,7 @@ def unlock(config_path: str | None, yes: bool) -> None:
         hosts = engine.make_hosts()
         failures = await connect_all(list(hosts.values()))
         holders = await read_locks(config, {n: h for n, h in hosts.items() if n not in failures})
+        await _close(hosts)
         return hosts, holders, failures  # type: ignore[return-value]
 
     hosts, holders, failures = asyncio.run(read())  # type: ignore[misc]
@@ -34,7 +35,6 @@ def unlock(config_path: str | None, yes: bool) -> None:
         click.echo(f"warning: {exc}", err=True)
     if not holders:
         click.echo("No deploy lock is held.")
-        asyncio.run(_close(hosts))
         return
     for holder in holders:
         click.echo(f"Lock {holder.describe()}")
@@ -47,10 +47,10 @@ def unlock(config_path: str | None, yes: bool) -> None:
         )
     if not yes and not click.confirm("Remove this lock?", default=False):
         click.echo("Left in place.")
-        asyncio.run(_close(hosts))
         sys.exit(EXIT_FAILED)
 
     async def remove() -> None:
+        hosts = engine.make_hosts([h.host for h in holders])  # a new event loop: new connections
         for holder in holders:
             layout = Layout(config.deploy_path(config.host(holder.host)))
             await hosts[holder.host].run(layout.lock_force_remove(), timeout=30, retry_safe=True)
