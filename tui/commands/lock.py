@@ -30,7 +30,7 @@ def unlock(config_path: str | None, yes: bool) -> None:
         await _close(hosts)
         return hosts, holders, failures  # type: ignore[return-value]
 
-    hosts, holders, failures = asyncio.run(read())  # type: ignore[misc]
+    _hosts, holders, failures = asyncio.run(read())  # type: ignore[misc]
     for exc in failures.values():
         click.echo(f"warning: {exc}", err=True)
     if not holders:
