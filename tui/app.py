@@ -340,6 +340,21 @@ class RoomApp(App[int]):
             return None if self.unavailable(action) else True
         return action not in ROOM_ONLY or isinstance(self.screen, RoomScreen)
 
+    async def run_action(
+        self,
+        action: Any,
+        default_namespace: Any = None,
+        namespaces: Any = None,
+    ) -> bool:
+        """As Textual's, but a refused dangerous action says why (a dimmed key, a palette hit)."""
+        handled = await super().run_action(action, default_namespace, namespaces)
+        if not handled and isinstance(action, str):
+            name = action.removeprefix("app.").split("(", 1)[0]
+            why = self.unavailable(name) if name in DANGEROUS_NAMES else None
+            if why and not self.WATCH:
+                self.notify(f"{name.replace('_', ' ')}: {why}", severity="warning", timeout=4)
+        return handled
+
     def _allowed(self, name: str) -> bool:
         why = self.unavailable(name)
         if why:
@@ -444,7 +459,7 @@ class RoomApp(App[int]):
             worker.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(worker.wait(), 15)
-        self.exit(1)
+        self.exit(1, return_code=1)
 
     # -- the engine's results -------------------------------------------------------------
 
