@@ -226,6 +226,28 @@ async def test_access_log_over_real_ssh(
     assert left.stdout == b"", "the remote tail must end with the monitor"
 
 
+async def test_follower_recycles_its_tail_and_never_counts_twice(
+    app: DegradingApp, state_dir: Path
+) -> None:
+    config = make_config(state_dir, {"access_log": {"enabled": True, "path": str(app.log_path)},
+                                     "rules": [error_rule()]})  # fmt: skip
+    monitor = Monitor(config, {"web-1": LocalHost("web-1")}, None, "bp-recycle", None, False)
+    traffic = await Traffic(app.url, concurrency=4, pause=0.005).start()
+    try:
+        await monitor.start()
+        monitor.followers[0].recycle_lines = 40  # a fresh tail every 40 lines
+        served = app.served
+        await until(lambda: app.served - served >= 300)
+        report = await monitor.stop()
+        served = app.served - served
+    finally:
+        await traffic.stop()
+    follower = monitor.followers[0]
+    counted = report.after["total"]["requests"]
+    assert follower.restarts >= 3
+    assert 0.7 * served <= counted <= app.served  # a few lines missed, none twice
+
+
 # -- /metrics and probes ------------------------------------------------------------------------
 
 

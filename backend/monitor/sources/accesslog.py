@@ -157,6 +157,10 @@ class AccessLogFollower:
 
     When ``tail`` ends or the connection drops, it reports the problem and starts again
     with backoff (lines written in the gap are missed, never counted twice).
+
+    ``Host.run`` keeps every output line of a command in memory until it ends, which a
+    follower never does; so the follower starts a fresh ``tail`` every ``recycle_lines``
+    lines, bounding that memory (the few milliseconds between the two are missed).
     """
 
     def __init__(
@@ -167,6 +171,7 @@ class AccessLogFollower:
         windows: Windows,
         warn: Warn,
         recover: Recover,
+        recycle_lines: int = 100_000,
     ) -> None:
         self.host = host
         self.path = path
@@ -174,10 +179,14 @@ class AccessLogFollower:
         self.windows = windows
         self.warn = warn
         self.recover = recover
+        self.recycle_lines = recycle_lines
         self.lines = 0
         self.unparsed = 0
+        self.restarts = 0
         self._problem = f"access_log:{host.name}"
         self._flowing = False  # a line arrived since the last (re)start
+        self._since_start = 0
+        self._recycle = asyncio.Event()
 
     def on_line(self, stream: str, line: str) -> None:
         if stream != "stdout":  # tail's own complaints: missing file, permission denied
@@ -189,6 +198,9 @@ class AccessLogFollower:
             self.recover(self._problem)
             self.recover(f"{self._problem}:stderr")
         self.lines += 1
+        self._since_start += 1
+        if self._since_start >= self.recycle_lines:
+            self._recycle.set()
         parsed = self.parser(line)
         tally = self.windows.tally(SOURCE, self.host.name)
         if parsed is None:
@@ -198,21 +210,40 @@ class AccessLogFollower:
             return
         tally.add(parsed[0], parsed[1])
 
+    async def _follow(self) -> str | None:
+        """Run one ``tail`` until it ends (a problem to report) or is recycled (None)."""
+        self._flowing = False
+        self._since_start = 0
+        self._recycle.clear()
+        command = tail_command(self.path)
+        task = asyncio.create_task(
+            self.host.run(command, timeout=FOREVER, on_line=self.on_line, retry_safe=True)
+        )
+        recycle = asyncio.create_task(self._recycle.wait())
+        try:
+            await asyncio.wait({task, recycle}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            recycle.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            self.restarts += 1
+            return None
+        exc = task.exception()
+        if isinstance(exc, TransportError):
+            return f"cannot follow {self.path}: {exc}"
+        if exc is not None:
+            raise exc
+        result = task.result()
+        return f"tail of {self.path} ended (exit {result.exit_status}): {result.tail(2) or 'no output'}"
+
     async def run(self) -> None:
         delay = 0.5
-        command = tail_command(self.path)
         while True:
-            try:
-                self._flowing = False
-                result = await self.host.run(
-                    command, timeout=FOREVER, on_line=self.on_line, retry_safe=True
-                )
-                message = (
-                    f"tail of {self.path} ended (exit {result.exit_status}):"
-                    f" {result.tail(2) or 'no output'}"
-                )
-            except TransportError as exc:
-                message = f"cannot follow {self.path}: {exc}"
+            message = await self._follow()
+            if message is None:
+                continue  # recycled: start the next tail at once
             self.warn(self._problem, self.host.name, message)
             if self._flowing:  # it worked for a while: start over with a short delay
                 delay = 0.5
