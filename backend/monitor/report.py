@@ -225,7 +225,7 @@ class MonitorReport:
             )
         lines += ["", "## After the switch versus the baseline", ""]
         if not self.baseline:
-            lines.append("No baseline was recorded before the switch: no comparison.")
+            lines += ["No baseline was recorded before the switch: no comparison.", ""]
         hosts = [TOTAL, *sorted(h for h in self.after if h != TOTAL)]
         for host in hosts:
             after = self.after.get(host)

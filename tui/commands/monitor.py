@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 import signal
 import sys
 import time
@@ -123,7 +124,8 @@ class Printer:
             lines.append("  ".join(cells))
         bad = total["bad_rules"]
         lines.append(f"rules bad in this window: {', '.join(bad) if bad else 'none'}")
-        lines += [f"  {i[:150]}" for i in self.incidents[-4:]]
+        width = max(40, shutil.get_terminal_size().columns - 3)  # a wrapped line breaks the redraw
+        lines += [f"  {i[:width]}" for i in self.incidents[-4:]]
         out = f"\x1b[{self.drawn}F\x1b[J" if self.drawn else ""
         click.echo(out + "\n".join(lines))
         self.drawn = len(lines)
@@ -164,11 +166,8 @@ async def _watch(
         if config.monitor.access_log.enabled
         else {}
     )
-    on_trigger = (
-        rollback_callback(config, deployment_id if known else None, bus, journal)
-        if auto_rollback
-        else None
-    )
+    # an unknown explicit id stays that id: its rollback fails, it never hits another one
+    on_trigger = rollback_callback(config, deployment_id, bus, journal) if auto_rollback else None
     monitor = Monitor(
         config, hosts, bus, deployment_id, on_trigger, auto_rollback,
         store=SampleStore(journal.path),
