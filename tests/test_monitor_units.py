@@ -262,3 +262,9 @@ def test_samples_table_and_report_files(tmp_path: Path) -> None:
     assert data["trends"][TOTAL]["p95"]["direction"] == "up"
     assert data["targets"]["error_rate"]["status"] == "missed"
     assert "| p95 | 40.0 ms | 50.0 ms | +25.0% | up worse |" in (tmp_path / "out.md").read_text()
+
+
+def test_a_traffic_source_that_is_off_is_refused_at_load() -> None:
+    with pytest.raises(ValueError, match=r"\[monitor.prometheus\] is not enabled"):
+        MonitorConfig(traffic_source="prometheus")
+    assert MonitorConfig(traffic_source="probes").traffic_source == "probes"
