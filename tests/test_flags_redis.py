@@ -394,3 +394,28 @@ def test_secrets_in_the_redis_url_are_never_shown(state_dir: Path) -> None:
     assert "s3cr3t" not in change.publication.error and "127.0.0.1" in change.publication.error
     client = FlagClient(url, PREFIX)
     assert "s3cr3t" not in json.dumps(client.status())
+
+
+def test_verify_publication_compares_redis_with_the_store(
+    redis_server_private: RedisServer, state_dir: Path, tmp_path: Path
+) -> None:
+    from backend.config import load_config
+    from backend.flags import verify_publication
+
+    redis = redis_server_private
+    config = load_config(write_config(tmp_path, redis.url, state_dir))
+    with FlagService.from_config(config) as service:
+        service.create("a")
+        service.enable("a", 40)
+        assert verify_publication(config).ok
+        redis.stop()
+        service.enable("a", 60)  # saved, not published
+        service.emergency_disable("outage")
+        redis.start()  # empty
+        result = verify_publication(config)
+        assert not result.ok and "no flag data" in result.message
+        service.publish()
+        assert verify_publication(config).ok
+        redis.client().hset(f"{PREFIX}:flags", "ghost", "{}")  # served but not in the store
+        result = verify_publication(config)
+        assert (result.ok, result.mismatches, result.checked) == (False, ["ghost"], 1)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .client import FlagClient
     from .evaluate import bucket
     from .model import Context, Emergency, Flag, FlagError, Resolution, UnknownFlagError
+    from .publish import verify_publication
     from .rollout import GradualRollout, RolloutResult
     from .service import Change, FlagRow, FlagService
 
@@ -31,6 +32,7 @@ _EXPORTS = {
     "Resolution": "model",
     "FlagError": "model",
     "UnknownFlagError": "model",
+    "verify_publication": "publish",  # validation check Q16 looks it up here
 }
 
 # (``evaluate`` is not re-exported: it is also the name of its module; import it from
@@ -49,6 +51,7 @@ __all__ = [
     "RolloutResult",
     "UnknownFlagError",
     "bucket",
+    "verify_publication",
 ]
 
 

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from .layout import PUBLISH_CHANGE, PUBLISH_SNAPSHOT, Keys, connect, redact
 from .model import Emergency
 from .store import FlagStore
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,18 @@ class Publication:
             "snapshot": self.snapshot,
             "error": self.error,
         }
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Redis against the store (the post-deployment check Q16 reads these fields)."""
+
+    ok: bool
+    mismatches: list[str] = field(default_factory=list)
+    checked: int = 0
+    message: str = ""
+    store_revision: int = 0
+    published_revision: int = 0
 
 
 NOT_CONFIGURED = Publication(ok=False, error="Redis is not configured ([redis] url)")
@@ -93,6 +110,31 @@ class Publisher:
             return Publication(ok=True)
         return self.snapshot(store)
 
+    def verify(self, store: FlagStore) -> Verification:
+        """Compare what Redis serves with the store, flag by flag (raises if unreachable)."""
+        k = self.keys
+        revision, flags, emergency = store.snapshot()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(k.flags).get(k.emergency).get(k.revision)
+        raw_flags, raw_emergency, published = pipe.execute()
+        mismatches: list[str] = []
+        for flag in flags:
+            doc = raw_flags.get(flag.name)
+            if doc is None or _loads(doc) != flag.to_json():
+                mismatches.append(flag.name)
+        mismatches += sorted(set(raw_flags) - {f.name for f in flags})  # deleted, still served
+        served = bool(raw_emergency)
+        if served != emergency.active:
+            mismatches.append("(emergency disable)")
+        if published is None:
+            message = "Redis holds no flag data (never published, or restarted empty)"
+        elif mismatches:
+            message = f"{len(mismatches)} flag(s) differ between Redis and the store"
+        else:
+            message = f"{len(flags)} flag(s) in Redis match the store (revision {revision})"
+        ok = not mismatches and published is not None
+        return Verification(ok, mismatches, len(flags), message, revision, int(published or 0))
+
     def close(self) -> None:
         try:
             self.redis.close()
@@ -108,3 +150,28 @@ class Publisher:
 
 def _emergency_json(emergency: Emergency) -> str:
     return json.dumps(emergency.to_json(), separators=(",", ":")) if emergency.active else ""
+
+
+def verify_publication(config: Config) -> Verification:
+    """Do the flags Redis serves match the store? For validation check Q16.
+
+    Raises ``redis.RedisError`` when Redis is unreachable (the check reports an error).
+    """
+    from ..paths import state_dir
+
+    if not config.redis.url:
+        return Verification(False, [], 0, "no Redis configured ([redis] url)")
+    store = FlagStore(Path(state_dir(config.state.dir)) / "journal.db")
+    publisher = Publisher(config.redis.url, config.redis.prefix)
+    try:
+        return publisher.verify(store)
+    finally:
+        publisher.close()
+        store.close()
+
+
+def _loads(doc: str) -> Any:
+    try:
+        return json.loads(doc)
+    except ValueError:
+        return None
