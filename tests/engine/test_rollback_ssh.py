@@ -118,6 +118,15 @@ async def _killed_mid_switch(sshd, tmp_path: Path) -> tuple[dict, str, str, str]
     assert deployment_id
     row = journal.get_deployment(deployment_id)
     assert row["status"] == "running"  # the journal knows it never finished
+    # ...and the next invocation says so, with the two ways out
+    seen = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "history", "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"deployment {deployment_id} did not finish" in seen.stderr
+    assert f"portal-ops resume {deployment_id}" in seen.stderr
     assert (tmp_path / "host-1" / ".portal-ops" / "lock").exists()  # and the lock stayed
     return cfg, deployment_id, old, db
 

@@ -42,10 +42,50 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 def load_or_exit(config_path: str | None) -> Config:
     """Load the config or print every problem in it and exit 2."""
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
     except ConfigError as exc:
         click.echo(exc.render(), err=True)
         sys.exit(EXIT_USAGE)
+    warn_unfinished(config)
+    return config
+
+
+def warn_unfinished(config: Config) -> None:
+    """Say so, on stderr, when the journal holds a deployment whose process died before it
+    finished (portal-ops killed, SSH session to the bastion lost): its lock is still on the
+    hosts and its hosts may be on different releases."""
+    try:
+        journal = open_journal(config)
+        stale = [d for d in journal.unfinished(config.portal.name) if not _alive(d.get("pid"))]
+    except Exception:  # the warning must never stop a command
+        return
+    from backend.rollback import last_checkpoint
+
+    for row in stale:
+        switched = last_checkpoint(journal.events(row["id"])).get("switched") or []
+        click.echo(
+            f"portal-ops: deployment {row['id']} did not finish (its process {row.get('pid')} is"
+            " gone); its deploy lock is still held on the hosts"
+            + (
+                f"; already switched: {', '.join(switched)}"
+                if switched
+                else "; no host switched yet"
+            )
+            + f". Continue: portal-ops resume {row['id']}  |  undo: portal-ops rollback {row['id']}",
+            err=True,
+        )
+
+
+def _alive(pid: Any) -> bool:
+    import os
+
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def open_journal(config: Config | None = None) -> Journal:
