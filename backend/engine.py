@@ -14,11 +14,12 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import recipes
-from .config import Config
+from .config import Config, HostConfig
 from .events import EventBus, Kind, Severity
 from .identity import Operator, current_operator
 from .ids import new_deployment_id
@@ -107,8 +108,10 @@ class Engine:
         bus: EventBus | None = None,
         journal: Journal | None = None,
         operator: Operator | None = None,
+        host_factory: Callable[[Config, HostConfig], Host] | None = None,
     ) -> None:
         self.config = config
+        self.host_factory = host_factory or make_host
         self.journal = journal or Journal(state_dir(config.state.dir) / "journal.db")
         self.bus = bus or EventBus()
         self.bus.set_stamper(self.journal.record)
@@ -117,7 +120,7 @@ class Engine:
 
     def make_hosts(self, names: list[str] | None = None) -> dict[str, Host]:
         chosen = [h for h in self.config.hosts if names is None or h.name in names]
-        return {h.name: make_host(self.config, h) for h in chosen}
+        return {h.name: self.host_factory(self.config, h) for h in chosen}
 
     async def deploy(
         self,

@@ -33,7 +33,7 @@ def test_demo_deploys_v2_with_zero_failed_requests() -> None:
     assert summary["release"] in summary["live_releases"].values()
 
 
-@pytest.mark.parametrize("scenario", ["health", "migration"])
+@pytest.mark.parametrize("scenario", ["health", "migration", "host"])
 def test_demo_break_rolls_back_to_v1_with_zero_failed_requests(scenario: str) -> None:
     code, summary = run_demo(f"--break={scenario}")
     assert code == 1  # the deployment failed...

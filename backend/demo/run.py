@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, load_config
+from ..config import Config, HostConfig, load_config
 from ..engine import DeploymentResult, Engine
 from ..events import Event, EventBus
 from ..journal import Journal
+from ..transport import Host
 from .probe import LoadProbe
 from .sandbox import Sandbox, default_root
-
 
 # The sandbox's "hosts" are folders on the machine running the demo: its load average is
 # the demo's own (and whatever else the machine does), not a portal host's, so the load
@@ -43,9 +43,9 @@ class DemoSession:
     sandbox: Sandbox
     config: Config
 
-    def engine(self, bus: EventBus | None = None) -> Engine:
+    def engine(self, bus: EventBus | None = None, host_factory: Any = None) -> Engine:
         journal = Journal(Path(self.config.state.dir or self.sandbox.state_dir) / "journal.db")
-        return Engine(self.config, bus=bus, journal=journal)
+        return Engine(self.config, bus=bus, journal=journal, host_factory=host_factory)
 
 
 async def bring_up(
@@ -81,7 +81,9 @@ async def run_headless(
     try:
         session = await bring_up(root, scenario)
         sandbox = session.sandbox
-        engine = session.engine()
+        engine = session.engine(
+            host_factory=dropping_factory("host-2") if scenario == "host" else None
+        )
         if on_event is not None:
             engine.bus.subscribe(on_event)
         probe = LoadProbe(sandbox.url)
@@ -118,3 +120,15 @@ async def run_headless(
 
 def demo_root() -> Path:
     return default_root()
+
+
+def dropping_factory(victim: str) -> Callable[[Config, HostConfig], Host]:
+    """Hosts as usual, but ``victim``'s link drops once while it reloads the new release."""
+    from ..transport import make_host
+    from .faults import DroppingHost
+
+    def factory(config: Config, host: HostConfig) -> Host:
+        inner = make_host(config, host)
+        return DroppingHost(inner, "manage.py restart") if host.name == victim else inner
+
+    return factory
