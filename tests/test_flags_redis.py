@@ -419,3 +419,20 @@ def test_verify_publication_compares_redis_with_the_store(
         redis.client().hset(f"{PREFIX}:flags", "ghost", "{}")  # served but not in the store
         result = verify_publication(config)
         assert (result.ok, result.mismatches, result.checked) == (False, ["ghost"], 1)
+
+
+def test_cli_publish_check(fresh_redis: RedisServer, state_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tui.commands.feature import feature
+
+    config = str(write_config(tmp_path, fresh_redis.url, state_dir))
+    runner = CliRunner()
+    assert runner.invoke(feature, ["create", "a", "--config", config]).exit_code == 0
+    ok = runner.invoke(feature, ["publish", "--check", "--config", config])
+    assert ok.exit_code == 0 and "match the store" in ok.stdout
+    fresh_redis.client().hdel(f"{PREFIX}:flags", "a")
+    bad = runner.invoke(feature, ["publish", "--check", "--config", config])
+    assert bad.exit_code == 1 and "differs: a" in bad.stdout
+    assert runner.invoke(feature, ["publish", "--config", config]).exit_code == 0
+    assert runner.invoke(feature, ["publish", "--check", "--config", config]).exit_code == 0

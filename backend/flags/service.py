@@ -37,7 +37,7 @@ from .model import (
     validate_percentage,
     validate_stickiness,
 )
-from .publish import Publication, Publisher
+from .publish import Publication, Publisher, Verification
 from .store import GLOBAL, AuditEntry, FlagStore, diff
 from .usage import FlagStats, UsageReader
 
@@ -453,6 +453,12 @@ class FlagService:
         if not self.redis_url:
             return None
         return self._pub().snapshot(self.store)
+
+    def verify(self) -> Verification | None:
+        """Compare what Redis serves with the store (raises if unreachable); None without Redis."""
+        if not self.redis_url:
+            return None
+        return self._pub().verify(self.store)
 
     def sync(self) -> Publication | None:
         """Publish only if Redis is behind the store (after Redis was down or restarted)."""

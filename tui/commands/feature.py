@@ -470,14 +470,38 @@ def restore(yes: bool, reason: str, config_path: str | None, as_json: bool) -> N
 
 
 @feature.command()
+@click.option(
+    "--check",
+    "only_check",
+    is_flag=True,
+    help="Only compare Redis with the store; exit 1 if they differ.",
+)
 @config_option
 @json_option
-def publish(config_path: str | None, as_json: bool) -> None:
+def publish(only_check: bool, config_path: str | None, as_json: bool) -> None:
     """Send every flag to Redis again (after Redis was down or restarted empty)."""
+    import redis as redis_lib
+
     with _service(config_path) as (service, _):
-        pub = service.publish()
-        if pub is None:
+        if not service.redis_url:
             fail("no Redis configured ([redis] url): nothing to publish to")
+        if only_check:
+            try:
+                result = service.verify()
+            except redis_lib.RedisError as exc:
+                fail(f"Redis unreachable: {type(exc).__name__}: {exc}", EXIT_FAILED)
+            assert result is not None
+            if as_json:
+                print_json(result.__dict__)
+            else:
+                click.echo(result.message)
+                for name in result.mismatches:
+                    click.echo(f"  differs: {name}")
+            if not result.ok:
+                sys.exit(EXIT_FAILED)
+            return
+        pub = service.publish()
+        assert pub is not None
         if as_json:
             print_json(pub.to_json())
         elif pub.ok:
