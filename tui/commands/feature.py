@@ -242,7 +242,7 @@ def history(name: str | None, limit: int, config_path: str | None, as_json: bool
                 click.echo(f"    deployment: {e.deployment_id}")
 
 
-_BARS = " ▁▂▃▄▅▆▇█"
+_BARS = "·▁▂▃▄▅▆▇█"  # "·": no evaluations in that column
 
 
 @feature.command()
@@ -275,7 +275,7 @@ def stats(name: str, since: str, top: int, config_path: str | None, as_json: boo
         share = f" ({100 * st.yes / st.total:.1f}% true)" if st.total else ""
         click.echo(f"{name}: {st.total} evaluations in the last {since}{share}")
         click.echo(f"  true: {st.yes}   false: {st.no}   last evaluated: {_ago(st.last_evaluated)}")
-        click.echo(f"  over time ({_when(st.since)} .. now): {_spark(st.series)}")
+        click.echo(f"  per minute since {_when(st.since)}: {_spark(st.series)}")
         if st.companies:
             click.echo("  top companies (per-company counts are kept per hour):")
             width = max(len(c) for c, _, _ in st.companies)
