@@ -67,8 +67,7 @@ class PortalApp:
     @property
     def url(self) -> str:
         scheme = "https" if self.cert else "http"
-        host = "localhost" if self.cert else "127.0.0.1"
-        return f"{scheme}://{host}:{self.port}"
+        return f"{scheme}://127.0.0.1:{self.port}"  # the certificate names 127.0.0.1 too
 
     def start(self) -> PortalApp:
         app = self
