@@ -285,18 +285,34 @@ async def test_security_headers(tmp_path: Path, portal_app: PortalApp, tls_ca) -
         secure.stop()
 
 
-async def test_flags_check_skips_without_a_flag_store(
-    tmp_path: Path, redis_server: RedisServer
+async def test_flags_in_redis_match_the_store(
+    tmp_path: Path, redis_server_private: RedisServer
 ) -> None:
+    redis = redis_server_private
     layout(tmp_path)
     (q16,) = rows(await post(make_config(tmp_path), ["Q16"]), "Q16")
     assert q16.status == "skipped" and q16.message.startswith("flag store not configured")
-    config = make_config(tmp_path, redis={"url": redis_server.url})
-    (q16,) = rows(await post(config, ["Q16"]), "Q16")
-    if find_hook() is None:
+    config = make_config(tmp_path, redis={"url": redis.url})
+    if find_hook() is None:  # backend.flags without verify_publication
+        (q16,) = rows(await post(config, ["Q16"]), "Q16")
         assert (q16.status, q16.message) == ("skipped", "flag store not configured")
-    else:  # backend.flags provides the comparison: it must be measured, never skipped
-        assert q16.status != "skipped"
+        return
+    (q16,) = rows(await post(config, ["Q16"]), "Q16")
+    assert q16.status == "skipped" and "no flags" in q16.message
+    from backend.flags.service import FlagService
+
+    with FlagService.from_config(config) as flags:
+        flags.create("new-navigation", reason="release flag")
+    (q16,) = rows(await post(config, ["Q16"]), "Q16")
+    assert q16.status == "pass" and q16.meta["checked"] == 1, q16
+    redis.flush()  # Redis restarted empty: apps no longer see the flag
+    report = await post(config, ["Q16"])
+    (q16,) = rows(report, "Q16")
+    assert q16.status == "fail" and "new-navigation" in q16.meta["mismatches"]
+    assert q16.critical and report.decision == "no-go"
+    redis.stop()
+    (q16,) = rows(await post(config, ["Q16"]), "Q16")
+    assert q16.status == "error" and "cannot compare flags" in q16.message
 
 
 async def test_disk_and_memory_after_the_switch(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ validation works before (and without) it:
 (or the same function in ``backend.flags.publish``). ``result`` is a bool, an
 ``(ok, message)`` pair, or a mapping/object with ``ok`` and optionally ``mismatches``
 (flag names), ``checked`` (flags compared) and ``message``. It may raise: that is an
-``error`` row. Without the hook, or without Redis, the check is skipped with the reason.
+``error`` row. Without the hook, without Redis, or with no flag in the store (``checked``
+0 and nothing served), the check is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ async def flags_published(ctx: Context) -> list[Outcome]:
         "meta": {"mismatches": [str(m) for m in mismatches[:20]], "checked": checked},
         "duration_ms": elapsed,
     }
+    if not mismatches and checked == 0:
+        return [skipped("no flags in the flag store to compare", duration_ms=elapsed)]
     if ok and not mismatches:
         counted = f"{checked} flags" if checked is not None else "flags"
         return [passed(message or f"{counted} in Redis match the store", **kw)]
