@@ -244,14 +244,15 @@ class RoomApp(App[int]):
         service = self._service()
         if service is None:
             return
+        listed_at = time.time()  # events up to now are in what is read next
         rows = [row.to_json() for row in service.list_flags()]
         emergency = service.emergency()
         reason = (emergency.reason or "kill switch") if emergency.active else ""
-        self.call_from_thread(self._apply_flags, rows, reason)
+        self.call_from_thread(self._apply_flags, rows, reason, listed_at)
 
-    def _apply_flags(self, rows: list[dict[str, Any]], emergency: str) -> None:
+    def _apply_flags(self, rows: list[dict[str, Any]], emergency: str, listed_at: float) -> None:
         if self.bridge is not None:
-            self.bridge.apply(lambda state: with_flags(state, rows, emergency))
+            self.bridge.apply(lambda state: with_flags(state, rows, emergency, listed_at))
             self.bridge.flush()
 
     # -- drawing ------------------------------------------------------------------------

@@ -192,6 +192,8 @@ class RoomState:
     health: tuple[Sample, ...] = ()
     lock: str = ""
     emergency: str = ""  # the kill switch's reason while every flag is forced off
+    emergency_at: float = 0.0  # when the kill switch last changed (event time)
+    flags_listed_at: float = 0.0  # flag events up to this time are in the last listing
     warnings: int = 0
     errors: int = 0
     criticals: int = 0
@@ -550,23 +552,38 @@ def flag_from_dict(raw: Mapping[str, Any], previous: FlagView | None = None) -> 
 
 
 def with_flags(
-    state: RoomState, flags: Iterable[Mapping[str, Any]], emergency: str | None = None
+    state: RoomState,
+    flags: Iterable[Mapping[str, Any]],
+    emergency: str | None = None,
+    listed_at: float = 0.0,
 ) -> RoomState:
-    """Seed (or refresh) the flag table from a listing; ``emergency`` is the kill switch's
-    reason when it is on ("" when off, None to leave it as events told)."""
+    """Seed (or refresh) the flag table from the flag service's listing, taken at
+    ``listed_at``: flag events older than that are already in it (and are then ignored);
+    a flag changed by an event since is kept. ``emergency`` is the kill switch's reason
+    when on ("" when off, None to leave it as events told)."""
     known = {f.name: f for f in state.flags}
     merged = dict(known)
     for raw in flags:
         name = str(raw.get("name", ""))
-        if name:
-            merged[name] = flag_from_dict(raw, known.get(name) or FlagView(name=name))
+        if not name:
+            continue
+        current = known.get(name)
+        if current is not None and (current.changed_at or 0.0) > listed_at:
+            continue  # an event newer than the listing already told us
+        merged[name] = flag_from_dict(raw, current or FlagView(name=name))
     flags_view = tuple(sorted(merged.values(), key=lambda f: f.name))
-    if emergency is None:
-        return replace(state, flags=flags_view)
-    return replace(state, flags=flags_view, emergency=emergency)
+    changes: dict[str, Any] = {
+        "flags": flags_view,
+        "flags_listed_at": max(state.flags_listed_at, listed_at),
+    }
+    if emergency is not None and state.emergency_at <= listed_at:
+        changes["emergency"] = emergency
+    return replace(state, **changes)
 
 
 def _on_flag_changed(state: RoomState, event: Event) -> RoomState:
+    if event.ts <= state.flags_listed_at:  # already in the flag service's listing
+        return state
     d = event.data
     after = d.get("after")
     name = str(d.get("flag") or (after.get("name") if isinstance(after, Mapping) else "") or "")
@@ -577,7 +594,7 @@ def _on_flag_changed(state: RoomState, event: Event) -> RoomState:
         else:
             active = "emergency" in change and "restore" not in change
         reason = str((after or {}).get("reason") or d.get("reason") or "kill switch")
-        return replace(state, emergency=reason if active else "")
+        return replace(state, emergency=reason if active else "", emergency_at=event.ts)
     known = {f.name: f for f in state.flags}
     if after is None and change in ("deleted", "delete", "removed"):
         known.pop(name, None)

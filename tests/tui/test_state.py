@@ -287,3 +287,24 @@ def test_the_recorded_stages_reduce_as_expected() -> None:
     rb = reduce_all(RoomState(), recorded.deployment("rollback"))
     assert rb.status == "rolling-back" and rb.emergency
     assert reduce_all(RoomState(), recorded.deployment("rolled_back")).status == "rolled-back"
+
+
+def test_flag_listing_wins_over_older_events_and_loses_to_newer() -> None:
+    old = ev(
+        Kind.FLAG_CHANGED,
+        None,
+        ts=50.0,
+        data={"flag": "a", "change": "enable", "after": {"name": "a", "enabled": True}},
+    )
+    listed = with_flags(RoomState(), [{"name": "a", "enabled": False}], "", listed_at=100.0)
+    assert reduce(listed, old).flags[0].enabled is False  # the listing already has it
+    newer = ev(
+        Kind.FLAG_CHANGED,
+        None,
+        ts=150.0,
+        data={"flag": "a", "change": "enable", "after": {"name": "a", "enabled": True}},
+    )
+    state = reduce(listed, newer)
+    assert state.flags[0].enabled is True
+    stale = with_flags(state, [{"name": "a", "enabled": False}], "", listed_at=120.0)
+    assert stale.flags[0].enabled is True  # a listing older than the event does not undo it
