@@ -232,3 +232,17 @@ def test_parsers() -> None:
     for bad in ("soon", "-5s", "5 minutes"):
         with pytest.raises(FlagError):
             parse_duration(bad)
+
+
+async def test_an_unpublished_step_stops_the_rollout(state_dir: Path, health: Health) -> None:
+    """Redis unreachable: apps cannot see the step, so its health proves nothing."""
+    from tests.fixtures.net import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with FlagService(state_dir / "other.db", url, "t-flags") as service:
+        service.create("f")
+        gate = http_gate([health.url], timeout=2)
+        result = await GradualRollout(service, "f", [10, 50], 0.1, gate).run()
+        assert result.status == ABORTED and "not published" in result.reason
+        flag = service.get("f")
+        assert (flag.enabled, flag.percentage) == (False, 100)  # as before the rollout

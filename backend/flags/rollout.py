@@ -172,10 +172,23 @@ class GradualRollout:
             expected = (True, pct)
             record = StepRecord(pct, time.time())
             result.steps.append(record)
-            published = (
-                "" if change.published is not False else " (NOT published: Redis unreachable)"
-            )
-            await self._emit(pct, "started", f"serving {pct}%{published}")
+            if change.published is False:
+                # Apps never saw this step, so its health says nothing; going on would let
+                # an ungated 100% go live the moment Redis is back. Put the store back.
+                error = change.publication.error if change.publication else ""
+                record.finished_at, record.healthy, record.reason = time.time(), False, error
+                self.service.restore_state(
+                    self.name,
+                    healthy[0],
+                    healthy[1],
+                    operator=self.operator,
+                    deployment_id=self.deployment_id,
+                    reason=self._why(f"step {pct}% could not be published; rollout stopped"),
+                )
+                return await self._end(
+                    result, ABORTED, f"step {pct}% was not published ({error}); flag put back"
+                )
+            await self._emit(pct, "started", f"serving {pct}%")
             verdict, why = await self._hold(pct, record, expected)
             record.finished_at, record.healthy, record.reason = (
                 time.time(),
