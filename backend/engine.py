@@ -208,6 +208,7 @@ class Deployment(Run):
         self.switched: list[str] = []
         self.migrations_applied = 0
         self.pending_before: int | None = None
+        self.switch_started: float | None = None
         self.lock_owner = new_owner(deployment_id, engine.operator, os.getpid())
         self.lock_taken: list[str] = []
         self.backups: dict[str, Any] = {}
@@ -753,6 +754,7 @@ class Deployment(Run):
     # -- phase 6 -----------------------------------------------------------------------------
 
     async def phase_switch(self) -> str:
+        self.switch_started = time.time()
         hosts = [self.host_config(n) for n in self.active]
         groups = batches(hosts, self.config.rollout.batches)
         for index, group in enumerate(groups, 1):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .run import PhaseFailed
-from .traffic import health_url, wait_healthy
 
 if TYPE_CHECKING:
     from .engine import Deployment
@@ -17,10 +16,8 @@ async def run_checks(deployment: Deployment, phase: str) -> str:
     deployment.note(f"run the {phase}-deployment checks (see `portal-ops validate {phase}`)")
     if deployment.dry_run:
         return f"{phase}-deployment checks would run here"
-    try:
-        from .checks import run_validation
-    except ImportError:
-        return await basic_checks(deployment, phase)
+    from .checks import run_validation
+
     report = await run_validation(
         deployment.config,
         phase,  # type: ignore[arg-type]
@@ -28,8 +25,9 @@ async def run_checks(deployment: Deployment, phase: str) -> str:
         deployment_id=deployment.deployment_id,
         bus=deployment.bus,
         release=deployment.release_id if phase == "post" else None,
-        revision=deployment.resolved_revision or None,
-        since=deployment.started,
+        revision=deployment.resolved_revision or deployment.revision,
+        # new errors in the app log count from the switch, not from the deployment's start
+        since=deployment.switch_started or deployment.started,
     )
     line = f"score {report.score:.0f}/100, {report.decision}"
     if report.go:
@@ -39,20 +37,3 @@ async def run_checks(deployment: Deployment, phase: str) -> str:
         deployment.incident("warning", f"pre-deployment no-go overridden by --force: {reasons}")  # type: ignore[arg-type]
         return line + " (overridden by --force)"
     raise PhaseFailed(f"{line}: {reasons}")
-
-
-async def basic_checks(deployment: Deployment, phase: str) -> str:
-    """Without the checks package: hosts reachable and unlocked (pre), every host healthy
-    (post). Says so, so nobody mistakes it for the scored validation."""
-    if phase == "pre":
-        return "basic: hosts reachable, lock taken (scored checks unavailable)"
-    bad = []
-    for name in deployment.active:
-        url = health_url(deployment.config, deployment.host_config(name))
-        if url:
-            ok, detail = await wait_healthy(url, deployment.config.rollout.health_timeout)
-            if not ok:
-                bad.append(f"{name}: {detail}")
-    if bad:
-        raise PhaseFailed("health: " + "; ".join(bad))
-    return f"basic: {len(deployment.active)} host(s) healthy (scored checks unavailable)"
