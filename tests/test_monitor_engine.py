@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from backend.config import parse_config
 from backend.engine import Engine
 from backend.events import EventBus, Kind
@@ -17,6 +19,7 @@ from tests.fixtures import SSHServer
 from tests.test_monitor_app import DegradingApp, Traffic
 
 
+@pytest.mark.slow  # two real deployments through the engine: ~20 s on a quiet 2-core box
 async def test_phase_9_rule_fires_and_the_deployment_is_rolled_back(
     sshd: SSHServer, tmp_path: Path
 ) -> None:
