@@ -306,6 +306,7 @@ class RedisPublisher:
         self.retry_seconds = retry_seconds
         self.published = 0
         self.dropped = 0
+        self._inflight = 0
         self._queue: asyncio.Queue[Event] | None = None
         self._task: asyncio.Task[None] | None = None
         self._client: Any = None
@@ -328,6 +329,7 @@ class RedisPublisher:
             batch = [await self._queue.get()]
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._inflight = len(batch)
             try:
                 await self._publish(batch)
                 down_since_warned = False
@@ -337,6 +339,8 @@ class RedisPublisher:
                     log.warning("redis publisher %s: %s; events stay in the journal", self.url, exc)
                     down_since_warned = True
                 await asyncio.sleep(self.retry_seconds)
+            finally:
+                self._inflight = 0
 
     async def _publish(self, batch: list[Event]) -> None:
         pipe = self._client.pipeline(transaction=False)
@@ -351,9 +355,8 @@ class RedisPublisher:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not self._queue.empty() and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0)
+        while (not self._queue.empty() or self._inflight) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
         """Flush briefly, then stop and disconnect; safe to call twice."""
