@@ -182,6 +182,11 @@ class MonitorConfig(BaseModel):
             raise ValueError("error_rate_acceptable must be >= error_rate_target")
         if self.uptime_acceptable > self.uptime_target:
             raise ValueError("uptime_acceptable must be <= uptime_target")
+        if self.prometheus.enabled and self.prometheus.interval_seconds > self.window_seconds:
+            raise ValueError(
+                "prometheus.interval_seconds must not exceed window_seconds: every window"
+                " needs at least one scrape"
+            )
         chosen = {
             "access_log": self.access_log.enabled,
             "prometheus": self.prometheus.enabled,
