@@ -237,3 +237,20 @@ def key_label(action: Action) -> str:
         "right_square_bracket": "]",
     }
     return " ".join(names.get(k.strip(), k.strip()) for k in action.keys.split(","))
+
+
+def markdown() -> str:
+    """The bindings table of docs/control-room.md (``python -m tui.actions`` prints it)."""
+    rows = [
+        "| Keys | Action | What it does | In watch mode | Confirmation |",
+        "|---|---|---|---|---|",
+    ]
+    for a in ACTIONS:
+        keys = " ".join(f"`{k}`" for k in key_label(a).split())
+        watch = "absent" if a.dangerous else "yes"
+        rows.append(f"| {keys} | {a.description} | {a.help} | {watch} | {a.guard or '-'} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown())

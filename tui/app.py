@@ -568,9 +568,12 @@ class OperatorRoom(RoomApp):
         )
 
     def action_pause_rollout(self) -> None:
+        """Shown disabled (with the reason) until the engine offers pause/resume: a faked
+        pause that the engine does not honour would be worse than none."""
         if not self._allowed("pause_rollout"):
             return
-        self.engine.pause_rollout()  # pragma: no cover - no engine offers it yet
+        if self._arm("pause", "press p again to pause/resume the rollout"):  # pragma: no cover
+            self.engine.pause_rollout()
 
     # -- flags ----------------------------------------------------------------------------
 

@@ -20,11 +20,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from backend.engine import Engine
-from backend.feed import JournalFeed
-from backend.journal import Journal
-from tests.tui import recorded
-from tui.app import OperatorRoom, RoomApp, WatchRoom
+from tests.tui.recorded import build_room
+from tui.app import RoomApp
 
 
 @pytest.fixture(autouse=True)
@@ -34,27 +31,6 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.undo()
     time.tzset()
-
-
-def build_room(
-    path: Path,
-    stage: str | None,
-    *,
-    watch: bool = False,
-    theme: str | None = None,
-    **options: Any,
-) -> RoomApp:
-    """A room over a journal holding the recorded deployment cut at ``stage`` (None: empty)."""
-    journal = Journal(path)
-    events = recorded.write_journal(journal, recorded.deployment(stage)) if stage else []
-    now = recorded.now_for(events) if events else recorded.T0
-    config = recorded.config()
-    common: dict[str, Any] = {"clock": lambda: now, "theme": theme, "load_flags": False}
-    common.update(options)
-    if watch:
-        feed = JournalFeed(journal, poll_interval=0.05)
-        return WatchRoom(config, journal=journal, feed=feed, source="journal", **common)
-    return OperatorRoom(config, engine=Engine(config, journal=journal), **common)
 
 
 @pytest.fixture

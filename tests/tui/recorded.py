@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from backend.config import Config, parse_config
@@ -360,3 +361,30 @@ def write_journal(journal: Journal, events: list[Event]) -> list[Event]:
 
 def iter_stages() -> Iterator[str]:
     yield from ("mid", "done", "rollback", "rolled_back")
+
+
+def build_room(
+    path: Path,
+    stage: str | None,
+    *,
+    watch: bool = False,
+    theme: str | None = None,
+    **options: Any,
+) -> Any:
+    """A room over a journal holding the recorded deployment cut at ``stage`` (None: empty),
+    its clock fixed a few seconds after the last event. Used by the snapshot tests and by
+    scripts/export_screenshots.py, so the screenshots are the snapshots."""
+    from backend.engine import Engine
+    from backend.feed import JournalFeed
+    from tui.app import OperatorRoom, WatchRoom
+
+    journal = Journal(path)
+    events = write_journal(journal, deployment(stage)) if stage else []
+    now = now_for(events) if events else T0
+    cfg = config()
+    common: dict[str, Any] = {"clock": lambda: now, "theme": theme, "load_flags": False}
+    common.update(options)
+    if watch:
+        feed = JournalFeed(journal, poll_interval=0.05)
+        return WatchRoom(cfg, journal=journal, feed=feed, source="journal", **common)
+    return OperatorRoom(cfg, engine=Engine(cfg, journal=journal), **common)

@@ -228,3 +228,12 @@ def test_severity_labels_are_words() -> None:
     assert SEVERITY_LABEL["warning"] == "WARN" and SEVERITY_LABEL["critical"] == "CRIT"
     assert len(set(SEVERITY_LABEL.values())) == len(SEVERITY_LABEL)
     assert Event(kind=Kind.INCIDENT.value).kind == "incident"
+
+
+def test_docs_list_every_binding_from_the_registry() -> None:
+    from tui.actions import markdown
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "control-room.md").read_text()
+    start = doc.index("<!-- bindings:start -->") + len("<!-- bindings:start -->")
+    end = doc.index("<!-- bindings:end -->")
+    assert doc[start:end].strip() == markdown(), "run: python -m tui.actions, paste into docs"
