@@ -261,12 +261,13 @@ class RoomApp(App[int]):
         return [s for s in self.screen_stack if isinstance(s, RoomScreen | FlagsScreen)]
 
     def on_room_changed(self, message: RoomChanged) -> None:
-        self.state = message.state
+        old, self.state = self.state, message.state
         now = self.clock()
         with self.batch_update():
             for screen in self._drawing_screens():
                 screen.show(self.state, now)
-        self.refresh_bindings()
+        if old.status != self.state.status or old.deployment is not self.state.deployment:
+            self.refresh_bindings()  # what the footer dims depends on these only
 
     def on_log_lines(self, message: LogLines) -> None:
         self.room.append_log(message.lines)

@@ -20,7 +20,7 @@ from backend.feed import Feed
 from .messages import FeedCaughtUp, FeedFailed, LogLines, RoomChanged
 from .state import LogLine, RoomState, log_line, reduce
 
-DEFAULT_FLUSH_INTERVAL = 0.15  # seconds between two repaints of the panes, at most
+DEFAULT_FLUSH_INTERVAL = 0.2  # seconds between two repaints of the panes, at most
 _YIELD_EVERY = 400  # events reduced before giving the event loop a turn (long replays)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from textual.content import Content
+
 
 def duration(seconds: float | None) -> str:
     """``0.4s``, ``12.3s``, ``2m05s``, ``1h02m``: short enough for a table column."""
@@ -43,3 +45,16 @@ def percent(fraction: float | None, digits: int = 2) -> str:
 
 def rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}/s"
+
+
+def same(a: Content | None, b: Content) -> bool:
+    """Equal text and styles: a pane that would repaint the same cells skips the repaint
+    (Content's own ``==`` compares text only)."""
+    return a is not None and a.plain == b.plain and a.spans == b.spans
+
+
+def running_duration(seconds: float | None) -> str:
+    """Whole seconds while a phase runs: the pane repaints once a second, not per event."""
+    if seconds is None:
+        return ""
+    return duration(float(int(seconds))).replace(".0s", "s")

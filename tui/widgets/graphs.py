@@ -73,6 +73,7 @@ class HealthGraphs(Vertical, can_focus=True):
         self.acceptable_ms = acceptable_ms
         self.window = window
         self.samples: tuple[Sample, ...] = ()
+        self._strip: Content | None = None
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield HealthPlot(id="rt-graph")
@@ -108,7 +109,10 @@ class HealthGraphs(Vertical, can_focus=True):
             colors.get("graph-rps"),
             lambda v: f"{v:.0f} req/s",
         )
-        self.query_one("#health-strip", Static).update(self.strip(data))
+        strip = self.strip(data)
+        if not fmt.same(self._strip, strip):
+            self._strip = strip
+            self.query_one("#health-strip", Static).update(strip)
         last = data[-1] if data else None
         self.border_subtitle = (
             f"{len(data)} samples · p95 {fmt.ms(last.p95)}" if last else "waiting for samples"

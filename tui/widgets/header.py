@@ -43,9 +43,13 @@ class DeployHeader(Static):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.watch_mode = watch
         self.source = source  # where a watcher's events come from: "journal" or "redis"
+        self._shown: Content | None = None
 
     def show(self, state: RoomState, now: float) -> None:
-        self.update(self.render_header(state, now))
+        content = self.render_header(state, now)
+        if not fmt.same(self._shown, content):
+            self._shown = content
+            self.update(content)
 
     def render_header(self, state: RoomState, now: float) -> Content:
         """Most important first: each line is cut at the right edge when the screen is narrow."""

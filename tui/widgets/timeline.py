@@ -50,9 +50,11 @@ class PhaseTimeline(Static, can_focus=True):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._last: tuple[RoomState, float] | None = None
+        self._shown: Content | None = None
 
     def on_resize(self) -> None:
         if self._last is not None:
+            self._shown = None
             self.show(*self._last)
 
     def show(self, state: RoomState, now: float) -> None:
@@ -65,13 +67,16 @@ class PhaseTimeline(Static, can_focus=True):
         done = sum(1 for p in phases if p.status in ("done", "warning", "skipped"))
         self.border_subtitle = f"{done}/{len(phases)}"
         width = max(self.content_region.width, 30) if self.content_region.width else 60
-        self.update(Content("\n").join(self._line(p, now, width) for p in phases))
+        content = Content("\n").join(self._line(p, now, width) for p in phases)
+        if not fmt.same(self._shown, content):
+            self._shown = content
+            self.update(content)
 
     def _line(self, phase: PhaseView, now: float, width: int) -> Content:
         glyph, style = GLYPHS.get(phase.status, ("?", "bold"))
-        seconds = phase.seconds
+        shown = fmt.duration(phase.seconds)
         if phase.status == "running" and phase.started_at is not None:
-            seconds = max(0.0, now - phase.started_at)
+            shown = fmt.running_duration(max(0.0, now - phase.started_at))
         checks = checks_text(phase.checks, compact=width < 56)
         checks_len = len(Content.assemble(*checks).plain) if checks else 0
         title_width = max(8, width - 4 - 7 - (checks_len + 1 if checks else 0) - 1)
@@ -85,10 +90,7 @@ class PhaseTimeline(Static, can_focus=True):
             (glyph, style),
             (f"{phase.number:>2} ", "$foreground-muted"),
             (title.ljust(title_width), title_style),
-            (
-                fmt.duration(seconds).rjust(7),
-                "$foreground-muted" if phase.status != "running" else "bold",
-            ),
+            (shown.rjust(7), "$foreground-muted" if phase.status != "running" else "bold"),
         ]
         if checks:
             parts += [" ", *checks]
