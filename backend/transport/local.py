@@ -51,10 +51,12 @@ class LocalHost(Host):
             proc.stdin.close()
         try:
             await asyncio.wait_for(
-                asyncio.gather(
-                    pump_lines(proc.stdout, "stdout", out, on_line),
-                    pump_lines(proc.stderr, "stderr", err, on_line),
-                    proc.wait(),
+                _quiet(
+                    asyncio.gather(
+                        pump_lines(proc.stdout, "stdout", out, on_line),
+                        pump_lines(proc.stderr, "stderr", err, on_line),
+                        proc.wait(),
+                    )
                 ),
                 timeout or self.command_timeout,
             )
@@ -82,3 +84,10 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _quiet(future: asyncio.Future[object]) -> asyncio.Future[object]:
+    """Mark a gather's outcome as seen: when a timeout or a cancelled caller abandons it,
+    asyncio must not log "exception was never retrieved" for every stream reader."""
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future

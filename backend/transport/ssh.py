@@ -189,10 +189,12 @@ class SSHHost(Host):
             raise ConnectionLost(self.name, f"connection lost: {exc}") from None
         try:
             await asyncio.wait_for(
-                asyncio.gather(
-                    pump_lines(proc.stdout, "stdout", out, on_line),
-                    pump_lines(proc.stderr, "stderr", err, on_line),
-                    proc.wait_closed(),
+                _quiet(
+                    asyncio.gather(
+                        pump_lines(proc.stdout, "stdout", out, on_line),
+                        pump_lines(proc.stderr, "stderr", err, on_line),
+                        proc.wait_closed(),
+                    )
                 ),
                 limit,
             )
@@ -229,3 +231,10 @@ def parse_jump(spec: str) -> tuple[str | None, str, int]:
     user, _, rest = spec.rpartition("@")
     host, _, port = rest.partition(":")
     return (user or None, host, int(port) if port else 22)
+
+
+def _quiet(future: asyncio.Future[object]) -> asyncio.Future[object]:
+    """Mark a gather's outcome as seen: when a timeout or a cancelled caller abandons it,
+    asyncio must not log "exception was never retrieved" for every stream reader."""
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
