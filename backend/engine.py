@@ -398,7 +398,9 @@ class Deployment(Run):
         rollback = RollbackRun.from_deployment(
             self,
             reason=f"automatic: phase {number} ({result.title}) failed: {result.detail}",
-            trigger={"kind": "failure", "phase": result.name, "detail": result.detail},
+            # a monitor rule that fired says which rule, its values and its window
+            trigger=getattr(self, "monitor_trigger", None)
+            or {"kind": "failure", "phase": result.name, "detail": result.detail},
         )
         rb = await rollback.execute()
         self.rollback_summary = rb.to_dict()
@@ -754,6 +756,13 @@ class Deployment(Run):
     # -- phase 6 -----------------------------------------------------------------------------
 
     async def phase_switch(self) -> str:
+        from .monitor_bridge import record_baseline
+
+        baseline = await record_baseline(self)
+        if baseline:
+            self.emit(
+                Kind.STEP_OUTPUT, host=None, step="baseline", stream="portal-ops", line=baseline
+            )
         self.switch_started = time.time()
         hosts = [self.host_config(n) for n in self.active]
         groups = batches(hosts, self.config.rollout.batches)

@@ -36,6 +36,33 @@ DEMO_OVERRIDES: dict[str, Any] = {
 }
 
 
+def demo_overrides(root: Path) -> dict[str, Any]:
+    """Phase 9 watches the new release for 15 s, following each host's real access log in
+    2 s windows: three of four windows over 1% errors roll it back (--break=errors)."""
+    log = str(root.resolve() / "hosts" / "{name}" / "shared" / "storage" / "logs" / "access.log")
+    return {
+        **DEMO_OVERRIDES,
+        "monitor": {
+            "bake_seconds": 15,
+            "window_seconds": 2,
+            "min_requests": 10,
+            "baseline_seconds": 2,
+            "access_log": {"enabled": True, "path": log},
+            # the strategy's 1% error threshold, 3 bad windows of the last 4, in total
+            "rules": [
+                {
+                    "name": "error-rate",
+                    "metric": "error_rate",
+                    "threshold": 0.01,
+                    "for_windows": 3,
+                    "within": 4,
+                    "scope": "total",
+                }
+            ],
+        },
+    }
+
+
 @dataclass
 class DemoSession:
     """A sandbox that is up, with version 1 live: what ``demo up`` leaves behind."""
@@ -53,11 +80,14 @@ async def bring_up(
 ) -> DemoSession:
     """Build the sandbox, start its front, deploy version 1 with the real engine."""
     sandbox = Sandbox(root, hosts=3, scenario=scenario)
-    config_path = await asyncio.to_thread(sandbox.create, DEMO_OVERRIDES)
+    config_path = await asyncio.to_thread(sandbox.create, demo_overrides(Path(root)))
     await asyncio.to_thread(sandbox.start_load_balancer)
     config = load_config(config_path)
     session = DemoSession(sandbox, config)
-    engine = session.engine()
+    # version 1 is the starting point, not the subject: no monitoring window for it
+    first = config.model_copy(deep=True)
+    first.monitor.bake_seconds = 0
+    engine = DemoSession(sandbox, first).engine()
     if on_event is not None:
         engine.bus.subscribe(on_event)
     result = await engine.deploy(revision="v1", skip_validation=True)

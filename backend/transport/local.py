@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -68,6 +69,8 @@ class LocalHost(Host):
             ) from None
         except asyncio.CancelledError:
             _kill_group(proc.pid)
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(proc.wait(), 5)  # reap it: no zombie, no open pipes
             raise
         return CommandResult(
             host=self.name,

@@ -35,8 +35,12 @@ from prometheus_client import (
     generate_latest,
 )
 
-ERROR_RATE = 0.05  # the "errors" scenario: share of / and /api/* answered 500
+ERROR_RATE = 0.08  # the "errors" scenario: share of / and /api/* answered 500
 ERROR_LATENCY = 0.25  # the "errors" scenario: added to every response, seconds
+# The "errors" scenario degrades this long after the process starts: a leak that shows
+# under real traffic once the release is live, after the post-deployment checks passed,
+# so it is the monitor's rules (phase 9) that must catch it.
+ERROR_DELAY = 10.0
 ROUTES = ("/", "/up", "/version", "/login", "/api/companies", "/metrics")
 SECURITY_HEADERS = {  # what the real portal's middleware sends; checked after a deploy
     "X-Content-Type-Options": "nosniff",
@@ -87,6 +91,7 @@ class Portal:
         self.version = cfg.version
         self.revision = cfg.revision
         self.scenario = cfg.break_scenario
+        self.started = time.monotonic()
         self.build_dir = cfg.release_dir / "public" / "build"
         self.manifest = self._manifest()
         self._log_lock = threading.Lock()
@@ -127,11 +132,15 @@ class Portal:
 
     # -- routing ---------------------------------------------------------------------------
 
+    @property
+    def degrading(self) -> bool:
+        return self.scenario == "errors" and time.monotonic() - self.started >= ERROR_DELAY
+
     def handle(self, method: str, path: str, body: bytes) -> Response:
         try:
             return self.route(method, path, body)
         finally:
-            if self.scenario == "errors":  # slow answers, after the work is done
+            if self.degrading:  # slow answers, after the work is done
                 time.sleep(ERROR_LATENCY)
 
     def route(self, method: str, path: str, body: bytes) -> Response:
@@ -143,7 +152,7 @@ class Portal:
                 error="maintenance mode is on",
             )
         if (
-            self.scenario == "errors"
+            self.degrading
             and (path == "/" or path.startswith("/api/"))
             and random.random() < ERROR_RATE
         ):
