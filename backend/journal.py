@@ -8,6 +8,7 @@ directory; several processes may read it while one writes.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -176,6 +177,10 @@ class Journal:
             args.append(target)
         return [_decode_deployment(r) for r in self.db.query(sql + " ORDER BY started_at", args)]
 
+    def abandoned(self, target: str | None = None) -> list[dict[str, Any]]:
+        """Unfinished deployments whose process is gone (killed, SSH to the bastion lost)."""
+        return [d for d in self.unfinished(target) if not process_alive(d.get("pid"))]
+
     def events(
         self, deployment_id: str | None = None, after_seq: int = 0, limit: int | None = None
     ) -> list[Event]:
@@ -222,3 +227,14 @@ def _decode_event(row: dict[str, Any]) -> Event:
         ts=row["ts"],
         seq=row["seq"],
     )
+
+
+def process_alive(pid: Any) -> bool:
+    """Whether ``pid`` runs on this machine (the journal records the deploying process)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True

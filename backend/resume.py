@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from .engine import DEPLOY_PHASES, DeploymentResult, DeployOptions
 from .events import Kind
-from .rollback import RollbackError, _alive, last_checkpoint
+from .journal import process_alive
+from .rollback import RollbackError, last_checkpoint
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -24,7 +25,11 @@ async def resume_deployment(engine: Engine, deployment_id: str) -> DeploymentRes
         raise RollbackError(f"unknown deployment id {deployment_id!r}")
     if row.get("status") == "finished" and row.get("outcome") != "paused":
         raise RollbackError(f"{deployment_id} finished ({row.get('outcome')}); nothing to resume")
-    if row.get("status") == "running" and _alive(row.get("pid")) and row.get("pid") != os.getpid():
+    if (
+        row.get("status") == "running"
+        and process_alive(row.get("pid"))
+        and row.get("pid") != os.getpid()
+    ):
         raise RollbackError(f"{deployment_id} is still running in process {row.get('pid')}")
     events = journal.events(deployment_id)
     checkpoint = last_checkpoint(events)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import recipes
 from .events import Event, Kind, Severity
+from .journal import process_alive
 from .layout import Layout, parse_probe
 from .lock import LockHolder, new_owner, parse_lock_output, redis_release
 from .paths import state_dir
@@ -709,7 +710,7 @@ async def rollback_deployment(
         raise RollbackError(f"{deployment_id} was a dry-run; there is nothing to roll back")
     if (
         row.get("status") == "running"
-        and _alive(row.get("pid"))
+        and process_alive(row.get("pid"))
         and row.get("pid") != os.getpid()
         and not force
     ):
@@ -733,13 +734,3 @@ async def rollback_deployment(
         owns_lock_token=checkpoint.get("lock_token"),
     )
     return await run.execute()
-
-
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
-    return True

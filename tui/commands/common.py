@@ -56,7 +56,7 @@ def warn_unfinished(config: Config) -> None:
     hosts and its hosts may be on different releases."""
     try:
         journal = open_journal(config)
-        stale = [d for d in journal.unfinished(config.portal.name) if not _alive(d.get("pid"))]
+        stale = journal.abandoned(config.portal.name)
     except Exception:  # the warning must never stop a command
         return
     from backend.rollback import last_checkpoint
@@ -75,16 +75,6 @@ def warn_unfinished(config: Config) -> None:
             err=True,
         )
 
-
-def _alive(pid: Any) -> bool:
-    import os
-
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
     return True
 
 
