@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from ..state import RoomState
+from ..widgets import _format as fmt
 from ..widgets.graphs import HealthGraphs
 from ..widgets.header import DeployHeader
 from ..widgets.incident_log import LEVELS, IncidentLog
@@ -124,14 +125,14 @@ class RoomScreen(Screen[None]):
 
     def _log_title(self) -> None:
         log = self.log_widget
-        log.border_title = "[5] Incident log"
+        title = "[5] Incident log"
         parts = []
         if log.filter_text:
             parts.append(f"/{log.filter_text}")
         if log.min_severity != "debug":
             parts.append(f"≥{log.min_severity.upper()}")
         shown = f"{log.shown}/{log.total}" if log.filtered else f"{log.total}"
-        log.border_subtitle = " · ".join([*parts, f"{shown} lines"])
+        fmt.titles(log, title, " · ".join([*parts, f"{shown} lines"]))
 
     def append_log(self, lines: tuple) -> None:  # type: ignore[type-arg]
         self.log_widget.append(lines)

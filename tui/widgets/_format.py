@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from textual.content import Content
+from textual.widget import Widget
 
 
 def duration(seconds: float | None) -> str:
@@ -58,3 +59,12 @@ def running_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
     return duration(float(int(seconds))).replace(".0s", "s")
+
+
+def titles(widget: Widget, title: str | None = None, subtitle: str | None = None) -> None:
+    """Set a pane's border title and subtitle only when they change: Textual repaints the
+    whole widget on every assignment, even of the same text."""
+    if title is not None and widget.border_title != title:
+        widget.border_title = title
+    if subtitle is not None and widget.border_subtitle != subtitle:
+        widget.border_subtitle = subtitle

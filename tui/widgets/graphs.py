@@ -114,8 +114,11 @@ class HealthGraphs(Vertical, can_focus=True):
             self._strip = strip
             self.query_one("#health-strip", Static).update(strip)
         last = data[-1] if data else None
-        self.border_subtitle = (
-            f"{len(data)} samples · p95 {fmt.ms(last.p95)}" if last else "waiting for samples"
+        fmt.titles(
+            self,
+            subtitle=f"{len(data)} samples · p95 {fmt.ms(last.p95)}"
+            if last
+            else "waiting for samples",
         )
 
     def _plot_rt(self, xs: list[float], data: Sequence[Sample], colors: dict[str, str]) -> None:

@@ -66,6 +66,7 @@ class IncidentLog(ScrollView, can_focus=True):
         self._width = 0
         self.filter_text = ""
         self.min_severity = "debug"
+        self.following = True  # at the bottom: new lines scroll into view
         self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(512)
 
     # -- content ----------------------------------------------------------------------
@@ -93,7 +94,7 @@ class IncidentLog(ScrollView, can_focus=True):
 
     def append(self, lines: Iterable[LogLine]) -> None:
         """Add lines at the end; follow them if the view was at the bottom."""
-        at_end = self.scroll_y >= self.max_scroll_y - 1
+        at_end = self.following
         added = 0
         for line in lines:
             record = (self._next, line)
@@ -108,7 +109,7 @@ class IncidentLog(ScrollView, can_focus=True):
         self._prune()
         self.virtual_size = Size(self._width, len(self._view))
         if at_end:
-            self.scroll_end(animate=False, x_axis=False)
+            self._to_end()  # scrolled now: one repaint, not two
         self.refresh()
 
     def _prune(self) -> None:
@@ -134,11 +135,29 @@ class IncidentLog(ScrollView, can_focus=True):
             self._view = self._lines
         self._cache.clear()
         self.virtual_size = Size(self._width, len(self._view))
-        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.follow()
         self.refresh()
 
     def follow(self) -> None:
-        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.following = True
+        self._to_end()
+
+    def _to_end(self) -> None:
+        if self.size.height:
+            self.scroll_y = self.max_scroll_y
+            if not self.show_vertical_scrollbar:  # it appears at the next layout, at 0
+                self.call_after_refresh(self._sync_scrollbar)
+        else:  # before the first layout the height is unknown: scroll after it
+            self.scroll_end(animate=False, x_axis=False)
+
+    def _sync_scrollbar(self) -> None:
+        if self.show_vertical_scrollbar:
+            self.vertical_scrollbar.position = self.scroll_y
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        """Scrolling up to read stops following the tail; coming back down resumes it."""
+        super().watch_scroll_y(old_value, new_value)
+        self.following = new_value >= self.max_scroll_y - 1
 
     def plain_lines(self) -> list[str]:
         """The shown lines as text (tests, copy-out)."""
@@ -165,6 +184,8 @@ class IncidentLog(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._cache.clear()
+        if self.following:
+            self.call_after_refresh(self._to_end)
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset

@@ -91,8 +91,7 @@ class HostTable(_Table):
     }
 
     def show(self, hosts: Sequence[HostView]) -> None:
-        self.border_title = "[2] Hosts"
-        self.border_subtitle = f"{len(hosts)}"
+        fmt.titles(self, "[2] Hosts", f"{len(hosts)}")
         self.set_rows([(h.name, self._cells(h)) for h in hosts])
 
     def _cells(self, host: HostView) -> tuple[Text, ...]:
@@ -139,9 +138,9 @@ class FlagTable(_Table):
             self.COLUMNS = self.COLUMNS + self.DETAIL_COLUMNS
 
     def show(self, flags: Sequence[FlagView], emergency: bool = False) -> None:
-        self.border_title = "[4] Flags" + (" · KILL SWITCH ON" if emergency else "")
         on = 0 if emergency else sum(1 for f in flags if f.enabled)
-        self.border_subtitle = f"{on} on / {len(flags)}"
+        title = "[4] Flags" + (" · KILL SWITCH ON" if emergency else "")
+        fmt.titles(self, title, f"{on} on / {len(flags)}")
         self.set_rows([(f.name, self._cells(f, emergency)) for f in flags])
 
     def _cells(self, flag: FlagView, emergency: bool) -> tuple[Text, ...]:

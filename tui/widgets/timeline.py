@@ -60,12 +60,9 @@ class PhaseTimeline(Static, can_focus=True):
     def show(self, state: RoomState, now: float) -> None:
         self._last = (state, now)
         phases = state.timeline
-        if state.rollback is not None:
-            self.border_title = "[1] Rollback phases"
-        else:
-            self.border_title = "[1] Phases"
+        title = "[1] Rollback phases" if state.rollback is not None else "[1] Phases"
         done = sum(1 for p in phases if p.status in ("done", "warning", "skipped"))
-        self.border_subtitle = f"{done}/{len(phases)}"
+        fmt.titles(self, title, f"{done}/{len(phases)}")
         width = max(self.content_region.width, 30) if self.content_region.width else 60
         content = Content("\n").join(self._line(p, now, width) for p in phases)
         if not fmt.same(self._shown, content):
