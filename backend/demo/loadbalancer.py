@@ -409,11 +409,21 @@ def parse_backend(text: str) -> tuple[str, str]:
     return name, url
 
 
-async def watch(path: Path, stop: asyncio.Event) -> None:
-    """Exit when ``path`` disappears: a sandbox deleted without stopping leaves no orphan."""
+async def watch(path: Path, stop: asyncio.Event, also_stop: list[int] | None = None) -> None:
+    """Exit when ``path`` disappears: a sandbox deleted without stopping leaves no orphan.
+    ``also_stop``: pids of the sandbox's redis-server, which cannot watch for itself."""
     while path.exists():
         await asyncio.sleep(1.0)
     log(f"{path} was removed")
+    for pid in also_stop or []:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"redis-server" in title:  # still ours, not a reused pid
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+                log(f"stopped redis-server pid {pid}")
     stop.set()
 
 
@@ -438,7 +448,9 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     names = ", ".join(f"{n}={u}" for n, u in args.backend)
     log(f"listening on http://{args.host}:{args.port} pid {os.getpid()}; backends {names}")
-    watcher = asyncio.create_task(watch(Path(args.watch), stop)) if args.watch else None
+    watcher = (
+        asyncio.create_task(watch(Path(args.watch), stop, args.also_stop)) if args.watch else None
+    )
     await stop.wait()
     if watcher is not None:
         watcher.cancel()
@@ -470,6 +482,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--pidfile", help="write the pid here (removed on exit)")
     p.add_argument("--watch", metavar="PATH", help="stop when PATH no longer exists")
+    p.add_argument(
+        "--also-stop",
+        type=int,
+        action="append",
+        default=[],
+        metavar="PID",
+        help="with --watch: a redis-server to stop too when PATH is removed",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="upstream timeout in seconds")
     args = p.parse_args(argv)
     names = [n for n, _ in args.backend]

@@ -76,17 +76,28 @@ class DemoSession:
 
 
 async def bring_up(
-    root: Path, scenario: str | None = None, on_event: Callable[[Event], None] | None = None
+    root: Path,
+    scenario: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    redis: bool | None = None,
 ) -> DemoSession:
-    """Build the sandbox, start its front, deploy version 1 with the real engine."""
-    sandbox = Sandbox(root, hosts=3, scenario=scenario)
+    """Build the sandbox, start its Redis (when redis-server is installed; ``redis``
+    forces it on or off) and its front, deploy version 1 with the real engine."""
+    sandbox = Sandbox(root, hosts=3, scenario=scenario, redis=redis)
     config_path = await asyncio.to_thread(sandbox.create, demo_overrides(Path(root)))
-    await asyncio.to_thread(sandbox.start_load_balancer)
+    try:
+        await asyncio.to_thread(sandbox.start_redis)  # first: the front watches it
+        await asyncio.to_thread(sandbox.start_load_balancer)
+    except BaseException:
+        await asyncio.to_thread(sandbox.stop)
+        raise
     config = load_config(config_path)
     session = DemoSession(sandbox, config)
-    # version 1 is the starting point, not the subject: no monitoring window for it
+    # version 1 is the starting point, not the subject: no monitoring window for it, and
+    # no release flag (ui-improvements is version 2's: created and rolled out with it)
     first = config.model_copy(deep=True)
     first.monitor.bake_seconds = 0
+    first.flags.release_flags = []
     engine = DemoSession(sandbox, first).engine()
     if on_event is not None:
         engine.bus.subscribe(on_event)
@@ -103,10 +114,13 @@ async def run_headless(
     root: Path | None = None,
 ) -> dict[str, Any]:
     """The complete demo; returns the summary (``deployment_id``, ``outcome``, ``phases``,
-    ``requests_sent``, ``requests_failed``, ``rollback``...). Tears everything down."""
+    ``requests_sent``, ``requests_failed``, ``rollback``, ``flags``...). Tears everything
+    down, unless ``keep``: then the sandbox stays up (in ``demo_root()``, where
+    ``portal-ops demo down`` stops it, unless ``root`` is given) and ``sandbox`` in the
+    summary says where its config is."""
     started = time.monotonic()
-    own_root = root is None
-    root = root or Path(tempfile.mkdtemp(prefix="portal-ops-demo-"))
+    own_root = root is None and not keep
+    root = root or (demo_root() if keep else Path(tempfile.mkdtemp(prefix="portal-ops-demo-")))
     sandbox: Sandbox | None = None
     try:
         session = await bring_up(root, scenario)
@@ -136,6 +150,15 @@ async def run_headless(
         if result.rollback:
             summary["rollback"] = dict(result.rollback)
             summary["rollback"]["hosts_end_on"] = summary["live_releases"]
+        summary["flags"] = await asyncio.to_thread(flags_summary, session)
+        if keep:
+            summary["sandbox"] = {
+                "root": str(sandbox.root),
+                "config": str(sandbox.config_path),
+                "url": sandbox.url,
+                "redis": sandbox.redis_url,
+                "stop": "portal-ops demo down" if root == demo_root() else f"rm -r {root}",
+            }
         return summary
     finally:
         if not keep:
@@ -150,6 +173,38 @@ async def run_headless(
 
 def demo_root() -> Path:
     return default_root()
+
+
+def flags_summary(session: DemoSession) -> dict[str, Any]:
+    """The release flags after the demo: state, percentage, evaluations counted by the
+    sample portal so far (its FlagClient sends counts every second; None without Redis)."""
+    from ..flags import FlagService
+
+    config = session.config
+    out: dict[str, Any] = {"redis": bool(config.redis.url), "release_flags": {}}
+    with FlagService(
+        Path(config.state.dir or session.sandbox.state_dir) / "journal.db",
+        config.redis.url,
+        config.redis.prefix,
+    ) as service:
+        for name in config.flags.release_flags:
+            try:
+                flag = service.get(name)
+            except Exception as exc:  # the summary never fails the demo
+                out["release_flags"][name] = {"error": str(exc)}
+                continue
+            evaluations = None
+            if config.redis.url:
+                try:
+                    evaluations = service.stats(name).total
+                except Exception:
+                    evaluations = None
+            out["release_flags"][name] = {
+                "enabled": flag.enabled,
+                "percentage": flag.percentage,
+                "evaluations": evaluations,
+            }
+    return out
 
 
 def dropping_factory(victim: str) -> Callable[[Config, HostConfig], Host]:

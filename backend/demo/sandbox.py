@@ -4,15 +4,25 @@
 
     root/repo/                      git repository: tag v1 (version 1), tag v2 (version 2)
     root/db/portal.sqlite3          the database every host shares (empty until migrated)
-    root/hosts/host-N/shared/.env   PORT, DATABASE, HOST_NAME, STORAGE, BREAK, REDIS_URL
+    root/hosts/host-N/shared/.env   PORT, DATABASE, HOST_NAME, STORAGE, BREAK, REDIS_URL,
+                                    REDIS_PREFIX, PORTAL_OPS_PYTHONPATH
     root/hosts/host-N/shared/storage/{logs,run}
     root/portal-ops.toml            a config for the real engine (transport = "local")
     root/sandbox.json               ports, paths, pids: what another process needs to stop it
     root/state/                     portal-ops' state directory for the demo
+    root/redis/                     the sandbox's own redis-server's directory (no data kept)
 
 Nothing is deployed by the sandbox itself: the engine deploys v1, then v2, through the
-config. ``start_load_balancer()`` puts the front up; ``stop()`` (from any process, via
-``Sandbox.load(root)``) stops the front and every app server.
+config. ``start_redis()`` starts the sandbox's own redis-server (when one is installed),
+``start_load_balancer()`` puts the front up; ``stop()`` (from any process, via
+``Sandbox.load(root)``) stops the front, every app server and the Redis.
+
+Version 2 introduces the feature flag ``ui-improvements`` (``[flags] release_flags``):
+phase 3 creates it off, phase 8 rolls it out 10 -> 50 -> 100 %, each step held about a
+second and gated on every host's health. With Redis (``redis-server`` on PATH, or
+``$PORTAL_OPS_DEMO_REDIS`` naming one; ``off`` disables it), flags are published there and
+the sample portal evaluates the flag per company with ``backend.flags.FlagClient``; without
+it, flags live in the store only and the portal says it evaluates none.
 """
 
 from __future__ import annotations
@@ -51,6 +61,19 @@ SCENARIOS = (*APP_SCENARIOS, "host")
 ACCENTS = {"1": "#2f5bd3", "2": "#0f8a6a"}
 GIT_IDENTITY = ("-c", "user.name=portal-ops", "-c", "user.email=demo@localhost")
 STOP_TIMEOUT = 10.0
+RELEASE_FLAG = "ui-improvements"  # the flag version 2 introduces (the portal evaluates it)
+REDIS_ENV = "PORTAL_OPS_DEMO_REDIS"  # a redis-server path, or off/0/no/false: no Redis
+
+
+def find_redis_server() -> str | None:
+    """The redis-server the sandbox starts: ``$PORTAL_OPS_DEMO_REDIS`` (a path; ``off``
+    disables Redis), else ``redis-server`` on PATH; None when there is none."""
+    chosen = os.environ.get(REDIS_ENV, "").strip()
+    if chosen.lower() in ("off", "0", "no", "false", "none"):
+        return None
+    if chosen:
+        return shutil.which(chosen)  # a name on PATH or an executable path
+    return shutil.which("redis-server")
 
 
 class SandboxError(Exception):
@@ -147,7 +170,15 @@ def pid_alive(pid: int) -> bool:
 class Sandbox:
     """Build, start, stop and remove the demo sandbox under ``root``."""
 
-    def __init__(self, root: Path | str, hosts: int = 3, scenario: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        hosts: int = 3,
+        scenario: str | None = None,
+        redis: bool | None = None,
+    ) -> None:
+        """``redis``: True needs a redis-server, False runs without, None (the default)
+        uses one when :func:`find_redis_server` finds it."""
         if hosts < 1:
             raise ValueError("a sandbox needs at least one host")
         if scenario is not None and scenario not in SCENARIOS:
@@ -159,6 +190,11 @@ class Sandbox:
         self.lb_pid: int | None = None
         self.hosts: list[SandboxHost] = []
         self._lb_proc: subprocess.Popen[bytes] | None = None
+        self.redis_wanted = redis
+        self.redis_binary: str | None = None
+        self.redis_port = 0  # 0: this sandbox runs without Redis
+        self.redis_pid: int | None = None
+        self._redis_proc: subprocess.Popen[bytes] | None = None
 
     default_root = staticmethod(default_root)
 
@@ -193,6 +229,19 @@ class Sandbox:
         return self.root / "run" / "lb.pid"
 
     @property
+    def redis_dir(self) -> Path:
+        return self.root / "redis"
+
+    @property
+    def redis_pidfile(self) -> Path:
+        return self.root / "run" / "redis.pid"
+
+    @property
+    def redis_url(self) -> str | None:
+        """``redis://127.0.0.1:PORT/0`` of the sandbox's own Redis; None without one."""
+        return f"redis://127.0.0.1:{self.redis_port}/0" if self.redis_port else None
+
+    @property
     def url(self) -> str:
         """The load balancer's base URL: the portal's public front."""
         if not self.lb_port:
@@ -222,11 +271,21 @@ class Sandbox:
                     " (PORTAL_OPS_DEMO_DIR) or empty it"
                 )
             Sandbox.load(self.root).remove()
+        if self.redis_wanted is not False:
+            self.redis_binary = find_redis_server()
+            if self.redis_binary is None and self.redis_wanted:
+                raise SandboxError(
+                    "no redis-server found (install redis-server, or set"
+                    f" {REDIS_ENV} to its path); without Redis use Sandbox(..., redis=False)"
+                )
         self.root.mkdir(parents=True, exist_ok=True)
         for sub in ("db", "logs", "run", "state", "hosts"):
             (self.root / sub).mkdir(exist_ok=True)
-        ports = free_ports(self.host_count + 1)
+        ports = free_ports(self.host_count + (2 if self.redis_binary else 1))
         self.lb_port = ports[0]
+        if self.redis_binary:
+            self.redis_port = ports[-1]
+            self.redis_dir.mkdir(exist_ok=True)
         self.hosts = [
             SandboxHost(f"host-{n}", ports[n], str(self.root / "hosts" / f"host-{n}"))
             for n in range(1, self.host_count + 1)
@@ -257,7 +316,11 @@ class Sandbox:
             "HOST_NAME": host.name,
             "STORAGE": str(host.storage),
             "BREAK": '""',
-            "REDIS_URL": '""',
+            # the portal's feature flags (FlagClient); empty: the portal evaluates none
+            "REDIS_URL": self.redis_url or '""',
+            "REDIS_PREFIX": "portal-ops",
+            # where `backend` (portal-ops' FlagClient) is importable from
+            "PORTAL_OPS_PYTHONPATH": str(PROJECT_ROOT),
         }
 
     def _build_repo(self) -> None:
@@ -390,6 +453,18 @@ class Sandbox:
                 "maintenance_off": f"{manage} up",
             },
             "state": {"dir": str(self.state_dir)},
+            # Version 2's flag: created off in phase 3, rolled out in phase 8 (a second per
+            # step keeps the demo short; a real portal holds minutes). Without Redis the
+            # flags live in the store only and the phases still run.
+            "flags": {
+                "release_flags": [RELEASE_FLAG],
+                "rollout_steps": [10, 50, 100],
+                "rollout_hold": 1.0,
+                "rollout_check_interval": 0.25,
+                "gate_timeout": 5.0,
+            },
+            # publication and usage counts: the sandbox's own redis-server, when it has one
+            **({"redis": {"url": url, "prefix": "portal-ops"}} if (url := self.redis_url) else {}),
         }
 
     # -- sandbox.json --------------------------------------------------------------------------------
@@ -413,6 +488,14 @@ class Sandbox:
                 {**asdict(h), "url": h.url, "health_url": h.health_url, "pidfile": str(h.pidfile)}
                 for h in self.hosts
             ],
+            "redis": {
+                "port": self.redis_port,
+                "url": self.redis_url,
+                "binary": self.redis_binary,
+                "pid": self.redis_pid,
+                "pidfile": str(self.redis_pidfile),
+                "log": str(self.logs_dir / "redis.log"),
+            },
             "python": sys.executable,
         }
 
@@ -436,9 +519,63 @@ class Sandbox:
         box.hosts = hosts
         box.lb_port = int(data["load_balancer"]["port"])
         box.lb_pid = data["load_balancer"].get("pid")
+        redis = data.get("redis") or {}
+        box.redis_wanted = bool(redis.get("port"))
+        box.redis_binary = redis.get("binary")
+        box.redis_port = int(redis.get("port") or 0)
+        box.redis_pid = redis.get("pid")
         return box
 
     # -- processes ---------------------------------------------------------------------------------------
+
+    def start_redis(self, timeout: float = 10.0) -> int | None:
+        """Start the sandbox's own redis-server, detached (own session), on loopback, with no
+        persistence and no root, and wait until it answers PING. Its pid; None when the
+        sandbox runs without Redis."""
+        if not self.redis_port or not self.redis_binary:
+            return None
+        if self.redis_pid and pid_alive(self.redis_pid) and _redis_ping(self.redis_port):
+            return self.redis_pid
+        if port_open(self.redis_port):
+            raise SandboxError(f"port {self.redis_port} of the Redis is taken by another process")
+        self.redis_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            self.redis_binary,
+            "--port", str(self.redis_port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+            "--dir", str(self.redis_dir),
+        ]  # fmt: skip
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs_dir / "redis.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=self.redis_dir,  # how _strays() recognises it
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self._redis_proc = proc
+        self.redis_pid = proc.pid
+        self.redis_pidfile.parent.mkdir(parents=True, exist_ok=True)
+        self.redis_pidfile.write_text(f"{proc.pid}\n")
+        self._save()
+        deadline = time.monotonic() + timeout
+        while not _redis_ping(self.redis_port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self._terminate([proc.pid])
+                self.redis_pid = None
+                self.redis_pidfile.unlink(missing_ok=True)
+                self._save()
+                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-10:])
+                raise SandboxError(f"redis-server did not start:\n{tail}")
+            time.sleep(0.02)
+        return proc.pid
 
     def start_load_balancer(self, timeout: float = 10.0) -> int:
         """Start the front, detached (own session), and wait until it listens. Its pid."""
@@ -452,6 +589,9 @@ class Sandbox:
         for host in self.hosts:
             cmd += ["--backend", f"{host.name}={host.url}"]
         cmd += ["--pidfile", str(self.lb_pidfile), "--watch", str(self.root)]
+        if self.redis_pid and pid_alive(self.redis_pid):
+            # Redis cannot watch the root itself: the front stops it if root is deleted
+            cmd += ["--also-stop", str(self.redis_pid)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
@@ -496,9 +636,9 @@ class Sandbox:
             return None
 
     def pids(self) -> list[int]:
-        """Every live process of this sandbox: the front, the app servers, strays."""
+        """Every live process of this sandbox: the front, the app servers, Redis, strays."""
         found: set[int] = set()
-        for pid in (self.lb_pid, _read_pid(self.lb_pidfile)):
+        for pid in (self.lb_pid, _read_pid(self.lb_pidfile), *self._redis_pids()):
             if pid:
                 found.add(pid)
         for host in self.hosts:
@@ -508,9 +648,15 @@ class Sandbox:
         found |= self._strays()
         return sorted(p for p in found if pid_alive(p))
 
-    def _strays(self) -> set[int]:
-        """App servers or fronts whose working directory is inside root (Linux /proc), e.g.
-        a server whose pid file was overwritten. Only our kind of process, never our own."""
+    def _redis_pids(self) -> set[int]:
+        """The sandbox's redis-server: from sandbox.json, its pid file, or /proc."""
+        found = {p for p in (self.redis_pid, _read_pid(self.redis_pidfile)) if p}
+        return found | self._strays(redis_only=True)
+
+    def _strays(self, redis_only: bool = False) -> set[int]:
+        """App servers, fronts or the Redis whose working directory is inside root (Linux
+        /proc), e.g. a server whose pid file was overwritten. Only our kind of process,
+        never our own."""
         proc = Path("/proc")
         if not proc.is_dir():
             return set()
@@ -526,19 +672,43 @@ class Sandbox:
                 continue
             if not cwd.is_relative_to(self.root):
                 continue
-            if (
-                any(p.endswith(b"app.py") for p in cmdline)
-                or b"backend.demo.loadbalancer" in cmdline
+            # redis-server rewrites its title: "redis-server 127.0.0.1:PORT"
+            is_redis = b"redis-server" in cmdline[0]
+            if is_redis or (
+                not redis_only
+                and (
+                    any(p.endswith(b"app.py") for p in cmdline)
+                    or b"backend.demo.loadbalancer" in cmdline
+                )
             ):
                 found.add(int(entry.name))
         return found
 
     def stop(self) -> list[int]:
-        """Stop the front and every app server: SIGTERM (graceful), SIGKILL after 10 s.
-        Idempotent and safe from another process. Returns the pids that were running."""
+        """Stop the front and every app server, then Redis (so the apps' last flag usage
+        counts reach it): SIGTERM (graceful), SIGKILL after 10 s. Idempotent and safe from
+        another process. Returns the pids that were running."""
         if not self.root.exists():
             return []
         pids = self.pids()
+        redis = self._redis_pids()
+        self._terminate([p for p in pids if p not in redis])
+        self._terminate([p for p in pids if p in redis])
+        for proc in (self._lb_proc, self._redis_proc):
+            if proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=1)
+        self._lb_proc = self._redis_proc = None
+        for path in [self.lb_pidfile, self.redis_pidfile, *(h.pidfile for h in self.hosts)]:
+            path.unlink(missing_ok=True)
+        self.lb_pid = self.redis_pid = None
+        if self.info_path.exists():
+            self._save()
+        return pids
+
+    @staticmethod
+    def _terminate(pids: list[int]) -> None:
+        """SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL what is left."""
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGTERM)
@@ -552,16 +722,6 @@ class Sandbox:
         deadline = time.monotonic() + 5
         while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.02)
-        if self._lb_proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._lb_proc.wait(timeout=1)
-            self._lb_proc = None
-        for path in [self.lb_pidfile, *(h.pidfile for h in self.hosts)]:
-            path.unlink(missing_ok=True)
-        self.lb_pid = None
-        if self.info_path.exists():
-            self._save()
-        return pids
 
     def remove(self) -> None:
         """Stop everything, then delete root."""
@@ -593,6 +753,16 @@ class Sandbox:
         snap = self.database_snapshot()
         snap["rows"] = {t: r for t, r in snap["rows"].items() if t not in ignore}
         return hashlib.sha256(json.dumps(snap, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _redis_ping(port: int, timeout: float = 0.5) -> bool:
+    """True when a Redis on 127.0.0.1:port answers PING with PONG (no client library)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _read_pid(path: Path) -> int | None:

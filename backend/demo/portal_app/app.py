@@ -5,6 +5,13 @@ release's ``.env``. It behaves like the real portal where portal-ops looks: a he
 endpoint, a version endpoint, a database-backed API, Prometheus metrics, nginx-style access
 logs and Laravel-style error logs. SIGTERM finishes in-flight requests before exiting, so a
 drained host restarts without dropping anything.
+
+Version 2 evaluates a real feature flag, ``ui-improvements``, per company, with portal-ops'
+``backend.flags.FlagClient`` (started once when ``REDIS_URL`` is set; it keeps the flags
+current from Redis pub/sub and counts usage for ``portal-ops feature stats``): each row of
+``/api/companies`` says whether that company gets it and why, and ``/?company=ID`` (or an
+``X-Company`` header) shows the new UI to a company that has it. Without ``REDIS_URL`` the
+portal evaluates no flags and says so on ``/``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from html import escape
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import settings as portal_settings
 from prometheus_client import (
@@ -41,7 +49,10 @@ ERROR_LATENCY = 0.25  # the "errors" scenario: added to every response, seconds
 # under real traffic once the release is live, after the post-deployment checks passed,
 # so it is the monitor's rules (phase 9) that must catch it.
 ERROR_DELAY = 10.0
-ROUTES = ("/", "/up", "/version", "/login", "/api/companies", "/metrics")
+ROUTES = ("/", "/up", "/version", "/login", "/api/companies", "/api/flags", "/metrics")
+FLAG = "ui-improvements"  # the flag version 2 introduces
+FLAG_START_WAIT = 1.0  # seconds the start waits for the first flag load from Redis
+FLAG_FLUSH_INTERVAL = 1.0  # usage counts reach Redis this often (`feature stats`)
 SECURITY_HEADERS = {  # what the real portal's middleware sends; checked after a deploy
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "SAMEORIGIN",
@@ -83,11 +94,72 @@ def json_response(data: object, status: int = 200) -> Response:
     return Response(status, json.dumps(data, indent=None), "application/json")
 
 
+class Flags:
+    """The portal's feature flags: one portal-ops ``FlagClient`` for the process, or none
+    (then ``note`` says why and nothing is evaluated)."""
+
+    def __init__(self, client: Any = None, context: Any = None, note: str = "") -> None:
+        self.client = client
+        self.context = context  # backend.flags.Context
+        self.note = note
+
+    @classmethod
+    def start(cls, cfg: portal_settings.Settings) -> Flags:
+        """Never raises: a portal without its flags still serves (they are all off)."""
+        if cfg.version == "1":
+            return cls(note="")  # version 1 has no feature flags
+        if not cfg.redis_url:
+            return cls(
+                note="Feature flags: not evaluated (no REDIS_URL in .env: no Redis here),"
+                f" so {FLAG} is off for every company."
+            )
+        if cfg.python_path and cfg.python_path not in sys.path:
+            sys.path.insert(1, cfg.python_path)  # after the release dir: settings.py wins
+        try:
+            from backend.flags import Context, FlagClient
+        except ImportError as exc:
+            return cls(
+                note=f"Feature flags: not evaluated (portal-ops' FlagClient cannot be imported:"
+                f" {exc}; set PORTAL_OPS_PYTHONPATH in .env), so {FLAG} is off for every company."
+            )
+        client = FlagClient(
+            cfg.redis_url, prefix=cfg.redis_prefix, flush_interval=FLAG_FLUSH_INTERVAL
+        )
+        ready = client.start(wait=FLAG_START_WAIT)
+        state = client.status()
+        note = f"Feature flags: FlagClient on {state['redis']}, " + (
+            f"ready ({state['flags']} flag(s), version {state['version']})"
+            if ready
+            else f"not loaded yet ({state['last_error'] or 'no answer'}); retrying"
+        )
+        return cls(client, Context, note)
+
+    def resolve(self, company: str) -> Any:
+        """The Resolution of ``FLAG`` for ``company`` (usage counted); None without a client."""
+        if self.client is None:
+            return None
+        return self.client.resolve(FLAG, self.context(company=company))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "flag": FLAG,
+            "evaluated": self.client is not None,
+            "note": self.note,
+            "client": self.client.status() if self.client is not None else None,
+        }
+
+    def close(self) -> None:
+        """Stop the client; its last usage counts are flushed to Redis."""
+        if self.client is not None:
+            self.client.close()
+
+
 class Portal:
     """The application: routes, logs and metrics for one running release."""
 
-    def __init__(self, cfg: portal_settings.Settings) -> None:
+    def __init__(self, cfg: portal_settings.Settings, flags: Flags | None = None) -> None:
         self.cfg = cfg
+        self.flags = flags or Flags()
         self.version = cfg.version
         self.revision = cfg.revision
         self.scenario = cfg.break_scenario
@@ -136,14 +208,14 @@ class Portal:
     def degrading(self) -> bool:
         return self.scenario == "errors" and time.monotonic() - self.started >= ERROR_DELAY
 
-    def handle(self, method: str, path: str, body: bytes) -> Response:
+    def handle(self, method: str, path: str, body: bytes, company: str | None = None) -> Response:
         try:
-            return self.route(method, path, body)
+            return self.route(method, path, body, company)
         finally:
             if self.degrading:  # slow answers, after the work is done
                 time.sleep(ERROR_LATENCY)
 
-    def route(self, method: str, path: str, body: bytes) -> Response:
+    def route(self, method: str, path: str, body: bytes, company: str | None = None) -> Response:
         if path not in ("/up", "/metrics") and self.cfg.maintenance_file.exists():
             return Response(
                 503,
@@ -178,13 +250,20 @@ class Portal:
                 }
             )
         if path == "/":
-            return Response(200, self.home())
+            return Response(200, self.home(company))
         if path == "/login":
             if method == "POST":
                 return Response(303, "", headers={"Location": "/"})
             return Response(200, self.login())
         if path == "/api/companies":
             return json_response(self.companies())
+        if path == "/api/flags":
+            data = self.flags.status()
+            if company:
+                res = self.flags.resolve(company)
+                data["company"] = company
+                data["resolution"] = res.to_json() if res is not None else None
+            return json_response(data)
         if path == "/metrics":
             return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
         if path.startswith("/build/"):
@@ -213,9 +292,10 @@ class Portal:
             f"</header><main>{content}</main></body></html>\n"
         )
 
-    def home(self) -> str:
+    def home(self, company: str | None = None) -> str:
         extra = (
             "<p>New in version 2: per-company features and mobile navigation.</p>"
+            + self.flag_line(company)
             if self.version != "1"
             else ""
         )
@@ -225,6 +305,27 @@ class Portal:
             "<th>City</th><th>Employees</th></tr></thead><tbody></tbody></table>"
             '<p><a href="/login">Sign in</a></p>',
         )
+
+    def flag_line(self, company: str | None) -> str:
+        """One line on / about the ``ui-improvements`` flag: the new UI for a company that
+        has it, why not otherwise, or why flags are not evaluated at all."""
+        if self.flags.client is None:
+            return f'<p class="flags">{escape(self.flags.note)}</p>'
+        if not company:
+            return (
+                f'<p class="flags">Feature flag {FLAG} is evaluated per company: add'
+                " ?company=ID (or an X-Company header).</p>"
+            )
+        res = self.flags.resolve(company)
+        why = f"{FLAG}: {res.reason}, rule {res.rule}" + (
+            f", bucket {res.bucket}" if res.bucket is not None else ""
+        )
+        if res.value:
+            return (
+                f'<p class="new-ui" id="new-ui"><strong>New UI</strong> for company'
+                f" {escape(company)} ({escape(why)})</p>"
+            )
+        return f'<p class="flags">Classic UI for company {escape(company)} ({escape(why)})</p>'
 
     def login(self) -> str:
         return self._page(
@@ -251,6 +352,11 @@ class Portal:
                     features.setdefault(company_id, []).append(feature)
                 for row in rows:
                     row["features"] = features.get(int(row["id"]), [])  # type: ignore[call-overload]
+                    res = self.flags.resolve(str(row["id"]))
+                    if res is not None:  # evaluated in-process: no network call per row
+                        row["ui_improvements"] = res.value
+                        row["ui_improvements_reason"] = res.reason
+                        row["ui_improvements_rule"] = res.rule
             return rows
         finally:
             conn.close()
@@ -312,15 +418,19 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         app = self.server.app
         started = time.monotonic()
-        path = urlsplit(self.path).path or "/"
+        url = urlsplit(self.path)
+        path = url.path or "/"
+        company = (parse_qs(url.query).get("company") or [""])[0].strip() or (
+            self.headers.get("X-Company") or ""
+        ).strip()
         with app.in_flight.track_inprogress():
-            self._answer(app, started, path)
+            self._answer(app, started, path, company or None)
 
-    def _answer(self, app: Portal, started: float, path: str) -> None:
+    def _answer(self, app: Portal, started: float, path: str, company: str | None) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         try:
-            response = app.handle(self.command, path, body)
+            response = app.handle(self.command, path, body, company)
         except Exception as exc:
             if not isinstance(exc, InjectedFailure):
                 traceback.print_exc(file=sys.stderr)
@@ -400,11 +510,13 @@ def main() -> int:
         print(f"app.py: {exc}", file=sys.stderr)
         return 2
     cfg.ensure_dirs()
-    app = Portal(cfg)
+    flags = Flags.start(cfg)
+    app = Portal(cfg, flags)
     try:
         server = PortalServer(("127.0.0.1", cfg.port), app)
     except OSError as exc:
         print(f"app.py: cannot listen on 127.0.0.1:{cfg.port}: {exc.strerror}", file=sys.stderr)
+        flags.close()
         return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -418,6 +530,8 @@ def main() -> int:
         + (f" [break scenario: {app.scenario}]" if app.scenario else ""),
         flush=True,
     )
+    if flags.note:
+        print(flags.note, flush=True)
     home = deploy_path(cfg.release_dir)
     while not stop.wait(0.5):
         if not thread.is_alive():
@@ -428,6 +542,7 @@ def main() -> int:
     server.shutdown()  # stop accepting
     server.server_close()  # join the handler threads: in-flight requests finish
     thread.join()
+    flags.close()  # the last usage counts go to Redis
     try:
         if cfg.pidfile.read_text().strip() == str(os.getpid()):
             cfg.pidfile.unlink()

@@ -46,7 +46,9 @@ class Settings:
     host_name: str
     storage: Path
     break_env: str
-    redis_url: str
+    redis_url: str  # feature flags (portal-ops' FlagClient); empty: no flags evaluated
+    redis_prefix: str = "portal-ops"
+    python_path: str = ""  # where `backend` (portal-ops) is importable from
 
     @property
     def version(self) -> str:
@@ -135,6 +137,8 @@ def load(release_dir: Path = RELEASE_DIR) -> Settings:
         storage=Path(env["STORAGE"]).expanduser(),
         break_env=env.get("BREAK", ""),
         redis_url=env.get("REDIS_URL", ""),
+        redis_prefix=env.get("REDIS_PREFIX") or "portal-ops",
+        python_path=env.get("PORTAL_OPS_PYTHONPATH", ""),
     )
 
 
