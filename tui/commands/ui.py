@@ -54,6 +54,11 @@ def _environment(fps: int | None, watch: bool) -> None:
         os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 
 
+def _flush_interval(fps: int | None) -> float:
+    """The panes repaint at most every 0.2 s, or every frame of a lower --fps cap."""
+    return max(0.2, 1.0 / fps) if fps else 0.2
+
+
 def _check_theme(theme: str | None) -> None:
     if not theme:
         return
@@ -86,7 +91,11 @@ def ui(
     from tui.app import run_control_room
 
     code = run_control_room(
-        config, theme=theme, graph_interval=refresh, max_log_lines=max_log_lines
+        config,
+        theme=theme,
+        graph_interval=refresh,
+        max_log_lines=max_log_lines,
+        flush_interval=_flush_interval(fps),
     )
     raise SystemExit(code)
 
@@ -132,6 +141,7 @@ def watch(
             source=source,
             graph_interval=refresh,
             max_log_lines=max_log_lines,
+            flush_interval=_flush_interval(fps),
         )
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)

@@ -211,13 +211,10 @@ class IncidentLog(ScrollView, can_focus=True):
         text_style = base
         if sev in ("debug", "error", "critical"):
             text_style = self._style(f"incident-log--text-{sev}", base)
-        segments = [
-            Segment(when, self._style("incident-log--time", base)),
-            Segment(" ", base),
+        segments = [  # few segments per row: each one costs a full colour code on the wire
+            Segment(when + " ", self._style("incident-log--time", base)),
             Segment(label, self._style(f"incident-log--{sev}", base)),
-            Segment(" ", base),
-            Segment(source, self._style("incident-log--source", base)),
-            Segment(" ", base),
+            Segment(" " + source + " ", self._style("incident-log--source", base)),
             Segment(clean(line.text), text_style),
         ]
         return Strip(segments)
