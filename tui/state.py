@@ -722,6 +722,8 @@ def log_line(event: Event) -> LogLine | None:
     elif kind == Kind.DEPLOYMENT_FINISHED:
         outcome = str(d.get("outcome", "finished"))
         sev = "ok" if _status(outcome) == "done" else "error"
+        if outcome in ("rolled_back", "paused"):  # stopped safely: the rollback/pause says why
+            sev = "warning"
         text = f"deployment {event.deployment_id} {outcome}{_secs(d.get('seconds'))}"
         source = "deploy"
     elif kind == Kind.PHASE_STARTED:

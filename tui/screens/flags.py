@@ -31,7 +31,7 @@ class FlagsScreen(Screen[None]):
         yield DeployHeader(id="flags-header", watch=self.watch_mode)
         yield FlagTable(id="all-flags", classes="pane", detailed=True)
         yield Static(id="flag-detail")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)
 
     def show(self, state: RoomState, now: float, *, force: bool = False) -> None:
         self.query_one(DeployHeader).show(state, now)

@@ -76,7 +76,7 @@ class RoomScreen(Screen[None]):
                 yield Input(
                     id="log-filter", placeholder="filter the log (enter keeps, escape clears)"
                 )
-        yield Footer(id="footer", compact=True)
+        yield Footer(id="footer", compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.ready = True

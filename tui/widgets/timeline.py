@@ -76,7 +76,7 @@ class PhaseTimeline(Static, can_focus=True):
             shown = fmt.running_duration(max(0.0, now - phase.started_at))
         checks = checks_text(phase.checks, compact=width < 56)
         checks_len = len(Content.assemble(*checks).plain) if checks else 0
-        title_width = max(8, width - 4 - 7 - (checks_len + 1 if checks else 0) - 1)
+        title_width = max(8, width - 5 - 7 - (checks_len + 1 if checks else 0) - 1)
         title = (
             phase.title if len(phase.title) <= title_width else phase.title[: title_width - 1] + "…"
         )
@@ -84,7 +84,7 @@ class PhaseTimeline(Static, can_focus=True):
         if phase.status == "pending":
             title_style = "$foreground-muted"
         parts: list[tuple[str, str] | str] = [
-            (glyph, style),
+            (glyph + " ", style),
             (f"{phase.number:>2} ", "$foreground-muted"),
             (title.ljust(title_width), title_style),
             (shown.rjust(7), "$foreground-muted" if phase.status != "running" else "bold"),
