@@ -44,3 +44,19 @@ def test_demo_break_rolls_back_to_v1_with_zero_failed_requests(scenario: str) ->
     releases = set(summary["live_releases"].values())
     assert len(releases) == 1 and summary["release"] not in releases  # all back on v1
     assert summary["requests_failed"] == 0, summary["probe"]
+
+
+def test_demo_errors_are_caught_by_the_monitor_which_rolls_back() -> None:
+    code, summary = run_demo("--break=errors")
+    assert code == 1
+    assert summary["outcome"] == "rolled_back"
+    phases = {p["name"]: p["status"] for p in summary["phases"]}
+    assert phases["validate-post"] == "succeeded"  # the checks passed: the leak came later
+    assert phases["finalize"] == "failed"
+    trigger = summary["rollback"]["trigger"]
+    assert trigger["rule"] == "error-rate" and trigger["threshold"] == 0.01
+    assert len(trigger["values"]) >= 3 and all(v > 0.01 for v in trigger["values"][-3:])
+    assert trigger["window_start"] < trigger["window_end"]
+    assert summary["rollback"]["outcome"] == "succeeded"
+    assert len(set(summary["live_releases"].values())) == 1
+    assert summary["release"] not in summary["live_releases"].values()
