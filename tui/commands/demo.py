@@ -89,7 +89,20 @@ def _print_summary(s: dict) -> None:
     if s["requests_failed"]:
         for f in s["probe"].get("failures", [])[:5]:
             click.echo(f"    {f}")
+    for name, flag in ((s.get("flags") or {}).get("release_flags") or {}).items():
+        state = "on" if flag.get("enabled") else "off"
+        counted = flag.get("evaluations")
+        usage = (
+            f", {counted} evaluation(s) by the portal's FlagClient" if counted is not None else ""
+        )
+        click.echo(f"  flag         {name}: {state} at {flag.get('percentage')}%{usage}")
     click.echo(f"  demo took    {s['demo_seconds']:.1f}s")
+    if s.get("sandbox"):
+        config = s["sandbox"].get("config") if isinstance(s["sandbox"], dict) else s["sandbox"]
+        click.echo(f"\nThe sandbox is still up. Try it:\n  export PORTAL_OPS_CONFIG={config}")
+        click.echo(
+            "  portal-ops history; portal-ops feature stats ui-improvements; portal-ops demo down"
+        )
 
 
 def _control_room(scenario: str | None) -> None:
