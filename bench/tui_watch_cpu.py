@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--lines-per-second", type=float, default=20.0)
     args = parser.parse_args(argv)
-    cases = [[], ["--fps", "10"], ["--fps", "10", "--refresh", "2"]]
+    cases = [[], ["--fps", "10"], ["--fps", "2", "--refresh", "2"]]  # the last: a slow link
     for extra in cases:
         with tempfile.TemporaryDirectory(prefix="portal-ops-bench-") as tmp:
             config = write_sandbox(Path(tmp), stage=None)
