@@ -46,6 +46,12 @@ class PhaseTimeline(Static, can_focus=True):
     """One line per phase: glyph, number, title, duration (live while running), checks."""
 
     ALLOW_MAXIMIZE = True
+    DEFAULT_CSS = """
+    PhaseTimeline {
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    """
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -74,9 +80,10 @@ class PhaseTimeline(Static, can_focus=True):
         shown = fmt.duration(phase.seconds)
         if phase.status == "running" and phase.started_at is not None:
             shown = fmt.running_duration(max(0.0, now - phase.started_at))
+        shown = shown.rjust(7)
         checks = checks_text(phase.checks, compact=width < 56)
         checks_len = len(Content.assemble(*checks).plain) if checks else 0
-        title_width = max(8, width - 5 - 7 - (checks_len + 1 if checks else 0) - 1)
+        title_width = max(8, width - 5 - len(shown) - (checks_len + 1 if checks else 0) - 1)
         title = (
             phase.title if len(phase.title) <= title_width else phase.title[: title_width - 1] + "…"
         )
@@ -87,7 +94,7 @@ class PhaseTimeline(Static, can_focus=True):
             (glyph + " ", style),
             (f"{phase.number:>2} ", "$foreground-muted"),
             (title.ljust(title_width), title_style),
-            (shown.rjust(7), "$foreground-muted" if phase.status != "running" else "bold"),
+            (shown, "$foreground-muted" if phase.status != "running" else "bold"),
         ]
         if checks:
             parts += [" ", *checks]
