@@ -499,7 +499,7 @@ def _on_check_summary(state: RoomState, event: Event) -> RoomState:
 def _sample(event: Event) -> Sample:
     d = event.data
     return Sample(
-        ts=_num(d.get("ts")) or event.ts,
+        ts=_num(d.get("ts")) or _num(d.get("end")) or event.ts,
         p50=_num(d.get("p50")),
         p95=_num(d.get("p95")),
         p99=_num(d.get("p99")),
@@ -509,9 +509,15 @@ def _sample(event: Event) -> Sample:
 
 
 def _on_metric(state: RoomState, event: Event) -> RoomState:
-    host = event.host or event.data.get("host")
+    """Per-host samples go to the hosts table, the all-hosts ones to the graphs. A summary
+    over a whole period (the monitor's baseline, ``aggregate``) is not a point in time."""
+    d = event.data
+    if d.get("aggregate"):
+        return state
+    host = event.host or d.get("host")
     sample = _sample(event)
-    if host and host != "total" and not event.data.get("total"):
+    total = d.get("scope") == "total" or d.get("total") or host in (None, "", "total")
+    if not total:
         return _update_host(state, str(host), p95=sample.p95, error_rate=sample.error_rate)
     health = (*state.health, sample)
     if len(health) > MAX_SAMPLES:

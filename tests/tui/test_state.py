@@ -308,3 +308,23 @@ def test_flag_listing_wins_over_older_events_and_loses_to_newer() -> None:
     assert state.flags[0].enabled is True
     stale = with_flags(state, [{"name": "a", "enabled": False}], "", listed_at=120.0)
     assert stale.flags[0].enabled is True  # a listing older than the event does not undo it
+
+
+def test_monitor_samples_in_the_monitors_own_shape() -> None:
+    """backend/monitor/runner.py: total has host=None and data host "total", scope "total";
+    the baseline summary carries aggregate=True and is not graphed."""
+    state = reduce(RoomState(), started())
+    total = ev(
+        Kind.METRIC_SAMPLE,
+        None,
+        data={"host": "total", "scope": "total", "p95": 150.0, "end": 123.0, "error_rate": 0.0},
+    )
+    host = ev(Kind.METRIC_SAMPLE, None, host="a", data={"host": "a", "scope": "host", "p95": 99.0})
+    base = ev(
+        Kind.METRIC_SAMPLE,
+        None,
+        data={"host": "total", "scope": "total", "p95": 1.0, "aggregate": True},
+    )
+    state = reduce_all(state, [total, host, base])
+    assert [(s.ts, s.p95) for s in state.health] == [(123.0, 150.0)]
+    assert state.hosts[0].p95 == 99.0
