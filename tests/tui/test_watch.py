@@ -121,3 +121,59 @@ async def test_every_dangerous_key_in_watch_mode_leaves_the_journal_unchanged(
     assert journal.list_deployments() == before_deployments
     assert [f.to_json() for f in flags.flags()] == before_flags
     assert len(flags.history(limit=1000)) == before_audit
+
+
+async def test_watch_through_redis_from_another_machine(fresh_redis, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The operator's room publishes to the Redis stream; a watcher elsewhere reads it."""
+    from backend.events import EventBus
+    from backend.feed import RedisFeed, RedisPublisher, stream_key
+
+    bus = EventBus()
+    bus.set_stamper(Journal(tmp_path / "operator.db").record)  # the operator's own journal
+    publisher = RedisPublisher(bus, fresh_redis.url, stream=stream_key("t")).start()
+    events = recorded.deployment("done")
+    for event in events[:20]:
+        bus.emit(event)
+    await publisher.flush()
+    app = WatchRoom(
+        recorded.config(),
+        journal=Journal(tmp_path / "watcher.db"),  # empty: this machine never saw the run
+        feed=RedisFeed(fresh_redis.url, stream=stream_key("t"), block_ms=100),
+        source="redis",
+        load_flags=False,
+        clock=lambda: recorded.T0 + 300,
+    )
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settled(pilot)
+        assert app.state.deployment is not None and app.state.status == "running"
+        for event in events[20:]:
+            bus.emit(event)
+        await publisher.flush()
+        await until(lambda: app.state.status == "succeeded")
+        assert "(redis)" in str(app.room.query_one("#header").render())
+    await publisher.stop()
+
+
+def test_watch_source_choice(fresh_redis, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from backend.config import parse_config
+    from backend.feed import RedisFeed
+    from tui.app import watch_feed
+
+    journal = Journal(tmp_path / "j.db")
+    plain = recorded.config()
+    raw = plain.model_dump(exclude={"source"})
+    raw["redis"] = {"url": fresh_redis.url, "prefix": "t"}
+    with_redis = parse_config(raw)
+    assert watch_feed(plain, journal, None)[1] == "journal"  # no Redis: the journal
+    assert watch_feed(with_redis, journal, None)[1] == "redis"  # nothing running here
+    recorded.write_journal(journal, recorded.deployment("mid"))
+    assert watch_feed(with_redis, journal, None)[1] == "journal"  # running here: complete
+    assert watch_feed(with_redis, journal, recorded.DEPLOY_ID)[1] == "journal"
+    feed, name = watch_feed(with_redis, journal, "bp-elsewhere")
+    assert name == "redis" and isinstance(feed, RedisFeed)
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown deployment id"):
+        watch_feed(plain, journal, "bp-elsewhere")
+    with pytest.raises(ValueError, match="needs \\[redis\\] url"):
+        watch_feed(plain, journal, None, source="redis")

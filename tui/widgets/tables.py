@@ -75,13 +75,13 @@ class _Table(DataTable[Text]):
 
 
 class HostTable(_Table):
-    COLUMNS = (
+    COLUMNS = (  # most telling first: a narrow pane cuts the last columns
         ("host", "Host"),
         ("state", "State"),
         ("release", "Release"),
-        ("step", "Step"),
         ("p95", "p95"),
         ("err", "Errors"),
+        ("step", "Step"),
     )
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "hosts--good",
@@ -109,9 +109,9 @@ class HostTable(_Table):
             Text(host.name),
             Text(state, style=self.style_for(comp)),
             Text(host.release or "-"),
-            Text(step or "-", style=self.style_for("hosts--bad") if host.step_failed else ""),
             Text(fmt.ms(host.p95), justify="right"),
             Text(fmt.percent(host.error_rate), justify="right"),
+            Text(step or "-", style=self.style_for("hosts--bad") if host.step_failed else ""),
         )
 
 
