@@ -27,6 +27,7 @@ async def test_phase_9_rule_fires_and_the_deployment_is_rolled_back(
     app = DegradingApp(tmp_path / "nginx" / "access.log").start()
     monitor = {
         "bake_seconds": 20, "window_seconds": 0.5, "min_requests": 10, "default_rules": False,
+        "baseline_seconds": 0,  # the rule is absolute; no pre-switch baseline to wait for
         "access_log": {"enabled": True, "path": str(app.log_path)},
         "rules": [{"name": "errors", "metric": "error_rate", "threshold": 0.05, "for_windows": 3}],
     }  # fmt: skip
