@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from .events import Event, Kind
 from .paths import state_dir
+from .sqlite import immediate, open_database
 
 UNFINISHED = "running"
 
@@ -28,11 +26,9 @@ class Journal:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else state_dir() / "journal.db"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-        self.db = sqlite_utils.Database(conn)
-        self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self._ensure_schema()
+        self.db = open_database(self.path)
+        with immediate(self.db):
+            self._ensure_schema()
 
     def _ensure_schema(self) -> None:
         if "deployments" not in self.db.table_names():

@@ -19,9 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from ..identity import Operator
+from ..sqlite import open_database
 from .model import Emergency, Flag, UnknownFlagError
 
 GLOBAL = "*"  # the audit log's "flag" for changes to every flag (emergency, restore)
@@ -85,14 +84,12 @@ class FlagStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            str(self.path), timeout=30, check_same_thread=False, isolation_level=None
-        )
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = open_database(self.path, autocommit=True)
         self._lock = threading.RLock()  # one connection, used from the loop and worker threads
-        self._ensure_schema()
+        # under the write lock: a schema check that reads, then writes, in autocommit can
+        # fail at once ("database is locked") when the journal commits in between
+        with self._tx():
+            self._ensure_schema()
 
     def _ensure_schema(self) -> None:
         db = self.db

@@ -10,13 +10,11 @@ lets the control room read while the monitor writes.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
+from ..sqlite import immediate, open_database
 from .window import WindowStats
 
 TABLE = "samples"
@@ -55,13 +53,11 @@ class SampleStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-        self.db = sqlite_utils.Database(conn)
-        self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        if TABLE not in self.db.table_names():
-            self.db[TABLE].create(_COLUMNS, pk="id", if_not_exists=True)
-            self.db[TABLE].create_index(["deployment_id", "end"], if_not_exists=True)
+        self.db = open_database(self.path)
+        with immediate(self.db):
+            if TABLE not in self.db.table_names():
+                self.db[TABLE].create(_COLUMNS, pk="id", if_not_exists=True)
+                self.db[TABLE].create_index(["deployment_id", "end"], if_not_exists=True)
 
     def add(
         self,
