@@ -160,6 +160,12 @@ class RedisConfig(Strict):
     prefix: str = "portal-ops"
 
 
+class UIConfig(Strict):
+    """The control room's defaults; ``--theme`` and ``$PORTAL_OPS_THEME`` win over them."""
+
+    theme: str | None = None  # portal-dark, portal-light, portal-high-contrast, ansi-dark...
+
+
 class StateConfig(Strict):
     dir: str | None = None
 
@@ -173,6 +179,7 @@ class Config(Strict):
     load_balancer: LoadBalancerConfig = Field(default_factory=LoadBalancerConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    ui: UIConfig = Field(default_factory=UIConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     flags: FlagsConfig = Field(default_factory=FlagsConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)

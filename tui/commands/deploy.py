@@ -25,12 +25,22 @@ def _engine(config_path: str | None, quiet: bool, verbose: bool = False) -> Engi
 
 
 def _run(engine: Engine, coro: Any) -> Any:
-    """Run the engine, then give notifications their bounded time to go out."""
+    """Run the engine, publishing its events to the Redis stream for watchers on other
+    machines (when [redis] url is set), then give notifications their bounded time."""
 
     async def main() -> Any:
+        publisher = None
+        if engine.config.redis.url:
+            from backend.feed import RedisPublisher, stream_key
+
+            publisher = RedisPublisher(
+                engine.bus, engine.config.redis.url, stream=stream_key(engine.config.redis.prefix)
+            ).start()
         try:
             return await coro
         finally:
+            if publisher is not None:
+                await publisher.stop()
             notifier = getattr(engine, "notifier", None)
             if notifier is not None:
                 await notifier.aclose()

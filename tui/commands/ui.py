@@ -87,6 +87,7 @@ def ui(
     """
     _environment(fps, watch=False)
     config = load_or_exit(config_path)
+    theme = theme or config.ui.theme
     _check_theme(theme)
     from tui.app import run_control_room
 
@@ -129,6 +130,7 @@ def watch(
     config = None
     if config_path or Path("portal-ops.toml").exists():
         config = load_or_exit(config_path)
+        theme = theme or config.ui.theme
     _check_theme(theme)
     from tui.app import run_control_room
 
