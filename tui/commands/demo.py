@@ -106,27 +106,61 @@ def _print_summary(s: dict) -> None:
 
 
 def _control_room(scenario: str | None) -> None:
-    try:
-        from tui.app import run_control_room
-    except ImportError:
-        click.echo("The control room is not available in this build; running headless.", err=True)
-        _headless(scenario, False, False)
-        return
+    import shutil
     import tempfile
 
     from backend.demo.run import bring_up
+    from tui.app import run_control_room
 
     root = Path(tempfile.mkdtemp(prefix="portal-ops-demo-"))
     click.echo("Building the sandbox and deploying version 1 (a few seconds)...")
-    session = asyncio.run(bring_up(root, scenario))
     try:
-        engine = session.engine()
-        run_control_room(session.config, engine=engine)
+        session = asyncio.run(bring_up(root, scenario))
+        traffic = BackgroundProbe(session.sandbox.url)  # live graphs need live traffic
+        traffic.start()
+        try:
+            code = run_control_room(session.config, engine=session.engine())
+        finally:
+            traffic.stop()
     finally:
-        session.sandbox.stop()
-        import shutil
+        from backend.demo.sandbox import Sandbox
 
+        if (root / "sandbox.json").exists():
+            Sandbox.load(root).stop()
         shutil.rmtree(root, ignore_errors=True)
+    sys.exit(code)
+
+
+class BackgroundProbe:
+    """The demo's load probe on its own thread and event loop, beside the Textual app: the
+    monitor and the health graphs then show real traffic through the load balancer."""
+
+    def __init__(self, url: str, rate: float = 15.0) -> None:
+        import threading
+
+        self.url = url
+        self.rate = rate
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-probe", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        from backend.demo.probe import LoadProbe
+
+        async def main() -> None:
+            probe = LoadProbe(self.url, rate=self.rate, max_seconds=3600)
+            await probe.start()
+            while not self._stop.is_set():
+                await asyncio.sleep(0.2)
+            await probe.stop()
+
+        asyncio.run(main())
 
 
 @demo.command("up")
