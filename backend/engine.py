@@ -33,22 +33,12 @@ from .lock import (
     redis_release,
 )
 from .paths import state_dir
+from .phases import DEPLOY_PHASES
 from .run import PhaseFailed, PhaseResult, Plan, Run
 from .shell import fill, in_dir, q
 from .traffic import batches, health_url, lb_action, run_lb_action, wait_healthy
 from .transport import Host, connect_all, make_host
 
-DEPLOY_PHASES: list[tuple[str, str]] = [
-    ("validate-pre", "Pre-deployment validation"),
-    ("backup", "Backup"),
-    ("flags-prepare", "Feature flag preparation"),
-    ("code", "Code deployment"),
-    ("database", "Database updates"),
-    ("switch", "Switch and restart"),
-    ("validate-post", "Post-deployment validation"),
-    ("rollout", "Gradual feature rollout"),
-    ("finalize", "Finalization"),
-]
 # phases after which the portal has been changed: a failure from here on is rolled back
 FIRST_CHANGING_PHASE = 5
 

@@ -25,6 +25,7 @@ from .journal import process_alive
 from .layout import Layout, parse_probe
 from .lock import LockHolder, new_owner, parse_lock_output, redis_release
 from .paths import state_dir
+from .phases import ROLLBACK_PHASES
 from .run import PhaseFailed, PhaseResult, Plan, Run
 from .shell import fill, in_dir, q
 from .traffic import health_url, lb_action, run_lb_action, wait_healthy
@@ -32,19 +33,6 @@ from .transport import Host, TransportError, connect_all
 
 if TYPE_CHECKING:
     from .engine import Deployment, Engine
-
-ROLLBACK_PHASES: list[tuple[str, str]] = [
-    ("rb-declare", "Declare the incident, take the lock"),
-    ("rb-flags", "Emergency-disable flags"),
-    ("rb-maintenance-on", "Maintenance on"),
-    ("rb-switch", "Switch current to the previous release"),
-    ("rb-database", "Database back"),
-    ("rb-assets", "Assets and caches"),
-    ("rb-restart", "Restart services"),
-    ("rb-maintenance-off", "Maintenance off"),
-    ("rb-verify", "Verify health"),
-    ("rb-report", "Report, notify, release the lock"),
-]
 
 
 class RollbackError(Exception):

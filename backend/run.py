@@ -42,7 +42,7 @@ class Plan:
     deployment_id: str
     release_id: str
     revision: str
-    phase_titles: list[tuple[str, str]]
+    phase_titles: tuple[tuple[str, str], ...]
     commands: list[PlannedCommand] = field(default_factory=list)
     actions: list[PlannedAction] = field(default_factory=list)
 

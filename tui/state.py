@@ -15,31 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from backend.events import Event, Kind
-
-DEPLOY_PHASES: tuple[tuple[str, str], ...] = (
-    ("validate-pre", "Pre-deployment validation"),
-    ("backup", "Backup"),
-    ("flags-prepare", "Feature flag preparation"),
-    ("code", "Code deployment"),
-    ("database", "Database updates"),
-    ("switch", "Switch and restart"),
-    ("validate-post", "Post-deployment validation"),
-    ("rollout", "Gradual feature rollout"),
-    ("finalize", "Finalization"),
-)
-
-ROLLBACK_PHASES: tuple[tuple[str, str], ...] = (
-    ("rb-declare", "Declare the incident, take the lock"),
-    ("rb-flags", "Emergency-disable flags"),
-    ("rb-maintenance-on", "Maintenance on"),
-    ("rb-switch", "Switch current to the previous release"),
-    ("rb-database", "Database back"),
-    ("rb-assets", "Assets and caches"),
-    ("rb-restart", "Restart services"),
-    ("rb-maintenance-off", "Maintenance off"),
-    ("rb-verify", "Verify health"),
-    ("rb-report", "Report, notify, release the lock"),
-)
+from backend.phases import DEPLOY_PHASES, ROLLBACK_PHASES
 
 MAX_SAMPLES = 600  # ten minutes of 1 s samples: more than any graph is wide
 
