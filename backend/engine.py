@@ -107,6 +107,9 @@ class Engine:
         self.bus.set_stamper(self.journal.record)
         self.operator = operator or current_operator()
         self.current: Deployment | None = None
+        from .flags.rollout import RolloutControl
+
+        self.rollout_control = RolloutControl()
 
     def make_hosts(self, names: list[str] | None = None) -> dict[str, Host]:
         chosen = [h for h in self.config.hosts if names is None or h.name in names]
@@ -136,6 +139,19 @@ class Engine:
             return await deployment.execute()
         finally:
             self.current = None
+
+    def pause_rollout(self) -> bool:
+        """Pause the running gradual rollout (phase 8), or resume it; the new state.
+
+        A paused step stays held and health-gated; the next step waits for the resume.
+        """
+        paused = self.rollout_control.toggle()
+        if self.current is not None:
+            self.current.incident(
+                Severity.WARNING if paused else Severity.INFO,
+                f"gradual rollout {'paused' if paused else 'resumed'} by {self.operator}",
+            )
+        return paused
 
     async def plan(self, revision: str | None = None) -> Plan:
         """The dry-run's plan: every command a real run would execute, per host and phase."""

@@ -246,3 +246,36 @@ async def test_an_unpublished_step_stops_the_rollout(state_dir: Path, health: He
         assert result.status == ABORTED and "not published" in result.reason
         flag = service.get("f")
         assert (flag.enabled, flag.percentage) == (False, 100)  # as before the rollout
+
+
+async def test_paused_rollout_holds_its_step_gated_until_resumed(
+    service: FlagService, health: Health
+) -> None:
+    import asyncio
+
+    from backend.flags.rollout import RolloutControl
+
+    control = RolloutControl()
+    seen: list[StepUpdate] = []
+
+    def on_step(update: StepUpdate) -> None:
+        seen.append(update)
+        if update.percentage == 10 and update.status == "started":
+            control.toggle()  # the operator presses pause during the first step
+
+    run = GradualRollout(
+        service, "ui-improvements", [10, 50, 100], 0.3, http_gate([health.url], timeout=2),
+        on_step, check_interval=0.05, control=control,
+    )  # fmt: skip
+    task = asyncio.create_task(run.run())
+    await asyncio.sleep(1.0)  # more than three holds: without the pause it would be done
+    assert not task.done()
+    assert service.get("ui-improvements").percentage == 10
+    assert any(u.status == "paused" for u in seen)
+    hits = health.hits
+    await asyncio.sleep(0.3)
+    assert health.hits > hits  # still gated on health while paused
+    control.toggle()
+    result = await asyncio.wait_for(task, 10)
+    assert result.status == COMPLETED and result.final == (True, 100)
+    assert any(u.status == "resumed" for u in seen)

@@ -326,8 +326,10 @@ class RoomApp(App[int]):
         worker = self.engine_worker
         if name == "rollback" and worker and worker.is_running and worker.name == "rollback":
             return "a rollback is already running"
-        if name == "pause_rollout" and not hasattr(self.engine, "pause_rollout"):
-            return "the engine has no pause/resume API yet; each rollout step is health-gated"
+        if name == "pause_rollout" and not (
+            self.engine_running and worker is not None and worker.name == "deploy"
+        ):
+            return "no deployment of this room is running (phase 8 is where it acts)"
         if name in ("emergency_disable", "flag_step") and self._service() is None:
             return "no flag service configured"
         return None
@@ -569,12 +571,15 @@ class OperatorRoom(RoomApp):
         )
 
     def action_pause_rollout(self) -> None:
-        """Shown disabled (with the reason) until the engine offers pause/resume: a faked
-        pause that the engine does not honour would be worse than none."""
+        """Pause phase 8's gradual rollout (the step in force stays held and health-gated),
+        or resume it; pressed twice so a stray key does neither."""
         if not self._allowed("pause_rollout"):
             return
-        if self._arm("pause", "press p again to pause/resume the rollout"):  # pragma: no cover
-            self.engine.pause_rollout()
+        if self._arm("pause", "press p again to pause/resume the rollout"):
+            paused = self.engine.pause_rollout()
+            self.notify(
+                "rollout paused: the step in force is held" if paused else "rollout resumed"
+            )
 
     # -- flags ----------------------------------------------------------------------------
 

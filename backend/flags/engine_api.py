@@ -86,6 +86,7 @@ async def run_release_rollout(deployment: Deployment, gate: Gate | None = None) 
                 gate_timeout=cfg.gate_timeout,
                 reason=f"deployment {deployment.deployment_id} phase 8",
                 deployment_id=deployment.deployment_id,
+                control=deployment.engine.rollout_control,
             )
             result = await rollout.run()
             if not result.ok:

@@ -110,6 +110,22 @@ class RolloutResult:
 StepCallback = Callable[[StepUpdate], Any]
 
 
+class RolloutControl:
+    """Pause and resume of a running rollout, from the control room.
+
+    While paused, the current step keeps being held and health-checked (a step that turns
+    unhealthy still steps back), but the next step does not start until resumed.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+
+    def toggle(self) -> bool:
+        """Pause a running rollout, or resume a paused one; returns the new paused state."""
+        self.paused = not self.paused
+        return self.paused
+
+
 class GradualRollout:
     def __init__(
         self,
@@ -125,6 +141,7 @@ class GradualRollout:
         operator: Operator | None = None,
         reason: str = "",
         deployment_id: str | None = None,
+        control: RolloutControl | None = None,
     ) -> None:
         """Validated here, so bad input fails before anything changes."""
         self.service = service
@@ -139,6 +156,7 @@ class GradualRollout:
         self.operator = operator
         self.reason = reason
         self.deployment_id = deployment_id
+        self.control = control or RolloutControl()
 
     async def run(self) -> RolloutResult:
         flag = self.service.get(self.name)  # UnknownFlagError before anything changes
@@ -224,6 +242,7 @@ class GradualRollout:
         """Hold the step, checking health every ``interval``; 'passed', 'failed' or 'aborted'."""
         start = time.monotonic()
         deadline = start + self.hold
+        said_paused = False
         while True:
             remaining = deadline - time.monotonic()
             if remaining > 0:
@@ -242,6 +261,15 @@ class GradualRollout:
             await self._emit(pct, "check", why, held)
             if not ok:
                 return "failed", why
+            if self.control.paused:  # hold this step (still gated) until resumed
+                deadline = max(deadline, time.monotonic() + self.interval)
+                if not said_paused:
+                    await self._emit(pct, "paused", "paused by the operator; held and gated")
+                said_paused = True
+                continue
+            if said_paused:
+                await self._emit(pct, "resumed", "resumed by the operator")
+                said_paused = False
             if time.monotonic() >= deadline:
                 return "passed", f"held {held:.1f}s, healthy ({why})"
 

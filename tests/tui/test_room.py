@@ -123,7 +123,7 @@ async def test_help_and_palette_come_from_the_registry(room: Room) -> None:
         assert isinstance(app.screen, HelpScreen)
         assert [a.id for a in app.screen.actions] == [a.id for a in ACTIONS]
         text = " ".join(str(s.render()) for s in app.screen.query(".help-text"))
-        assert "unavailable now" in text  # pause: the engine has no pause API, and says so
+        assert "unavailable now" in text  # pause: nothing to pause in this room, and says so
         await pilot.press("escape")
         provider = ActionCommands(app.screen)
         hits = [str(hit.text) async for hit in provider.search("rollback")]
