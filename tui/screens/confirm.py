@@ -27,8 +27,27 @@ class _Dialog(ModalScreen[object]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
 
-class ConfirmDeploy(_Dialog):
+
+class _YesNoDialog(_Dialog):
+    """A plain yes/no: focus starts on #cancel; ``y`` (action_confirm) or #confirm dismisses
+    True. Subclasses bind ``y`` and name the buttons."""
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#confirm")
+    def _confirm(self) -> None:
+        self.dismiss(True)
+
+
+class ConfirmDeploy(_YesNoDialog):
     """The dry-run summary, then an explicit yes."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -51,20 +70,6 @@ class ConfirmDeploy(_Dialog):
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button("Deploy", id="confirm", variant="primary", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
-
-    def action_confirm(self) -> None:
-        self.dismiss(True)
-
-    @on(Button.Pressed, "#confirm")
-    def _confirm(self) -> None:
-        self.dismiss(True)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
 
 
 @dataclass(frozen=True)
@@ -121,10 +126,6 @@ class ConfirmRollback(_Dialog):
     def _confirm(self) -> None:
         self._try_confirm()
 
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
-
     def _try_confirm(self) -> None:
         typed = self.query_one("#typed-id", Input).value.strip()
         problem = self.query_one("#problem", Label)
@@ -173,10 +174,6 @@ class ReasonPrompt(_Dialog):
             return
         self.dismiss(reason)
 
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
-
 
 QUIT_WHILE_RUNNING = (
     "portal-ops owns this run: quitting now cancels {what} {id} where it stands."
@@ -185,7 +182,7 @@ QUIT_WHILE_RUNNING = (
 )
 
 
-class ConfirmQuit(_Dialog):
+class ConfirmQuit(_YesNoDialog):
     """Quitting while this room runs a deployment or rollback: say exactly what happens."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -210,17 +207,3 @@ class ConfirmQuit(_Dialog):
             with Horizontal(classes="buttons"):
                 yield Button("Stay", id="cancel", variant="primary", compact=True)
                 yield Button("Quit and cancel", id="confirm", variant="error", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
-
-    def action_confirm(self) -> None:
-        self.dismiss(True)
-
-    @on(Button.Pressed, "#confirm")
-    def _confirm(self) -> None:
-        self.dismiss(True)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
