@@ -291,9 +291,7 @@ class FlagService:
             raise FlagError(f"flag {name!r} already exists")
         flag = Flag(name=name, description=description, stickiness=stickiness, group=group)
         stored, entry = self.store.create(flag, self._who(operator), reason, deployment_id)
-        if entry is None:
-            return self._unchanged(name, "create", stored.to_json())
-        return self._committed(entry, "upsert", stored.to_json())
+        return self._upserted(name, "create", stored, entry)
 
     def delete(
         self,
@@ -389,9 +387,7 @@ class FlagService:
         _, after, entry = self.store.set_override(
             name, kind, ident, value, self._who(operator), reason, deployment_id
         )
-        if entry is None:
-            return self._unchanged(name, f"override-{kind}", after.to_json())
-        return self._committed(entry, "upsert", after.to_json())
+        return self._upserted(name, f"override-{kind}", after, entry)
 
     def emergency_disable(
         self, reason: str, operator: Operator | None = None, deployment_id: str | None = None
@@ -500,9 +496,14 @@ class FlagService:
         _, after, entry = self.store.update(
             name, action, self._who(operator), reason, deployment_id, **fields
         )
+        return self._upserted(name, action, after, entry)
+
+    def _upserted(self, name: str, action: str, flag: Flag, entry: AuditEntry | None) -> Change:
+        """The result of a write that leaves ``flag`` stored: unchanged (no ``entry``), or
+        committed and published as an upsert."""
         if entry is None:
-            return self._unchanged(name, action, after.to_json())
-        return self._committed(entry, "upsert", after.to_json())
+            return self._unchanged(name, action, flag.to_json())
+        return self._committed(entry, "upsert", flag.to_json())
 
     def _unchanged(self, name: str, action: str, state: dict[str, Any]) -> Change:
         """Nothing to record; still make sure Redis holds the store's state."""

@@ -266,9 +266,7 @@ class FlagStore:
         """Change ``enabled``/``percentage``/``description``; no entry if nothing changed."""
         now = time.time()
         with self._tx() as conn:
-            before = self._get_in(conn, name)
-            if before is None:
-                raise UnknownFlagError(name)
+            before = self._require_in(conn, name)
             after = replace(before, **fields)
             if after == before:
                 return before, before, None
@@ -304,9 +302,7 @@ class FlagStore:
         """Set (True/False) or clear (None) one company or user override."""
         now = time.time()
         with self._tx() as conn:
-            before = self._get_in(conn, name)
-            if before is None:
-                raise UnknownFlagError(name)
+            before = self._require_in(conn, name)
             current = before.company_overrides if kind == "company" else before.user_overrides
             updated = dict(current)
             if value is None:
@@ -343,9 +339,7 @@ class FlagStore:
     ) -> tuple[Flag, AuditEntry]:
         now = time.time()
         with self._tx() as conn:
-            before = self._get_in(conn, name)
-            if before is None:
-                raise UnknownFlagError(name)
+            before = self._require_in(conn, name)
             conn.execute("DELETE FROM flag_overrides WHERE flag = ?", [name])
             conn.execute("DELETE FROM flags WHERE name = ?", [name])
             entry = self._audit(
@@ -403,6 +397,13 @@ class FlagStore:
             return _flag(dict(row), [dict(o) for o in overrides])
         finally:
             conn.row_factory = None
+
+    def _require_in(self, conn: sqlite3.Connection, name: str) -> Flag:
+        """The stored flag, read inside ``conn``'s transaction; UnknownFlagError if none."""
+        flag = self._get_in(conn, name)
+        if flag is None:
+            raise UnknownFlagError(name)
+        return flag
 
     def _audit(
         self,
