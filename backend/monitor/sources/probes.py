@@ -8,14 +8,13 @@ already in those numbers.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
 
 from ..config import ProbesConfig
 from ..window import Windows
-from . import Recover, Warn
+from . import Recover, Warn, run_every
 
 SOURCE = "probes"
 
@@ -79,11 +78,4 @@ class Prober:
             tally.add(status, ms if status else None)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        interval = self.config.interval_seconds
-        started = loop.time()
-        n = 0
-        while True:
-            await self.probe_once()
-            n = max(n + 1, int((loop.time() - started) / interval) + 1)  # skip missed slots
-            await asyncio.sleep(max(0.0, started + n * interval - loop.time()))
+        await run_every(self.config.interval_seconds, self.probe_once)

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..config import PrometheusConfig
 from ..window import Windows
-from . import Recover, Warn
+from . import Recover, Warn, run_every
 
 SOURCE = "prometheus"
 
@@ -159,11 +159,4 @@ class PrometheusScraper:
         apply_delta(self.windows, self.host, delta)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        interval = self.config.interval_seconds
-        started = loop.time()
-        n = 0
-        while True:
-            await self.scrape_once()
-            n = max(n + 1, int((loop.time() - started) / interval) + 1)  # skip missed slots
-            await asyncio.sleep(max(0.0, started + n * interval - loop.time()))
+        await run_every(self.config.interval_seconds, self.scrape_once)
