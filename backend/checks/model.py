@@ -66,6 +66,11 @@ def skipped(message: str, **kw: Any) -> Outcome:
     return Outcome(Status.SKIPPED, message, **kw)
 
 
+def answered(make: Callable[..., Outcome], url: str, code: int, threshold: str) -> Outcome:
+    """``<url> answered <code>`` as ``make`` (passed, failed, ...) says, the status the value."""
+    return make(f"{url} answered {code}", value=code, unit="HTTP", threshold=threshold)
+
+
 def banded(value: float, warn: float, fail: float, *, higher_is_worse: bool = True) -> Status:
     """pass / warn / fail for a measured value against a warn and a fail threshold."""
     if higher_is_worse:

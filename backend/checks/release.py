@@ -19,7 +19,7 @@ from ..shell import q
 from ..transport import TransportError
 from .config import CommandProbe
 from .context import NO_DIR_EXIT, Context
-from .model import Outcome, Status, check, errored, failed, passed, skipped, warned
+from .model import Outcome, Status, answered, check, errored, failed, passed, skipped, warned
 from .parsers import manifest_paths
 
 _HEX = re.compile(r"[0-9a-f]{7,40}")
@@ -140,12 +140,7 @@ async def version_endpoint(ctx: Context) -> list[Outcome]:
         except httpx.HTTPError as exc:
             return failed(f"no answer from {url}: {exc or type(exc).__name__}", threshold=threshold)
         if not 200 <= response.status_code < 300:
-            return failed(
-                f"{url} answered {response.status_code}",
-                value=response.status_code,
-                unit="HTTP",
-                threshold=threshold,
-            )
+            return answered(failed, url, response.status_code, threshold)
         try:
             data = response.json()
             found = _strings(data)

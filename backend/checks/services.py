@@ -13,7 +13,18 @@ from ..shell import q
 from .access import safe_url
 from .config import CommandProbe
 from .context import LOCAL, Context
-from .model import Outcome, Status, check, errored, failed, passed, skipped, warned, worst
+from .model import (
+    Outcome,
+    Status,
+    answered,
+    check,
+    errored,
+    failed,
+    passed,
+    skipped,
+    warned,
+    worst,
+)
 from .resources import existing_ancestor
 
 Where = Literal["primary", "all", "local"]
@@ -282,20 +293,10 @@ async def app_pool(ctx: Context) -> list[Outcome]:
         threshold = "listen queue 0 or idle workers left"
         response = await ctx.http.get(url)
         if not 200 <= response.status_code < 300:
-            return failed(
-                f"{url} answered {response.status_code}",
-                value=response.status_code,
-                unit="HTTP",
-                threshold=threshold,
-            )
+            return answered(failed, url, response.status_code, threshold)
         stats = pool_stats(response.text)
         if not stats:
-            return passed(
-                f"{url} answered {response.status_code}",
-                value=response.status_code,
-                unit="HTTP",
-                threshold=threshold,
-            )
+            return answered(passed, url, response.status_code, threshold)
         queue = int(stats.get("listen queue", 0))
         idle = int(stats.get("idle processes", 1))
         active = int(stats.get("active processes", 0))
