@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from .engine import Deployment, Engine
 
 
+# post-deployment checks re-run by rb-verify (current, health per host and public, errors)
+VERIFY_CHECKS = ("Q01", "Q02", "Q03", "Q06")
+
+
 class RollbackError(Exception):
     """A rollback that cannot start (unknown deployment, nothing to roll back to...)."""
 
@@ -617,7 +621,38 @@ class RollbackRun(Run):
         releases = sorted({str(self.current.get(n)) for n in self.reachable()})
         if len(releases) > 1:
             raise PhaseFailed(f"hosts are on different releases: {releases}")
-        return f"{len(self.reachable())} host(s) healthy on {releases[0] if releases else '?'}"
+        release = releases[0] if releases else "?"
+        scored = await self.scored_verification(release) if releases else ""
+        return f"{len(self.reachable())} host(s) healthy on {release}{scored}"
+
+    async def scored_verification(self, release: str) -> str:
+        """The post-deployment checks that still mean something after a rollback: every host
+        on the release, healthy per host and through the public URL, and the error rate."""
+        self.note(f"post-deployment checks {', '.join(VERIFY_CHECKS)} against {release}")
+        if self.dry_run:
+            return ""
+        from .checks import run_validation
+
+        report = await run_validation(
+            self.config,
+            "post",
+            hosts={n: self.hosts[n] for n in self.reachable()},
+            deployment_id=self.deployment_id,
+            release=release,
+            only=VERIFY_CHECKS,
+            store_report=False,  # the deployment's own post-deployment report stays as it was
+        )
+        for check in report.checks:
+            self.emit(
+                Kind.STEP_OUTPUT,
+                host=check.host,
+                step="verify",
+                stream="portal-ops",
+                line=f"{check.id} {check.title}: {check.status} {check.message}",
+            )
+        if not report.go:
+            raise PhaseFailed(f"checks after the rollback: {'; '.join(report.reasons[:3])}")
+        return f"; checks {', '.join(VERIFY_CHECKS)} score {report.score:.0f}, go"
 
     # -- 10 ----------------------------------------------------------------------------------
 
