@@ -64,3 +64,15 @@ async def test_phase_9_rule_fires_and_the_deployment_is_rolled_back(
     assert sum(1 for e in events if e.kind == Kind.ROLLBACK_STARTED) == 1
     rows = SampleStore(journal.path).rows(result.deployment_id, phase="monitor")
     assert rows and rows[-1]["verdict"] == "fail"
+    # `show` graphs the monitored windows from the same samples
+    from click.testing import CliRunner
+
+    from backend.demo.sandbox import dump_toml
+    from tui.cli import cli
+
+    config_file = tmp_path / "portal-ops.toml"
+    config_file.write_text(dump_toml(watched))
+    shown = CliRunner().invoke(cli, ["show", result.deployment_id, "--config", str(config_file)])
+    assert shown.exit_code == 0, shown.output
+    assert "health after the switch" in shown.output and "verdict" in shown.output
+    assert "x" in shown.output.split("verdict", 1)[1].splitlines()[0]  # the failing windows

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from backend.events import Kind
+from backend.journal import Journal
 
 from .common import config_option, fail, json_option, load_or_exit, open_journal, print_json
 
@@ -117,6 +118,23 @@ def show(config_path: str | None, deployment_id: str, with_events: bool, as_json
         click.echo(
             f"  rollback  {rb.get('outcome')} in {rb.get('seconds')}s; database: {rb.get('database')}; reason: {rb.get('reason')}"
         )
+    samples = _health_samples(journal, deployment_id)
+    if samples:
+        click.echo(f"  health after the switch ({len(samples)} window(s), all hosts)")
+        for label, key, fmt in (
+            ("p95 ms", "p95", "{:.0f}"),
+            ("errors", "error_rate", "{:.2%}"),
+            ("req/s", "rps", "{:.1f}"),
+        ):
+            values = [r.get(key) for r in samples]
+            known = [v for v in values if v is not None]
+            last = fmt.format(known[-1]) if known else "-"
+            peak = fmt.format(max(known)) if known else "-"
+            click.echo(f"    {label:<7} {sparkline(values)}  last {last}, max {peak}")
+        verdicts = "".join(
+            {"pass": ".", "fail": "x"}.get(r.get("verdict") or "", "?") for r in samples
+        )
+        click.echo(f"    verdict {verdicts}  (. pass, x fail, ? inconclusive)")
     if incidents:
         click.echo("  incidents")
         for i in incidents:
@@ -127,3 +145,28 @@ def show(config_path: str | None, deployment_id: str, with_events: bool, as_json
             click.echo(
                 f"    {e.seq:>6} {_when(e.ts)} {e.run:<8} {e.kind:<20} {e.phase or '':<14} {e.host or '':<10} {e.data.get('line') or e.data.get('status') or ''}"
             )
+
+
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float | None], width: int = 60) -> str:
+    """A one-line graph of the last ``width`` values (blank where a window had no data)."""
+    values = values[-width:]
+    known = [v for v in values if v is not None]
+    top = max(known) if known else 0.0
+    if top <= 0:
+        return "".join(BARS[1] if v is not None else " " for v in values)
+    return "".join(
+        " " if v is None else BARS[max(1, round(v / top * (len(BARS) - 1)))] for v in values
+    )
+
+
+def _health_samples(journal: Journal, deployment_id: str) -> list[dict[str, Any]]:
+    """The monitor's windows for the deployment, in total over all hosts."""
+    from backend.monitor import SampleStore
+
+    try:
+        return SampleStore(journal.path).rows(deployment_id, phase="monitor", host="total")
+    except Exception:  # no samples table yet: nothing monitored
+        return []
