@@ -101,6 +101,9 @@ class ValidationConfig(_Strict):
     timeout: float = Field(20.0, gt=0)  # seconds per check (and per command in it)
     http_timeout: float = Field(5.0, gt=0)  # seconds per HTTP request
     max_sessions_per_host: int = Field(4, ge=1, le=10)  # concurrent commands per connection
+    # concurrent commands over all hosts: 33 checks on 50 hosts at once would otherwise
+    # start ~1,600 remote shells together and time out on the slowest machine
+    max_commands: int = Field(32, ge=1, le=1000)
     ca_file: str | None = None  # extra CA bundle for HTTPS checks (private CAs)
 
     weights: dict[str, float] = Field(default_factory=dict)

@@ -53,6 +53,7 @@ class Context:
     since: float | None = None
     secrets: set[str] = field(default_factory=set)
     _sessions: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _commands: asyncio.Semaphore | None = None
 
     @property
     def vc(self) -> ValidationConfig:
@@ -117,7 +118,9 @@ class Context:
         (OpenSSH allows 10 sessions per connection by default)."""
         host = self.local if name == LOCAL else self.hosts[name]
         sem = self._sessions.setdefault(name, asyncio.Semaphore(self.vc.max_sessions_per_host))
-        async with sem:
+        if self._commands is None:
+            self._commands = asyncio.Semaphore(self.vc.max_commands)
+        async with sem, self._commands:
             return await host.run(command, timeout=timeout or self.timeout, retry_safe=True)
 
     async def each_host(
