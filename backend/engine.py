@@ -24,7 +24,7 @@ from .events import EventBus, Kind, Severity
 from .identity import Operator, current_operator
 from .ids import new_deployment_id
 from .journal import Journal
-from .layout import HostState, Layout, parse_probe, prune_candidates
+from .layout import HostState, parse_probe, prune_candidates
 from .lock import (
     LockHolder,
     new_owner,
@@ -35,8 +35,8 @@ from .lock import (
 from .paths import state_dir
 from .phases import DEPLOY_PHASES
 from .run import PhaseFailed, PhaseResult, Plan, Run
-from .shell import fill, in_dir, q
-from .traffic import batches, health_url, lb_action, run_lb_action, wait_healthy
+from .shell import in_dir, q
+from .traffic import batches
 from .transport import Host, connect_all, make_host
 
 # phases after which the portal has been changed: a failure from here on is rolled back
@@ -223,13 +223,6 @@ class Deployment(Run):
         self.resumed_from = resumed_from or {}
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def layout(self, host: str) -> Layout:
-        return Layout(self.config.deploy_path(self.host_config(host)))
-
-    def cmd(self, step: str, **values: Any) -> str | None:
-        template = recipes.command(self.config, step)
-        return fill(template, **values) if template else None
 
     def release_dir(self, host: str) -> str:
         return self.layout(host).release(self.release_id)
@@ -663,14 +656,6 @@ class Deployment(Run):
         self.handle_host_failures(errors, "code deployment")
         return f"release {self.release_id} prepared on {len(self.active)} host(s)"
 
-    async def step_ok(self, host: str, step: str, command: str, **kw: Any) -> Any:
-        result = await self.sh(host, step, command, **kw)
-        if not result.ok:
-            raise PhaseFailed(
-                f"{host}: {step} exited {result.exit_status}: {result.tail()}", [host]
-            )
-        return result
-
     def handle_host_failures(self, errors: dict[str, BaseException | None], what: str) -> None:
         """Drop failed hosts while within max_fail_percentage; otherwise fail the phase."""
         failed = {n: str(e) for n, e in errors.items() if e}
@@ -789,45 +774,13 @@ class Deployment(Run):
         return f"{len(self.switched)} host(s) live on {self.release_id} in {len(groups)} batch(es)"
 
     async def switch_host(self, name: str) -> None:
-        host = self.host_config(name)
-        layout = self.layout(name)
-        rollout = self.config.rollout
-        env = self.config.portal.env
-        drain = lb_action(self.config, host, "drain")
-        if drain:
-            self.set_host_state(name, "draining", release=self.previous.get(name))
-            self.note(f"load balancer: {drain[0]} {drain[1]} (drain)", name)
-            if not self.dry_run:
-                ok, detail = await run_lb_action(*drain)
-                if not ok:
-                    raise PhaseFailed(f"{name}: drain failed: {detail}", [name])
-                await asyncio.sleep(rollout.drain_seconds)
-        self.set_host_state(name, "switching", release=self.previous.get(name))
-        await self.step_ok(name, "switch", layout.switch(self.release_id), retry_safe=True)
-        self.switched.append(name)
-        self.set_host_state(name, "switched", release=self.release_id)
-        for step in ("reload", "restart_workers"):
-            command = self.cmd(
-                step, release=layout.current, deploy_path=layout.deploy_path, shared=layout.shared
-            )
-            if command:
-                await self.step_ok(name, step, in_dir(layout.current, command, env))
-        url = health_url(self.config, host)
-        if url:
-            self.note(f"wait until {url} answers 2xx (up to {rollout.health_timeout:g}s)", name)
-            if not self.dry_run:
-                ok, detail = await wait_healthy(url, rollout.health_timeout)
-                if not ok:
-                    self.set_host_state(name, "unhealthy", release=self.release_id, error=detail)
-                    raise PhaseFailed(f"{name}: health check failed: {detail}", [name])
-        enable = lb_action(self.config, host, "enable")
-        if enable:
-            self.note(f"load balancer: {enable[0]} {enable[1]} (enable)", name)
-            if not self.dry_run:
-                ok, detail = await run_lb_action(*enable)
-                if not ok:
-                    raise PhaseFailed(f"{name}: enable in load balancer failed: {detail}", [name])
-        self.set_host_state(name, "live", release=self.release_id)
+        await self.cut_over(
+            name,
+            self.release_id,
+            before=self.previous.get(name),
+            strict=True,
+            on_switched=self.switched.append,
+        )
 
     # -- phase 7 -----------------------------------------------------------------------------
 

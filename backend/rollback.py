@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 from . import recipes
 from .events import Event, Kind, Severity
 from .journal import process_alive
-from .layout import Layout, parse_probe
+from .layout import parse_probe
 from .lock import LockHolder, new_owner, parse_lock_output, redis_release
 from .paths import state_dir
 from .phases import ROLLBACK_PHASES
 from .run import PhaseFailed, PhaseResult, Plan, Run
 from .shell import fill, in_dir, q
-from .traffic import health_url, lb_action, run_lb_action, wait_healthy
+from .traffic import health_url, wait_healthy
 from .transport import Host, TransportError, connect_all
 
 if TYPE_CHECKING:
@@ -143,15 +143,8 @@ class RollbackRun(Run):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def layout(self, host: str) -> Layout:
-        return Layout(self.config.deploy_path(self.host_config(host)))
-
     def reachable(self) -> list[str]:
         return [h for h in self.hosts if h not in self.unreachable]
-
-    def cmd(self, step: str, **values: Any) -> str | None:
-        template = recipes.command(self.config, step)
-        return fill(template, **values) if template else None
 
     def lost(self, name: str, exc: BaseException) -> None:
         if name not in self.unreachable:
@@ -409,51 +402,24 @@ class RollbackRun(Run):
         return f"{len(need)} host(s) switched back, {len(settled)} already on target{note}"
 
     async def switch_back(self, name: str) -> None:
-        host = self.host_config(name)
-        layout = self.layout(name)
         target = self.targets[name]
         assert target is not None
-        drain = lb_action(self.config, host, "drain")
-        if drain:
-            self.note(f"load balancer: {drain[0]} {drain[1]} (drain)", name)
-            if not self.dry_run:
-                await run_lb_action(*drain)
-                await asyncio.sleep(self.config.rollout.drain_seconds)
-        result = await self.sh(name, "switch", layout.switch(target), retry_safe=True)
-        if not result.ok:
-            raise PhaseFailed(f"switch back failed: {result.tail()}")
-        self.current[name] = target
-        self.set_host_state(name, "switched", release=target)
-        reload = self.cmd(
-            "reload", release=layout.current, deploy_path=layout.deploy_path, shared=layout.shared
+
+        def switched(host: str) -> None:
+            self.current[host] = target
+
+        await self.cut_over(
+            name,
+            target,
+            before=self.current.get(name),
+            strict=False,  # getting back matters more than a load balancer's answer
+            steps=("reload",),  # workers restart in phase 7, on every host
+            retry=True,
+            on_switched=switched,
         )
-        if reload:
-            result = await self.sh(
-                name,
-                "reload",
-                in_dir(layout.current, reload, self.config.portal.env),
-                retry_safe=True,
-            )
-            if not result.ok:
-                raise PhaseFailed(f"reload failed: {result.tail()}")
-        url = health_url(self.config, host)
-        if url and not self.dry_run:
-            ok, detail = await wait_healthy(url, self.config.rollout.health_timeout)
-            if not ok:
-                raise PhaseFailed(f"unhealthy after switching back: {detail}")
-        await self.ensure_enabled(name)
-        self.set_host_state(name, "live", release=target)
 
     async def ensure_enabled(self, name: str) -> None:
-        enable = lb_action(self.config, self.host_config(name), "enable")
-        if enable:
-            self.note(f"load balancer: {enable[0]} {enable[1]} (enable)", name)
-            if not self.dry_run:
-                ok, detail = await run_lb_action(*enable)
-                if not ok:
-                    self.incident(
-                        Severity.ERROR, f"{name}: could not enable in the load balancer: {detail}"
-                    )
+        await self.load_balancer(name, "enable", strict=False)
 
     # -- 5 -----------------------------------------------------------------------------------
 

@@ -14,8 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import recipes
 from .config import Config, HostConfig
 from .events import Event, EventBus, Kind, Severity
+from .layout import Layout
+from .shell import fill, in_dir
+from .traffic import health_url, lb_action, run_lb_action, wait_healthy
 from .transport import CommandResult, Host, TransportError
 
 
@@ -183,6 +187,23 @@ class Run:
     def host_config(self, name: str) -> HostConfig:
         return self.config.host(name)
 
+    def layout(self, host: str) -> Layout:
+        return Layout(self.config.deploy_path(self.host_config(host)))
+
+    def cmd(self, step: str, **values: Any) -> str | None:
+        """The configured (or recipe) command of ``step``, placeholders filled and quoted."""
+        template = recipes.command(self.config, step)
+        return fill(template, **values) if template else None
+
+    async def step_ok(self, host: str, step: str, command: str, **kw: Any) -> CommandResult:
+        """``sh``, and a non-zero exit status fails the phase on this host, saying why."""
+        result = await self.sh(host, step, command, **kw)
+        if not result.ok:
+            raise PhaseFailed(
+                f"{host}: {step} exited {result.exit_status}: {result.tail()}", [host]
+            )
+        return result
+
     async def sh(
         self,
         host: str,
@@ -230,6 +251,73 @@ class Run:
             seconds=round(result.seconds, 3),
         )
         return result
+
+    # -- moving one host's traffic ----------------------------------------------------------
+
+    async def cut_over(
+        self,
+        name: str,
+        release: str,
+        *,
+        before: str | None,
+        strict: bool,
+        steps: tuple[str, ...] = ("reload", "restart_workers"),
+        retry: bool = False,
+        on_switched: Callable[[str], Any] | None = None,
+    ) -> None:
+        """Move one host to ``release`` without dropping a request: drain it from the load
+        balancer, switch ``current``, run ``steps`` (reload...), wait until it is healthy,
+        put it back. ``strict``: a load-balancer failure fails the host (a deployment);
+        otherwise it is an incident and the cut-over goes on (a rollback must get back).
+        ``retry``: commands are repeated after a lost connection (a rollback's are)."""
+        layout = self.layout(name)
+        rollout = self.config.rollout
+        if lb_action(self.config, self.host_config(name), "drain"):
+            self.set_host_state(name, "draining", release=before)
+            await self.load_balancer(name, "drain", strict=strict)
+            if not self.dry_run:
+                await asyncio.sleep(rollout.drain_seconds)
+        self.set_host_state(name, "switching", release=before)
+        await self.step_ok(name, "switch", layout.switch(release), retry_safe=True)
+        if on_switched is not None:
+            on_switched(name)
+        self.set_host_state(name, "switched", release=release)
+        for step in steps:
+            command = self.cmd(
+                step, release=layout.current, deploy_path=layout.deploy_path, shared=layout.shared
+            )
+            if command:
+                await self.step_ok(
+                    name,
+                    step,
+                    in_dir(layout.current, command, self.config.portal.env),
+                    retry_safe=retry,
+                )
+        url = health_url(self.config, self.host_config(name))
+        if url:
+            self.note(f"wait until {url} answers 2xx (up to {rollout.health_timeout:g}s)", name)
+            if not self.dry_run:
+                ok, detail = await wait_healthy(url, rollout.health_timeout)
+                if not ok:
+                    self.set_host_state(name, "unhealthy", release=release, error=detail)
+                    raise PhaseFailed(f"{name}: health check failed on {release}: {detail}", [name])
+        await self.load_balancer(name, "enable", strict=strict)
+        self.set_host_state(name, "live", release=release)
+
+    async def load_balancer(self, name: str, action: str, *, strict: bool) -> None:
+        """``drain`` or ``enable`` one host in the load balancer, if one is configured."""
+        target = lb_action(self.config, self.host_config(name), action)
+        if target is None:
+            return
+        self.note(f"load balancer: {target[0]} {target[1]} ({action})", name)
+        if self.dry_run:
+            return
+        ok, detail = await run_lb_action(*target)
+        if ok:
+            return
+        if strict:
+            raise PhaseFailed(f"{name}: {action} in the load balancer failed: {detail}", [name])
+        self.incident(Severity.ERROR, f"{name}: could not {action} in the load balancer: {detail}")
 
     async def on_hosts(
         self,
