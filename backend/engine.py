@@ -313,6 +313,10 @@ class Deployment(Run):
         finally:
             if outcome != "paused" and not (error or "").startswith("interrupted"):
                 await self.close_hosts()
+        if outcome == "succeeded" and self.failed_hosts:
+            # within max_fail_percentage, but not everywhere: say so, and name the hosts
+            outcome = "partial"
+            error = "not deployed on " + ", ".join(sorted(self.failed_hosts))
         return self.finish(outcome, error)
 
     def finish(self, outcome: str, error: str | None) -> DeploymentResult:

@@ -170,3 +170,40 @@ async def test_unlock_clears_a_stale_lock_after_showing_its_holder(sshd, tmp_pat
     assert not (tmp_path / "host-2" / ".portal-ops" / "lock").exists()
     result = await engine_for(cfg).deploy(revision="v2")
     assert result.ok, result.error
+
+
+@pytest.mark.parametrize(("max_fail", "outcome"), [(0, "failed"), (50, "partial")])
+async def test_max_fail_percentage_decides_whether_a_host_failure_stops_the_rest(
+    sshd, tmp_path: Path, max_fail: int, outcome: str
+) -> None:
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo, hosts=3)
+    old = await deploy_v1(cfg)
+    # host-2's install fails for version 2 only
+    cfg["commands"]["install"] = 'case "$PWD" in */host-2/*) grep -q 1 VERSION;; esac'
+    cfg["rollout"]["max_fail_percentage"] = max_fail
+    result = await engine_for(cfg).deploy(revision="v2")
+    assert result.outcome == outcome, result.error
+    assert current(tmp_path, "host-2") == old  # the failed host never switched
+    assert (
+        result.hosts["host-2"]["state"] == "failed" and "install" in result.hosts["host-2"]["error"]
+    )
+    others = {current(tmp_path, h) for h in ("host-1", "host-3")}
+    assert others == ({old} if outcome == "failed" else {result.release})
+    if outcome == "partial":
+        assert "host-2" in (result.error or "")
+
+
+async def test_emergency_flags_are_recorded(sshd, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo, hosts=1)
+    engine = engine_for(cfg)
+    result = await engine.deploy(revision="v1", force=True, skip_validation=True)
+    assert result.ok, result.error
+    row = engine.journal.get_deployment(result.deployment_id)
+    assert row["options"] == {"force": True, "skip_validation": True}
+    events = engine.journal.events(result.deployment_id)
+    warnings = [e.data["message"] for e in events if e.kind == Kind.INCIDENT]
+    assert any("--force --skip-validation" in w for w in warnings)
+    pre = next(p for p in result.phases if p.name == "validate-pre")
+    assert pre.status == "skipped" and "--skip-validation" in pre.detail
