@@ -147,6 +147,7 @@ class RoomApp(App[int]):
         self.caught_up = asyncio.Event()
         self.engine_worker: Worker[Any] | None = None
         self.publisher: Any = None
+        self.notifier: Any = None
         self._feed = feed
         self._armed: dict[str, float] = {}
         self._graphed: tuple[Any, ...] | None = None
@@ -189,6 +190,7 @@ class RoomApp(App[int]):
             self._refresh_flags()
             self.set_interval(FLAG_REFRESH_SECONDS, self._refresh_flags)
         self._start_publisher()
+        self._start_notifier()
 
     def _apply_theme(self, name: str) -> None:
         if name in self.available_themes:
@@ -219,9 +221,20 @@ class RoomApp(App[int]):
             self.engine.bus, self.config.redis.url, stream=stream_key(self.config.redis.prefix)
         ).start()
 
+    def _start_notifier(self) -> None:
+        """A room that runs the engine sends its notifications, like the CLI does."""
+        if self.WATCH or self.engine is None or self.config is None:
+            return
+        from backend.notify import Notifier
+
+        self.notifier = Notifier.from_config(self.config, self.engine.bus)
+        self.notifier.attach(self.engine.bus)
+
     async def on_unmount(self) -> None:
         if self.publisher is not None:
             await self.publisher.stop()
+        if self.notifier is not None:
+            await self.notifier.aclose()
 
     # -- flags --------------------------------------------------------------------------
 
