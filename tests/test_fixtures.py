@@ -155,3 +155,20 @@ def test_operator_is_set() -> None:
 def test_state_dir_is_isolated(state_dir: Path) -> None:
     assert os.environ["PORTAL_OPS_STATE_DIR"] == str(state_dir)
     assert state_dir.is_dir() and not any(state_dir.iterdir())
+
+
+def test_a_stale_pyenv_rehash_lock_is_cleared_but_a_fresh_one_kept(tmp_path, monkeypatch) -> None:
+    import os
+    import time
+
+    from tests.fixtures.sshd import clear_stale_shell_locks
+
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    lock = tmp_path / "shims" / ".pyenv-shim"
+    lock.parent.mkdir()
+    lock.write_text("")
+    assert clear_stale_shell_locks() == []  # fresh: a rehash may be running right now
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    assert clear_stale_shell_locks() == [lock]
+    assert not lock.exists()
