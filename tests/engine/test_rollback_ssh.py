@@ -154,3 +154,35 @@ async def test_sigkill_then_rollback_restores_everything(sshd, tmp_path: Path) -
     assert_consistent(tmp_path, old, db)
     row = engine.journal.get_deployment(deployment_id)
     assert row["status"] == "finished" and row["outcome"] == "rolled_back"
+
+
+async def test_dump_policy_restores_only_a_verified_dump(sshd, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(
+        sshd,
+        tmp_path,
+        repo,
+        portal={**ssh_config(sshd, tmp_path, repo)["portal"], "database_rollback": "dump"},
+    )
+    old = await deploy_v1(cfg)
+    db_before = (tmp_path / "db.txt").read_text()
+    deployed = await engine_for(cfg).deploy(revision="v2")
+    assert deployed.ok, deployed.error
+    assert (tmp_path / "db.txt").read_text() != db_before  # v2 migrated
+    dump = tmp_path / "host-1" / ".portal-ops" / "backups" / deployed.deployment_id / "db.dump"
+    good = dump.read_bytes()
+    dump.write_bytes(good + b"garbage\n")  # corrupt: its checksum no longer matches
+    engine = engine_for(cfg)
+    refused = await engine.rollback(deployed.deployment_id, "restore the dump")
+    assert refused.outcome == "partial" and "corrupt" in refused.database
+    assert (tmp_path / "db.txt").read_text() != db_before  # garbage was NOT restored
+    critical = [
+        e.data["message"]
+        for e in engine.journal.events(deployed.deployment_id)
+        if e.kind == Kind.INCIDENT and e.data.get("severity") == "critical"
+    ]
+    assert any("NOT restored" in m for m in critical)
+    dump.write_bytes(good)  # the verified dump is back: a second rollback converges
+    again = await engine_for(cfg).rollback(deployed.deployment_id, "again")
+    assert again.outcome == "succeeded", again.to_dict()
+    assert_consistent(tmp_path, old, db_before)
