@@ -455,7 +455,7 @@ class Deployment(Run):
         await self.on_hosts(list(self.lock_taken), one)
         self.lock_taken = []
         try:
-            redis_release(self.config, token)
+            await asyncio.to_thread(redis_release, self.config, token)  # never block the loop
         except Exception as exc:  # Redis down: the host locks are the authority
             self.incident(Severity.WARNING, f"could not release the Redis lock: {exc}")
         self.emit(Kind.LOCK, action="released", holder=self.lock_owner | {"token": "…"})
@@ -535,7 +535,7 @@ class Deployment(Run):
                 raise PhaseFailed(f"deploy lock is {holder.describe()}; see `portal-ops unlock`")
             self.lock_taken.append(name)
         try:
-            held = redis_acquire(self.config, self.lock_owner)
+            held = await asyncio.to_thread(redis_acquire, self.config, self.lock_owner)
         except Exception as exc:
             self.incident(Severity.WARNING, f"Redis lock unavailable ({exc}); host locks hold")
             held = None

@@ -642,7 +642,7 @@ class RollbackRun(Run):
             await self.each(finish)
         if not self.dry_run:
             try:
-                redis_release(self.config, self.lock_token)
+                await asyncio.to_thread(redis_release, self.config, self.lock_token)
             except Exception as exc:
                 self.incident(Severity.WARNING, f"could not release the Redis lock: {exc}")
             self.emit(Kind.LOCK, action="released", holder={"deployment_id": self.deployment_id})
