@@ -186,3 +186,28 @@ async def test_dump_policy_restores_only_a_verified_dump(sshd, tmp_path: Path) -
     again = await engine_for(cfg).rollback(deployed.deployment_id, "again")
     assert again.outcome == "succeeded", again.to_dict()
     assert_consistent(tmp_path, old, db_before)
+
+
+async def test_on_failure_pause_keeps_the_lock_and_says_how_to_go_on(sshd, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    base = ssh_config(sshd, tmp_path, repo)
+    cfg = ssh_config(sshd, tmp_path, repo, portal={**base["portal"], "on_failure": "pause"})
+    old = await deploy_v1(cfg)
+    db = (tmp_path / "db.txt").read_text()
+    cfg["commands"]["reload"] = "grep -q 1 VERSION"  # v2's reload fails after the switch
+    engine = engine_for(cfg)
+    result = await engine.deploy(revision="v2")
+    assert result.outcome == "paused" and result.rollback is None
+    assert (tmp_path / "host-1" / ".portal-ops" / "lock").exists()  # kept for resume/rollback
+    messages = [
+        e.data["message"]
+        for e in engine.journal.events(result.deployment_id)
+        if e.kind == Kind.INCIDENT
+    ]
+    assert any(
+        f"portal-ops resume {result.deployment_id}" in m and "rollback" in m for m in messages
+    )
+    assert engine.journal.get_deployment(result.deployment_id)["outcome"] == "paused"
+    undone = await engine_for(cfg).rollback(result.deployment_id, "operator chose to undo")
+    assert undone.outcome == "succeeded", undone.to_dict()
+    assert_consistent(tmp_path, old, db)
