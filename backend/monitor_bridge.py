@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .engine import Deployment
+    from .deployment import Deployment
 
 
 async def monitoring_window(deployment: Deployment) -> str:

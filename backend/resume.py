@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .engine import DEPLOY_PHASES, DeploymentResult, DeployOptions
+from .deployment import DeploymentResult, DeployOptions
 from .events import Kind
 from .journal import process_alive
+from .phases import DEPLOY_PHASES
 from .rollback import RollbackError, last_checkpoint
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 
 async def resume_deployment(engine: Engine, deployment_id: str) -> DeploymentResult:
-    from .engine import Deployment
+    from .deployment import Deployment
 
     journal = engine.journal
     row = journal.get_deployment(deployment_id)

@@ -32,7 +32,8 @@ from .traffic import health_url, wait_healthy
 from .transport import Host, TransportError, connect_all
 
 if TYPE_CHECKING:
-    from .engine import Deployment, Engine
+    from .deployment import Deployment
+    from .engine import Engine
 
 
 # post-deployment checks re-run by rb-verify (current, health per host and public, errors)

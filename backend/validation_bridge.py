@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from .run import PhaseFailed
 
 if TYPE_CHECKING:
-    from .engine import Deployment
+    from .deployment import Deployment
 
 
 async def run_checks(deployment: Deployment, phase: str) -> str:

@@ -16,7 +16,7 @@ from .rollout import GradualRollout, StepUpdate
 from .service import Change, FlagService
 
 if TYPE_CHECKING:
-    from ..engine import Deployment
+    from ..deployment import Deployment
     from ..rollback import RollbackRun
     from ..run import Run
 

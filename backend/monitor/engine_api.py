@@ -21,7 +21,7 @@ from .runner import Monitor
 from .store import SampleStore
 
 if TYPE_CHECKING:
-    from ..engine import Deployment
+    from ..deployment import Deployment
 
 log = logging.getLogger(__name__)
 

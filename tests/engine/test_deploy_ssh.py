@@ -105,8 +105,14 @@ async def test_second_deploy_is_refused_by_the_lock(sshd, tmp_path: Path) -> Non
     cfg = ssh_config(sshd, tmp_path, repo)
     await deploy_v1(cfg)
     cfg["commands"]["install"] = "sleep 2"
+    journal = engine_for(cfg).journal
+    mark = journal.last_seq()
     first = asyncio.create_task(engine_for(cfg).deploy(revision="v2"))
-    await asyncio.sleep(1.0)
+    for _ in range(300):  # until the first deployment holds the lock (not a fixed sleep)
+        await asyncio.sleep(0.1)
+        if any(e.kind == Kind.LOCK and e.data.get("action") == "acquired"
+               for e in journal.events(after_seq=mark)):  # fmt: skip
+            break
     second = await engine_for(cfg).deploy(revision="v2")
     assert second.outcome == "failed"
     assert "deploy lock is held" in (second.error or "")

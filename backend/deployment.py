@@ -1,0 +1,755 @@
+"""One deployment: the nine phases of the strategy, on one or many hosts.
+
+Phases (DESIGN.md): 1 pre-deployment validation, 2 backup, 3 feature flag preparation,
+4 code deployment, 5 database updates, 6 switch and restart (batches, canary first),
+7 post-deployment validation, 8 gradual feature rollout, 9 finalization. Each phase is a
+method; every command goes through :meth:`Run.sh`, so a dry-run walks this same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import recipes
+from .events import Kind, Severity
+from .layout import HostState, parse_probe, prune_candidates
+from .lock import LockHolder, new_owner, parse_lock_output, redis_acquire, redis_release
+from .paths import state_dir
+from .phases import DEPLOY_PHASES
+from .run import PhaseFailed, PhaseResult, Plan, Run
+from .shell import in_dir, q
+from .traffic import batches
+from .transport import connect_all
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+# phases after which the portal has been changed: a failure from here on is rolled back
+FIRST_CHANGING_PHASE = 5
+
+
+@dataclass
+class DeployOptions:
+    revision: str | None = None
+    dry_run: bool = False
+    force: bool = False
+    skip_validation: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"force": self.force, "skip_validation": self.skip_validation}
+
+
+@dataclass
+class DeploymentResult:
+    deployment_id: str
+    outcome: str  # succeeded | failed | rolled_back | partial | paused
+    phases: list[PhaseResult]
+    hosts: dict[str, dict[str, Any]]
+    release: str
+    revision: str
+    seconds: float
+    error: str | None = None
+    dry_run: bool = False
+    plan: Plan | None = None
+    rollback: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "succeeded"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "deployment_id": self.deployment_id,
+            "outcome": self.outcome,
+            "release": self.release,
+            "revision": self.revision,
+            "seconds": round(self.seconds, 3),
+            "dry_run": self.dry_run,
+            "error": self.error,
+            "phases": [p.to_dict() for p in self.phases],
+            "hosts": self.hosts,
+            "rollback": self.rollback,
+        }
+        out.update(self.extra)
+        return out
+
+
+class Deployment(Run):
+    kind = "deploy"
+
+    def __init__(
+        self,
+        engine: Engine,
+        deployment_id: str,
+        release_id: str,
+        options: DeployOptions,
+        *,
+        resumed_from: dict[str, Any] | None = None,
+    ) -> None:
+        config = engine.config
+        revision = options.revision or config.portal.revision
+        plan = Plan(deployment_id, release_id, revision, DEPLOY_PHASES)
+        super().__init__(
+            config,
+            engine.bus,
+            deployment_id,
+            engine.make_hosts(),
+            dry_run=options.dry_run,
+            plan=plan,
+        )
+        self.engine = engine
+        self.release_id = release_id
+        self.revision = revision
+        self.options = options
+        self.resolved_revision = ""
+        self.states: dict[str, HostState] = {}
+        self.previous: dict[str, str | None] = {}
+        self.active: list[str] = [h.name for h in config.hosts]
+        self.failed_hosts: dict[str, str] = {}
+        self.switched: list[str] = []
+        self.migrations_applied = 0
+        self.pending_before: int | None = None
+        self.switch_started: float | None = None
+        self.lock_owner = new_owner(deployment_id, engine.operator, os.getpid())
+        self.lock_taken: list[str] = []
+        self.backups: dict[str, Any] = {}
+        self.started = time.time()
+        self.rollback_summary: dict[str, Any] | None = None
+        self.resumed_from = resumed_from or {}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def release_dir(self, host: str) -> str:
+        return self.layout(host).release(self.release_id)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """What resume and rollback need to know, journaled at the end of every phase."""
+        return {
+            "release": self.release_id,
+            "revision": self.resolved_revision or self.revision,
+            "previous": self.previous,
+            "switched": self.switched,
+            "active": self.active,
+            "failed_hosts": self.failed_hosts,
+            "migrations_applied": self.migrations_applied,
+            "pending_before": self.pending_before,
+            "backups": self.backups,
+            "lock_token": self.lock_owner["token"],
+        }
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def execute(self, start_at: int = 1) -> DeploymentResult:
+        if start_at == 1:
+            self.emit(
+                Kind.DEPLOYMENT_STARTED,
+                target=self.config.portal.name,
+                revision=self.revision,
+                release=self.release_id,
+                operator=self.engine.operator.to_dict(),
+                hosts=[h.name for h in self.config.hosts],
+                options=self.options.to_dict(),
+                dry_run=self.dry_run,
+                pid=os.getpid(),
+            )
+            if self.options.force or self.options.skip_validation:
+                self.incident(
+                    Severity.WARNING,
+                    "emergency deployment: "
+                    + " ".join(
+                        f
+                        for f, on in (
+                            ("--force", self.options.force),
+                            ("--skip-validation", self.options.skip_validation),
+                        )
+                        if on
+                    ),
+                    operator=str(self.engine.operator),
+                )
+        outcome, error = "succeeded", None
+        bodies = [
+            self.phase_validate_pre,
+            self.phase_backup,
+            self.phase_flags_prepare,
+            self.phase_code,
+            self.phase_database,
+            self.phase_switch,
+            self.phase_validate_post,
+            self.phase_rollout,
+            self.phase_finalize,
+        ]
+        try:
+            if start_at > 1:
+                await self.reconnect_for_resume()
+            for number, ((name, title), body) in enumerate(
+                zip(DEPLOY_PHASES, bodies, strict=True), 1
+            ):
+                if number < start_at:
+                    continue
+                result = await self.timed_phase(number, name, title, body)
+                self.emit(
+                    Kind.HOST_STATE, host=None, state="checkpoint", checkpoint=self.checkpoint()
+                )
+                if result.status == "failed":
+                    error = f"phase {number} ({title}) failed: {result.detail}"
+                    outcome = await self.on_failure(number, result)
+                    break
+        except asyncio.CancelledError:
+            outcome, error = "failed", "interrupted: portal-ops was stopped during the deployment"
+            self.incident(
+                Severity.ERROR,
+                f"{self.deployment_id} interrupted; the lock is kept. Continue with"
+                f" `portal-ops resume {self.deployment_id}` or undo with"
+                f" `portal-ops rollback {self.deployment_id}`",
+            )
+            await self.close_hosts()
+            self.finish(outcome, error)
+            raise
+        finally:
+            if outcome != "paused" and not (error or "").startswith("interrupted"):
+                await self.close_hosts()
+        if outcome == "succeeded" and self.failed_hosts:
+            # within max_fail_percentage, but not everywhere: say so, and name the hosts
+            outcome = "partial"
+            error = "not deployed on " + ", ".join(sorted(self.failed_hosts))
+        return self.finish(outcome, error)
+
+    def finish(self, outcome: str, error: str | None) -> DeploymentResult:
+        hosts = {
+            name: {
+                "release": self.host_state.get(name, {}).get("release") or self.previous.get(name),
+                "state": self.host_state.get(name, {}).get("state", "pending"),
+                "previous": self.previous.get(name),
+                **({"error": self.failed_hosts[name]} if name in self.failed_hosts else {}),
+            }
+            for name in (h.name for h in self.config.hosts)
+        }
+        result = DeploymentResult(
+            deployment_id=self.deployment_id,
+            outcome=outcome,
+            phases=self.phase_results,
+            hosts=hosts,
+            release=self.release_id,
+            revision=self.resolved_revision or self.revision,
+            seconds=time.time() - self.started,
+            error=error,
+            dry_run=self.dry_run,
+            plan=self.plan if self.dry_run else None,
+            rollback=self.rollback_summary,
+        )
+        summary = result.to_dict()
+        self.phase = ""
+        self.emit(
+            Kind.DEPLOYMENT_FINISHED,
+            outcome=outcome,
+            seconds=round(result.seconds, 3),
+            error=error,
+            switched=self.switched,
+            summary=summary,
+        )
+        if outcome == "paused":
+            self.engine.journal.update_deployment(
+                self.deployment_id, outcome="paused", summary=summary
+            )
+        else:
+            self.engine.journal.finish_deployment(self.deployment_id, outcome, summary)
+        return result
+
+    async def close_hosts(self) -> None:
+        await asyncio.gather(*(h.close() for h in self.hosts.values()), return_exceptions=True)
+
+    async def on_failure(self, number: int, result: PhaseResult) -> str:
+        """Stop with the live release untouched (before the switch), or roll back / pause."""
+        switched = ", ".join(self.switched) or "none"
+        if self.dry_run:
+            return "failed"
+        if number < FIRST_CHANGING_PHASE:
+            await self.abandon_release()
+            await self.release_lock()
+            self.incident(
+                Severity.ERROR,
+                f"deployment stopped in phase {number} ({result.title}); the live release is"
+                f" untouched on every host. {result.detail}",
+            )
+            return "failed"
+        if self.config.portal.on_failure == "pause":
+            self.incident(
+                Severity.CRITICAL,
+                f"deployment paused after phase {number} ({result.title}) failed: {result.detail}."
+                f" Hosts already switched: {switched}. The lock is kept. Continue with"
+                f" `portal-ops resume {self.deployment_id}` or undo with"
+                f" `portal-ops rollback {self.deployment_id}`.",
+            )
+            return "paused"
+        self.incident(
+            Severity.CRITICAL,
+            f"phase {number} ({result.title}) failed: {result.detail}."
+            + (
+                ""
+                if "already switched" in result.detail
+                else f" Hosts already switched: {switched}."
+            )
+            + " Rolling back automatically.",
+        )
+        from .rollback import RollbackRun
+
+        rollback = RollbackRun.from_deployment(
+            self,
+            reason=f"automatic: phase {number} ({result.title}) failed: {result.detail}",
+            # a monitor rule that fired says which rule, its values and its window
+            trigger=getattr(self, "monitor_trigger", None)
+            or {"kind": "failure", "phase": result.name, "detail": result.detail},
+        )
+        rb = await rollback.execute()
+        self.rollback_summary = rb.to_dict()
+        if rb.outcome == "succeeded":
+            for name in self.active:
+                self.host_state.setdefault(name, {}).update(
+                    state="rolled_back", release=rb.hosts.get(name, {}).get("release")
+                )
+            return "rolled_back"
+        return "partial" if rb.outcome == "partial" else "failed"
+
+    async def abandon_release(self) -> None:
+        """A release that never went live: remove its unfinished folder and log it failed, so
+        it is never a rollback candidate nor counted among the releases kept."""
+
+        async def one(name: str) -> None:
+            layout = self.layout(name)
+            entry = self.log_entry("failed")
+            await self.sh(
+                name,
+                "abandon",
+                f"{layout.remove_releases([self.release_id])}; {layout.log_release(entry)}",
+            )
+
+        await self.on_hosts([h for h in self.active if h in self.hosts], one)
+
+    def log_entry(self, state: str) -> dict[str, Any]:
+        return {
+            "release": self.release_id,
+            "deployment_id": self.deployment_id,
+            "revision": self.resolved_revision or self.revision,
+            "state": state,
+            "at": time.time(),
+            "operator": str(self.engine.operator),
+        }
+
+    async def release_lock(self) -> None:
+        if self.dry_run:
+            for name in self.active:
+                await self.sh(
+                    name, "unlock", self.layout(name).lock_release(self.lock_owner["token"])
+                )
+            return
+        token = self.lock_owner["token"]
+
+        async def one(name: str) -> None:
+            await self.sh(name, "unlock", self.layout(name).lock_release(token), retry_safe=True)
+
+        await self.on_hosts(list(self.lock_taken), one)
+        self.lock_taken = []
+        try:
+            await asyncio.to_thread(redis_release, self.config, token)  # never block the loop
+        except Exception as exc:  # Redis down: the host locks are the authority
+            self.incident(Severity.WARNING, f"could not release the Redis lock: {exc}")
+        self.emit(Kind.LOCK, action="released", holder=self.lock_owner | {"token": "…"})
+
+    async def reconnect_for_resume(self) -> None:
+        failures = await connect_all(list(self.hosts.values()))
+        if failures:
+            raise PhaseFailed(
+                "cannot resume: " + "; ".join(str(e) for e in failures.values()), list(failures)
+            )
+
+    # -- phase 1 -----------------------------------------------------------------------------
+
+    async def phase_validate_pre(self) -> str:
+        self.note(
+            f"connect to {len(self.hosts)} host(s), verify host keys, read each host's release state"
+        )
+        failures = await connect_all(list(self.hosts.values()))
+        if failures:
+            for name, exc in failures.items():
+                self.set_host_state(name, "unreachable", error=str(exc))
+            raise PhaseFailed(
+                "unreachable: " + "; ".join(str(e) for e in failures.values()), list(failures)
+            )
+
+        async def probe(name: str) -> None:
+            layout = self.layout(name)
+            result = await self.sh(name, "probe", layout.probe(), readonly=True)
+            state = parse_probe(result.stdout)
+            self.states[name] = state
+            self.previous[name] = state.current
+            self.set_host_state(name, "ready", release=state.current)
+
+        errors = await self.on_hosts(list(self.hosts), probe)
+        if any(errors.values()):
+            raise PhaseFailed("; ".join(str(e) for e in errors.values() if e))
+
+        unfinished = [
+            d
+            for d in self.engine.journal.unfinished(self.config.portal.name)
+            if d["id"] != self.deployment_id
+        ]
+        await self.take_lock()
+        if unfinished and not self.options.force:
+            ids = ", ".join(d["id"] for d in unfinished)
+            raise PhaseFailed(
+                f"unfinished deployment(s) in the journal: {ids}. Resume or roll them back first"
+                " (`portal-ops resume ID`, `portal-ops rollback ID`), or use --force."
+            )
+
+        if self.options.skip_validation:
+            self.note("pre-deployment checks skipped (--skip-validation)")
+            self.incident(Severity.WARNING, "pre-deployment validation skipped (--skip-validation)")
+            return "skipped: --skip-validation (recorded)"
+        from .validation_bridge import run_checks
+
+        return await run_checks(self, "pre")
+
+    async def take_lock(self) -> None:
+        self.note(
+            "take the deploy lock on every host"
+            + (" and in Redis" if self.config.redis.url else "")
+        )
+        if self.dry_run:
+            for name, state in self.states.items():
+                if state.lock:
+                    raise PhaseFailed(f"deploy lock is {LockHolder(name, state.lock).describe()}")
+                await self.sh(name, "lock", self.layout(name).lock_acquire(self.lock_owner))
+            return
+        for name in self.hosts:
+            result = await self.sh(name, "lock", self.layout(name).lock_acquire(self.lock_owner))
+            status, owner = parse_lock_output(result.stdout)
+            if status != "LOCKED":
+                await self.release_lock()
+                holder = LockHolder(name, owner)
+                self.emit(Kind.LOCK, action="refused", holder=owner, host_name=name)
+                raise PhaseFailed(f"deploy lock is {holder.describe()}; see `portal-ops unlock`")
+            self.lock_taken.append(name)
+        try:
+            held = await asyncio.to_thread(redis_acquire, self.config, self.lock_owner)
+        except Exception as exc:
+            self.incident(Severity.WARNING, f"Redis lock unavailable ({exc}); host locks hold")
+            held = None
+        if held is not None:
+            await self.release_lock()
+            raise PhaseFailed(f"deploy lock is {LockHolder('redis', held).describe()}")
+        self.emit(Kind.LOCK, action="acquired", holder=self.lock_owner | {"token": "…"})
+
+    # -- phase 2 -----------------------------------------------------------------------------
+
+    async def phase_backup(self) -> str:
+        done: list[str] = []
+
+        async def code_and_assets(name: str) -> None:
+            current = self.previous.get(name)
+            if not current:
+                self.note("no live release yet: nothing to back up", name)
+                return
+            layout = self.layout(name)
+            bdir = layout.backup_dir(self.deployment_id)
+            parts = [f"mkdir -p {q(bdir)}", f"cd {q(bdir)}"]
+            parts.append(f"tar -C {q(layout.releases)} -czf code.tar.gz {q(current)}")
+            assets = [d for d in self.config.portal.asset_dirs]
+            if assets:
+                base = layout.release(current)
+                present = " ".join(q(a) for a in assets)
+                parts.append(
+                    f"tar -C {q(base)} -czf assets.tar.gz --ignore-failed-read {present} 2>/dev/null || tar -C {q(base)} -czf assets.tar.gz --files-from /dev/null"
+                )
+            parts.append(
+                "sha256sum *.tar.gz > SHA256SUMS && sha256sum -c --quiet SHA256SUMS && cat SHA256SUMS"
+            )
+            result = await self.sh(
+                name,
+                "backup-code",
+                " && ".join(parts[:2]) + " && " + " && ".join(parts[2:]),
+                retry_safe=True,  # rewrites the same files: safe to repeat after a lost link
+            )
+            if not result.ok:
+                raise PhaseFailed(f"{name}: code backup failed: {result.tail()}", [name])
+            self.backups.setdefault("hosts", {})[name] = {
+                "dir": bdir,
+                "sums": result.stdout.strip(),
+            }
+            done.append(name)
+
+        errors = await self.on_hosts(self.active, code_and_assets)
+        failed = [n for n, e in errors.items() if e]
+        if failed:
+            raise PhaseFailed("; ".join(str(errors[n]) for n in failed), failed)
+
+        primary = self.config.primary_host().name
+        db_note = "no database dump command configured"
+        if primary in self.hosts and not self.previous.get(primary):
+            db_note = f"no live release on {primary} yet: no database dump (first deployment)"
+        elif primary in self.hosts and recipes.command(self.config, "db_dump"):
+            layout = self.layout(primary)
+            bdir = layout.backup_dir(self.deployment_id)
+            file = f"{bdir}/db.dump"
+            dump = self.cmd("db_dump", file=file)
+            cwd = layout.current
+            command = (
+                f"mkdir -p {q(bdir)} && {in_dir(cwd, dump or 'false', self.config.portal.env)}"
+                f" && test -s {q(file)} && sha256sum {q(file)} > {q(file + '.sha256')}"
+                f" && sha256sum -c --quiet {q(file + '.sha256')} && cat {q(file + '.sha256')}"
+            )
+            result = await self.sh(primary, "backup-db", command)
+            if not result.ok:
+                raise PhaseFailed(
+                    f"{primary}: database dump failed or empty: {result.tail()}", [primary]
+                )
+            last = (result.stdout.strip().splitlines() or [""])[-1]
+            digest = (last.split() or [""])[0] if not self.dry_run else "(dry-run)"
+            self.backups["database"] = {"host": primary, "file": file, "sha256": digest}
+            db_note = f"database dump on {primary} ({digest[:12]})"
+        return f"code backup on {len(done)} host(s); {db_note}"
+
+    # -- phase 3 -----------------------------------------------------------------------------
+
+    async def phase_flags_prepare(self) -> str:
+        from .flags_bridge import prepare_flags
+
+        return await prepare_flags(self)
+
+    # -- phase 4 -----------------------------------------------------------------------------
+
+    async def phase_code(self) -> str:
+        portal = self.config.portal
+
+        async def prepare(name: str) -> None:
+            layout = self.layout(name)
+            self.set_host_state(name, "preparing", release=self.previous.get(name))
+            await self.step_ok(name, "prepare", layout.prepare_dirs())
+            result = await self.step_ok(
+                name, "fetch", layout.fetch(portal.repository, self.revision, self.release_id)
+            )
+            for line in result.stdout.splitlines():
+                if line.startswith("REVISION="):
+                    self.resolved_revision = line.split("=", 1)[1]
+            await self.step_ok(
+                name,
+                "link_shared",
+                layout.link_shared(self.release_id, portal.shared_dirs, portal.shared_files),
+            )
+            for step in ("install", "build"):
+                command = self.cmd(
+                    step,
+                    release=self.release_dir(name),
+                    deploy_path=layout.deploy_path,
+                    shared=layout.shared,
+                )
+                if command:
+                    await self.step_ok(
+                        name, step, in_dir(self.release_dir(name), command, portal.env)
+                    )
+            await self.step_ok(name, "finish", layout.mark_finished(self.release_id))
+            self.set_host_state(
+                name, "prepared", release=self.previous.get(name), next_release=self.release_id
+            )
+
+        errors = await self.on_hosts(self.active, prepare)
+        self.handle_host_failures(errors, "code deployment")
+        return f"release {self.release_id} prepared on {len(self.active)} host(s)"
+
+    def handle_host_failures(self, errors: dict[str, BaseException | None], what: str) -> None:
+        """Drop failed hosts while within max_fail_percentage; otherwise fail the phase."""
+        failed = {n: str(e) for n, e in errors.items() if e}
+        if not failed:
+            return
+        for name, why in failed.items():
+            self.failed_hosts[name] = why
+            self.set_host_state(name, "failed", release=self.previous.get(name), error=why)
+        total = len(self.config.hosts)
+        percent = 100.0 * len(self.failed_hosts) / total
+        if percent > self.config.rollout.max_fail_percentage or len(failed) == len(self.active):
+            raise PhaseFailed(
+                f"{what} failed on {len(failed)} host(s): " + "; ".join(failed.values()),
+                list(failed),
+            )
+        self.active = [n for n in self.active if n not in failed]
+        self.incident(
+            Severity.WARNING,
+            f"{what} failed on {', '.join(failed)}; continuing without them"
+            f" ({percent:.0f}% failed, max_fail_percentage {self.config.rollout.max_fail_percentage:g})",
+        )
+
+    # -- phase 5 -----------------------------------------------------------------------------
+
+    async def phase_database(self) -> str:
+        primary = self.config.primary_host().name
+        if primary not in self.active:
+            primary = self.active[0]
+        migrate = self.cmd("migrate")
+        if not migrate:
+            self.note("no migrate command configured", primary)
+            return "skipped: no migrate command configured"
+        rel = self.release_dir(primary)
+        env = self.config.portal.env
+        status_cmd = self.cmd("migrate_status")
+        pending_before = None
+        if status_cmd:
+            result = await self.sh(
+                primary, "migrate_status", in_dir(rel, status_cmd, env), readonly=not self.dry_run
+            )
+            pending_before = recipes.parse_pending(result.stdout) if result.ok else None
+            self.pending_before = pending_before
+            if pending_before == 0 and not self.dry_run:
+                return "skipped: no pending migrations"
+        maintenance = self.config.portal.maintenance_during_migrations and self.cmd(
+            "maintenance_on"
+        )
+        if maintenance:
+            live = self.layout(primary).current
+            await self.step_ok(
+                primary, "maintenance_on", in_dir(live, self.cmd("maintenance_on") or "true", env)
+            )
+        try:
+            result = await self.sh(primary, "migrate", in_dir(rel, migrate, env))
+            applied = recipes.parse_applied(result.stdout)
+            if applied is None and status_cmd and pending_before is not None and not self.dry_run:
+                after = await self.sh(
+                    primary, "migrate_status", in_dir(rel, status_cmd, env), readonly=True
+                )
+                pending_after = recipes.parse_pending(after.stdout)
+                if pending_after is not None:
+                    applied = max(0, pending_before - pending_after)
+            if not result.ok and applied is None and status_cmd and pending_before is not None:
+                applied = 0
+            self.migrations_applied = applied or 0
+            self.emit(
+                Kind.STEP_OUTPUT,
+                host=primary,
+                step="migrate",
+                stream="portal-ops",
+                line=f"migrations applied by this deployment: {self.migrations_applied}",
+                migrations_applied=self.migrations_applied,
+            )
+            if not result.ok:
+                raise PhaseFailed(
+                    f"{primary}: migrations failed after applying {self.migrations_applied}: {result.tail()}",
+                    [primary],
+                )
+        finally:
+            if maintenance:
+                live = self.layout(primary).current
+                await self.sh(
+                    primary,
+                    "maintenance_off",
+                    in_dir(live, self.cmd("maintenance_off") or "true", env),
+                )
+        return f"{self.migrations_applied} migration(s) applied on {primary}"
+
+    # -- phase 6 -----------------------------------------------------------------------------
+
+    async def phase_switch(self) -> str:
+        from .monitor_bridge import record_baseline
+
+        baseline = await record_baseline(self)
+        if baseline:
+            self.emit(
+                Kind.STEP_OUTPUT, host=None, step="baseline", stream="portal-ops", line=baseline
+            )
+        self.switch_started = time.time()
+        hosts = [self.host_config(n) for n in self.active]
+        groups = batches(hosts, self.config.rollout.batches)
+        for index, group in enumerate(groups, 1):
+            names = [h.name for h in group]
+            self.note(f"batch {index}/{len(groups)}: {', '.join(names)}")
+            errors = await self.on_hosts(names, self.switch_host)
+            failed = {n: str(e) for n, e in errors.items() if e}
+            if failed:
+                for name, why in failed.items():
+                    self.failed_hosts[name] = why
+                raise PhaseFailed(
+                    f"batch {index}/{len(groups)} failed on {', '.join(failed)}: "
+                    + "; ".join(failed.values())
+                    + f". Hosts already switched: {', '.join(self.switched) or 'none'}",
+                    list(failed),
+                )
+        return f"{len(self.switched)} host(s) live on {self.release_id} in {len(groups)} batch(es)"
+
+    async def switch_host(self, name: str) -> None:
+        await self.cut_over(
+            name,
+            self.release_id,
+            before=self.previous.get(name),
+            strict=True,
+            on_switched=self.switched.append,
+        )
+
+    # -- phase 7 -----------------------------------------------------------------------------
+
+    async def phase_validate_post(self) -> str:
+        from .validation_bridge import run_checks
+
+        return await run_checks(self, "post")
+
+    # -- phase 8 -----------------------------------------------------------------------------
+
+    async def phase_rollout(self) -> str:
+        from .flags_bridge import gradual_rollout
+
+        return await gradual_rollout(self)
+
+    # -- phase 9 -----------------------------------------------------------------------------
+
+    async def phase_finalize(self) -> str:
+        entry = self.log_entry("deployed")
+        pruned: dict[str, list[str]] = {}
+
+        async def finalize(name: str) -> None:
+            layout = self.layout(name)
+            await self.sh(name, "release_log", layout.log_release(entry), retry_safe=True)
+            result = await self.sh(name, "probe", layout.probe(), readonly=True)
+            state = parse_probe(result.stdout)
+            if self.dry_run:
+                state.current = self.release_id
+            protect = {self.release_id} | (
+                {self.previous[name]} if self.previous.get(name) else set()
+            )
+            doomed = prune_candidates(state, self.config.portal.keep_releases, protect)
+            if doomed:
+                await self.sh(name, "prune", layout.remove_releases(doomed))
+            pruned[name] = doomed
+
+        errors = await self.on_hosts(self.active, finalize)
+        problems = [str(e) for e in errors.values() if e]
+        if problems:
+            self.incident(Severity.WARNING, "finalization problems: " + "; ".join(problems))
+        from .monitor_bridge import monitoring_window
+
+        monitor_note = await monitoring_window(self)
+        await self.release_lock()
+        report = self.write_report()
+        removed = sum(len(v) for v in pruned.values())
+        return f"pruned {removed} old release(s); {monitor_note}; report {report}"
+
+    def write_report(self) -> str:
+        if self.dry_run:
+            return "(not written in a dry-run)"
+        directory = state_dir(self.config.state.dir) / "reports"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{self.deployment_id}.json"
+        body = {
+            "deployment_id": self.deployment_id,
+            "target": self.config.portal.name,
+            "release": self.release_id,
+            "revision": self.resolved_revision or self.revision,
+            "operator": self.engine.operator.to_dict(),
+            "phases": [p.to_dict() for p in self.phase_results],
+            "hosts": self.host_state,
+            "migrations_applied": self.migrations_applied,
+            "backups": self.backups,
+        }
+        path.write_text(json.dumps(body, indent=2, default=str))
+        return str(path)
