@@ -426,15 +426,21 @@ class Deployment(Run):
                     raise PhaseFailed(f"deploy lock is {LockHolder(name, state.lock).describe()}")
                 await self.sh(name, "lock", self.layout(name).lock_acquire(self.lock_owner))
             return
-        for name in self.hosts:
+
+        async def one(name: str) -> None:
             result = await self.sh(name, "lock", self.layout(name).lock_acquire(self.lock_owner))
             status, owner = parse_lock_output(result.stdout)
             if status != "LOCKED":
-                await self.release_lock()
-                holder = LockHolder(name, owner)
                 self.emit(Kind.LOCK, action="refused", holder=owner, host_name=name)
-                raise PhaseFailed(f"deploy lock is {holder.describe()}; see `portal-ops unlock`")
+                raise PhaseFailed(f"deploy lock is {LockHolder(name, owner).describe()}", [name])
             self.lock_taken.append(name)
+
+        # every host at once (50 hosts in one round trip); all or none: a refusal anywhere
+        # gives back what was taken, so two racing deploys can never both go on
+        refused = [e for e in (await self.on_hosts(list(self.hosts), one)).values() if e]
+        if refused:
+            await self.release_lock()
+            raise PhaseFailed(f"{refused[0]}; see `portal-ops unlock`")
         try:
             held = await asyncio.to_thread(redis_acquire, self.config, self.lock_owner)
         except Exception as exc:

@@ -123,6 +123,7 @@ class RollbackRun(Run):
         self.connected = connected
         self.started = time.time()
         self.maintenance_on = False
+        self.host_tokens: dict[str, str] = {}  # hosts whose lock we adopted with its own token
 
     @classmethod
     def from_deployment(
@@ -294,28 +295,26 @@ class RollbackRun(Run):
         take it where absent; refuse when another deployment holds it."""
         if self.dry_run:
             return
-        for name in self.reachable():
+        self.lock_token = self.lock_token or self.lock_owner["token"]
+        owner = self.lock_owner | {"token": self.lock_token}
+
+        async def one(name: str) -> None:
             layout = self.layout(name)
-            result = await self.sh(
-                name, "lock", layout.lock_acquire(self.lock_owner), retry_safe=True
-            )
-            status, owner = parse_lock_output(result.stdout)
+            result = await self.sh(name, "lock", layout.lock_acquire(owner), retry_safe=True)
+            status, holder = parse_lock_output(result.stdout)
             if status == "LOCKED":
-                self.lock_token = (
-                    self.lock_owner["token"] if not self.lock_token else self.lock_token
-                )
-                await self.sh(
-                    name,
-                    "lock",
-                    f"printf '%s\\n' {q(json.dumps(self.lock_owner | {'token': self.lock_token}))} > {q(layout.lock_dir + '/owner.json')}",
-                )
-                continue
-            if owner.get("deployment_id") == self.deployment_id:
-                self.lock_token = self.lock_token or owner.get("token", "")
-                continue
+                return
+            if holder.get("deployment_id") == self.deployment_id:  # ours: adopt it
+                self.host_tokens[name] = holder.get("token", self.lock_token)
+                return
             raise PhaseFailed(
-                f"deploy lock is {LockHolder(name, owner).describe()}; see `portal-ops unlock`"
+                f"deploy lock is {LockHolder(name, holder).describe()}; see `portal-ops unlock`"
             )
+
+        errors = await self.each(one)
+        refused = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
+        if refused:
+            raise PhaseFailed("; ".join(refused))
         self.emit(
             Kind.LOCK,
             action="acquired",
@@ -636,8 +635,9 @@ class RollbackRun(Run):
         async def finish(name: str) -> None:
             layout = self.layout(name)
             await self.sh(name, "release_log", layout.log_release(entry), retry_safe=True)
-            if self.lock_token:
-                await self.sh(name, "unlock", layout.lock_release(self.lock_token), retry_safe=True)
+            token = self.host_tokens.get(name, self.lock_token)
+            if token:
+                await self.sh(name, "unlock", layout.lock_release(token), retry_safe=True)
 
         if self.release:
             await self.each(finish)
