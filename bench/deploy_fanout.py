@@ -28,13 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +42,7 @@ from backend.engine import Engine  # noqa: E402
 from backend.journal import Journal  # noqa: E402
 from backend.transport import connect_all  # noqa: E402
 from backend.transport.ssh import SSHHost, SSHOptions  # noqa: E402
+from bench.harness import run_and_report  # noqa: E402
 from tests.engine.helpers import make_repo, ssh_config  # noqa: E402
 from tests.fixtures.sshd import SSHServer  # noqa: E402
 
@@ -149,34 +145,6 @@ async def deploy(sshd: SSHServer, n: int, work: Path) -> dict[str, Any]:
     return out
 
 
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
-
-
-def load() -> str:
-    """Load average and CPU pressure (share of time some task waited for a CPU): the
-    figures are only comparable between runs with a similar load."""
-    try:
-        avg = Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        avg = "?"
-    pressure = "?"
-    try:
-        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-        pressure = first.split()[1].split("=")[1] + "%"
-    except (OSError, IndexError):
-        pass
-    return f"{avg} (CPU pressure avg10 {pressure})"
-
-
 def markdown(fan: list[dict[str, Any]], dep: list[dict[str, Any]], command: str, reps: int) -> str:
     lines = [
         f"### `{command}` on N hosts (best / median of {reps})",
@@ -221,24 +189,12 @@ def main() -> None:
     parser.add_argument("--command", default="true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("PORTAL_OPS_OPERATOR", "bench")
-    work = Path(tempfile.mkdtemp(prefix="portal-ops-bench-fanout-"))
-    load_before = load()
-    started = time.perf_counter()
-    try:
-        out = asyncio.run(main_async(args, work))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    elapsed = time.perf_counter() - started
-    loads = f"before: {load_before}; after: {load()}"
-    if args.json:
-        print(
-            json.dumps({**out, "machine": machine(), "elapsed": elapsed, "load": loads}, indent=2)
-        )
-        return
-    print(f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}; script ran {elapsed:.1f} s")
-    print(f"Load average {loads}\n")
-    print(markdown(out["fanout"], out["deploy"], args.command, args.reps))
+    run_and_report(
+        lambda work: main_async(args, work),
+        prefix="portal-ops-bench-fanout-",
+        as_json=args.json,
+        render=lambda out: markdown(out["fanout"], out["deploy"], args.command, args.reps),
+    )
 
 
 if __name__ == "__main__":

@@ -33,11 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +46,7 @@ from backend.engine import Engine  # noqa: E402
 from backend.events import Kind  # noqa: E402
 from backend.journal import Journal  # noqa: E402
 from backend.rollback import ROLLBACK_PHASES  # noqa: E402
-from bench.deploy_fanout import load, machine  # noqa: E402
+from bench.harness import run_and_report  # noqa: E402
 from tests.engine.helpers import current, make_repo, ssh_config  # noqa: E402
 from tests.fixtures.sshd import SSHServer  # noqa: E402
 
@@ -251,24 +247,12 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("PORTAL_OPS_OPERATOR", "bench")
-    work = Path(tempfile.mkdtemp(prefix="portal-ops-bench-rollback-"))
-    load_before = load()
-    started = time.perf_counter()
-    try:
-        out = asyncio.run(main_async(args, work))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    elapsed = time.perf_counter() - started
-    loads = f"before: {load_before}; after: {load()}"
-    if args.json:
-        print(
-            json.dumps({**out, "machine": machine(), "elapsed": elapsed, "load": loads}, indent=2)
-        )
-        return
-    print(f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}; script ran {elapsed:.1f} s")
-    print(f"Load average {loads}\n")
-    print(markdown(out["manual"], out["failed_check"]))
+    run_and_report(
+        lambda work: main_async(args, work),
+        prefix="portal-ops-bench-rollback-",
+        as_json=args.json,
+        render=lambda out: markdown(out["manual"], out["failed_check"]),
+    )
 
 
 if __name__ == "__main__":
