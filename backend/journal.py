@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -190,9 +189,6 @@ class Journal:
             sql += " LIMIT ?"
             args.append(limit)
         return [_decode_event(r) for r in self.db.query(sql, args)]
-
-    def iter_events(self, deployment_id: str | None = None) -> Iterator[Event]:
-        yield from self.events(deployment_id)
 
     def last_seq(self) -> int:
         row = next(self.db.query("SELECT MAX(seq) AS m FROM events"))

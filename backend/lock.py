@@ -34,12 +34,6 @@ class LockHolder:
         )
 
 
-class LockRefused(Exception):
-    def __init__(self, holder: LockHolder) -> None:
-        self.holder = holder
-        super().__init__(f"deploy lock is {holder.describe()}")
-
-
 def new_owner(deployment_id: str, operator: Operator, pid: int) -> dict[str, Any]:
     return {
         "token": secrets.token_hex(12),
