@@ -271,7 +271,16 @@ class RoomApp(App[int]):
     # -- drawing ------------------------------------------------------------------------
 
     def _drawing_screens(self) -> list[Any]:
-        return [s for s in self.screen_stack if isinstance(s, RoomScreen | FlagsScreen)]
+        """The screens the clock, the feed and the graphs draw on: not one being torn down
+        (the timers can still fire while the app exits and removes the panes; these are
+        Textual's own teardown flags, which its widgets check the same way)."""
+        return [
+            s
+            for s in self.screen_stack
+            if isinstance(s, RoomScreen | FlagsScreen)
+            and not (getattr(s, "_closing", False) or getattr(s, "_pruning", False))
+            and not getattr(self, "_closing", False)
+        ]
 
     def on_room_changed(self, message: RoomChanged) -> None:
         old, self.state = self.state, message.state
