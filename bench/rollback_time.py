@@ -43,9 +43,9 @@ sys.path.insert(0, str(ROOT))
 
 from backend.config import parse_config  # noqa: E402
 from backend.engine import Engine  # noqa: E402
+from backend.engine.rollback import ROLLBACK_PHASES  # noqa: E402
 from backend.events import Kind  # noqa: E402
 from backend.journal import Journal  # noqa: E402
-from backend.rollback import ROLLBACK_PHASES  # noqa: E402
 from bench.harness import run_and_report  # noqa: E402
 from tests.engine.helpers import current, make_repo, ssh_config  # noqa: E402
 from tests.fixtures.sshd import SSHServer  # noqa: E402

@@ -108,7 +108,7 @@ async def test_phase_8_steps_back_and_reports_failure(
 
 
 async def test_rollback_phase_2(state_dir: Path, tmp_path: Path, health: Health) -> None:
-    from backend.rollback import RollbackRun
+    from backend.engine.rollback import RollbackRun
 
     deployment = make_deployment(state_dir, tmp_path, health.url)
     await prepare_release_flags(deployment)

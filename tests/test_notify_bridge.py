@@ -1,7 +1,7 @@
 """The notifier attached to the engine's event stream: the right message at the right time.
 
 Events are emitted exactly as the engine emits them (see backend/events.py and
-backend/run.py), on a bus journaled into a real SQLite journal; receivers are real HTTP
+backend/engine/run.py), on a bus journaled into a real SQLite journal; receivers are real HTTP
 servers on loopback.
 """
 

@@ -17,7 +17,7 @@ from typing import Literal
 import httpx
 
 from ..config import Config, HostConfig
-from ..layout import Layout
+from ..engine.layout import Layout
 from ..shell import q
 from ..transport import CommandResult, CommandTimeout, Host, TransportError
 from .config import CommandProbe, ValidationConfig

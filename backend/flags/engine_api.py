@@ -16,9 +16,9 @@ from .rollout import GradualRollout, StepUpdate
 from .service import Change, FlagService
 
 if TYPE_CHECKING:
-    from ..deployment import Deployment
-    from ..rollback import RollbackRun
-    from ..run import Run
+    from ..engine.deploy import Deployment
+    from ..engine.rollback import RollbackRun
+    from ..engine.run import Run
 
 
 def service_for(run: Deployment | RollbackRun) -> FlagService:
@@ -44,7 +44,7 @@ async def prepare_release_flags(deployment: Deployment) -> int:
 
 def release_gate(deployment: Deployment) -> Gate | None:
     """Every active host's health URL answers 2xx/3xx. None when no host has one."""
-    from ..traffic import health_url
+    from ..engine.traffic import health_url
 
     urls = [
         url

@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from ..engine.run import PhaseFailed
 from ..events import Severity
-from ..run import PhaseFailed
 from .rules import TriggerInfo
 from .runner import Monitor
 from .store import SampleStore
 
 if TYPE_CHECKING:
-    from ..deployment import Deployment
+    from ..engine.deploy import Deployment
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ def rollback_callback(
     config: Config, deployment_id: str | None, bus: EventBus, journal: Journal
 ) -> OnTrigger:
     """``on_trigger`` for the CLI: the engine's rollback of ``deployment_id``, imported
-    lazily (``Engine.rollback``, else a ``backend.rollback.rollback`` coroutine)."""
+    lazily (``Engine.rollback``, else a ``backend.engine.rollback.rollback`` coroutine)."""
 
     async def on_trigger(info: TriggerInfo) -> Any:
         try:
@@ -39,7 +39,7 @@ def rollback_callback(
             raise RollbackUnavailable(f"auto-rollback unavailable: {exc}") from None
         function = getattr(module, "rollback", None)
         if function is None:
-            raise RollbackUnavailable("auto-rollback unavailable: no backend.rollback.rollback")
+            raise RollbackUnavailable("auto-rollback unavailable: no backend.engine.rollback.rollback")
         return await function(config, deployment_id, info.reason, trigger=info.to_dict())
 
     return on_trigger

@@ -8,8 +8,8 @@ from pathlib import Path
 import redis
 
 from backend.config import parse_config
+from backend.engine.lock import redis_key
 from backend.identity import current_operator
-from backend.lock import redis_key
 
 from .helpers import current, make_repo, ssh_config
 from .test_deploy_ssh import deploy_v1, engine_for

@@ -2,7 +2,7 @@
 
 Deterministic: fixed timestamps from ``T0`` (2025-08-01 02:00:00 UTC), fixed values, no
 randomness, so every SVG is the same on every machine (tests pin TZ=UTC). The shapes are
-the engine's own (``backend/engine.py``, ``backend/run.py``, ``backend/rollback.py``,
+the engine's own (``backend/engine/front.py``, ``backend/engine/run.py``, ``backend/engine/rollback.py``,
 ``backend/flags/service.py``): the same events a real deployment writes to the journal.
 """
 

@@ -59,7 +59,7 @@ def warn_unfinished(config: Config) -> None:
         stale = journal.abandoned(config.portal.name)
     except Exception:  # the warning must never stop a command
         return
-    from backend.rollback import last_checkpoint
+    from backend.engine.rollback import last_checkpoint
 
     for row in stale:
         switched = last_checkpoint(journal.events(row["id"])).get("switched") or []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from backend import recipes
-from backend.traffic import batches, health_url
+from backend.engine.traffic import batches, health_url
 
 from .common import config_option, json_option, load_or_exit, print_json
 

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from backend.engine import Engine
-from backend.rollback import RollbackError
+from backend.engine.rollback import RollbackError
 
 from .common import EXIT_FAILED, EXIT_OK, config_option, fail, json_option, load_or_exit, print_json
 from .printer import EventPrinter
@@ -130,7 +130,7 @@ def rollback(
     portal-ops rollback bp-20250801-0200 "Critical issue detected"
     """
     engine = _engine(config_path, quiet=as_json)
-    from backend.rollback import rollback_deployment
+    from backend.engine.rollback import rollback_deployment
 
     try:
         result = _run(

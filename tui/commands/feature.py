@@ -598,6 +598,6 @@ def rollout(
 def _config_health_urls(config: Config | None) -> list[str]:
     if config is None:
         return []
-    from backend.traffic import health_url
+    from backend.engine.traffic import health_url
 
     return [u for h in config.hosts if (u := health_url(config, h))]

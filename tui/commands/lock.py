@@ -8,8 +8,8 @@ import sys
 import click
 
 from backend.engine import Engine
-from backend.layout import Layout
-from backend.lock import read_locks, redis_release
+from backend.engine.layout import Layout
+from backend.engine.lock import read_locks, redis_release
 from backend.transport import connect_all
 
 from .common import EXIT_FAILED, config_option, load_or_exit

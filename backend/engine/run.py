@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import recipes
-from .config import Config, HostConfig
-from .events import Event, EventBus, Kind, Severity
+from .. import recipes
+from ..config import Config, HostConfig
+from ..events import Event, EventBus, Kind, Severity
+from ..shell import fill, in_dir
+from ..transport import CommandResult, Host, TransportError
 from .layout import Layout
-from .shell import fill, in_dir
 from .traffic import health_url, lb_action, run_lb_action, wait_healthy
-from .transport import CommandResult, Host, TransportError
 
 
 @dataclass

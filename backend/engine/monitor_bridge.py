@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .deployment import Deployment
+    from .deploy import Deployment
 
 
 async def monitoring_window(deployment: Deployment) -> str:
@@ -16,7 +16,7 @@ async def monitoring_window(deployment: Deployment) -> str:
     deployment.note(f"watch health for {seconds:g}s; rules may roll back automatically")
     if deployment.dry_run:
         return f"monitoring window of {seconds:g}s would open"
-    from .monitor.engine_api import bake
+    from ..monitor.engine_api import bake
 
     return await bake(deployment, seconds)
 
@@ -29,6 +29,6 @@ async def record_baseline(deployment: Deployment) -> str | None:
     deployment.note(f"record a {monitor.baseline_seconds:g}s health baseline before switching")
     if deployment.dry_run:
         return None
-    from .monitor.engine_api import baseline
+    from ..monitor.engine_api import baseline
 
     return await baseline(deployment)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from .run import PhaseFailed
 
 if TYPE_CHECKING:
-    from .deployment import Deployment
+    from .deploy import Deployment
     from .rollback import RollbackRun
 
 
@@ -19,7 +19,7 @@ async def prepare_flags(deployment: Deployment) -> str:
     deployment.note(f"create release flags off: {', '.join(names)}")
     if deployment.dry_run:
         return f"{len(names)} flag(s) would be created off"
-    from .flags.engine_api import prepare_release_flags
+    from ..flags.engine_api import prepare_release_flags
 
     created = await prepare_release_flags(deployment)
     return f"{len(names)} release flag(s) ready, off ({created} new)"
@@ -37,7 +37,7 @@ async def gradual_rollout(deployment: Deployment) -> str:
     )
     if deployment.dry_run:
         return "rollout would run here"
-    from .flags.engine_api import run_release_rollout
+    from ..flags.engine_api import run_release_rollout
 
     ok, detail = await run_release_rollout(deployment)
     if not ok:
@@ -57,6 +57,6 @@ async def rollback_flags(run: RollbackRun) -> str:
     run.note(f"disable {what}")
     if run.dry_run:
         return f"would disable {what}"
-    from .flags.engine_api import disable_for_rollback
+    from ..flags.engine_api import disable_for_rollback
 
     return await disable_for_rollback(run, names, kill_all)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from .run import PhaseFailed
 
 if TYPE_CHECKING:
-    from .deployment import Deployment
+    from .deploy import Deployment
 
 
 async def run_checks(deployment: Deployment, phase: str) -> str:
@@ -16,7 +16,7 @@ async def run_checks(deployment: Deployment, phase: str) -> str:
     deployment.note(f"run the {phase}-deployment checks (see `portal-ops validate {phase}`)")
     if deployment.dry_run:
         return f"{phase}-deployment checks would run here"
-    from .checks import run_validation
+    from ..checks import run_validation
 
     report = await run_validation(
         deployment.config,

@@ -15,19 +15,19 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import recipes
-from .events import Kind, Severity
+from .. import recipes
+from ..events import Kind, Severity
+from ..paths import state_dir
+from ..phases import DEPLOY_PHASES
+from ..shell import in_dir, q
+from ..transport import connect_all
 from .layout import HostState, parse_probe, prune_candidates
 from .lock import LockHolder, new_owner, parse_lock_output, redis_acquire, redis_release
-from .paths import state_dir
-from .phases import DEPLOY_PHASES
 from .run import PhaseFailed, PhaseResult, Plan, Run
-from .shell import in_dir, q
 from .traffic import batches
-from .transport import connect_all
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .front import Engine
 
 # phases after which the portal has been changed: a failure from here on is rolled back
 FIRST_CHANGING_PHASE = 5

@@ -19,21 +19,21 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import recipes
-from .events import Event, Kind, Severity
-from .journal import process_alive
+from .. import recipes
+from ..events import Event, Kind, Severity
+from ..journal import process_alive
+from ..paths import state_dir
+from ..phases import ROLLBACK_PHASES
+from ..shell import fill, in_dir, q
+from ..transport import Host, TransportError, connect_all
 from .layout import parse_probe
 from .lock import LockHolder, new_owner, parse_lock_output, redis_release
-from .paths import state_dir
-from .phases import ROLLBACK_PHASES
 from .run import PhaseFailed, PhaseResult, Plan, Run
-from .shell import fill, in_dir, q
 from .traffic import health_url, wait_healthy
-from .transport import Host, TransportError, connect_all
 
 if TYPE_CHECKING:
-    from .deployment import Deployment
-    from .engine import Engine
+    from .deploy import Deployment
+    from .front import Engine
 
 
 # post-deployment checks re-run by rb-verify (current, health per host and public, errors)
@@ -597,7 +597,7 @@ class RollbackRun(Run):
         self.note(f"post-deployment checks {', '.join(VERIFY_CHECKS)} against {release}")
         if self.dry_run:
             return ""
-        from .checks import run_validation
+        from ..checks import run_validation
 
         report = await run_validation(
             self.config,

@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .config import Config, HostConfig
-from .deployment import Deployment, DeploymentResult, DeployOptions
-from .events import EventBus, Severity
-from .identity import Operator, current_operator
-from .ids import new_deployment_id
-from .journal import Journal
-from .paths import state_dir
-from .phases import DEPLOY_PHASES
+from ..config import Config, HostConfig
+from ..events import EventBus, Severity
+from ..identity import Operator, current_operator
+from ..ids import new_deployment_id
+from ..journal import Journal
+from ..paths import state_dir
+from ..phases import DEPLOY_PHASES
+from ..transport import Host, make_host
+from .deploy import Deployment, DeploymentResult, DeployOptions
 from .run import Plan
-from .transport import Host, make_host
 
 __all__ = ["DEPLOY_PHASES", "DeployOptions", "Deployment", "DeploymentResult", "Engine"]
 
@@ -42,7 +42,7 @@ class Engine:
         self.bus.set_stamper(self.journal.record)
         self.operator = operator or current_operator()
         self.current: Deployment | None = None
-        from .flags.rollout import RolloutControl
+        from ..flags.rollout import RolloutControl
 
         self.rollout_control = RolloutControl()
 

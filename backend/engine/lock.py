@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Config
-from .identity import Operator
+from ..config import Config
+from ..identity import Operator
+from ..transport import Host, TransportError
 from .layout import Layout
-from .transport import Host, TransportError
 
 
 @dataclass

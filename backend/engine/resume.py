@@ -7,18 +7,18 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .deployment import DeploymentResult, DeployOptions
-from .events import Kind
-from .journal import process_alive
-from .phases import DEPLOY_PHASES
+from ..events import Kind
+from ..journal import process_alive
+from ..phases import DEPLOY_PHASES
+from .deploy import DeploymentResult, DeployOptions
 from .rollback import RollbackError, last_checkpoint
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .front import Engine
 
 
 async def resume_deployment(engine: Engine, deployment_id: str) -> DeploymentResult:
-    from .deployment import Deployment
+    from .deploy import Deployment
 
     journal = engine.journal
     row = journal.get_deployment(deployment_id)

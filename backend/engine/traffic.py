@@ -9,8 +9,8 @@ import urllib.parse
 
 import httpx
 
-from .config import Config, HostConfig
-from .shell import q
+from ..config import Config, HostConfig
+from ..shell import q
 
 
 def backend_name(host: HostConfig) -> str:

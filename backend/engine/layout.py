@@ -18,7 +18,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from .shell import q
+from ..shell import q
 
 UNFINISHED_MARKER = ".portal-ops-unfinished"
 
