@@ -25,10 +25,9 @@ os.environ["TZ"] = "UTC"
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
 time.tzset()
 
-from textual.pilot import Pilot  # noqa: E402
-from textual.widgets import Input  # noqa: E402
 
 from tests.tui.recorded import DEPLOY_ID, build_room  # noqa: E402
+from tui.settle import settled  # noqa: E402
 
 
 @dataclass
@@ -71,21 +70,11 @@ SHOTS: tuple[Shot, ...] = (
 async def _shoot(shot: Shot, out: Path, work: Path) -> Path:
     app = build_room(work / f"{shot.name}.db", shot.stage, **shot.options)
     async with app.run_test(size=shot.size) as pilot:
-        await _settle(pilot)
+        await settled(pilot)
         if shot.keys:
             await pilot.press(*shot.keys)
-            await _settle(pilot)
+            await settled(pilot)
         return Path(app.save_screenshot(f"{shot.name}.svg", str(out)))
-
-
-async def _settle(pilot: Pilot[Any]) -> None:
-    app: Any = pilot.app
-    await app.wait_caught_up()
-    await pilot.pause()
-    for box in app.screen.query(Input):
-        box.cursor_blink = False
-    await pilot.wait_for_scheduled_animations()
-    await pilot.pause()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.slow
 def run_demo(*args: str) -> tuple[int, dict]:
     result = subprocess.run(
         [sys.executable, "-m", "tui.cli", "demo", "--headless", "--json", *args],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.stdout.strip(), result.stderr[-3000:]
     return result.returncode, json.loads(result.stdout)
@@ -26,7 +28,9 @@ def test_demo_deploys_v2_with_zero_failed_requests() -> None:
     assert code == 0, summary.get("error")
     assert summary["outcome"] == "succeeded"
     assert summary["deployment_id"].startswith("bp-")
-    assert [p["name"] for p in summary["phases"]][:1] == ["validate-pre"] and len(summary["phases"]) == 9
+    assert [p["name"] for p in summary["phases"]][:1] == ["validate-pre"] and len(
+        summary["phases"]
+    ) == 9
     assert summary["requests_sent"] > 20
     assert summary["requests_failed"] == 0, summary["probe"]
     assert len(set(summary["live_releases"].values())) == 1

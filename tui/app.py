@@ -22,6 +22,7 @@ from textual.binding import BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
 from textual.widget import Widget
+from textual.widgets import DataTable
 from textual.worker import Worker
 
 from backend.config import Config
@@ -328,6 +329,42 @@ class RoomApp(App[int]):
     async def wait_caught_up(self, timeout: float = 10.0) -> None:
         """For tests and scripts: the history is shown and the feed is live."""
         await asyncio.wait_for(self.caught_up.wait(), timeout)
+
+    def unsettled(self) -> str | None:
+        """What could still change the screen without new input, or None once settled.
+
+        Snapshot tests, screenshots and benches wait on this instead of a pause or a guess
+        from CPU time: a loaded machine makes a busy process look idle, and a picture taken
+        then shows tables that have not yet recomputed their column widths."""
+        if not self.caught_up.is_set():
+            return "the feed has not caught up"
+        bridge = self.bridge
+        if bridge is not None and not bridge.flushed:
+            return "the newest state is not posted yet"
+        if self.room.ready and (self.room.drawn is not self.state or bridge is None):
+            return "the newest state is not drawn yet"
+        if self.room.ready and self.state.health is not self._graphed:
+            return "the graphs are not drawn yet"
+        busy = [w.name for w in self.workers if w.is_running and w.group != "feed"]
+        if busy:
+            return f"worker(s) running: {', '.join(busy)}"
+        if self.message_queue_size:
+            return "the app has messages queued"
+        for screen in self.screen_stack:
+            for node in screen.walk_children(with_self=True):
+                if isinstance(node, DataTable) and (
+                    node._require_update_dimensions or node._new_rows or node._updated_cells
+                ):
+                    return f"table {node.id or node!r} has not laid out its new cells"
+                if node.message_queue_size:
+                    return f"{node!r} has messages queued"
+                if (
+                    screen is self.screen  # screens underneath repaint when uncovered
+                    and isinstance(node, Widget)
+                    and (node._layout_required or node._repaint_required)
+                ):
+                    return f"{node!r} waits for layout or repaint"
+        return None
 
     # -- guards -------------------------------------------------------------------------
 

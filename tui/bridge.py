@@ -47,6 +47,11 @@ class Bridge:
         """Change the state from outside the feed (a flag listing): shown at the next flush."""
         self.state = change(self.state)
 
+    @property
+    def flushed(self) -> bool:
+        """Everything reduced so far has been posted to the app."""
+        return self.state is self._posted and not self._pending
+
     def flush(self) -> None:
         """Post what changed since the last flush, if anything."""
         if self.state is not self._posted:

@@ -17,8 +17,6 @@ from typing import Any
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")  # read once, when Textual is imported
 
 import pytest
-from textual.pilot import Pilot
-from textual.widgets import Input
 
 from tests.tui.recorded import build_room
 from tui.app import RoomApp
@@ -44,22 +42,6 @@ def room(tmp_path: Path) -> Callable[..., RoomApp]:
     return make
 
 
-def still(app: RoomApp) -> None:
-    """No blinking cursor anywhere on the current screen (snapshots compare pixels)."""
-    for box in app.screen.query(Input):
-        box.cursor_blink = False
-
-
-async def settled(pilot: Pilot[Any]) -> None:
-    """The history is shown, the graphs drawn, nothing pending."""
-    app = pilot.app
-    assert isinstance(app, RoomApp)
-    await app.wait_caught_up()
-    await pilot.pause()
-    still(app)
-    await pilot.pause()
-
-
 async def until(condition: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> None:
     """Wait for a condition the app reaches asynchronously (never a blind sleep)."""
     deadline = time.monotonic() + timeout
@@ -67,3 +49,17 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0, step: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {condition}")
         await asyncio.sleep(step)
+
+
+@pytest.fixture(autouse=True)
+def _no_idle_guessing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pilot's pause() guesses 'idle' from the process's CPU time, which a loaded machine
+    fakes (the process gets no CPU and looks idle). Here it only yields to the loop, so
+    every test must wait on a condition it names (``settled``, ``until``)."""
+    import textual.pilot
+
+    async def yield_a_little(*_args: Any, **_kwargs: Any) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    monkeypatch.setattr(textual.pilot, "wait_for_idle", yield_a_little)

@@ -12,12 +12,13 @@ from backend.events import Event, Kind
 from backend.flags.service import FlagService
 from backend.journal import Journal
 from tests.tui import recorded
-from tests.tui.conftest import settled, until
+from tests.tui.conftest import until
 from tui.actions import ACTIONS, available, bindings, key_label
 from tui.app import ActionCommands, OperatorRoom, RoomApp
 from tui.screens.confirm import ReasonPrompt
 from tui.screens.flags import FlagsScreen
 from tui.screens.help import HelpScreen
+from tui.settle import settled
 from tui.state import LogLine
 from tui.widgets.incident_log import IncidentLog
 
@@ -85,7 +86,7 @@ async def test_hidden_pane_at_80x24_opens_zoomed(room: Room) -> None:
         assert not flags.display or flags.region.height == 0
         await pilot.press("4")
         assert app.screen.maximized is flags
-        await pilot.pause()
+        await settled(pilot)
         assert flags.region.height > 3
 
 
@@ -138,7 +139,7 @@ async def test_refused_action_says_why(room: Room) -> None:
         await settled(pilot)
         assert app.check_action("deploy", ()) is None  # dimmed in the footer
         await pilot.press("d")
-        await pilot.pause()
+        await until(lambda: bool(app._notifications))
         assert any("deployment or rollback is running" in n.message for n in app._notifications)
         assert app.check_action("pause_rollout", ()) is None
 
@@ -166,7 +167,8 @@ async def test_flag_step_needs_two_presses_and_is_audited(tmp_path: Path) -> Non
         await pilot.press("down")  # company-dashboard -> invoice-pdf-v2
         name = recorded.FLAGS[1]
         await pilot.press("plus")
-        await pilot.pause(0.2)
+        await until(lambda: any("press + again" in n.message for n in app._notifications))
+        await settled(pilot)
         assert not service.get(name).enabled  # one press only arms it
         notes = [n.message for n in app._notifications]
         assert any("press + again" in m for m in notes), notes
@@ -206,14 +208,14 @@ async def test_log_keeps_up_with_thousands_of_lines_and_stays_bounded() -> None:
             yield IncidentLog(max_lines=5_000)
 
     app = LogApp()
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(100, 30)):
         log = app.query_one(IncidentLog)
         for chunk in range(20):
             log.append(
                 LogLine(float(i), "error" if i % 100 == 0 else "debug", "web-1", f"line {i}")
                 for i in range(chunk * 1000, (chunk + 1) * 1000)
             )
-        await pilot.pause()
+        await until(lambda: log.scroll_y == log.max_scroll_y and log.max_scroll_y > 0)
         assert log.total <= 5_000 * 1.05 and log.plain_lines()[-1].endswith("line 19999")
         assert log.scroll_y == log.max_scroll_y  # following the tail
         log.set_filter(min_severity="error")

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from tests.tui.conftest import settled, still
 from tests.tui.recorded import DEPLOY_ID
 from tui.app import RoomApp
 from tui.screens.confirm import ConfirmRollback
 from tui.screens.flags import FlagsScreen
 from tui.screens.help import HelpScreen
+from tui.settle import settled
 
 WIDE = (120, 36)
 SMALL = (80, 24)
@@ -58,9 +58,7 @@ def pressing(*keys: str, seen: dict[str, Any]) -> Callable[[Pilot[Any]], Any]:
     async def run(pilot: Pilot[Any]) -> None:
         await settled(pilot)
         await pilot.press(*keys)
-        await pilot.pause()
-        still(pilot.app)  # type: ignore[arg-type]
-        await pilot.pause()
+        await settled(pilot)
         seen["screen"] = screen = pilot.app.screen
         seen["armed"] = getattr(screen, "armed", None)
 

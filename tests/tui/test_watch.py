@@ -10,10 +10,11 @@ from backend.feed import JournalFeed
 from backend.flags.service import FlagService
 from backend.journal import Journal
 from tests.tui import recorded
-from tests.tui.conftest import settled, until
+from tests.tui.conftest import until
 from tui.actions import ACTIONS, DANGEROUS_NAMES
 from tui.app import ActionCommands, WatchRoom
 from tui.screens.room import RoomScreen
+from tui.settle import settled
 
 
 def watcher(journal: Journal, **kwargs: object) -> WatchRoom:
@@ -116,7 +117,7 @@ async def test_every_dangerous_key_in_watch_mode_leaves_the_journal_unchanged(
         titles += [str(hit.text) async for hit in provider.search("deploy")]
         titles += [str(hit.text) async for hit in provider.search("flag")]
         assert titles and not any("Rollback" in t or "Deploy" in t or "Flag +" in t for t in titles)
-        await pilot.pause(0.2)
+        await settled(pilot)
     assert journal.last_seq() == before_seq
     assert journal.list_deployments() == before_deployments
     assert [f.to_json() for f in flags.flags()] == before_flags
