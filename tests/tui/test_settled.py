@@ -15,6 +15,7 @@ from typing import Any
 from textual.widgets import DataTable
 
 from tui.settle import settled
+from tui.widgets.graphs import HealthGraphs
 from tui.widgets.tables import FlagTable
 
 LONG = "a-flag-name-much-longer-than-any-recorded-one"
@@ -52,3 +53,22 @@ async def test_unsettled_names_what_is_pending(room: Any) -> None:
         assert reason is not None and "table" in reason
         await settled(pilot)
         assert app.unsettled() is None
+
+
+async def test_graph_text_is_refitted_when_the_size_changes(room: Any) -> None:
+    """At 80x24 the health strip's sparkline was fitted to the size the pane had when the
+    samples were drawn; a later layout left it (and the graph titles) at the old width."""
+    app = room("mid")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot)
+        graphs = app.room.query_one(HealthGraphs)
+        for size in ((120, 36), (80, 24), (200, 50)):
+            await pilot.resize_terminal(*size)
+            await settled(pilot)
+            assert graphs.drawn_for == graphs.fitted_sizes()
+            strip = graphs.query_one("#health-strip").render()
+            bars = max(
+                len(run)
+                for run in "".join(c if c in "▁▂▃▄▅▆▇█" else " " for c in str(strip)).split()
+            )
+            assert bars == min(len(graphs.samples), max(8, graphs.size.width - 40))

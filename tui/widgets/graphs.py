@@ -54,6 +54,12 @@ class HealthPlot(PlotextPlot):
         self.theme = "clear" if self.app.current_theme.name.startswith("ansi") else "auto"
         return super().render()
 
+    def on_resize(self) -> None:
+        for graphs in self.ancestors_with_self:
+            if isinstance(graphs, HealthGraphs):
+                graphs.on_resize()
+                return
+
 
 class HealthGraphs(Vertical, can_focus=True):
     """Three graphs over the same window of samples, plus a text strip for small screens."""
@@ -74,6 +80,16 @@ class HealthGraphs(Vertical, can_focus=True):
         self.window = window
         self.samples: tuple[Sample, ...] = ()
         self._strip: Content | None = None
+        self.drawn_for: tuple[object, ...] | None = None  # the sizes the text was fitted to
+
+    def fitted_sizes(self) -> tuple[object, ...]:
+        """This widget's size and its graphs': titles and the strip are fitted to them."""
+        return (self.size, *(graph.size for graph in self.query(HealthPlot)))
+
+    def on_resize(self) -> None:
+        """A new size (a breakpoint, a zoom, the terminal) refits titles and the strip."""
+        if self.drawn_for is not None and self.drawn_for != self.fitted_sizes():
+            self.plot(self.samples)
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield HealthPlot(id="rt-graph")
@@ -88,6 +104,7 @@ class HealthGraphs(Vertical, can_focus=True):
 
     def plot(self, samples: Sequence[Sample]) -> None:
         """Redraw all three graphs and the strip from the newest ``window`` samples."""
+        self.drawn_for = self.fitted_sizes()
         self.samples = tuple(samples)[-self.window :]
         data = self.samples
         colors = self.app.theme_variables
