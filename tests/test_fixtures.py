@@ -167,8 +167,11 @@ def test_a_stale_pyenv_rehash_lock_is_cleared_but_a_fresh_one_kept(tmp_path, mon
     lock = tmp_path / "shims" / ".pyenv-shim"
     lock.parent.mkdir()
     lock.write_text("")
-    assert clear_stale_shell_locks() == []  # fresh: a rehash may be running right now
+    idle = lambda: False  # noqa: E731 (no rehash running: other tests' sessions may run one)
+    assert clear_stale_shell_locks(rehash_running=idle) == []  # fresh: a rehash may be running
     old = time.time() - 60
     os.utime(lock, (old, old))
-    assert clear_stale_shell_locks() == [lock]
+    assert clear_stale_shell_locks(rehash_running=lambda: True) == []  # its owner is alive
+    assert lock.exists()
+    assert clear_stale_shell_locks(rehash_running=idle) == [lock]
     assert not lock.exists()

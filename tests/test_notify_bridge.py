@@ -191,7 +191,9 @@ async def test_a_dry_run_sends_nothing(
 async def test_a_hanging_receiver_does_not_delay_a_rollback(
     sinks: dict[str, WebhookSink], journal: Journal
 ) -> None:
-    bus, notifier = attached(journal, sinks, timeout=0.3)
+    # The receivers hang far longer than the delivery timeout; the timeout itself is long
+    # enough that no delivery can give up before the assertions below, however loaded.
+    bus, notifier = attached(journal, sinks, timeout=2.0)
     for sink in sinks.values():
         sink.replies = [Reply(hang=True)]
     emit(bus, Kind.ROLLBACK_STARTED, run="rollback", trigger={"rule": "health"})
