@@ -56,6 +56,7 @@ class _Table(DataTable[Text]):
                 self._rows[name] = cells
             if rows:
                 self.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
+            self._fit_columns()
             return
         for name, cells in rows:
             old = self._rows.get(name, ())
@@ -64,6 +65,23 @@ class _Table(DataTable[Text]):
                     wider = new.cell_len > (before.cell_len if before is not None else 0)
                     self.update_cell(name, key, new, update_width=wider)
             self._rows[name] = cells
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Size every column to its widest cell now, not when the table next idles.
+
+        DataTable measures new rows on its Idle message; a frame drawn before that (a busy
+        machine, a screenshot) showed ``comp`` for ``company-dashboard``. The widths are
+        known here, so they are set here; Textual's own measurement later agrees."""
+        widened = False
+        for index, column in enumerate(self.columns.values()):
+            widest = max((cells[index].cell_len for cells in self._rows.values()), default=0)
+            needed = max(column.label.cell_len, widest)
+            if column.auto_width and column.content_width < needed:
+                column.content_width = needed
+                widened = True
+        if widened:
+            self.notify_style_update()  # drops the lines rendered at the old widths
 
     @property
     def selected(self) -> str | None:
