@@ -346,7 +346,8 @@ class RoomApp(App[int]):
         if self.room.ready and self.state.health is not self._graphed:
             return "the graphs are not drawn yet"
         graphs = self.room.query_one(HealthGraphs) if self.room.ready else None
-        if graphs is not None and graphs.drawn_for != graphs.fitted_sizes():
+        shown = graphs is not None and graphs.region.area > 0  # a zoomed pane hides them
+        if shown and graphs.drawn_for != graphs.fitted_sizes():
             return "the graphs were drawn for another size"
         busy = [w.name for w in self.workers if w.is_running and w.group != "feed"]
         if busy:
