@@ -148,7 +148,7 @@ def test_flag_json_round_trip() -> None:
     assert Flag.from_json(Flag("g").to_json()).group == ""  # default group stays implicit
 
 
-@pytest.mark.parametrize("bad", ["", "Bad", "-x", "a b", "x" * 65, "ü", "a/b", "a:b"])
+@pytest.mark.parametrize("bad", ["", "..", "a b", "x" * 101, "a/b", "a:b", 'a"b'])
 def test_bad_names(bad: str) -> None:
     with pytest.raises(FlagError):
         validate_name(bad)

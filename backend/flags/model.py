@@ -7,12 +7,22 @@ share one shape, and the PHP portal can read the same JSON (see ``Flag.to_json``
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-NAME_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
-_NAME = re.compile(NAME_PATTERN)
+# Unleash's server accepts a name that ``encodeURIComponent`` leaves unchanged; its clients
+# also serve UTF-8 names (client specification 18), so non-ASCII letters, digits and
+# symbols are accepted too. Never a quote, backslash, colon, slash, space or control
+# character: names travel in Redis keys, JSON built by a Lua script, and shell commands.
+NAME_MAX = 100
+_URL_FRIENDLY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()")
+_UNICODE_OK = ("L", "N", "S", "M")  # letters, numbers, symbols (emoji), combining marks
+NAME_RULE = (
+    "1 to 100 characters: letters, digits, '-', '_', '.', '!', '~', '*', \"'\", '(', ')'"
+    " or non-ASCII letters and symbols; not '.' or '..'"
+)
 # stickiness names a context field: company, user, session, or any property name
 _STICKINESS = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 OVERRIDE_KINDS = ("company", "user")
@@ -29,14 +39,36 @@ class UnknownFlagError(FlagError):
         self.name = name
 
 
+def is_valid_name(name: object) -> bool:
+    """Unleash's rule, with UTF-8: the exact string is kept (the hash is case-sensitive)."""
+    if not isinstance(name, str) or not 0 < len(name) <= NAME_MAX or name in (".", ".."):
+        return False
+    for ch in name:
+        if ch in _URL_FRIENDLY:
+            continue
+        if ord(ch) < 128 or unicodedata.category(ch)[0] not in _UNICODE_OK:
+            return False
+    return True
+
+
 def validate_name(name: str) -> str:
-    """Names travel in Redis keys, JSON and shell commands: keep them to a safe alphabet."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise FlagError(
-            f"bad flag name {name!r}: use 1 to 64 characters from a-z, 0-9, '.', '_', '-',"
-            " starting with a letter or digit"
-        )
+    """A flag name as Unleash accepts it; refused otherwise, never folded or rewritten."""
+    if not is_valid_name(name):
+        raise FlagError(f"bad flag name {name!r}: {NAME_RULE}")
     return name
+
+
+def validate_group(group: str) -> str:
+    """An Unleash ``groupId``: free text (case kept), but one printable line."""
+    if (
+        not isinstance(group, str)
+        or not 0 < len(group) <= 256
+        or any(unicodedata.category(ch)[0] == "C" for ch in group)
+    ):
+        raise FlagError(
+            f"bad group {group!r}: 1 to 256 printable characters on one line are expected"
+        )
+    return group
 
 
 def validate_percentage(value: Any) -> int:

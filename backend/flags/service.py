@@ -32,6 +32,7 @@ from .model import (
     FlagError,
     Resolution,
     UnknownFlagError,
+    validate_group,
     validate_id,
     validate_name,
     validate_percentage,
@@ -286,7 +287,7 @@ class FlagService:
         validate_name(name)
         validate_stickiness(stickiness)
         if group:
-            validate_name(group)
+            validate_group(group)
         if not exist_ok and self.store.get(name) is not None:
             raise FlagError(f"flag {name!r} already exists")
         flag = Flag(name=name, description=description, stickiness=stickiness, group=group)
