@@ -22,6 +22,7 @@ from ..events import Event, EventBus, Kind
 from ..identity import Operator, current_operator
 from ..journal import Journal
 from ..paths import state_dir
+from .describe import summary
 from .evaluate import evaluate_with, explain
 from .layout import Keys
 from .model import (
@@ -40,6 +41,7 @@ from .model import (
 )
 from .publish import Publication, Publisher, Verification
 from .store import GLOBAL, AuditEntry, FlagStore, diff
+from .strategies import Strategy
 from .usage import FlagStats, UsageReader
 
 if TYPE_CHECKING:
@@ -119,6 +121,7 @@ class FlagRow:
     last_change_action: str
     last_change_reason: str
     flag: Flag = field(repr=False)
+    summary: str = ""  # the strategies in a few words (describe.summary)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,6 +132,8 @@ class FlagRow:
             "percentage": self.percentage,
             "stickiness": self.stickiness,
             "overrides": self.overrides,
+            "summary": self.summary,
+            "strategies": [s.to_json() for s in self.flag.strategies or ()],
             "company_overrides": dict(self.flag.company_overrides),
             "user_overrides": dict(self.flag.user_overrides),
             "evaluations_last_hour": self.evaluations_last_hour,
@@ -235,6 +240,7 @@ class FlagService:
                     last_change_action=entry.action if entry else "",
                     last_change_reason=entry.reason if entry else "",
                     flag=f,
+                    summary=summary(f),
                 )
             )
         return rows
@@ -389,6 +395,56 @@ class FlagService:
             name, kind, ident, value, self._who(operator), reason, deployment_id
         )
         return self._upserted(name, f"override-{kind}", after, entry)
+
+    def set_strategies(
+        self,
+        name: str,
+        strategies: Iterable[Strategy],
+        *,
+        operator: Operator | None = None,
+        reason: str = "",
+        deployment_id: str | None = None,
+    ) -> Change:
+        """Replace the flag's strategies (Unleash's model; an empty list: on for everyone)."""
+        validate_name(name)
+        fields: dict[str, Any] = {"strategies": tuple(strategies)}
+        return self._update(name, "set-strategies", operator, reason, deployment_id, fields)
+
+    def import_flags(
+        self,
+        flags: Iterable[Flag],
+        *,
+        replace_existing: bool = False,
+        operator: Operator | None = None,
+        reason: str = "",
+    ) -> list[Change]:
+        """Store flags read from Unleash: each exactly as Unleash serves it.
+
+        Every flag is checked before anything is written. An existing flag is refused
+        unless ``replace_existing``; replaced, its overrides are dropped (Unleash has
+        none, and they would change someone's exposure). The kill switch is untouched.
+        """
+        flags = list(flags)
+        for flag in flags:
+            validate_name(flag.name)
+        existing = {f.name for f in self.store.all()}
+        clash = sorted(f.name for f in flags if f.name in existing)
+        if clash and not replace_existing:
+            raise FlagError(
+                f"flag(s) already in the store: {', '.join(clash)} (--replace to overwrite)"
+            )
+        changes = []
+        for flag in flags:
+            if flag.name not in existing:
+                self.store.create(Flag(flag.name, flag.description), self._who(operator), reason)
+            fields: dict[str, Any] = {
+                "description": flag.description,
+                "enabled": flag.enabled,
+                "strategies": flag.strategies,
+                "overrides_cleared": True,
+            }
+            changes.append(self._update(flag.name, "import", operator, reason, None, fields))
+        return changes
 
     def emergency_disable(
         self, reason: str, operator: Operator | None = None, deployment_id: str | None = None

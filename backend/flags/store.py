@@ -21,7 +21,7 @@ from typing import Any
 
 from ..identity import Operator
 from ..sqlite import open_database
-from .model import Emergency, Flag, UnknownFlagError
+from .model import UNSET, Emergency, Flag, UnknownFlagError
 
 GLOBAL = "*"  # the audit log's "flag" for changes to every flag (emergency, restore)
 
@@ -71,11 +71,33 @@ def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     for key, value in doc.items():
         if key in _NOISE and not prefix:
             continue
+        if key == "strategies" and not prefix and isinstance(value, list):
+            out.update(_strategies(value))
+            continue
         if isinstance(value, dict):
             out.update(_flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def _strategies(strategies: list[Any]) -> dict[str, Any]:
+    """Strategies as ``strategies.N`` -> one line each; nothing for a simple flag (one
+    unconstrained rollout), whose percentage, stickiness and group already say it all."""
+    if (
+        len(strategies) == 1
+        and isinstance(strategies[0], dict)
+        and strategies[0].get("name") == "flexibleRollout"
+        and not strategies[0].get("constraints")
+        and not strategies[0].get("segments")
+    ):
+        return {}
+    if not strategies:
+        return {"strategies": "none (on for everyone)"}
+    return {
+        f"strategies.{i + 1}": json.dumps(s, sort_keys=True, separators=(",", ":"))
+        for i, s in enumerate(strategies)
+    }
 
 
 class FlagStore:
@@ -107,10 +129,15 @@ class FlagStore:
                 "updated_at": float,
                 "updated_by": str,
                 "deployment_id": str,  # the release that introduced it, if any
+                "strategies": str,  # JSON list (Strategy.to_json); NULL: the columns above
             },
             pk="name",
             if_not_exists=True,
         )
+        if "strategies" not in db["flags"].columns_dict:
+            # a store written before strategies: its flags are simple rollouts, which the
+            # percentage/stickiness/grp columns describe; NULL keeps that meaning
+            db.conn.execute("ALTER TABLE flags ADD COLUMN strategies TEXT")
         db["flag_overrides"].create(
             {"flag": str, "kind": str, "id": str, "value": int, "set_at": float, "set_by": str},
             pk=("flag", "kind", "id"),
@@ -232,8 +259,8 @@ class FlagStore:
             stored = replace(flag, version=1, updated_at=now)
             conn.execute(
                 "INSERT INTO flags (name, description, enabled, percentage, stickiness, grp,"
-                " version, created_at, created_by, updated_at, updated_by, deployment_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " version, created_at, created_by, updated_at, updated_by, deployment_id,"
+                " strategies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     stored.name,
                     stored.description,
@@ -247,6 +274,7 @@ class FlagStore:
                     now,
                     str(operator),
                     deployment_id,
+                    _strategies_json(stored),
                 ],
             )
             entry = self._audit(
@@ -263,21 +291,33 @@ class FlagStore:
         deployment_id: str | None = None,
         **fields: Any,
     ) -> tuple[Flag, Flag, AuditEntry | None]:
-        """Change ``enabled``/``percentage``/``description``; no entry if nothing changed."""
+        """Change ``enabled``/``percentage``/``description``/``strategies`` (and, with
+        ``overrides_cleared``, drop every override); no entry if nothing changed."""
         now = time.time()
+        clear = bool(fields.pop("overrides_cleared", False))
+        if "strategies" in fields:
+            fields.setdefault("percentage", UNSET)  # the new strategies' own rollout
         with self._tx() as conn:
             before = self._require_in(conn, name)
+            if clear:
+                fields.update(company_overrides={}, user_overrides={})
             after = replace(before, **fields)
             if after == before:
                 return before, before, None
             after = replace(after, version=before.version + 1, updated_at=now)
+            if clear:
+                conn.execute("DELETE FROM flag_overrides WHERE flag = ?", [name])
             conn.execute(
-                "UPDATE flags SET description = ?, enabled = ?, percentage = ?, version = ?,"
-                " updated_at = ?, updated_by = ? WHERE name = ?",
+                "UPDATE flags SET description = ?, enabled = ?, percentage = ?, stickiness = ?,"
+                " grp = ?, strategies = ?, version = ?, updated_at = ?, updated_by = ?"
+                " WHERE name = ?",
                 [
                     after.description,
                     int(after.enabled),
                     after.percentage,
+                    after.stickiness,
+                    after.group,
+                    _strategies_json(after),
                     after.version,
                     now,
                     str(operator),
@@ -470,9 +510,30 @@ class FlagStore:
         )
 
 
+def _strategies_json(flag: Flag) -> str:
+    return json.dumps([s.to_json() for s in flag.strategies or ()], separators=(",", ":"))
+
+
 def _flag(row: dict[str, Any], overrides: list[dict[str, Any]]) -> Flag:
     company = {o["id"]: bool(o["value"]) for o in overrides if o["kind"] == "company"}
     user = {o["id"]: bool(o["value"]) for o in overrides if o["kind"] == "user"}
+    raw = row.get("strategies")
+    if raw:
+        from .strategies import Strategy
+
+        name = row["name"]
+        return Flag(
+            name=name,
+            description=row["description"] or "",
+            enabled=bool(row["enabled"]),
+            company_overrides=company,
+            user_overrides=user,
+            version=int(row["version"] or 0),
+            updated_at=float(row["updated_at"] or 0.0),
+            strategies=tuple(
+                Strategy.from_json(s, f"stored flag {name!r}") for s in json.loads(raw)
+            ),
+        )
     return Flag(
         name=row["name"],
         description=row["description"] or "",

@@ -11,6 +11,8 @@ Redis, Redis unreachable); 2 bad input or config (bad name or percentage, unknow
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,9 +24,11 @@ import click
 
 from backend.config import DEFAULT_CONFIG, Config
 from backend.events import EventBus
+from backend.flags.describe import strategy_lines
 from backend.flags.model import Context, FlagError
 from backend.flags.service import Change, FlagService, StatsUnavailable
 from backend.flags.store import diff
+from backend.flags.unleash import parse_strategy
 
 from .common import (
     EXIT_FAILED,
@@ -150,7 +154,8 @@ def list_cmd(config_path: str | None, as_json: bool) -> None:
         if not rows:
             click.echo("no flags yet (create one: portal-ops feature create NAME)")
             return
-        table = [("NAME", "STATE", "PCT", "OVERRIDES", "EVAL/1H", "LAST CHANGE")]
+        width = shutil.get_terminal_size((80, 24)).columns
+        table = [("NAME", "STATE", "STRATEGIES", "OVR", "EVAL/1H", "LAST CHANGE")]
         for r in rows:
             evals = "n/a" if r.evaluations_last_hour is None else str(r.evaluations_last_hour)
             last = (
@@ -158,11 +163,68 @@ def list_cmd(config_path: str | None, as_json: bool) -> None:
                 if r.last_change_at
                 else "-"
             )
-            table.append((r.name, r.state, f"{r.percentage}%", str(r.overrides), evals, last))
+            table.append((_clip(r.name, 26), r.state, r.summary, str(r.overrides), evals, last))
         widths = [max(len(row[i]) for row in table) for i in range(5)]
         for row in table:
             cells = [row[i].ljust(widths[i]) for i in range(5)]
-            click.echo("  ".join([*cells, row[5]]))
+            click.echo(_clip("  ".join([*cells, row[5]]), width))
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+@feature.command()
+@click.argument("name")
+@config_option
+@json_option
+def show(name: str, config_path: str | None, as_json: bool) -> None:
+    """One flag in full: state, strategies with their constraints and segments, overrides."""
+    with _service(config_path) as (service, _):
+        flag = service.get(name)
+        if as_json:
+            print_json(flag.to_json())
+            return
+        _emergency_banner(service)
+        width = min(shutil.get_terminal_size((80, 24)).columns, 100)
+        state = "on" if flag.enabled else "off"
+        click.echo(_clip(f"{flag.name}: {state}  (version {flag.version})", width))
+        if flag.description:
+            click.echo(_clip(f"  {flag.description}", width))
+        click.echo("strategies:")
+        for line in strategy_lines(flag, width - 2):
+            click.echo(f"  {line}")
+        for kind, overrides in (("company", flag.company_overrides), ("user", flag.user_overrides)):
+            if overrides:
+                on = sorted(k for k, v in overrides.items() if v)
+                off = sorted(k for k, v in overrides.items() if not v)
+                text = f"{kind} overrides: on {', '.join(on) or '-'}; off {', '.join(off) or '-'}"
+                click.echo(_clip(text, width))
+
+
+@feature.command("set-strategies")
+@click.argument("name")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@_reason_option
+@config_option
+@json_option
+def set_strategies(
+    name: str, file: Any, reason: str, config_path: str | None, as_json: bool
+) -> None:
+    """Replace a flag's strategies with FILE ('-': stdin): a JSON list in Unleash's shape,
+    e.g. [{"name": "flexibleRollout", "parameters": {"rollout": "50", "stickiness":
+    "userId"}, "constraints": [{"contextName": "country", "operator": "IN", "values":
+    ["fr"]}]}]. Segments may be given inline as {"id", "name", "constraints"} objects."""
+    try:
+        raw = json.load(file)
+    except ValueError as exc:
+        fail(f"{getattr(file, 'name', 'FILE')}: not JSON: {exc}")
+    if not isinstance(raw, list):
+        fail("the strategies file must hold a JSON list of strategies")
+    with _service(config_path) as (service, _):
+        strategies = [parse_strategy(item, f"strategy {i + 1}") for i, item in enumerate(raw)]
+        change = service.set_strategies(name, strategies, reason=reason)
+        _done(change, as_json, f"{name}: strategies set ({len(strategies)})")
 
 
 @feature.command()
@@ -175,8 +237,12 @@ def list_cmd(config_path: str | None, as_json: bool) -> None:
     "properties",
     multiple=True,
     metavar="KEY=VALUE",
-    help="A context property (for custom stickiness); repeatable.",
+    help="A context property (constraints, custom stickiness); repeatable.",
 )
+@click.option("--environment", help="Unleash context field environment.")
+@click.option("--app-name", help="Unleash context field appName.")
+@click.option("--remote-address", help="Unleash context field remoteAddress.")
+@click.option("--current-time", help="currentTime for date constraints (RFC 3339; default now).")
 @config_option
 @json_option
 def check(
@@ -185,18 +251,33 @@ def check(
     user: str | None,
     session: str | None,
     properties: tuple[str, ...],
+    environment: str | None,
+    app_name: str | None,
+    remote_address: str | None,
+    current_time: str | None,
     config_path: str | None,
     as_json: bool,
 ) -> None:
-    """What a company or user gets right now, and why (reason and deciding rule)."""
+    """What a company or user gets right now, and why: the rule, and which strategy and
+    constraint decided."""
     props: dict[str, str] = {}
     for item in properties:
         key, sep, value = item.partition("=")
         if not sep or not key:
             fail(f"bad --property {item!r}: use KEY=VALUE")
         props[key] = value
+    ctx = Context(
+        company,
+        user,
+        session,
+        props,
+        environment=environment,
+        app_name=app_name,
+        remote_address=remote_address,
+        current_time=current_time,
+    )
     with _service(config_path) as (service, _):
-        result = service.check(name, Context(company, user, session, props))
+        result = service.check(name, ctx)
         if as_json:
             print_json(result.to_json())
             return
@@ -207,7 +288,8 @@ def check(
         res = result.resolution
         click.echo(f"{name} for {who or '(empty context)'}: {'ON' if res.value else 'OFF'}")
         click.echo(f"  reason: {res.reason}   rule: {res.rule}")
-        click.echo(f"  {result.explanation}")
+        for line in result.explanation.splitlines():
+            click.echo(f"  {line}")
 
 
 @feature.command()
