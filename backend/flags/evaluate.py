@@ -292,7 +292,9 @@ def explain(res: Resolution, flag: Flag | None, ctx: Context, emergency: Emergen
             f"  strategy {i + 1} ({strategy.name}: {strategy.describe(flag.name)}):"
             f" {strategy_outcome(strategy, flag.name, ctx, mine)}"
         )
-    if res.value:
+    if len(active) == 1:
+        head = f"{got}: its one strategy is {'on' if res.value else 'off'}"
+    elif res.value:
         head = f"{got}: strategy {(res.strategy or 0) + 1} of {len(active)} is on"
     else:
         head = f"{got}: none of the {len(active)} strategies is on"

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .constraints import Constraint
 from .model import Context, Flag, FlagError, validate_name
 from .strategies import KNOWN, Segment, Strategy
 
@@ -48,32 +49,65 @@ def context_from_unleash(raw: Mapping[str, Any]) -> Context:
     )
 
 
-def read_document(doc: Any, environment: str | None = None) -> Imported:
-    """Flags from an Unleash export or client document; bad input raises FlagError."""
+def read_document(doc: Any, environment: str | None = None, segments_doc: Any = None) -> Imported:
+    """Flags from an Unleash export or client document; bad input raises FlagError.
+
+    ``segments_doc`` (``GET /api/admin/segments``: ``{"segments": [...]}`` or a list)
+    gives the segments' constraints, which Unleash's export leaves out (names only).
+    """
     if not isinstance(doc, Mapping) or not isinstance(doc.get("features"), list):
         raise FlagError("not an Unleash document: no 'features' list")
-    segments = _segments(doc.get("segments") or [])
+    listed = doc.get("segments") or []
+    segments = _segments(listed)
+    if segments_doc is not None:
+        extra = segments_doc.get("segments") if isinstance(segments_doc, Mapping) else segments_doc
+        if not isinstance(extra, list):
+            raise FlagError("segments file: a 'segments' list is expected")
+        known = _segments(extra)
+        by_name = {s.name: s for s in known.values() if s.name}
+        for sid, seg in list(segments.items()):
+            if seg is None:  # named in the export only: its definition by name, else by id
+                name = next((str(x.get("name") or "") for x in listed if x.get("id") == sid), "")
+                segments[sid] = by_name.get(name) or known.get(sid)
+        for sid, seg in known.items():
+            segments.setdefault(sid, seg)
     if "featureStrategies" in doc or "featureEnvironments" in doc:
         return _read_export(doc, segments, environment)
     return _read_client(doc, segments, environment or "default")
 
 
-def _segments(raw: Iterable[Any]) -> dict[int, Segment]:
-    from .constraints import Constraint
-
-    out: dict[int, Segment] = {}
+def _segments(raw: Iterable[Any]) -> dict[int, Segment | None]:
+    """Segments by id; for one listed without its constraints (Unleash's export), None
+    (see ``_segment_names`` for its name)."""
+    out: dict[int, Segment | None] = {}
     for i, s in enumerate(raw):
         if not isinstance(s, Mapping) or not isinstance(s.get("id"), int):
             raise FlagError(f"segment {i + 1}: an object with an integer id is expected")
         where = f"segment {s['id']}"
+        if "constraints" not in s:
+            out[s["id"]] = None
+            continue
         constraints = tuple(Constraint.from_unleash(c, where) for c in s.get("constraints") or [])
         out[s["id"]] = Segment(s["id"], str(s.get("name") or ""), constraints)
     return out
 
 
-def _segment_refs(ids: Iterable[Any], segments: Mapping[int, Segment]) -> list[Segment]:
-    """Resolved segments; an id with no definition stays, as "never on" (Unleash)."""
-    return [segments.get(int(i)) or Segment(int(i), "", None) for i in ids]
+def _segment_refs(
+    ids: Iterable[Any], segments: Mapping[int, Segment | None], where: str = ""
+) -> list[Segment]:
+    """Resolved segments. An id not listed at all stays, as "never on" (Unleash); one
+    listed without its constraints cannot be served identically: refused."""
+    out = []
+    for raw in ids:
+        sid = int(raw)
+        if sid in segments and segments[sid] is None:
+            raise FlagError(
+                f"{where}: segment {sid} is listed without its constraints (Unleash exports"
+                " segments by name only): give them with --segments FILE"
+                " (GET /api/admin/segments)"
+            )
+        out.append(segments.get(sid) or Segment(sid, "", None))
+    return out
 
 
 def _check_feature(feature: Any, where: str) -> str:
@@ -100,7 +134,7 @@ def _check_strategy(name: str, strategy: Strategy) -> None:
         )
 
 
-def _read_client(doc: Mapping[str, Any], segments: dict[int, Segment], env: str) -> Imported:
+def _read_client(doc: Mapping[str, Any], segments: dict[int, Segment | None], env: str) -> Imported:
     flags: list[Flag] = []
     warnings: list[str] = []
     seen: set[str] = set()
@@ -133,7 +167,7 @@ def _read_client(doc: Mapping[str, Any], segments: dict[int, Segment], env: str)
 
 
 def _read_export(
-    doc: Mapping[str, Any], segments: dict[int, Segment], environment: str | None
+    doc: Mapping[str, Any], segments: dict[int, Segment | None], environment: str | None
 ) -> Imported:
     envs = [e for e in doc.get("featureEnvironments") or [] if isinstance(e, Mapping)]
     names = sorted({str(e.get("environment")) for e in envs if e.get("environment")})
@@ -181,7 +215,7 @@ def _read_export(
         for j, (_, raw) in enumerate(ordered):
             where = f"flag {name!r}, strategy {j + 1}"
             ids = raw.get("segments") or by_strategy.get(str(raw.get("id")), [])
-            strategy = Strategy.parse(raw, where, _segment_refs(ids, segments))
+            strategy = Strategy.parse(raw, where, _segment_refs(ids, segments, where))
             _check_strategy(name, strategy)
             parsed.append(strategy)
             if raw.get("variants"):
@@ -206,7 +240,9 @@ def parse_strategy(raw: Any, where: str) -> Strategy:
     inline = raw.get("segments") or []
     if not isinstance(inline, list) or not all(isinstance(s, Mapping) for s in inline):
         raise FlagError(f"{where}: segments must be objects with id, name, constraints")
-    strategy = Strategy.parse(raw, where, list(_segments(inline).values()))
+    strategy = Strategy.parse(
+        raw, where, _segment_refs([s.get("id") for s in inline], _segments(inline), where)
+    )
     if strategy.name not in KNOWN:
         raise FlagError(
             f"{where}: custom strategy {strategy.name!r} is not supported"
@@ -228,6 +264,10 @@ def unleash_field(name: str) -> str:
 def export_document(flags: Iterable[Flag], environment: str = "default") -> dict[str, Any]:
     """Unleash's export format (admin UI "Export", ``/api/admin/features-batch/export``).
 
+    Unleash exports segments by name only (their constraints stay on the server), so a
+    strategy's segments are written as its own constraints (the same AND): the document
+    is complete and imports into any Unleash instance with every answer kept.
+
     Company and user overrides have no Unleash equivalent as such: each becomes a first
     strategy (``default`` constrained ``companyId IN [...]`` / ``userId IN [...]``) for the
     forced-on ids and a ``NOT_IN`` constraint on every other strategy for the forced-off
@@ -236,8 +276,6 @@ def export_document(flags: Iterable[Flag], environment: str = "default") -> dict
     features: list[dict[str, Any]] = []
     strategies: list[dict[str, Any]] = []
     envs: list[dict[str, Any]] = []
-    segments: dict[int, Segment] = {}
-    links: list[dict[str, Any]] = []
     for flag in flags:
         features.append(
             {
@@ -247,6 +285,7 @@ def export_document(flags: Iterable[Flag], environment: str = "default") -> dict
                 "project": "default",
                 "stale": False,
                 "impressionData": False,
+                "archived": False,
             }
         )
         envs.append(
@@ -255,53 +294,41 @@ def export_document(flags: Iterable[Flag], environment: str = "default") -> dict
                 "featureName": flag.name,
                 "environment": environment,
                 "enabled": flag.enabled,
+                "variants": [],
             }
         )
         for order, strategy in enumerate(_with_overrides(flag)):
-            sid = f"{flag.name}#{order}"
-            strategies.append(
-                {
-                    "id": sid,
-                    "featureName": flag.name,
-                    "projectId": "default",
-                    "environment": environment,
-                    "strategyName": strategy.name,
-                    "name": strategy.name,
-                    "title": strategy.title or None,
-                    "disabled": strategy.disabled,
-                    "parameters": _unleash_parameters(strategy, flag.name),
-                    "constraints": [
-                        c.to_unleash() | {"contextName": unleash_field(c.context_name)}
-                        for c in strategy.constraints
-                    ],
-                    "sortOrder": order,
-                    "segments": [s.id for s in strategy.segments],
-                    "variants": [],
-                }
-            )
+            inlined = list(strategy.constraints)
             for segment in strategy.segments:
-                if segment.constraints is not None:
-                    segments[segment.id] = segment
-                links.append({"featureStrategyId": sid, "segmentId": segment.id})
+                if segment.constraints is None:
+                    # undefined segment: never on; an impossible constraint says the same
+                    inlined.append(Constraint("portalOpsUndefinedSegment", "IN", ()))
+                else:
+                    inlined += segment.constraints
+            entry: dict[str, Any] = {
+                "id": f"{flag.name}#{order}",
+                "featureName": flag.name,
+                "name": strategy.name,
+                "title": strategy.title or None,
+                "disabled": strategy.disabled,
+                "parameters": _unleash_parameters(strategy, flag.name),
+                "constraints": [
+                    c.to_unleash() | {"contextName": unleash_field(c.context_name)} for c in inlined
+                ],
+                "sortOrder": order,
+                "segments": [],
+                "variants": [],
+            }
+            strategies.append(entry)
     return {
         "features": features,
         "featureStrategies": strategies,
         "featureEnvironments": envs,
         "contextFields": [],
         "featureTags": [],
-        "segments": [
-            s.to_unleash()
-            | {
-                "constraints": [
-                    c.to_unleash() | {"contextName": unleash_field(c.context_name)}
-                    for c in s.constraints or ()
-                ]
-            }
-            for s in sorted(segments.values(), key=lambda s: s.id)
-        ],
+        "segments": [],
         "tagTypes": [],
         "dependencies": [],
-        "featureStrategySegments": links,
     }
 
 
@@ -316,8 +343,6 @@ def _unleash_parameters(strategy: Strategy, flag_name: str) -> dict[str, str]:
 
 def _with_overrides(flag: Flag) -> list[Strategy]:
     """The flag's strategies, with its overrides written as constraints (see above)."""
-    from .constraints import Constraint
-
     out: list[Strategy] = []
     forced_off: list[Constraint] = []
     for kind, overrides in (("user", flag.user_overrides), ("company", flag.company_overrides)):

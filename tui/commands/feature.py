@@ -14,6 +14,7 @@ import asyncio
 import json
 import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from backend.flags.describe import strategy_lines
 from backend.flags.model import Context, FlagError
 from backend.flags.service import Change, FlagService, StatsUnavailable
 from backend.flags.store import diff
-from backend.flags.unleash import parse_strategy
+from backend.flags.unleash import export_document, parse_strategy, read_document
 
 from .common import (
     EXIT_FAILED,
@@ -288,8 +289,11 @@ def check(
         res = result.resolution
         click.echo(f"{name} for {who or '(empty context)'}: {'ON' if res.value else 'OFF'}")
         click.echo(f"  reason: {res.reason}   rule: {res.rule}")
+        width = max(shutil.get_terminal_size((80, 24)).columns, 40)
         for line in result.explanation.splitlines():
-            click.echo(f"  {line}")
+            indent = " " * (len(line) - len(line.lstrip()) + 2)
+            click.echo(textwrap.fill(line.strip(), width, initial_indent=indent,
+                                     subsequent_indent=indent + "  "))  # fmt: skip
 
 
 @feature.command()
@@ -500,6 +504,110 @@ def override(
         change = service.override(name, kind, ident, value, reason=reason)
         what = "cleared" if clear else "ON" if on else "OFF"
         _done(change, as_json, f"{name}: override for {kind} {ident.strip()} {what}")
+
+
+@feature.command("import")
+@click.option(
+    "--unleash",
+    "path",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Unleash export (admin UI Export) or client features document; '-' for stdin.",
+)
+@click.option("--environment", help="Which environment of the export to take.")
+@click.option(
+    "--segments",
+    "segments_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Segments with their constraints (GET /api/admin/segments): an export names them only.",
+)
+@click.option("--replace", is_flag=True, help="Overwrite flags that exist (their overrides go).")
+@_reason_option
+@config_option
+@json_option
+def import_cmd(
+    path: str,
+    environment: str | None,
+    segments_path: str | None,
+    replace: bool,
+    reason: str,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """Take flags from Unleash, each serving exactly what Unleash served. Everything is
+    checked first: a flag portal-ops cannot serve identically (custom strategy,
+    dependency, unknown operator) is refused with its name, and nothing is written."""
+    doc = _read_json(path)
+    segments_doc = _read_json(segments_path) if segments_path else None
+    with _service(config_path) as (service, _):
+        imported = read_document(doc, environment, segments_doc)
+        changes = service.import_flags(
+            imported.flags, replace_existing=replace, reason=reason or f"import from {path}"
+        )
+        for warning in imported.warnings:
+            click.echo(f"portal-ops: warning: {warning}", err=True)
+        unpublished = [c for c in changes if c.publication is not None and not c.publication.ok]
+        if as_json:
+            print_json(
+                {
+                    "environment": imported.environment,
+                    "imported": [c.to_json() for c in changes],
+                    "warnings": imported.warnings,
+                }
+            )
+        else:
+            click.echo(
+                f"imported {len(changes)} flag(s) from {path} (environment {imported.environment})"
+            )
+            for c in changes:
+                click.echo(f"  {c.flag}{'' if c.changed else ' (unchanged)'}")
+        if unpublished:
+            click.echo(
+                f"portal-ops: warning: {len(unpublished)} flag(s) saved but NOT published:"
+                f" {unpublished[0].publication.error if unpublished[0].publication else ''}",
+                err=True,
+            )
+            sys.exit(EXIT_FAILED)
+
+
+@feature.command("export")
+@click.option("--unleash", is_flag=True, required=True, help="Unleash's export format.")
+@click.option("--environment", default="default", show_default=True)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="File to write ('-': stdout).",
+)
+@config_option
+def export_cmd(unleash: bool, environment: str, output: str, config_path: str | None) -> None:
+    """Write every flag in Unleash's export format (import it in Unleash's admin UI).
+    Overrides become constraints, segments are written inline: answers are kept."""
+    with _service(config_path) as (service, _):
+        if service.emergency().active:
+            click.echo(
+                "portal-ops: warning: the kill switch is active here; it is not exported"
+                " (Unleash will serve the flags' own configuration)",
+                err=True,
+            )
+        doc = export_document(service.flags(), environment)
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"exported {len(doc['features'])} flag(s) to {output}", err=True)
+
+
+def _read_json(path: str) -> Any:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        return json.loads(text)
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror or exc}")
+    except ValueError as exc:
+        fail(f"{path}: not JSON: {exc}")
 
 
 @feature.command("emergency-disable")
