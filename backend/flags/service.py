@@ -10,6 +10,7 @@ with a 1 s connect timeout), so the engine may call them from its event loop.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -466,7 +467,14 @@ class FlagService:
         )
         before, after, entry = self.store.set_emergency(state, who, reason.strip(), deployment_id)
         if entry is None:
-            return self._unchanged(GLOBAL, "emergency-disable", before.to_json())
+            served = self._served_emergency()
+            if served is None or served.active:
+                return self._unchanged(GLOBAL, "emergency-disable", before.to_json())
+            # on in this store, but another machine lifted it: switch it on again
+            entry = self.store.record_global(
+                "emergency-disable", served, state, who, reason.strip(), deployment_id
+            )
+            after = state
         return self._committed(entry, "emergency", after.to_json(), name="")
 
     def restore(
@@ -476,8 +484,29 @@ class FlagService:
         who = self._who(operator)
         _, after, entry = self.store.set_emergency(Emergency(), who, reason, deployment_id)
         if entry is None:
-            return self._unchanged(GLOBAL, "restore", after.to_json())
+            served = self._served_emergency()
+            if served is None or not served.active:
+                return self._unchanged(GLOBAL, "restore", after.to_json())
+            # off in this store, but another machine switched it on: lift it from here
+            entry = self.store.record_global(
+                "restore", served, Emergency(), who, reason, deployment_id
+            )
         return self._committed(entry, "restore", None, name="")
+
+    def _served_emergency(self) -> Emergency | None:
+        """The kill switch as Redis serves it (None: no Redis, or unreachable)."""
+        if not self.redis_url:
+            return None
+        try:
+            raw = self._pub().redis.get(self.keys.emergency)
+        except redis.RedisError:
+            return None
+        if not raw:
+            return Emergency()
+        try:
+            return Emergency.from_json(json.loads(raw))
+        except ValueError:
+            return Emergency(active=True)
 
     def prepare_release_flags(
         self, names: Iterable[str], deployment_id: str | None, operator: Operator | None = None

@@ -13,6 +13,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -110,8 +111,14 @@ class FlagStore:
         self._lock = threading.RLock()  # one connection, used from the loop and worker threads
         # under the write lock: a schema check that reads, then writes, in autocommit can
         # fail at once ("database is locked") when the journal commits in between
-        with self._tx():
+        with self._tx() as conn:
             self._ensure_schema()
+            row = conn.execute("SELECT value FROM flag_state WHERE key = 'store_id'").fetchone()
+            if row is None:
+                # this store's name in Redis, where several machines publish (layout.py)
+                row = (uuid.uuid4().hex,)
+                conn.execute("INSERT INTO flag_state (key, value) VALUES ('store_id', ?)", row)
+        self.store_id: str = row[0]
 
     def _ensure_schema(self) -> None:
         db = self.db
@@ -418,6 +425,34 @@ class FlagStore:
                 deployment_id,
             )
         return before, state, entry
+
+    def record_global(
+        self,
+        action: str,
+        before: Emergency,
+        after: Emergency,
+        operator: Operator,
+        reason: str = "",
+        deployment_id: str | None = None,
+    ) -> AuditEntry:
+        """Audit a kill-switch action this store's own state did not need (another
+        machine had switched it), so it is recorded and published like any other."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO flag_state (key, value) VALUES ('emergency', ?)",
+                [json.dumps(after.to_json())],
+            )
+            return self._audit_raw(
+                conn,
+                time.time(),
+                GLOBAL,
+                action,
+                before.to_json(),
+                after.to_json(),
+                reason,
+                operator,
+                deployment_id,
+            )
 
     def close(self) -> None:
         with self._lock:
