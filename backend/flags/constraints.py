@@ -197,6 +197,9 @@ def _semver(value: Any) -> tuple[Any, ...] | None:
 
 def compile_constraint(c: Constraint) -> Check:
     """A closure ``ctx -> bool`` for ``c`` (all parsing of the constraint done here)."""
+    fast = _fast_membership(c)
+    if fast is not None:
+        return fast
     get = getter(c.context_name)
     test = _operator(c)
     if test is None:
@@ -215,6 +218,33 @@ def compile_constraint(c: Constraint) -> Check:
         return missing if v is None else test(v)
 
     return plain
+
+
+def _fast_membership(c: Constraint) -> Check | None:
+    """IN / NOT_IN on a property, the most common targeting: one dict lookup and one set
+    lookup (an absent property, None, is in no set: IN false, NOT_IN true, as required)."""
+    if c.operator not in SET_OPERATORS or c.context_name in _ATTRIBUTES:
+        return None
+    if c.context_name in _COMPANY or c.context_name == "currentTime":
+        return None
+    name, members = c.context_name, frozenset(c.values)
+    is_in, inverted = c.operator == "IN", c.inverted
+    if is_in and not inverted:
+        return lambda ctx: (v := ctx.properties.get(name)) in members or (
+            v is not None and v.__class__ is not str and _text(v) in members
+        )
+
+    def member(ctx: Context) -> bool:
+        v = ctx.properties.get(name)
+        if v is None:
+            result = not is_in  # absent: IN false, NOT_IN true
+        else:
+            if v.__class__ is not str:
+                v = _text(v)
+            result = (v in members) == is_in
+        return result != inverted
+
+    return member
 
 
 def _operator(c: Constraint) -> Callable[[Any], bool] | None:

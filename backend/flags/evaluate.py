@@ -147,8 +147,13 @@ def compile_strategy(strategy: Strategy, flag_name: str, index: int) -> Decide:
     if checks is None:
         return lambda ctx: failed
     constrained = bool(checks)
-    rule = _rule(strategy, flag_name, index, constrained)
     check = all_of(checks)
+    pct = strategy.percentage
+    if check is not None and pct is not None and 0 < pct < 100:
+        fused = _fused_rollout(strategy, flag_name, index, pct, check, failed)
+        if fused is not None:
+            return fused
+    rule = _rule(strategy, flag_name, index, constrained)
     if check is None:
         return rule
 
@@ -232,6 +237,36 @@ def _rollout(strategy: Strategy, flag_name: str, index: int, pct: int, matched: 
         return _new(Resolution, (b <= pct, split, rule, b, None, index))
 
     return by_field
+
+
+def _fused_rollout(
+    strategy: Strategy,
+    flag_name: str,
+    index: int,
+    pct: int,
+    check: Callable[[Context], bool],
+    failed: Resolution,
+) -> Decide | None:
+    """A constrained rollout by a context field in one closure (the common targeted
+    rollout: one call fewer per evaluation than constraint + rollout)."""
+    stickiness = strategy.stickiness
+    if stickiness in (DEFAULT_STICKINESS, RANDOM_STICKINESS):
+        return None
+    get = _stickiness_getter(stickiness)
+    prefix = f"{strategy.group_id(flag_name)}:"
+    missing = Resolution(False, Reason.DEFAULT, Rule.NO_STICKINESS, None, None, index)
+    split, rule = Reason.SPLIT, Rule.PERCENTAGE
+
+    def targeted(ctx: Context) -> Resolution:
+        if not check(ctx):
+            return failed
+        ident = get(ctx)
+        if ident is None:
+            return missing
+        b = _hash(prefix + ident, 0, False) % 100 + 1
+        return _new(Resolution, (b <= pct, split, rule, b, None, index))
+
+    return targeted
 
 
 def _stickiness_getter(name: str) -> Callable[[Context], str | None]:
