@@ -175,3 +175,17 @@ def test_check_explains_the_strategy_and_constraint() -> None:
     text = explain(evaluate(flag, ctx), flag, ctx, None)
     assert text.startswith("ON: strategy 1 of 2 is on")
     assert "constraints held (country IN [fr])" in text
+
+
+def test_the_control_room_gets_the_strategies_in_a_few_words(service: FlagService) -> None:
+    """The room's FlagView (tui/state.py) carries the summary `feature list` shows."""
+    from tui.state import flag_from_dict
+
+    service.create("Feature.X")
+    service.set_strategies("Feature.X", [Strategy("default", {}, (COUNTRY_FR,)), rollout(30)])
+    row = next(r for r in service.list_flags() if r.name == "Feature.X")
+    assert row.summary == "2 strategies, 1 rule"
+    assert flag_from_dict(row.to_json()).rules == "2 strategies, 1 rule"
+    one = Flag("y", enabled=True, strategies=(Strategy("default", {}, (COUNTRY_FR,)),))
+    assert flag_from_dict(one.to_json()).rules == "everyone if country IN [fr]"
+    assert flag_from_dict(Flag("z", percentage=40).to_json()).rules == "40% by company"

@@ -218,3 +218,21 @@ def test_an_existing_flag_is_only_replaced_on_request(tmp_path: Path, state_dir:
     ok(feature(state_dir, "import", "--unleash", str(path), "--replace"))
     shown = json.loads(ok(feature(state_dir, "show", "a", "--json")))
     assert shown["overrides"] == {"company": {}, "user": {}} and shown["percentage"] == 0
+
+
+def test_list_and_show_fit_80_columns(state_dir: Path) -> None:
+    with FlagService(state_dir / "journal.db", None, operator=ALICE) as service:
+        populate(service)
+    narrow = {"COLUMNS": "80", "LINES": "24"}
+    listed = ok(feature(state_dir, "list", env=narrow))
+    lines = listed.splitlines()
+    assert len(lines) == 7 and all(len(line) <= 80 for line in lines), listed
+    row = next(line for line in lines if line.startswith("Feature.NewCheckout"))
+    assert "4 strategies, 3 rules" in row
+    assert "everyone (no strategy)" in listed and "50% by company" in listed
+    shown = ok(feature(state_dir, "show", "Feature.NewCheckout", env=narrow))
+    lines = shown.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines), shown
+    assert "2. flexibleRollout: 25% by default in group AB12A" in shown
+    assert "and version SEMVER_GT 2.0.0" in shown
+    assert "company overrides: on -; off company-7" in shown

@@ -21,7 +21,7 @@ def constraint_count(flag: Flag) -> int:
     )
 
 
-def summary(flag: Flag, width: int = 24) -> str:
+def summary(flag: Flag, width: int = 28) -> str:
     """``50% by company``; ``everyone if country IN [fr]``; ``3 strategies, 4 rules``."""
     active = [s for s in flag.strategies or () if not s.disabled]
     if not active:
