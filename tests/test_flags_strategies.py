@@ -189,3 +189,12 @@ def test_the_control_room_gets_the_strategies_in_a_few_words(service: FlagServic
     one = Flag("y", enabled=True, strategies=(Strategy("default", {}, (COUNTRY_FR,)),))
     assert flag_from_dict(one.to_json()).rules == "everyone if country IN [fr]"
     assert flag_from_dict(Flag("z", percentage=40).to_json()).rules == "40% by company"
+
+
+def test_a_percentage_needs_a_rollout_to_move(service: FlagService) -> None:
+    service.create("targeted")
+    service.set_strategies("targeted", [Strategy("default", {}, (COUNTRY_FR,))])
+    with pytest.raises(FlagError, match="no flexibleRollout strategy"):
+        service.enable("targeted", 50)
+    assert service.get("targeted").enabled is False  # nothing changed
+    assert service.enable("targeted").changed  # enabling without a percentage is fine

@@ -118,6 +118,8 @@ def test_export_import_round_trip_keeps_every_exposure(tmp_path: Path, state_dir
     doc = json.loads(exported.read_text(encoding="utf-8"))
     assert {f["name"] for f in doc["features"]} == set(before)
     assert set(doc) >= {"features", "featureStrategies", "featureEnvironments", "segments"}
+    fields = {f["name"]: f["stickiness"] for f in doc["contextFields"]}
+    assert fields["companyId"] is True and fields["tenant"] is True and fields["plan"] is False
 
     # as Unleash serves the exported document, to contexts as its SDKs send them
     as_unleash = {f.name: f for f in read_document(doc).flags}

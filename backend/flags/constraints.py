@@ -230,8 +230,9 @@ def _fast_membership(c: Constraint) -> Check | None:
     name, members = c.context_name, frozenset(c.values)
     is_in, inverted = c.operator == "IN", c.inverted
     if is_in and not inverted:
-        return lambda ctx: (v := ctx.properties.get(name)) in members or (
-            v is not None and v.__class__ is not str and _text(v) in members
+        return lambda ctx: (
+            (v := ctx.properties.get(name)) in members
+            or (v is not None and v.__class__ is not str and _text(v) in members)
         )
 
     def member(ctx: Context) -> bool:

@@ -160,6 +160,11 @@ class Flag:
                 group = main.parameters.get("groupId") or ""
                 object.__setattr__(self, "stickiness", main.stickiness)
                 object.__setattr__(self, "group", "" if group == self.name else group)
+            elif self.percentage not in (UNSET, 100):
+                raise FlagError(
+                    f"flag {self.name!r} has no flexibleRollout strategy to set a percentage"
+                    " on (see `portal-ops feature show`)"
+                )
         primary = _primary(strategies)
         pct = strategies[primary].percentage if primary is not None else 100
         object.__setattr__(self, "strategies", strategies)

@@ -324,12 +324,47 @@ def export_document(flags: Iterable[Flag], environment: str = "default") -> dict
         "features": features,
         "featureStrategies": strategies,
         "featureEnvironments": envs,
-        "contextFields": [],
+        "contextFields": _context_fields(strategies),
         "featureTags": [],
         "segments": [],
         "tagTypes": [],
         "dependencies": [],
     }
+
+
+_STANDARD_FIELDS = {
+    "userId",
+    "sessionId",
+    "remoteAddress",
+    "environment",
+    "appName",
+    "currentTime",
+    "default",
+    "random",
+}
+
+
+def _context_fields(strategies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The custom context fields the strategies use (Unleash's import wants them known);
+    those used as stickiness are marked so."""
+    used: dict[str, bool] = {}
+    for s in strategies:
+        sticky = s["parameters"].get("stickiness")
+        if sticky and sticky not in _STANDARD_FIELDS:
+            used[sticky] = True
+        for c in s["constraints"]:
+            if c["contextName"] not in _STANDARD_FIELDS:
+                used.setdefault(c["contextName"], False)
+    return [
+        {
+            "name": name,
+            "description": "from portal-ops",
+            "stickiness": sticky,
+            "sortOrder": 10,
+            "legalValues": [],
+        }
+        for name, sticky in sorted(used.items())
+    ]
 
 
 def _unleash_parameters(strategy: Strategy, flag_name: str) -> dict[str, str]:
