@@ -238,3 +238,30 @@ def test_list_and_show_fit_80_columns(state_dir: Path) -> None:
     assert "2. flexibleRollout: 25% by default in group AB12A" in shown
     assert "and version SEMVER_GT 2.0.0" in shown
     assert "company overrides: on -; off company-7" in shown
+
+
+def test_set_strategies_from_a_file(tmp_path: Path, state_dir: Path) -> None:
+    ok(feature(state_dir, "create", "Feature.Beta"))
+    ok(feature(state_dir, "enable", "Feature.Beta"))
+    strategies = [
+        {"name": "flexibleRollout", "parameters": {"rollout": "100", "stickiness": "userId"},
+         "constraints": [{"contextName": "country", "operator": "IN", "values": ["fr"],
+                          "inverted": True}],
+         "segments": [{"id": 1, "name": "testers", "constraints": [
+             {"contextName": "email", "operator": "STR_ENDS_WITH", "values": ["@acme.fr"],
+              "caseInsensitive": True}]}]},
+    ]  # fmt: skip
+    path = tmp_path / "strategies.json"
+    path.write_text(json.dumps(strategies))
+    out = ok(feature(state_dir, "set-strategies", "Feature.Beta", str(path), "--reason", "beta"))
+    assert "strategies set (1)" in out
+    yes = ("--user", "u1", "--property", "country=de", "--property", "email=a@ACME.fr")
+    assert ": ON" in ok(feature(state_dir, "check", "Feature.Beta", *yes))
+    no = ok(feature(state_dir, "check", "Feature.Beta", "--user", "u1", "--property",
+                    "country=fr", "--property", "email=a@acme.fr"))  # fmt: skip
+    assert "not country IN [fr] failed" in " ".join(no.split())
+    history = json.loads(ok(feature(state_dir, "history", "Feature.Beta", "--json")))
+    assert history[0]["action"] == "set-strategies" and history[0]["reason"] == "beta"
+    path.write_text(json.dumps([{"name": "default", "constraints": [{"contextName": "x"}]}]))
+    bad = feature(state_dir, "set-strategies", "Feature.Beta", str(path))
+    assert bad.returncode == 2 and "unsupported operator None" in bad.stderr

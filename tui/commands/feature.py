@@ -391,9 +391,12 @@ def _spark(series: list[tuple[int, int, int]], width: int = 60) -> str:
 @click.option(
     "--stickiness",
     default=None,
-    help="Context field to bucket on: company (default), user, session or a property.",
+    help="Context field to bucket on: company (default), user, session, a property, or"
+    " Unleash's default (userId, then sessionId, then random) or random.",
 )
-@click.option("--group", default="", help="Bucketing group (default: the flag name).")
+@click.option(
+    "--group", default="", help="Bucketing group, Unleash's groupId (default: the flag name)."
+)
 @_reason_option
 @config_option
 @json_option
