@@ -128,6 +128,10 @@ MORE = [
   {"name": "Feature.rollout0.default", "enabled": True, "strategies": [rollout(0, "default")]},
   {"name": "Feature.random100", "enabled": True, "strategies": [rollout(100, "random")]},
   {"name": "Feature.random0", "enabled": True, "strategies": [rollout(0, "random")]},
+  {"name": "Feature.gradualRandom100", "enabled": True, "strategies": [
+      {"name": "gradualRolloutRandom", "parameters": {"percentage": "100"}}]},
+  {"name": "Feature.gradualRandom0", "enabled": True, "strategies": [
+      {"name": "gradualRolloutRandom", "parameters": {"percentage": "0"}}]},
 ]
 MORE_CONTEXTS = [
   {}, {"userId": "u-7"}, {"userId": "u-8", "properties": {"plan": "pro", "country": "us"}},
@@ -208,6 +212,8 @@ EXPECTED_MORE = {
     'Feature.rollout0.default': "000000000000",
     'Feature.random100': "111111111111",
     'Feature.random0': "000000000000",
+    'Feature.gradualRandom100': "111111111111",
+    'Feature.gradualRandom0': "000000000000",
 }
 EXPECTED_ROLLOUTS = {
     'Feature.NewCheckout': "1010010100100000011001000101000100101100",

@@ -126,7 +126,12 @@ def _check_feature(feature: Any, where: str) -> str:
     return str(name)
 
 
-def _check_strategy(name: str, strategy: Strategy) -> None:
+def _check_strategy(name: str, strategy: Strategy, warnings: list[str] | None = None) -> None:
+    if strategy.name == "applicationHostname" and warnings is not None:
+        warnings.append(
+            f"{name}: applicationHostname is served from this machine's name here; Unleash"
+            " SDKs differ on it (UnleashClient 6.9.1 never enables it): check this flag"
+        )
     if strategy.name not in KNOWN:
         raise FlagError(
             f"flag {name!r}: custom strategy {strategy.name!r} is not supported"
@@ -149,7 +154,7 @@ def _read_client(doc: Mapping[str, Any], segments: dict[int, Segment | None], en
             strategy = Strategy.parse(
                 raw, where, _segment_refs(raw.get("segments") or [], segments)
             )
-            _check_strategy(name, strategy)
+            _check_strategy(name, strategy, warnings)
             strategies.append(strategy)
             if raw.get("variants"):
                 warnings.append(f"{name}: strategy {j + 1} variants left out (booleans only)")
@@ -216,7 +221,7 @@ def _read_export(
             where = f"flag {name!r}, strategy {j + 1}"
             ids = raw.get("segments") or by_strategy.get(str(raw.get("id")), [])
             strategy = Strategy.parse(raw, where, _segment_refs(ids, segments, where))
-            _check_strategy(name, strategy)
+            _check_strategy(name, strategy, warnings)
             parsed.append(strategy)
             if raw.get("variants"):
                 warnings.append(f"{name}: strategy {j + 1} variants left out (booleans only)")
