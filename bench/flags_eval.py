@@ -17,6 +17,11 @@ portal-ops. To include it without touching the project's environment::
 
 Both clients are also checked to give the same answer for every company (Unleash
 ``flexibleRollout`` with ``stickiness=companyId`` and ``groupId`` = the flag name).
+
+``--check-vectors`` (needs UnleashClient) recomputes, with Unleash's own client, the
+expected answers written in tests/test_flags_unleash_vectors.py, and evaluates the
+document `feature export --unleash` writes for the flags of tests/test_flags_unleash_io.py
+with UnleashClient for 10,000 contexts against portal-ops' answers.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from backend.flags.client import FlagClient  # noqa: E402
 from backend.flags.evaluate import evaluate  # noqa: E402
 from backend.flags.model import Context  # noqa: E402
 from backend.flags.service import FlagService  # noqa: E402
+from backend.flags.unleash import parse_strategy  # noqa: E402
 from tests.fixtures.redis_server import RedisServer  # noqa: E402
 
 COMPANIES = 10_000
@@ -48,12 +54,16 @@ PREFIX = "bench"
 ON_OVERRIDES = [f"company-{i}" for i in range(0, 1000, 20)]  # 50 forced on
 OFF_OVERRIDES = [f"company-{i}" for i in range(5, 1000, 20)]  # 50 forced off
 
+PLANS = ["pro", "enterprise", "pro", "free"]  # the constraint keeps 3 companies in 4
 # name -> (percentage, company overrides?)
 FLAGS: dict[str, tuple[int, bool]] = {
     "ui-improvements": (50, False),  # a percentage split: the hashing path
     "new-billing": (25, True),  # 100 company overrides, then a split
     "mobile-nav": (100, False),  # fully on: no hashing
+    "Feature.TargetedCheckout": (50, False),  # plan IN [pro, enterprise], then 50 %
 }
+CONSTRAINED = {"Feature.TargetedCheckout"}
+PLAN_CONSTRAINT = {"contextName": "plan", "operator": "IN", "values": ["pro", "enterprise"]}
 
 
 def pin_one_core() -> str:
@@ -91,6 +101,13 @@ def measure(fn: Callable[[], None], evaluations: int) -> float:
 def setup_flags(service: FlagService) -> None:
     for name, (pct, overrides) in FLAGS.items():
         service.create(name)
+        if name in CONSTRAINED:
+            rollout = {
+                "name": "flexibleRollout",
+                "parameters": {"rollout": str(pct), "stickiness": "company", "groupId": name},
+                "constraints": [PLAN_CONSTRAINT],
+            }
+            service.set_strategies(name, [parse_strategy(rollout, name)])
         service.enable(name, pct)
         if overrides:
             for company in ON_OVERRIDES:
@@ -109,6 +126,8 @@ def unleash_features() -> dict[str, Any]:
             "constraints": [],
         }
         strategies = [rollout]
+        if name in CONSTRAINED:
+            rollout["constraints"] = [PLAN_CONSTRAINT]
         if overrides:
             rollout["constraints"] = [
                 {"contextName": "companyId", "operator": "NOT_IN", "values": OFF_OVERRIDES}
@@ -159,7 +178,10 @@ def run() -> dict[str, Any]:
         "scenarios": {},
     }
     ids = [f"company-{i}" for i in range(COMPANIES)]
-    ctxs = [Context(company=c, user=f"user-{i}") for i, c in enumerate(ids)]
+    ctxs = [
+        Context(company=c, user=f"user-{i}", properties={"plan": PLANS[i % 4]})
+        for i, c in enumerate(ids)
+    ]
     with tempfile.TemporaryDirectory() as tmp, RedisServer(root=Path(tmp) / "redis") as redis:
         service = FlagService(Path(tmp) / "journal.db", redis.url, PREFIX)
         setup_flags(service)
@@ -186,7 +208,10 @@ def run() -> dict[str, Any]:
                 "FlagClient.is_enabled (usage counted)": measure(ours, COMPANIES),
             }
             if unleash is not None:
-                u_ctxs = [{"userId": c.user, "properties": {"companyId": c.company}} for c in ctxs]
+                u_ctxs = [
+                    {"userId": c.user, "properties": {"companyId": c.company, **c.properties}}
+                    for c in ctxs
+                ]
 
                 def theirs(name: str = name, u_ctxs: list[dict[str, Any]] = u_ctxs) -> None:
                     is_enabled = unleash.is_enabled
@@ -216,10 +241,110 @@ def run() -> dict[str, Any]:
     return results
 
 
+def unleash_from_document(doc: dict[str, Any], tmp: str) -> Any:
+    """UnleashClient serving ``doc`` (client API shape), never contacting a server."""
+    from UnleashClient import UnleashClient
+    from UnleashClient.cache import FileCache
+
+    cache = FileCache("portal-ops-vectors", directory=tmp)
+    cache.bootstrap_from_dict(doc)
+    client = UnleashClient(
+        url="http://127.0.0.1:9/api",
+        app_name="portal-ops-vectors",
+        disable_metrics=True,
+        disable_registration=True,
+        cache=cache,
+    )
+    client.initialize_client(fetch_toggles=False)
+    return client
+
+
+def client_document(export: dict[str, Any]) -> dict[str, Any]:
+    """Unleash's export as the client API document its SDKs bootstrap from."""
+    enabled = {e["featureName"]: e["enabled"] for e in export["featureEnvironments"]}
+    features = []
+    for f in export["features"]:
+        strategies = sorted(
+            (s for s in export["featureStrategies"] if s["featureName"] == f["name"]),
+            key=lambda s: s["sortOrder"],
+        )
+        features.append(
+            {
+                "name": f["name"],
+                "enabled": enabled[f["name"]],
+                "strategies": [
+                    {k: s[k] for k in ("name", "parameters", "constraints")} for s in strategies
+                ],
+            }
+        )
+    return {"version": 2, "features": features}
+
+
+def check_vectors() -> int:
+    """Unleash's own client against the test vectors and the export; 0 when all agree."""
+    from backend.flags.unleash import export_document
+    from tests import test_flags_unleash_io as io
+    from tests import test_flags_unleash_vectors as v
+
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        client = unleash_from_document(v.document(), tmp)
+
+        def answers(name: str, contexts: list[dict[str, Any]]) -> str:
+            return "".join("1" if client.is_enabled(name, c) else "0" for c in contexts)
+
+        groups = [
+            (v.EXPECTED_OPERATORS, lambda n: v.OP_CONTEXTS),
+            (v.EXPECTED_MORE, lambda n: v.MORE_CONTEXTS),
+            (
+                v.EXPECTED_ROLLOUTS,
+                lambda n: [v.rollout_ctx(v.ROLLOUT_FIELD[n], i) for i in range(40)],
+            ),
+        ]
+        checked = 0
+        for expected, contexts in groups:
+            for name, want in expected.items():
+                got = answers(name, contexts(name))
+                checked += 1
+                if got != want:
+                    failures += 1
+                    print(f"vector {name}: Unleash {got}, test expects {want}")
+        print(f"{checked - failures}/{checked} vector groups agree with UnleashClient")
+        client.destroy()
+
+        service = FlagService(Path(tmp) / "journal.db", None)
+        io.populate(service)
+        flags = service.flags()
+        service.close()
+        doc = client_document(export_document(flags))
+        client = unleash_from_document(doc, tmp)
+        callers = io.contexts()
+        differ = 0
+        for flag in flags:
+            for ours, theirs in callers:
+                if evaluate(flag, ours).value != client.is_enabled(flag.name, theirs):
+                    differ += 1
+        total = len(flags) * len(callers)
+        print(f"export: {total - differ}/{total} answers of UnleashClient equal portal-ops'")
+        client.destroy()
+        failures += differ
+    return 1 if failures else 0
+
+
 def main() -> None:
+    global ROUNDS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--rounds", type=int, default=7, help="timed runs, best kept (default 7)")
+    parser.add_argument(
+        "--check-vectors",
+        action="store_true",
+        help="recompute the test vectors and the export's answers with UnleashClient",
+    )
     args = parser.parse_args()
+    if args.check_vectors:
+        raise SystemExit(check_vectors())
+    ROUNDS = max(1, args.rounds)
     results = run()
     if args.json:
         print(json.dumps(results, indent=2))
@@ -232,6 +357,8 @@ def main() -> None:
     for flag, row in results["scenarios"].items():
         pct, overrides = FLAGS[flag]
         kind = f"{pct}%" + (", 100 company overrides" if overrides else "")
+        if flag in CONSTRAINED:
+            kind += ", constraint plan IN [pro, enterprise]"
         print(f"{flag} ({kind})")
         for what, value in row.items():
             shown = f"{value:>13,.0f} /s" if isinstance(value, float) else f"{value:>16}"

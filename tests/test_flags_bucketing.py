@@ -40,7 +40,7 @@ def test_murmur3_raw_value_matches_the_reference() -> None:
 def test_vectors_through_evaluate() -> None:
     flag = Flag("ab12a", enabled=True, percentage=50, group="AB12A")
     hit = evaluate(flag, Context(company="122"))
-    assert hit == (True, Reason.SPLIT, Rule.PERCENTAGE, 23, None)
+    assert hit == (True, Reason.SPLIT, Rule.PERCENTAGE, 23, None, 0)
     assert evaluate(flag, Context(company="155")).value is False
     at_boundary = Flag("x", enabled=True, percentage=10, group="Feature.flexibleRollout.10")
     assert evaluate(at_boundary, Context(company="174")).value is True  # 10 <= 10
@@ -101,7 +101,9 @@ def test_evaluation_order_and_reasons() -> None:
         Rule.EMERGENCY,
     )
     everyone = Flag("f", enabled=True, percentage=100)
-    assert evaluate(everyone, Context())[:3] == (True, Reason.STATIC, Rule.EVERYONE)
+    assert evaluate(everyone, Context(company="x"))[:3] == (True, Reason.STATIC, Rule.EVERYONE)
+    # as in Unleash: 100 % of the companies does not include a context without a company
+    assert evaluate(everyone, Context())[:3] == (False, Reason.DEFAULT, Rule.NO_STICKINESS)
 
 
 def test_stickiness_user_session_and_property() -> None:
@@ -112,9 +114,9 @@ def test_stickiness_user_session_and_property() -> None:
     by_region = Flag("f", enabled=True, percentage=50, stickiness="region")
     res = evaluate(by_region, Context(properties={"region": "eu-west"}))
     assert res.bucket == bucket("f", "eu-west")
-    # missing stickiness field: the caller's default, reason DEFAULT
+    # missing stickiness field: off as in Unleash (whatever the caller's default), DEFAULT
     missing = evaluate(by_user, Context(company="x"), default=True)
-    assert missing[:3] == (True, Reason.DEFAULT, Rule.NO_STICKINESS)
+    assert missing[:3] == (False, Reason.DEFAULT, Rule.NO_STICKINESS)
 
 
 def test_unknown_flag_and_not_ready_give_the_default() -> None:
@@ -125,7 +127,7 @@ def test_unknown_flag_and_not_ready_give_the_default() -> None:
 
 def test_evaluation_never_raises() -> None:
     broken = Flag("f", enabled=True, percentage=50)
-    object.__setattr__(broken, "prefix", None)  # a corrupted definition
+    object.__setattr__(broken, "strategies", (None,))  # a corrupted definition
     res = evaluate(broken, Context(company="1"), default=True)
     assert res[:3] == (True, Reason.ERROR, Rule.ERROR)
     assert evaluate(broken, "not a context", default=False).value is False  # type: ignore[arg-type]
@@ -148,7 +150,7 @@ def test_flag_json_round_trip() -> None:
     assert Flag.from_json(Flag("g").to_json()).group == ""  # default group stays implicit
 
 
-@pytest.mark.parametrize("bad", ["", "Bad", "-x", "a b", "x" * 65, "ü", "a/b", "a:b"])
+@pytest.mark.parametrize("bad", ["", "..", "a b", "x" * 101, "a/b", "a:b", 'a"b'])
 def test_bad_names(bad: str) -> None:
     with pytest.raises(FlagError):
         validate_name(bad)

@@ -108,7 +108,7 @@ def test_check_explains_the_decision(state_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("create", "Bad_Name"), "bad flag name"),
+        (("create", "Bad Name"), "bad flag name"),
         (("enable", "f", "--percentage=50%"), "bad percentage"),
         (("enable", "f", "--percentage=101"), "bad percentage"),
         (("enable", "f", "--percentage=-1"), "bad percentage"),

@@ -100,6 +100,7 @@ class FlagView:
     reason: str = ""
     change: str = ""
     changed_at: float | None = None
+    rules: str = ""  # the strategies in a few words ("50% by company", "3 strategies, 2 rules")
 
     def state(self, emergency: bool = False) -> str:
         """``on``, ``off``, ``partial`` (below 100 %), or ``killed`` under the kill switch."""
@@ -520,6 +521,7 @@ def flag_from_dict(raw: Mapping[str, Any], previous: FlagView | None = None) -> 
         overrides=count,
         evaluations=int(evals) if isinstance(evals, int | float) else None,
         description=str(raw.get("description", base.description) or ""),
+        rules=_rules(raw, base.rules),
     )
     last = raw.get("last_change")
     if isinstance(last, Mapping) and last.get("at"):
@@ -531,6 +533,21 @@ def flag_from_dict(raw: Mapping[str, Any], previous: FlagView | None = None) -> 
             changed_at=_num(last.get("at")),
         )
     return flag
+
+
+def _rules(raw: Mapping[str, Any], previous: str) -> str:
+    """The strategy summary: listed by the flag service, or made from a flag's JSON."""
+    if isinstance(raw.get("summary"), str):
+        return str(raw["summary"])
+    if not isinstance(raw.get("strategies"), list) or not raw.get("name"):
+        return previous
+    from backend.flags.describe import summary
+    from backend.flags.model import Flag
+
+    try:
+        return summary(Flag.from_json(raw))
+    except (ValueError, TypeError, KeyError):
+        return previous
 
 
 def with_flags(

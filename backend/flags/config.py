@@ -11,7 +11,8 @@ from itertools import pairwise
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+from .model import NAME_RULE, is_valid_name
+
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
 
@@ -32,12 +33,9 @@ class FlagsConfig(BaseModel):
     @field_validator("release_flags")
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
-        bad = [n for n in value if not _NAME.fullmatch(n)]
+        bad = [n for n in value if not is_valid_name(n)]
         if bad:
-            raise ValueError(
-                f"bad flag name(s) {bad}: 1 to 64 characters from a-z, 0-9, '.', '_', '-',"
-                " starting with a letter or digit"
-            )
+            raise ValueError(f"bad flag name(s) {bad}: {NAME_RULE}")
         return value
 
     @field_validator("rollout_steps")

@@ -10,7 +10,11 @@ key                                 type    content
 ``{p}:flags:emergency``             STRING  emergency JSON while the kill switch is on;
                                             absent otherwise
 ``{p}:flags:version``               STRING  integer, +1 on every publication
-``{p}:flags:rev``                   STRING  the store revision (audit seq) published last
+``{p}:flags:rev``                   STRING  global revision, +1 on every publication from
+                                            any machine (absent: Redis holds no data)
+``{p}:flags:stores``                HASH    store id -> its revision (audit seq) published
+``{p}:flags:origin``                HASH    flag name (``*``: kill switch) -> the id of the
+                                            store that wrote it last
 ``{p}:flags:changes``               CHANNEL one JSON message per publication
 ``{p}:usage:{name}:m:{minute}``     HASH    ``yes``, ``no``: evaluations in that minute
                                             (``minute`` = unix time // 60); 48 h TTL
@@ -61,6 +65,14 @@ class Keys:
         return f"{self.prefix}:flags:rev"
 
     @property
+    def stores(self) -> str:
+        return f"{self.prefix}:flags:stores"
+
+    @property
+    def origin(self) -> str:
+        return f"{self.prefix}:flags:origin"
+
+    @property
     def channel(self) -> str:
         return f"{self.prefix}:flags:changes"
 
@@ -74,20 +86,39 @@ class Keys:
         return f"{self.prefix}:usage:{name}:last"
 
 
-# KEYS: flags, emergency, version, rev. ARGV: channel, op, name, data JSON or "", revision.
-# Returns the new version; 0 when a newer revision is already published (a late writer);
-# -1 when Redis missed earlier changes (the caller then publishes a snapshot).
+# Several machines (each with its own store) publish to one Redis. Each store has an id;
+# Redis keeps, per store, the last store revision it published ({p}:flags:stores) and, per
+# flag, which store wrote it last ({p}:flags:origin, "*" for the kill switch). The global
+# revision {p}:flags:rev and the version go up on every publication, whoever sends it.
+
+# KEYS: flags, emergency, version, rev, stores, origin.
+# ARGV: channel, op, name, data JSON or "", store revision, store id.
+# Returns the new version; 0 when this store already published a newer revision (a late
+# process: the caller sends its whole store instead); -1 when Redis missed this store's
+# earlier changes (the caller publishes a snapshot).
 PUBLISH_CHANGE = """
-local cur = tonumber(redis.call('GET', KEYS[4]) or '0')
+local cur = tonumber(redis.call('HGET', KEYS[5], ARGV[6]) or '0')
 local rev = tonumber(ARGV[5])
 if rev <= cur then return 0 end
 if cur ~= rev - 1 then return -1 end
 local op = ARGV[2]
-if op == 'upsert' then redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
-elseif op == 'delete' then redis.call('HDEL', KEYS[1], ARGV[3])
-elseif op == 'emergency' then redis.call('SET', KEYS[2], ARGV[4])
-elseif op == 'restore' then redis.call('DEL', KEYS[2]) end
-redis.call('SET', KEYS[4], ARGV[5])
+if op == 'upsert' then
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+  redis.call('HSET', KEYS[6], ARGV[3], ARGV[6])
+elseif op == 'delete' then
+  redis.call('HDEL', KEYS[1], ARGV[3])
+  redis.call('HDEL', KEYS[6], ARGV[3])
+elseif op == 'emergency' then
+  redis.call('SET', KEYS[2], ARGV[4])
+  redis.call('HSET', KEYS[6], '*', ARGV[6])
+elseif op == 'restore' then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[6], '*', ARGV[6])
+else
+  return redis.error_reply('unknown publication op ' .. op)
+end
+redis.call('HSET', KEYS[5], ARGV[6], ARGV[5])
+redis.call('INCR', KEYS[4])
 local v = redis.call('INCR', KEYS[3])
 local data = ARGV[4]
 if data == '' then data = 'null' end
@@ -96,15 +127,42 @@ redis.call('PUBLISH', ARGV[1],
 return v
 """
 
-# KEYS: flags, emergency, version, rev. ARGV: channel, revision, emergency JSON or "",
-# then name, flag JSON pairs. Replaces everything; skipped (0) if a newer revision is there.
+# KEYS: flags, emergency, version, rev, stores, origin.
+# ARGV: channel, store revision, store id, emergency JSON or "", then name, flag JSON pairs.
+# Sends one store whole, without undoing other machines' work: a flag another store wrote
+# last stays as it is, a flag this store wrote and no longer has is removed, and the kill
+# switch is only lifted if this store switched it on (or nobody is known to have).
+# Returns the new version; 0 when this store already published a newer revision.
 PUBLISH_SNAPSHOT = """
-local cur = tonumber(redis.call('GET', KEYS[4]) or '0')
+local me = ARGV[3]
+local cur = tonumber(redis.call('HGET', KEYS[5], me) or '0')
 if tonumber(ARGV[2]) < cur then return 0 end
-redis.call('DEL', KEYS[1])
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3]) else redis.call('DEL', KEYS[2]) end
-redis.call('SET', KEYS[4], ARGV[2])
+local mine = {}
+for i = 5, #ARGV, 2 do mine[ARGV[i]] = true end
+local origin = redis.call('HGETALL', KEYS[6])
+for i = 1, #origin, 2 do
+  local name, who = origin[i], origin[i + 1]
+  if name ~= '*' and who == me and not mine[name] then
+    redis.call('HDEL', KEYS[1], name)
+    redis.call('HDEL', KEYS[6], name)
+  end
+end
+for i = 5, #ARGV, 2 do
+  local who = redis.call('HGET', KEYS[6], ARGV[i])
+  if (not who) or who == me or redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[6], ARGV[i], me)
+  end
+end
+if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[4])
+  redis.call('HSET', KEYS[6], '*', me)
+else
+  local who = redis.call('HGET', KEYS[6], '*')
+  if (not who) or who == me then redis.call('DEL', KEYS[2]) end
+end
+redis.call('HSET', KEYS[5], me, ARGV[2])
+redis.call('INCR', KEYS[4])
 local v = redis.call('INCR', KEYS[3])
 redis.call('PUBLISH', ARGV[1], '{"v":' .. v .. ',"op":"snapshot","name":"","data":null}')
 return v

@@ -36,6 +36,11 @@ _ALIASES = {
     "session": "session",
     "sessionId": "session",
     "session_id": "session",
+    # Unleash's other standard context fields, for constraints
+    "environment": "environment",
+    "appName": "app_name",
+    "remoteAddress": "remote_address",
+    "currentTime": "current_time",
 }
 
 
@@ -91,6 +96,8 @@ class PortalOpsProvider(AbstractProvider):
         meta: dict[str, bool | int | float | str] = {"rule": res.rule}
         if res.bucket is not None:
             meta["bucket"] = res.bucket
+        if res.strategy is not None:
+            meta["strategy"] = res.strategy  # index (from 0) of the strategy that decided
         return FlagResolutionDetails(
             value=res.value,
             reason=Reason(res.reason),

@@ -69,41 +69,57 @@ class Publisher:
     def change(
         self, store: FlagStore, revision: int, op: str, name: str, data: dict[str, object] | None
     ) -> Publication:
-        """Publish one committed change (``revision`` = its audit seq)."""
+        """Publish one committed change (``revision`` = its audit seq).
+
+        If Redis missed earlier changes of this store, or this store already published a
+        newer revision (a late process), the whole store goes out instead, which holds
+        this change too. ``ok`` is True only when Redis wrote it.
+        """
         k = self.keys
         payload = json.dumps(data, separators=(",", ":")) if data is not None else ""
         try:
             version = int(
                 self._change(
-                    keys=[k.flags, k.emergency, k.version, k.revision],
-                    args=[k.channel, op, name, payload, revision],
+                    keys=[k.flags, k.emergency, k.version, k.revision, k.stores, k.origin],
+                    args=[k.channel, op, name, payload, revision, store.store_id],
                 )
             )
-            if version == -1:
-                return self.snapshot(store)
-            return Publication(ok=True, version=version)
         except redis.RedisError as exc:
             return self._failed(exc)
+        if version <= 0:
+            return self.snapshot(store)
+        return Publication(ok=True, version=version)
 
     def snapshot(self, store: FlagStore) -> Publication:
         """Replace what Redis holds with the whole store, and tell subscribers to reload."""
         k = self.keys
         revision, flags, emergency = store.snapshot()
-        args: list[object] = [k.channel, revision, _emergency_json(emergency)]
+        args: list[object] = [k.channel, revision, store.store_id, _emergency_json(emergency)]
         for flag in flags:
             args += [flag.name, json.dumps(flag.to_json(), separators=(",", ":"))]
         try:
             version = int(
-                self._snapshot(keys=[k.flags, k.emergency, k.version, k.revision], args=args)
+                self._snapshot(
+                    keys=[k.flags, k.emergency, k.version, k.revision, k.stores, k.origin],
+                    args=args,
+                )
             )
-            return Publication(ok=True, version=version, snapshot=True)
         except redis.RedisError as exc:
             return self._failed(exc)
+        if version <= 0:
+            # never report a publication that wrote nothing as done
+            error = (
+                f"nothing written: Redis holds a newer revision of this store ({store.store_id})"
+                f" than its revision {revision} (is a copy of journal.db publishing too?)"
+            )
+            log.warning("flag publication failed: %s", error)
+            return Publication(ok=False, error=error)
+        return Publication(ok=True, version=version, snapshot=True)
 
     def sync(self, store: FlagStore) -> Publication:
         """Publish a snapshot only if Redis is behind the store (cheap: one GET)."""
         try:
-            published = int(self.redis.get(self.keys.revision) or 0)
+            published = int(self.redis.hget(self.keys.stores, store.store_id) or 0)
         except redis.RedisError as exc:
             return self._failed(exc)
         if published == store.revision() and published > 0:
@@ -115,16 +131,22 @@ class Publisher:
         k = self.keys
         revision, flags, emergency = store.snapshot()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hgetall(k.flags).get(k.emergency).get(k.revision)
-        raw_flags, raw_emergency, published = pipe.execute()
+        pipe.hgetall(k.flags).get(k.emergency).hget(k.stores, store.store_id).hgetall(k.origin)
+        raw_flags, raw_emergency, published, origin = pipe.execute()
+        me = store.store_id
         mismatches: list[str] = []
         for flag in flags:
             doc = raw_flags.get(flag.name)
-            if doc is None or _loads(doc) != flag.to_json():
+            if doc is None:
                 mismatches.append(flag.name)
-        mismatches += sorted(set(raw_flags) - {f.name for f in flags})  # deleted, still served
+            elif _loads(doc) != flag.to_json() and origin.get(flag.name, me) == me:
+                mismatches.append(flag.name)  # (another machine's later change is no fault)
+        ours = {f.name for f in flags}
+        mismatches += sorted(  # deleted here, still served
+            n for n in set(raw_flags) - ours if origin.get(n, me) == me
+        )
         served = bool(raw_emergency)
-        if served != emergency.active:
+        if served != emergency.active and (emergency.active or origin.get("*", me) == me):
             mismatches.append("(emergency disable)")
         if published is None:
             message = "Redis holds no flag data (never published, or restarted empty)"

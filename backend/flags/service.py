@@ -10,6 +10,7 @@ with a 1 s connect timeout), so the engine may call them from its event loop.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from ..events import Event, EventBus, Kind
 from ..identity import Operator, current_operator
 from ..journal import Journal
 from ..paths import state_dir
+from .describe import summary
 from .evaluate import evaluate_with, explain
 from .layout import Keys
 from .model import (
@@ -32,6 +34,7 @@ from .model import (
     FlagError,
     Resolution,
     UnknownFlagError,
+    validate_group,
     validate_id,
     validate_name,
     validate_percentage,
@@ -39,6 +42,7 @@ from .model import (
 )
 from .publish import Publication, Publisher, Verification
 from .store import GLOBAL, AuditEntry, FlagStore, diff
+from .strategies import Strategy
 from .usage import FlagStats, UsageReader
 
 if TYPE_CHECKING:
@@ -118,6 +122,7 @@ class FlagRow:
     last_change_action: str
     last_change_reason: str
     flag: Flag = field(repr=False)
+    summary: str = ""  # the strategies in a few words (describe.summary)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +133,8 @@ class FlagRow:
             "percentage": self.percentage,
             "stickiness": self.stickiness,
             "overrides": self.overrides,
+            "summary": self.summary,
+            "strategies": [s.to_json() for s in self.flag.strategies or ()],
             "company_overrides": dict(self.flag.company_overrides),
             "user_overrides": dict(self.flag.user_overrides),
             "evaluations_last_hour": self.evaluations_last_hour,
@@ -234,6 +241,7 @@ class FlagService:
                     last_change_action=entry.action if entry else "",
                     last_change_reason=entry.reason if entry else "",
                     flag=f,
+                    summary=summary(f),
                 )
             )
         return rows
@@ -286,7 +294,7 @@ class FlagService:
         validate_name(name)
         validate_stickiness(stickiness)
         if group:
-            validate_name(group)
+            validate_group(group)
         if not exist_ok and self.store.get(name) is not None:
             raise FlagError(f"flag {name!r} already exists")
         flag = Flag(name=name, description=description, stickiness=stickiness, group=group)
@@ -389,6 +397,56 @@ class FlagService:
         )
         return self._upserted(name, f"override-{kind}", after, entry)
 
+    def set_strategies(
+        self,
+        name: str,
+        strategies: Iterable[Strategy],
+        *,
+        operator: Operator | None = None,
+        reason: str = "",
+        deployment_id: str | None = None,
+    ) -> Change:
+        """Replace the flag's strategies (Unleash's model; an empty list: on for everyone)."""
+        validate_name(name)
+        fields: dict[str, Any] = {"strategies": tuple(strategies)}
+        return self._update(name, "set-strategies", operator, reason, deployment_id, fields)
+
+    def import_flags(
+        self,
+        flags: Iterable[Flag],
+        *,
+        replace_existing: bool = False,
+        operator: Operator | None = None,
+        reason: str = "",
+    ) -> list[Change]:
+        """Store flags read from Unleash: each exactly as Unleash serves it.
+
+        Every flag is checked before anything is written. An existing flag is refused
+        unless ``replace_existing``; replaced, its overrides are dropped (Unleash has
+        none, and they would change someone's exposure). The kill switch is untouched.
+        """
+        flags = list(flags)
+        for flag in flags:
+            validate_name(flag.name)
+        existing = {f.name for f in self.store.all()}
+        clash = sorted(f.name for f in flags if f.name in existing)
+        if clash and not replace_existing:
+            raise FlagError(
+                f"flag(s) already in the store: {', '.join(clash)} (--replace to overwrite)"
+            )
+        changes = []
+        for flag in flags:
+            if flag.name not in existing:
+                self.store.create(Flag(flag.name, flag.description), self._who(operator), reason)
+            fields: dict[str, Any] = {
+                "description": flag.description,
+                "enabled": flag.enabled,
+                "strategies": flag.strategies,
+                "overrides_cleared": True,
+            }
+            changes.append(self._update(flag.name, "import", operator, reason, None, fields))
+        return changes
+
     def emergency_disable(
         self, reason: str, operator: Operator | None = None, deployment_id: str | None = None
     ) -> Change:
@@ -409,7 +467,14 @@ class FlagService:
         )
         before, after, entry = self.store.set_emergency(state, who, reason.strip(), deployment_id)
         if entry is None:
-            return self._unchanged(GLOBAL, "emergency-disable", before.to_json())
+            served = self._served_emergency()
+            if served is None or served.active:
+                return self._unchanged(GLOBAL, "emergency-disable", before.to_json())
+            # on in this store, but another machine lifted it: switch it on again
+            entry = self.store.record_global(
+                "emergency-disable", served, state, who, reason.strip(), deployment_id
+            )
+            after = state
         return self._committed(entry, "emergency", after.to_json(), name="")
 
     def restore(
@@ -419,8 +484,29 @@ class FlagService:
         who = self._who(operator)
         _, after, entry = self.store.set_emergency(Emergency(), who, reason, deployment_id)
         if entry is None:
-            return self._unchanged(GLOBAL, "restore", after.to_json())
+            served = self._served_emergency()
+            if served is None or not served.active:
+                return self._unchanged(GLOBAL, "restore", after.to_json())
+            # off in this store, but another machine switched it on: lift it from here
+            entry = self.store.record_global(
+                "restore", served, Emergency(), who, reason, deployment_id
+            )
         return self._committed(entry, "restore", None, name="")
+
+    def _served_emergency(self) -> Emergency | None:
+        """The kill switch as Redis serves it (None: no Redis, or unreachable)."""
+        if not self.redis_url:
+            return None
+        try:
+            raw = self._pub().redis.get(self.keys.emergency)
+        except redis.RedisError:
+            return None
+        if not raw:
+            return Emergency()
+        try:
+            return Emergency.from_json(json.loads(raw))
+        except ValueError:
+            return Emergency(active=True)
 
     def prepare_release_flags(
         self, names: Iterable[str], deployment_id: str | None, operator: Operator | None = None

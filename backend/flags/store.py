@@ -13,6 +13,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from typing import Any
 
 from ..identity import Operator
 from ..sqlite import open_database
-from .model import Emergency, Flag, UnknownFlagError
+from .model import UNSET, Emergency, Flag, UnknownFlagError
 
 GLOBAL = "*"  # the audit log's "flag" for changes to every flag (emergency, restore)
 
@@ -71,11 +72,33 @@ def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     for key, value in doc.items():
         if key in _NOISE and not prefix:
             continue
+        if key == "strategies" and not prefix and isinstance(value, list):
+            out.update(_strategies(value))
+            continue
         if isinstance(value, dict):
             out.update(_flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def _strategies(strategies: list[Any]) -> dict[str, Any]:
+    """Strategies as ``strategies.N`` -> one line each; nothing for a simple flag (one
+    unconstrained rollout), whose percentage, stickiness and group already say it all."""
+    if (
+        len(strategies) == 1
+        and isinstance(strategies[0], dict)
+        and strategies[0].get("name") == "flexibleRollout"
+        and not strategies[0].get("constraints")
+        and not strategies[0].get("segments")
+    ):
+        return {}
+    if not strategies:
+        return {"strategies": "none (on for everyone)"}
+    return {
+        f"strategies.{i + 1}": json.dumps(s, sort_keys=True, separators=(",", ":"))
+        for i, s in enumerate(strategies)
+    }
 
 
 class FlagStore:
@@ -88,8 +111,14 @@ class FlagStore:
         self._lock = threading.RLock()  # one connection, used from the loop and worker threads
         # under the write lock: a schema check that reads, then writes, in autocommit can
         # fail at once ("database is locked") when the journal commits in between
-        with self._tx():
+        with self._tx() as conn:
             self._ensure_schema()
+            row = conn.execute("SELECT value FROM flag_state WHERE key = 'store_id'").fetchone()
+            if row is None:
+                # this store's name in Redis, where several machines publish (layout.py)
+                row = (uuid.uuid4().hex,)
+                conn.execute("INSERT INTO flag_state (key, value) VALUES ('store_id', ?)", row)
+        self.store_id: str = row[0]
 
     def _ensure_schema(self) -> None:
         db = self.db
@@ -107,10 +136,15 @@ class FlagStore:
                 "updated_at": float,
                 "updated_by": str,
                 "deployment_id": str,  # the release that introduced it, if any
+                "strategies": str,  # JSON list (Strategy.to_json); NULL: the columns above
             },
             pk="name",
             if_not_exists=True,
         )
+        if "strategies" not in db["flags"].columns_dict:
+            # a store written before strategies: its flags are simple rollouts, which the
+            # percentage/stickiness/grp columns describe; NULL keeps that meaning
+            db.conn.execute("ALTER TABLE flags ADD COLUMN strategies TEXT")
         db["flag_overrides"].create(
             {"flag": str, "kind": str, "id": str, "value": int, "set_at": float, "set_by": str},
             pk=("flag", "kind", "id"),
@@ -232,8 +266,8 @@ class FlagStore:
             stored = replace(flag, version=1, updated_at=now)
             conn.execute(
                 "INSERT INTO flags (name, description, enabled, percentage, stickiness, grp,"
-                " version, created_at, created_by, updated_at, updated_by, deployment_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " version, created_at, created_by, updated_at, updated_by, deployment_id,"
+                " strategies) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     stored.name,
                     stored.description,
@@ -247,6 +281,7 @@ class FlagStore:
                     now,
                     str(operator),
                     deployment_id,
+                    _strategies_json(stored),
                 ],
             )
             entry = self._audit(
@@ -263,21 +298,33 @@ class FlagStore:
         deployment_id: str | None = None,
         **fields: Any,
     ) -> tuple[Flag, Flag, AuditEntry | None]:
-        """Change ``enabled``/``percentage``/``description``; no entry if nothing changed."""
+        """Change ``enabled``/``percentage``/``description``/``strategies`` (and, with
+        ``overrides_cleared``, drop every override); no entry if nothing changed."""
         now = time.time()
+        clear = bool(fields.pop("overrides_cleared", False))
+        if "strategies" in fields:
+            fields.setdefault("percentage", UNSET)  # the new strategies' own rollout
         with self._tx() as conn:
             before = self._require_in(conn, name)
+            if clear:
+                fields.update(company_overrides={}, user_overrides={})
             after = replace(before, **fields)
             if after == before:
                 return before, before, None
             after = replace(after, version=before.version + 1, updated_at=now)
+            if clear:
+                conn.execute("DELETE FROM flag_overrides WHERE flag = ?", [name])
             conn.execute(
-                "UPDATE flags SET description = ?, enabled = ?, percentage = ?, version = ?,"
-                " updated_at = ?, updated_by = ? WHERE name = ?",
+                "UPDATE flags SET description = ?, enabled = ?, percentage = ?, stickiness = ?,"
+                " grp = ?, strategies = ?, version = ?, updated_at = ?, updated_by = ?"
+                " WHERE name = ?",
                 [
                     after.description,
                     int(after.enabled),
                     after.percentage,
+                    after.stickiness,
+                    after.group,
+                    _strategies_json(after),
                     after.version,
                     now,
                     str(operator),
@@ -379,6 +426,34 @@ class FlagStore:
             )
         return before, state, entry
 
+    def record_global(
+        self,
+        action: str,
+        before: Emergency,
+        after: Emergency,
+        operator: Operator,
+        reason: str = "",
+        deployment_id: str | None = None,
+    ) -> AuditEntry:
+        """Audit a kill-switch action this store's own state did not need (another
+        machine had switched it), so it is recorded and published like any other."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO flag_state (key, value) VALUES ('emergency', ?)",
+                [json.dumps(after.to_json())],
+            )
+            return self._audit_raw(
+                conn,
+                time.time(),
+                GLOBAL,
+                action,
+                before.to_json(),
+                after.to_json(),
+                reason,
+                operator,
+                deployment_id,
+            )
+
     def close(self) -> None:
         with self._lock:
             self.db.conn.close()
@@ -470,9 +545,30 @@ class FlagStore:
         )
 
 
+def _strategies_json(flag: Flag) -> str:
+    return json.dumps([s.to_json() for s in flag.strategies or ()], separators=(",", ":"))
+
+
 def _flag(row: dict[str, Any], overrides: list[dict[str, Any]]) -> Flag:
     company = {o["id"]: bool(o["value"]) for o in overrides if o["kind"] == "company"}
     user = {o["id"]: bool(o["value"]) for o in overrides if o["kind"] == "user"}
+    raw = row.get("strategies")
+    if raw:
+        from .strategies import Strategy
+
+        name = row["name"]
+        return Flag(
+            name=name,
+            description=row["description"] or "",
+            enabled=bool(row["enabled"]),
+            company_overrides=company,
+            user_overrides=user,
+            version=int(row["version"] or 0),
+            updated_at=float(row["updated_at"] or 0.0),
+            strategies=tuple(
+                Strategy.from_json(s, f"stored flag {name!r}") for s in json.loads(raw)
+            ),
+        )
     return Flag(
         name=row["name"],
         description=row["description"] or "",

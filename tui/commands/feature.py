@@ -11,7 +11,10 @@ Redis, Redis unreachable); 2 bad input or config (bad name or percentage, unknow
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,9 +25,11 @@ import click
 
 from backend.config import DEFAULT_CONFIG, Config
 from backend.events import EventBus
+from backend.flags.describe import strategy_lines
 from backend.flags.model import Context, FlagError
 from backend.flags.service import Change, FlagService, StatsUnavailable
 from backend.flags.store import diff
+from backend.flags.unleash import export_document, parse_strategy, read_document
 
 from .common import (
     EXIT_FAILED,
@@ -150,7 +155,8 @@ def list_cmd(config_path: str | None, as_json: bool) -> None:
         if not rows:
             click.echo("no flags yet (create one: portal-ops feature create NAME)")
             return
-        table = [("NAME", "STATE", "PCT", "OVERRIDES", "EVAL/1H", "LAST CHANGE")]
+        width = shutil.get_terminal_size((80, 24)).columns
+        table = [("NAME", "STATE", "STRATEGIES", "OVR", "EVAL/1H", "LAST CHANGE")]
         for r in rows:
             evals = "n/a" if r.evaluations_last_hour is None else str(r.evaluations_last_hour)
             last = (
@@ -158,11 +164,68 @@ def list_cmd(config_path: str | None, as_json: bool) -> None:
                 if r.last_change_at
                 else "-"
             )
-            table.append((r.name, r.state, f"{r.percentage}%", str(r.overrides), evals, last))
+            table.append((_clip(r.name, 26), r.state, r.summary, str(r.overrides), evals, last))
         widths = [max(len(row[i]) for row in table) for i in range(5)]
         for row in table:
             cells = [row[i].ljust(widths[i]) for i in range(5)]
-            click.echo("  ".join([*cells, row[5]]))
+            click.echo(_clip("  ".join([*cells, row[5]]), width))
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+@feature.command()
+@click.argument("name")
+@config_option
+@json_option
+def show(name: str, config_path: str | None, as_json: bool) -> None:
+    """One flag in full: state, strategies with their constraints and segments, overrides."""
+    with _service(config_path) as (service, _):
+        flag = service.get(name)
+        if as_json:
+            print_json(flag.to_json())
+            return
+        _emergency_banner(service)
+        width = min(shutil.get_terminal_size((80, 24)).columns, 100)
+        state = "on" if flag.enabled else "off"
+        click.echo(_clip(f"{flag.name}: {state}  (version {flag.version})", width))
+        if flag.description:
+            click.echo(_clip(f"  {flag.description}", width))
+        click.echo("strategies:")
+        for line in strategy_lines(flag, width - 2):
+            click.echo(f"  {line}")
+        for kind, overrides in (("company", flag.company_overrides), ("user", flag.user_overrides)):
+            if overrides:
+                on = sorted(k for k, v in overrides.items() if v)
+                off = sorted(k for k, v in overrides.items() if not v)
+                text = f"{kind} overrides: on {', '.join(on) or '-'}; off {', '.join(off) or '-'}"
+                click.echo(_clip(text, width))
+
+
+@feature.command("set-strategies")
+@click.argument("name")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@_reason_option
+@config_option
+@json_option
+def set_strategies(
+    name: str, file: Any, reason: str, config_path: str | None, as_json: bool
+) -> None:
+    """Replace a flag's strategies with FILE ('-': stdin): a JSON list in Unleash's shape,
+    e.g. [{"name": "flexibleRollout", "parameters": {"rollout": "50", "stickiness":
+    "userId"}, "constraints": [{"contextName": "country", "operator": "IN", "values":
+    ["fr"]}]}]. Segments may be given inline as {"id", "name", "constraints"} objects."""
+    try:
+        raw = json.load(file)
+    except ValueError as exc:
+        fail(f"{getattr(file, 'name', 'FILE')}: not JSON: {exc}")
+    if not isinstance(raw, list):
+        fail("the strategies file must hold a JSON list of strategies")
+    with _service(config_path) as (service, _):
+        strategies = [parse_strategy(item, f"strategy {i + 1}") for i, item in enumerate(raw)]
+        change = service.set_strategies(name, strategies, reason=reason)
+        _done(change, as_json, f"{name}: strategies set ({len(strategies)})")
 
 
 @feature.command()
@@ -175,8 +238,12 @@ def list_cmd(config_path: str | None, as_json: bool) -> None:
     "properties",
     multiple=True,
     metavar="KEY=VALUE",
-    help="A context property (for custom stickiness); repeatable.",
+    help="A context property (constraints, custom stickiness); repeatable.",
 )
+@click.option("--environment", help="Unleash context field environment.")
+@click.option("--app-name", help="Unleash context field appName.")
+@click.option("--remote-address", help="Unleash context field remoteAddress.")
+@click.option("--current-time", help="currentTime for date constraints (RFC 3339; default now).")
 @config_option
 @json_option
 def check(
@@ -185,18 +252,33 @@ def check(
     user: str | None,
     session: str | None,
     properties: tuple[str, ...],
+    environment: str | None,
+    app_name: str | None,
+    remote_address: str | None,
+    current_time: str | None,
     config_path: str | None,
     as_json: bool,
 ) -> None:
-    """What a company or user gets right now, and why (reason and deciding rule)."""
+    """What a company or user gets right now, and why: the rule, and which strategy and
+    constraint decided."""
     props: dict[str, str] = {}
     for item in properties:
         key, sep, value = item.partition("=")
         if not sep or not key:
             fail(f"bad --property {item!r}: use KEY=VALUE")
         props[key] = value
+    ctx = Context(
+        company,
+        user,
+        session,
+        props,
+        environment=environment,
+        app_name=app_name,
+        remote_address=remote_address,
+        current_time=current_time,
+    )
     with _service(config_path) as (service, _):
-        result = service.check(name, Context(company, user, session, props))
+        result = service.check(name, ctx)
         if as_json:
             print_json(result.to_json())
             return
@@ -207,7 +289,11 @@ def check(
         res = result.resolution
         click.echo(f"{name} for {who or '(empty context)'}: {'ON' if res.value else 'OFF'}")
         click.echo(f"  reason: {res.reason}   rule: {res.rule}")
-        click.echo(f"  {result.explanation}")
+        width = max(shutil.get_terminal_size((80, 24)).columns, 40)
+        for line in result.explanation.splitlines():
+            indent = " " * (len(line) - len(line.lstrip()) + 2)
+            click.echo(textwrap.fill(line.strip(), width, initial_indent=indent,
+                                     subsequent_indent=indent + "  "))  # fmt: skip
 
 
 @feature.command()
@@ -305,9 +391,12 @@ def _spark(series: list[tuple[int, int, int]], width: int = 60) -> str:
 @click.option(
     "--stickiness",
     default=None,
-    help="Context field to bucket on: company (default), user, session or a property.",
+    help="Context field to bucket on: company (default), user, session, a property, or"
+    " Unleash's default (userId, then sessionId, then random) or random.",
 )
-@click.option("--group", default="", help="Bucketing group (default: the flag name).")
+@click.option(
+    "--group", default="", help="Bucketing group, Unleash's groupId (default: the flag name)."
+)
 @_reason_option
 @config_option
 @json_option
@@ -418,6 +507,110 @@ def override(
         change = service.override(name, kind, ident, value, reason=reason)
         what = "cleared" if clear else "ON" if on else "OFF"
         _done(change, as_json, f"{name}: override for {kind} {ident.strip()} {what}")
+
+
+@feature.command("import")
+@click.option(
+    "--unleash",
+    "path",
+    required=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Unleash export (admin UI Export) or client features document; '-' for stdin.",
+)
+@click.option("--environment", help="Which environment of the export to take.")
+@click.option(
+    "--segments",
+    "segments_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Segments with their constraints (GET /api/admin/segments): an export names them only.",
+)
+@click.option("--replace", is_flag=True, help="Overwrite flags that exist (their overrides go).")
+@_reason_option
+@config_option
+@json_option
+def import_cmd(
+    path: str,
+    environment: str | None,
+    segments_path: str | None,
+    replace: bool,
+    reason: str,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """Take flags from Unleash, each serving exactly what Unleash served. Everything is
+    checked first: a flag portal-ops cannot serve identically (custom strategy,
+    dependency, unknown operator) is refused with its name, and nothing is written."""
+    doc = _read_json(path)
+    segments_doc = _read_json(segments_path) if segments_path else None
+    with _service(config_path) as (service, _):
+        imported = read_document(doc, environment, segments_doc)
+        changes = service.import_flags(
+            imported.flags, replace_existing=replace, reason=reason or f"import from {path}"
+        )
+        for warning in imported.warnings:
+            click.echo(f"portal-ops: warning: {warning}", err=True)
+        unpublished = [c for c in changes if c.publication is not None and not c.publication.ok]
+        if as_json:
+            print_json(
+                {
+                    "environment": imported.environment,
+                    "imported": [c.to_json() for c in changes],
+                    "warnings": imported.warnings,
+                }
+            )
+        else:
+            click.echo(
+                f"imported {len(changes)} flag(s) from {path} (environment {imported.environment})"
+            )
+            for c in changes:
+                click.echo(f"  {c.flag}{'' if c.changed else ' (unchanged)'}")
+        if unpublished:
+            click.echo(
+                f"portal-ops: warning: {len(unpublished)} flag(s) saved but NOT published:"
+                f" {unpublished[0].publication.error if unpublished[0].publication else ''}",
+                err=True,
+            )
+            sys.exit(EXIT_FAILED)
+
+
+@feature.command("export")
+@click.option("--unleash", is_flag=True, required=True, help="Unleash's export format.")
+@click.option("--environment", default="default", show_default=True)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="File to write ('-': stdout).",
+)
+@config_option
+def export_cmd(unleash: bool, environment: str, output: str, config_path: str | None) -> None:
+    """Write every flag in Unleash's export format (import it in Unleash's admin UI).
+    Overrides become constraints, segments are written inline: answers are kept."""
+    with _service(config_path) as (service, _):
+        if service.emergency().active:
+            click.echo(
+                "portal-ops: warning: the kill switch is active here; it is not exported"
+                " (Unleash will serve the flags' own configuration)",
+                err=True,
+            )
+        doc = export_document(service.flags(), environment)
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"exported {len(doc['features'])} flag(s) to {output}", err=True)
+
+
+def _read_json(path: str) -> Any:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        return json.loads(text)
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror or exc}")
+    except ValueError as exc:
+        fail(f"{path}: not JSON: {exc}")
 
 
 @feature.command("emergency-disable")
