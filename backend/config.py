@@ -18,6 +18,7 @@ from .checks.config import ValidationConfig
 from .flags.config import FlagsConfig
 from .monitor.config import MonitorConfig
 from .notify.config import NotifyConfig
+from .observe.config import MetricsConfig
 
 CONFIG_ENV = "PORTAL_OPS_CONFIG"
 DEFAULT_CONFIG = "portal-ops.toml"
@@ -194,6 +195,7 @@ class Config(Strict):
     flags: FlagsConfig = Field(default_factory=FlagsConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     source: str = Field("", exclude=True)  # the file it came from
 

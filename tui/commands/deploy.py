@@ -60,6 +60,9 @@ def _attach_notifier(engine: Engine) -> None:
     notifier = Notifier.from_config(engine.config, engine.bus)
     notifier.attach(engine.bus)
     engine.notifier = notifier  # type: ignore[attr-defined]
+    from backend.observe.metrics import attach_metrics
+
+    attach_metrics(engine.config, engine.bus)  # [metrics]: textfile and/or Pushgateway
 
 
 @click.command()
