@@ -265,3 +265,26 @@ async def test_monitor_json_report_on_stdout_windows_on_stderr(tmp_path: Path) -
     report = json.loads(out)
     assert report["deployment_id"] == "bp-ci" and report["windows"] >= 1
     assert " window " in err.decode()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "rollback", "error", "run", "code"),
+    [
+        ("succeeded", None, None, "deploy", 0),
+        ("failed", None, "phase 4 (Code deployment) failed", "deploy", 1),
+        ("rolled_back", {"outcome": "succeeded"}, "phase 6 failed", "deploy", 3),
+        ("failed", {"outcome": "failed"}, "phase 6 failed", "deploy", 4),  # rollback failed too
+        ("failed", None, "interrupted: portal-ops was stopped", "deploy", 4),
+        ("partial", None, None, "deploy", 4),
+        ("paused", None, None, "resume", 4),
+        ("succeeded", None, None, "rollback", 0),
+        ("partial", None, None, "rollback", 4),
+        ("failed", None, None, "rollback", 4),
+    ],
+)
+def test_exit_code_table(
+    outcome: str, rollback: dict | None, error: str | None, run: str, code: int
+) -> None:
+    from tui.commands.common import exit_code
+
+    assert exit_code(outcome, rollback, error, run) == code

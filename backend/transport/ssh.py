@@ -16,6 +16,7 @@ import asyncio
 import re
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,9 @@ class _Bastion:
         self.users: set[int] = set()
         self.lock = asyncio.Lock()
 
-    async def open(self, user: Host, login: Any) -> asyncssh.SSHClientConnection:
+    async def open(
+        self, user: Host, login: Callable[[], Awaitable[asyncssh.SSHClientConnection]]
+    ) -> asyncssh.SSHClientConnection:
         async with self.lock:
             self.users.add(id(user))
             if self.conn is None or self.conn.is_closed():

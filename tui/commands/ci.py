@@ -16,9 +16,7 @@ from .common import EXIT_OK, exit_code
 
 def conclude(kind: str, body: dict[str, Any]) -> int:
     """The exit code for a deploy/resume/rollback result; tells GitHub Actions when there."""
-    code = exit_code(str(body.get("outcome")), body.get("rollback"), body.get("error"))
-    if kind == "rollback" and code == 1:
-        code = 4  # a rollback that did not succeed left hosts a person must look at
+    code = exit_code(str(body.get("outcome")), body.get("rollback"), body.get("error"), kind)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         try:

@@ -26,17 +26,23 @@ _JSON_META = "portal_ops.json"
 
 
 def exit_code(
-    outcome: str, rollback: dict[str, Any] | None = None, error: str | None = None
+    outcome: str,
+    rollback: dict[str, Any] | None = None,
+    error: str | None = None,
+    run: str = "deploy",
 ) -> int:
     """The exit code of a deploy, resume or rollback from its outcome: CI branches on it.
 
     A deployment that "failed" after a rollback was attempted, or was interrupted, left
-    hosts a person must look at; one that failed with no rollback changed nothing.
+    hosts a person must look at; one that failed with no rollback changed nothing. A
+    rollback run (``run="rollback"``) that did not succeed always needs a person.
     """
     if outcome == "succeeded":
         return EXIT_OK
     if outcome == "rolled_back":
         return EXIT_ROLLED_BACK
+    if run == "rollback":
+        return EXIT_NEEDS_PERSON
     if outcome == "failed" and rollback is None and not (error or "").startswith("interrupted"):
         return EXIT_FAILED
     return EXIT_NEEDS_PERSON
