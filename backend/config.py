@@ -18,6 +18,7 @@ from .checks.config import ValidationConfig
 from .flags.config import FlagsConfig
 from .monitor.config import MonitorConfig
 from .notify.config import NotifyConfig
+from .observe.config import MetricsConfig
 
 CONFIG_ENV = "PORTAL_OPS_CONFIG"
 DEFAULT_CONFIG = "portal-ops.toml"
@@ -63,6 +64,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+_JUMP = r"^(?:[^@\s]+@)?(?:\[[0-9A-Fa-f:.]+\]|[^:@\s\[\]]+)(?::[0-9]{1,5})?$"
+
+
 class SSHConfig(Strict):
     known_hosts: str | None = None  # None: ~/.ssh/known_hosts (asyncssh's default)
     identity_files: list[str] = Field(default_factory=list)
@@ -71,15 +75,22 @@ class SSHConfig(Strict):
     keepalive_interval: float = Field(15.0, ge=0)
     command_timeout: float = Field(300.0, gt=0)
     max_reconnects: int = Field(3, ge=0)
+    # OpenSSH client config for what a host entry leaves out (User, Port, HostName,
+    # IdentityFile...); None: ~/.ssh/config, as ssh(1) reads it
+    config_file: str | None = None
+    # logins in flight at once (bastion included); 5 like Ansible's forks, half of
+    # OpenSSH's MaxStartups 10 where a server starts refusing unauthenticated connections
+    max_connections: int = Field(5, ge=1, le=100)
 
 
 class HostConfig(Strict):
     name: Annotated[str, Field(pattern=_NAME)]
     address: str = Field(min_length=1)
-    port: int = Field(22, ge=1, le=65535)
-    user: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)  # None: ssh_config's Port, else 22
+    user: str | None = None  # None: ssh_config's User, else the local login name
     roles: list[str] = Field(default_factory=lambda: ["web"])
-    jump: str | None = None  # "user@host:port" of a bastion to tunnel through
+    # "[user@]host[:port]" of a bastion to tunnel through; one login shared by its hosts
+    jump: Annotated[str, Field(pattern=_JUMP)] | None = None
     transport: Literal["ssh", "local"] = "ssh"
     verify_host_key: bool = True  # explicit opt-out only, per host
     deploy_path: str | None = None  # overrides [portal] deploy_path for this host
@@ -184,6 +195,7 @@ class Config(Strict):
     flags: FlagsConfig = Field(default_factory=FlagsConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     source: str = Field("", exclude=True)  # the file it came from
 

@@ -40,7 +40,7 @@ async def hosts_reachable(ctx: Context) -> list[Outcome]:
             return failed(f"a test command failed: {result.tail(2)}", threshold=threshold)
         if host_config.transport == "local":
             return passed("local transport (no SSH)", value="local", threshold=threshold)
-        where = f"{host_config.address}:{host_config.port}"
+        where = host_config.address + (f":{host_config.port}" if host_config.port else "")
         if not host_config.verify_host_key:
             return warned(
                 f"connected to {where}, but host key verification is off for this host",

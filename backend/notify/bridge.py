@@ -4,6 +4,13 @@ It remembers what each deployment's ``deployment.started`` said (target, revisio
 operator, hosts, dry-run) and the phase durations, because the later events carry only
 their own facts. Dry runs send nothing. Our own events (``run = "notify"``) are ignored,
 so a failed delivery's incident can never notify about itself.
+
+Alarms are deduplicated per deployment, the way an incident tool wants them: the first
+sev1 opens the alarm (``status = "triggered"``, ``dedup_key`` naming the deployment),
+later sev1 alarms of the same deployment are dropped while it is open (a monitor rule
+that fires says "critical" and then starts a rollback: one page, not two), and a
+rollback that succeeds closes it (``status = "resolved"``). Channels that speak
+incidents (PagerDuty) trigger and resolve on that; the others show it.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ if TYPE_CHECKING:
     from .notifier import Notifier
 
 FAILED_OUTCOMES = ("failed", "partial", "rolled_back", "paused")
+NEEDS_PERSON = ("partial", "paused")  # an alarm: hosts are left in a state to look at
 MANUAL_TRIGGERS = ("", "manual", "operator", "cli", "tui", "key", "user")
 
 
@@ -27,6 +35,7 @@ class _Run:
     durations: dict[str, float] = field(default_factory=dict)
     dry_run: bool = False
     rollback_severity: NotifySeverity | None = None
+    alarm: NotifySeverity | None = None  # the open alarm's severity, until resolved
 
 
 def is_automatic(data: dict[str, Any]) -> bool:
@@ -71,6 +80,26 @@ class EngineBridge:
         if handler is not None:
             handler(event, run, data)
 
+    def _dedup_key(self, event: Event, run: _Run) -> str | None:
+        if not event.deployment_id:
+            return None
+        target = run.facts.get("target") or getattr(self.notifier, "target", "") or "portal"
+        return f"portal-ops/{target}/{event.deployment_id}"
+
+    def _alarm(
+        self, name: str, event: Event, run: _Run, ctx: dict[str, Any], severity: NotifySeverity
+    ) -> None:
+        """Send an alarm: one sev1 per deployment until resolved; later ones are dropped."""
+        key = self._dedup_key(event, run)
+        if key is not None and severity == NotifySeverity.SEV1:
+            if run.alarm == NotifySeverity.SEV1:
+                return  # already paged for this deployment; the resolve will follow
+            run.alarm = severity
+        elif key is not None and run.alarm is None:
+            run.alarm = severity
+        ctx.update(status="triggered", dedup_key=key)
+        self.notifier.send(name, ctx, severity)
+
     def _context(self, event: Event, run: _Run, **more: Any) -> dict[str, Any]:
         ctx = {**run.facts, "deployment_id": event.deployment_id}
         if run.durations:
@@ -103,7 +132,11 @@ class EngineBridge:
         )
         if outcome == "succeeded":
             self.notifier.send("deployment-success", ctx, NotifySeverity.INFO)
+        elif outcome in NEEDS_PERSON and run.alarm is None:
+            self._alarm("deployment-failed", event, run, ctx, NotifySeverity.SEV2)
         elif outcome in FAILED_OUTCOMES:
+            # nothing changed, or already rolled back (and resolved) or already paged
+            ctx["dedup_key"] = self._dedup_key(event, run)
             self.notifier.send("deployment-failed", ctx, NotifySeverity.SEV2)
 
     def _rollback_started(self, event: Event, run: _Run, data: dict[str, Any]) -> None:
@@ -117,7 +150,7 @@ class EngineBridge:
             automatic=automatic,
             operator=data.get("operator"),
         )
-        self.notifier.send("rollback", ctx, run.rollback_severity)
+        self._alarm("rollback", event, run, ctx, run.rollback_severity)
 
     def _rollback_finished(self, event: Event, run: _Run, data: dict[str, Any]) -> None:
         outcome = str(data.get("outcome", ""))
@@ -127,7 +160,15 @@ class EngineBridge:
         ctx = self._context(
             event, run, outcome=outcome, duration=data.get("seconds"), hosts=data.get("hosts")
         )
-        self.notifier.send("rollback-finished", ctx, severity)
+        if ok:
+            # the all-clear goes where the alarm went, and closes it
+            severity = run.alarm or severity
+            ctx.update(status="resolved", dedup_key=self._dedup_key(event, run))
+            run.alarm = None
+            self.notifier.send("rollback-finished", ctx, severity)
+        else:
+            run.alarm = None  # a failed rollback is news: it pages even if the alarm is open
+            self._alarm("rollback-finished", event, run, ctx, severity)
         run.rollback_severity = None
 
     def _incident(self, event: Event, run: _Run, data: dict[str, Any]) -> None:
@@ -135,4 +176,4 @@ class EngineBridge:
             return
         message = data.get("message") or "critical incident"
         ctx = self._context(event, run, message=message, evidence=data.get("evidence"))
-        self.notifier.send("emergency", ctx, NotifySeverity.SEV1)
+        self._alarm("emergency", event, run, ctx, NotifySeverity.SEV1)

@@ -154,8 +154,55 @@ class AppriseChannel(_ChannelBase):
         return _check_env_names(raw, ("urls_env",))
 
 
+class GrafanaChannel(_ChannelBase):
+    """Annotations on Grafana dashboards (HTTP API, service-account token)."""
+
+    kind: Literal["grafana"]
+    url: str  # https://grafana.example.com (not a secret; the token is)
+    token_env: str
+    dashboard_uid: str | None = None  # None: an organisation-wide annotation
+    tags: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env(cls, raw: Any) -> Any:
+        return _check_env_names(raw, ("token_env",))
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("url must be the http(s) URL of Grafana")
+        return value
+
+
+class PagerDutyChannel(_ChannelBase):
+    """PagerDuty Events API v2: trigger on an alarm, resolve when the rollback succeeds."""
+
+    kind: Literal["pagerduty"]
+    routing_key_env: str  # the integration's routing key, from the environment
+    events_url: str = "https://events.pagerduty.com/v2/enqueue"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env(cls, raw: Any) -> Any:
+        return _check_env_names(raw, ("routing_key_env",))
+
+    @field_validator("events_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("events_url must be an http(s) URL")
+        return value
+
+
 ChannelConfig = Annotated[
-    SlackChannel | EmailChannel | WebhookChannel | AppriseChannel,
+    SlackChannel
+    | EmailChannel
+    | WebhookChannel
+    | AppriseChannel
+    | GrafanaChannel
+    | PagerDutyChannel,
     Field(discriminator="kind"),
 ]
 

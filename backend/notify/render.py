@@ -45,6 +45,8 @@ CONTEXT_KEYS = (
     "message",
     "trigger",
     "links",
+    "status",  # "triggered" | "resolved" | None: the alarm state (bridge.py)
+    "dedup_key",  # one per deployment, for incident tools
 )
 
 

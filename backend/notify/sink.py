@@ -21,6 +21,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    method: str = "POST"
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -59,6 +60,7 @@ class WebhookSink:
                             {k.lower(): v for k, v in self.headers.items()},
                             body,
                             time.time(),
+                            self.command,
                         )
                     )
                     reply = sink.replies.pop(0) if sink.replies else Reply()
@@ -75,6 +77,8 @@ class WebhookSink:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            do_PUT = do_POST  # a Pushgateway push is a PUT
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass

@@ -1,4 +1,9 @@
-"""Hosts from config, connected together before a run."""
+"""Hosts from config, connected together before a run.
+
+Every SSH host of one event loop shares the login gate (``[ssh] max_connections``) and
+the connection to its jump host, so connecting them "all at once" stays within what the
+servers accept.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ def make_host(config: Config, host: HostConfig) -> Host:
         keepalive_interval=s.keepalive_interval,
         command_timeout=s.command_timeout,
         max_reconnects=s.max_reconnects,
+        config_file=s.config_file,
+        max_connections=s.max_connections,
     )
     return SSHHost(host.name, host.address, host.port, host.user, host.jump, options)
 

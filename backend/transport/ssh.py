@@ -1,14 +1,22 @@
 """Commands on remote hosts over SSH with asyncssh: one connection per host, reused.
 
-Host keys are verified against known_hosts by default; turning that off is an explicit,
-per-host choice in the config. Lost connections are re-established with backoff and the
-command retried only when the caller marked it safe to repeat.
+Like ssh(1): what a host entry leaves out (user, port, even the address behind an alias)
+comes from ssh_config, then from OpenSSH's defaults. Hosts behind the same jump host share
+one login to it (its channels carry every tunnel), and logins in flight are bounded so a
+large fleet does not trip the servers' MaxStartups. Host keys are verified against
+known_hosts by default; turning that off is an explicit, per-host choice in the config.
+Lost connections are re-established with backoff and the command retried only when the
+caller marked it safe to repeat; a session channel the server refuses (MaxSessions) is
+waited for on the same connection, so the commands already running on it go on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +31,7 @@ from .base import (
     HostKeyMismatch,
     HostUnreachable,
     LineCallback,
+    TransportError,
     pump_lines,
 )
 
@@ -36,6 +45,10 @@ _LOST = (
 )
 
 
+class ChannelRefused(TransportError):
+    """The server kept refusing a new session on a live connection (MaxSessions)."""
+
+
 @dataclass
 class SSHOptions:
     known_hosts: str | None = None  # None: ~/.ssh/known_hosts
@@ -46,6 +59,61 @@ class SSHOptions:
     keepalive_interval: float = 15.0
     command_timeout: float = 300.0
     max_reconnects: int = 3
+    config_file: str | None = None  # None: ~/.ssh/config, as ssh(1)
+    max_connections: int = 5  # logins in flight at once, per event loop
+
+
+class _Links:
+    """What the hosts of one event loop share: the login gate and the bastion connections."""
+
+    def __init__(self) -> None:
+        self.gates: dict[int, asyncio.Semaphore] = {}
+        self.bastions: dict[tuple[Any, ...], _Bastion] = {}
+
+    def gate(self, limit: int) -> asyncio.Semaphore:
+        return self.gates.setdefault(limit, asyncio.Semaphore(limit))
+
+
+_LINKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Links] = weakref.WeakKeyDictionary()
+
+
+def _links() -> _Links:
+    loop = asyncio.get_running_loop()
+    links = _LINKS.get(loop)
+    if links is None:
+        links = _LINKS[loop] = _Links()
+    return links
+
+
+class _Bastion:
+    """One login to a jump host, shared by every host behind it and reopened when lost.
+
+    Each host behind it holds a reference from connect() to close(); the last one out
+    closes the login.
+    """
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.conn: asyncssh.SSHClientConnection | None = None
+        self.users: set[int] = set()
+        self.lock = asyncio.Lock()
+
+    async def open(
+        self, user: Host, login: Callable[[], Awaitable[asyncssh.SSHClientConnection]]
+    ) -> asyncssh.SSHClientConnection:
+        async with self.lock:
+            self.users.add(id(user))
+            if self.conn is None or self.conn.is_closed():
+                self.conn = await login()
+            return self.conn
+
+    async def release(self, user: Host) -> None:
+        async with self.lock:
+            self.users.discard(id(user))
+            if self.users or self.conn is None:
+                return
+            conn, self.conn = self.conn, None
+        await _close_quietly(conn)
 
 
 class SSHHost(Host):
@@ -53,19 +121,19 @@ class SSHHost(Host):
         self,
         name: str,
         address: str,
-        port: int = 22,
+        port: int | None = None,
         user: str | None = None,
         jump: str | None = None,
         options: SSHOptions | None = None,
     ) -> None:
         self.name = name
         self.address = address
-        self.port = port
-        self.user = user
+        self.port = port  # None: ssh_config's Port, else 22
+        self.user = user  # None: ssh_config's User, else the local login name
         self.jump = jump
         self.options = options or SSHOptions()
         self._conn: asyncssh.SSHClientConnection | None = None
-        self._tunnel: asyncssh.SSHClientConnection | None = None
+        self._bastion: _Bastion | None = None
         self._lock = asyncio.Lock()
 
     # -- connection -------------------------------------------------------------------------
@@ -77,6 +145,8 @@ class SSHHost(Host):
             "keepalive_interval": opts.keepalive_interval or None,
             "keepalive_count_max": 3,
         }
+        if opts.config_file:
+            kwargs["config"] = [str(Path(opts.config_file).expanduser())]
         if not opts.verify_host_key:
             kwargs["known_hosts"] = None
         elif opts.known_hosts:
@@ -95,54 +165,76 @@ class SSHHost(Host):
 
     async def _open(self) -> asyncssh.SSHClientConnection:
         kwargs = self._connect_kwargs()
-        try:
-            if self.jump:
-                user, host, port = parse_jump(self.jump)
-                self._tunnel = await asyncssh.connect(host, port=port, username=user, **kwargs)
-                kwargs["tunnel"] = self._tunnel
-            return await asyncssh.connect(
-                self.address, port=self.port, username=self.user, **kwargs
+        gate = _links().gate(self.options.max_connections)
+        if self.jump:
+            # the bastion first, outside the gate: its own login takes a gate slot, and a
+            # host holding a slot while it waited for the bastion could starve it
+            kwargs["tunnel"] = await self._tunnel(dict(kwargs), gate)
+        async with gate:
+            return await self._login(
+                self.address, _given(port=self.port, username=self.user), kwargs, self._where()
             )
+
+    async def _tunnel(
+        self, kwargs: dict[str, Any], gate: asyncio.Semaphore
+    ) -> asyncssh.SSHClientConnection:
+        assert self.jump is not None
+        user, host, port = parse_jump(self.jump)
+        key = (self.jump, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+        bastion = _links().bastions.setdefault(key, _Bastion(self.jump))
+        self._bastion = bastion
+
+        async def login() -> asyncssh.SSHClientConnection:
+            async with gate:
+                where = f"jump host {self.jump}"
+                return await self._login(host, _given(port=port, username=user), kwargs, where)
+
+        return await bastion.open(self, login)
+
+    async def _login(
+        self, host: str, given: dict[str, Any], kwargs: dict[str, Any], where: str
+    ) -> asyncssh.SSHClientConnection:
+        try:
+            return await asyncssh.connect(host, **given, **kwargs)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostKeyMismatch(
                 self.name,
-                f"host key of {self.address}:{self.port} not verified ({exc.reason});"
+                f"host key of {where} not verified ({exc.reason});"
                 " refusing to connect. Check known_hosts; set verify_host_key = false for"
                 " this host only if you accept the risk.",
             ) from None
         except asyncssh.PermissionDenied as exc:
+            user = await _login_name(host, given, kwargs)
             raise HostUnreachable(
-                self.name, f"authentication failed for {self.user or 'default user'}: {exc.reason}"
+                self.name, f"authentication failed for {user} at {where}: {exc.reason}"
             ) from None
         except (OSError, TimeoutError, asyncssh.Error) as exc:
             reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-            raise HostUnreachable(
-                self.name, f"cannot connect to {self.address}:{self.port}: {reason}"
-            ) from None
+            raise HostUnreachable(self.name, f"cannot connect to {where}: {reason}") from None
+
+    def _where(self) -> str:
+        where = f"{self.address}:{self.port}" if self.port else self.address
+        return f"{where} via {self.jump}" if self.jump else where
 
     async def reconnect(self) -> None:
         await self._drop()
         await self.connect()
 
     async def _drop(self) -> None:
+        """Abort this host's own connection; the shared bastion is reopened only if lost."""
         async with self._lock:
-            for conn in (self._conn, self._tunnel):
-                if conn is not None:
-                    conn.abort()
+            if self._conn is not None:
+                self._conn.abort()
             self._conn = None
-            self._tunnel = None
 
     async def close(self) -> None:
         async with self._lock:
-            for conn in (self._conn, self._tunnel):
-                if conn is not None:
-                    conn.close()
-                    try:
-                        await asyncio.wait_for(conn.wait_closed(), 2)
-                    except (TimeoutError, Exception):
-                        pass
+            if self._conn is not None:
+                await _close_quietly(self._conn)
             self._conn = None
-            self._tunnel = None
+            bastion, self._bastion = self._bastion, None
+        if bastion is not None:
+            await bastion.release(self)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -172,6 +264,40 @@ class SSHHost(Host):
                 await self._drop()
         raise AssertionError("unreachable")
 
+    async def _open_process(
+        self, command: str, input: str | None, on_line: LineCallback | None, deadline: float
+    ) -> asyncssh.SSHClientProcess[str]:
+        """A session channel for ``command``; a refusal on a live connection is waited out.
+
+        A server at MaxSessions refuses the channel but keeps the connection and the
+        sessions on it: dropping the connection would kill those neighbours' commands.
+        """
+        delay = REFUSED_FIRST_WAIT
+        told = False
+        while True:
+            conn = self._conn
+            assert conn is not None
+            try:
+                return await conn.create_process(
+                    command, input=input, encoding="utf-8", errors="replace"
+                )
+            except asyncssh.ChannelOpenError as exc:
+                if conn.is_closed():
+                    await self._drop()
+                    raise ConnectionLost(self.name, f"connection lost: {exc}") from None
+                if time.monotonic() + delay > deadline:
+                    raise ChannelRefused(
+                        self.name, f"the server kept refusing a session: {exc.reason}"
+                    ) from None
+                if on_line is not None and not told:
+                    on_line("stderr", f"[portal-ops] channel refused ({exc.reason}); waiting")
+                    told = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REFUSED_MAX_WAIT)
+            except _LOST as exc:
+                await self._drop()
+                raise ConnectionLost(self.name, f"connection lost: {exc}") from None
+
     async def _run_once(
         self, command: str, timeout: float | None, on_line: LineCallback | None, input: str | None
     ) -> CommandResult:
@@ -180,13 +306,7 @@ class SSHHost(Host):
         out: list[str] = []
         err: list[str] = []
         limit = timeout or self.options.command_timeout
-        try:
-            proc = await self._conn.create_process(
-                command, input=input, encoding="utf-8", errors="replace"
-            )
-        except _LOST as exc:
-            await self._drop()
-            raise ConnectionLost(self.name, f"connection lost: {exc}") from None
+        proc = await self._open_process(command, input, on_line, started + limit)
         try:
             await asyncio.wait_for(
                 _quiet(
@@ -226,11 +346,44 @@ class SSHHost(Host):
         )
 
 
-def parse_jump(spec: str) -> tuple[str | None, str, int]:
-    """``[user@]host[:port]`` -> (user, host, port)."""
+REFUSED_FIRST_WAIT = 0.05  # seconds before asking again for a refused session channel
+REFUSED_MAX_WAIT = 1.0
+
+
+def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]`` (``[v6]:port`` too) -> (user, host, port); None: ssh_config's."""
     user, _, rest = spec.rpartition("@")
-    host, _, port = rest.partition(":")
-    return (user or None, host, int(port) if port else 22)
+    match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:]+)(?::(\d+))?", rest)
+    if not match:
+        raise ValueError(f"jump host {spec!r} is not [user@]host[:port]")
+    host = match[1] or match[3]
+    port = match[2] or match[4]
+    return (user or None, host, int(port) if port else None)
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """Only the settings the config gives: asyncssh then falls back to ssh_config."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+async def _login_name(host: str, given: dict[str, Any], kwargs: dict[str, Any]) -> str:
+    """The user a login tried: the config's, else ssh_config's, else the local login name."""
+    settings = {k: v for k, v in kwargs.items() if k in ("config", "connect_timeout")}
+    try:
+        options = await asyncssh.SSHClientConnectionOptions.construct(
+            host=host, **given, **settings
+        )
+    except Exception:
+        return given.get("username", "the default user")
+    return str(options.username)
+
+
+async def _close_quietly(conn: asyncssh.SSHClientConnection) -> None:
+    conn.close()
+    try:
+        await asyncio.wait_for(conn.wait_closed(), 2)
+    except (TimeoutError, Exception):
+        pass
 
 
 def _quiet(future: asyncio.Future[object]) -> asyncio.Future[object]:

@@ -1,4 +1,5 @@
-"""Options and helpers every subcommand shares: config loading, the journal, JSON output."""
+"""Options and helpers every subcommand shares: config loading, the journal, JSON output,
+and the exit codes a pipeline reads (the one place they are decided)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,35 @@ from backend.paths import state_dir
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+EXIT_FAILED = 1  # failed (or no-go) before anything changed
+EXIT_USAGE = 2  # bad command line or config: nothing was done
+EXIT_ROLLED_BACK = 3  # it changed hosts, failed, and was rolled back cleanly
+EXIT_NEEDS_PERSON = 4  # partial, paused, interrupted or a rollback that did not finish
+
+_JSON_META = "portal_ops.json"
+
+
+def exit_code(
+    outcome: str,
+    rollback: dict[str, Any] | None = None,
+    error: str | None = None,
+    run: str = "deploy",
+) -> int:
+    """The exit code of a deploy, resume or rollback from its outcome: CI branches on it.
+
+    A deployment that "failed" after a rollback was attempted, or was interrupted, left
+    hosts a person must look at; one that failed with no rollback changed nothing. A
+    rollback run (``run="rollback"``) that did not succeed always needs a person.
+    """
+    if outcome == "succeeded":
+        return EXIT_OK
+    if outcome == "rolled_back":
+        return EXIT_ROLLED_BACK
+    if run == "rollback":
+        return EXIT_NEEDS_PERSON
+    if outcome == "failed" and rollback is None and not (error or "").startswith("interrupted"):
+        return EXIT_FAILED
+    return EXIT_NEEDS_PERSON
 
 
 def config_option(func: F) -> F:
@@ -30,12 +58,44 @@ def config_option(func: F) -> F:
     )(func)
 
 
+def remember_json(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """Note JSON mode where fail() and load_or_exit() can see it, so errors come as JSON."""
+    if value:
+        ctx.meta[_JSON_META] = True
+    return value
+
+
+def json_mode() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(_JSON_META))
+
+
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        callback=remember_json,
+        help="Print the result as JSON on stdout; progress goes to stderr.",
+    )(func)
+
+
+def events_option(func: F) -> F:
+    return click.option(
+        "--events",
+        is_flag=True,
+        help="Progress as JSON lines (one event each) on stderr instead of text.",
+    )(func)
+
+
+def print_error_json(message: str, code: int, **extra: Any) -> None:
+    print_json({"error": message, "exit_code": code, **extra})
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"portal-ops: {message}", err=True)
+    if json_mode():
+        print_error_json(message, code)
     sys.exit(code)
 
 
@@ -45,6 +105,10 @@ def load_or_exit(config_path: str | None) -> Config:
         config = load_config(config_path)
     except ConfigError as exc:
         click.echo(exc.render(), err=True)
+        if json_mode():
+            print_error_json(
+                f"{exc.path}: invalid configuration", EXIT_USAGE, problems=list(exc.problems)
+            )
         sys.exit(EXIT_USAGE)
     warn_unfinished(config)
     return config

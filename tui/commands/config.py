@@ -48,7 +48,8 @@ def check(config_path: str | None, as_json: bool) -> None:
         where = (
             "local"
             if h.transport == "local"
-            else f"ssh {h.user or ''}{'@' if h.user else ''}{h.address}:{h.port}"
+            else f"ssh {h.user or ''}{'@' if h.user else ''}{h.address}"
+            + (f":{h.port}" if h.port else "")  # none: ssh_config's Port, else 22
         )
         if h.jump:
             where += f" via {h.jump}"

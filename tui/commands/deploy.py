@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from typing import Any
 
@@ -11,15 +12,19 @@ import click
 from backend.engine import Engine
 from backend.engine.rollback import RollbackError
 
-from .common import EXIT_FAILED, EXIT_OK, config_option, fail, json_option, load_or_exit, print_json
-from .printer import EventPrinter
+from .ci import conclude
+from .common import config_option, events_option, fail, json_option, load_or_exit, print_json
+from .printer import progress_printer
+
+_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*-\d{8}-\d{4}(-\d+)?$")
 
 
-def _engine(config_path: str | None, quiet: bool, verbose: bool = False) -> Engine:
+def _engine(
+    config_path: str | None, as_json: bool, verbose: bool = False, events: bool = False
+) -> Engine:
     config = load_or_exit(config_path)
     engine = Engine(config)
-    if not quiet:
-        engine.bus.subscribe(EventPrinter(verbose=verbose))
+    engine.bus.subscribe(progress_printer(as_json, events, verbose))
     _attach_notifier(engine)
     return engine
 
@@ -55,6 +60,9 @@ def _attach_notifier(engine: Engine) -> None:
     notifier = Notifier.from_config(engine.config, engine.bus)
     notifier.attach(engine.bus)
     engine.notifier = notifier  # type: ignore[attr-defined]
+    from backend.observe.metrics import attach_metrics
+
+    attach_metrics(engine.config, engine.bus)  # [metrics]: textfile and/or Pushgateway
 
 
 @click.command()
@@ -73,6 +81,7 @@ def _attach_notifier(engine: Engine) -> None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Stream every host's output, prefixed by host.")
 @json_option
+@events_option
 def deploy(
     config_path: str | None,
     revision: str | None,
@@ -81,9 +90,12 @@ def deploy(
     skip_validation: bool,
     verbose: bool,
     as_json: bool,
+    events: bool,
 ) -> None:
-    """Deploy the portal: the nine phases, on every host, in batches."""
-    engine = _engine(config_path, quiet=as_json, verbose=verbose)
+    """Deploy the portal: the nine phases, on every host, in batches.
+
+    Exit 0 succeeded, 1 failed before any change, 3 rolled back, 4 needs a person."""
+    engine = _engine(config_path, as_json, verbose, events)
     result = _run(
         engine,
         engine.deploy(
@@ -104,32 +116,42 @@ def deploy(
         if result.outcome == "paused":
             click.echo(f"  continue: portal-ops resume {result.deployment_id}")
             click.echo(f"  undo:     portal-ops rollback {result.deployment_id}")
-    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+    sys.exit(conclude("deploy", result.to_dict()))
 
 
 @click.command()
 @config_option
 @click.argument("deployment_id", required=False)
-@click.argument("reason", required=False, default="")
+@click.argument("reason_arg", metavar="[REASON]", required=False, default="")
+@click.option("--reason", default="", help="Why: recorded, notified, in the report.")
 @click.option("--dry-run", is_flag=True, help="Print the rollback plan; change nothing.")
 @click.option(
     "--force", is_flag=True, help="Roll back even if the deployment's process looks alive."
 )
 @json_option
+@events_option
 def rollback(
     config_path: str | None,
     deployment_id: str | None,
+    reason_arg: str,
     reason: str,
     dry_run: bool,
     force: bool,
     as_json: bool,
+    events: bool,
 ) -> None:
     """Roll back DEPLOYMENT_ID (default: the latest) to the release live before it.
 
     \b
-    portal-ops rollback bp-20250801-0200 "Critical issue detected"
+    portal-ops rollback --reason "Critical issue detected"
+    portal-ops rollback bp-20250801-0200 --reason "Critical issue detected"
+
+    Exit 0 rolled back, 4 partial or failed (hosts need a person), 2 nothing to roll back.
     """
-    engine = _engine(config_path, quiet=as_json)
+    if deployment_id and not _ID_SHAPE.match(deployment_id) and not reason_arg:
+        fail(f"{deployment_id!r} is not a deployment id; give a reason with --reason")
+    reason = reason or reason_arg
+    engine = _engine(config_path, as_json, events=events)
     from backend.engine.rollback import rollback_deployment
 
     try:
@@ -156,16 +178,18 @@ def rollback(
         click.echo(f"  database: {result.database}")
         if result.unreachable:
             click.echo(f"  unreachable (NOT rolled back): {', '.join(result.unreachable)}")
-    sys.exit(EXIT_OK if result.outcome == "succeeded" else EXIT_FAILED)
+    sys.exit(conclude("rollback", result.to_dict()))
 
 
 @click.command()
 @config_option
 @click.argument("deployment_id")
 @json_option
-def resume(config_path: str | None, deployment_id: str, as_json: bool) -> None:
-    """Continue an unfinished deployment from the phase where it stopped."""
-    engine = _engine(config_path, quiet=as_json)
+@events_option
+def resume(config_path: str | None, deployment_id: str, as_json: bool, events: bool) -> None:
+    """Continue an unfinished deployment from the phase where it stopped (exit codes as
+    deploy)."""
+    engine = _engine(config_path, as_json, events=events)
     try:
         result = _run(engine, engine.resume(deployment_id))
     except RollbackError as exc:
@@ -176,4 +200,4 @@ def resume(config_path: str | None, deployment_id: str, as_json: bool) -> None:
         click.echo(f"\n{result.deployment_id}: {result.outcome} in {result.seconds:.1f}s")
         if result.error:
             click.echo(f"  {result.error}")
-    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+    sys.exit(conclude("resume", result.to_dict()))

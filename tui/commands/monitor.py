@@ -21,7 +21,15 @@ import click
 from backend.events import Event, EventBus, Kind
 from backend.transport import make_host
 
-from .common import EXIT_FAILED, EXIT_OK, config_option, load_or_exit, open_journal
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    config_option,
+    json_option,
+    load_or_exit,
+    open_journal,
+    print_json,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -148,7 +156,7 @@ async def _watch(
     auto_rollback: bool,
     report_path: str | None,
     live: bool,
-) -> int:
+) -> tuple[int, Any]:
     from backend.monitor.hook import rollback_callback
     from backend.monitor.runner import Monitor
     from backend.monitor.store import SampleStore
@@ -218,7 +226,7 @@ async def _watch(
         click.echo(f"rollback: {report.rollback}")
     for path in report.paths:
         click.echo(f"report: {path}")
-    return EXIT_FAILED if report.trigger else EXIT_OK
+    return (EXIT_FAILED if report.trigger else EXIT_OK), report
 
 
 def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -246,6 +254,7 @@ def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -
     help="Record a baseline this long first (default: the deployment's recorded one).",
 )  # fmt: skip
 @click.option("--window", type=float, metavar="SECONDS", help="Window length override.")
+@json_option
 @config_option
 def monitor(
     deploy_id: str | None,
@@ -254,6 +263,7 @@ def monitor(
     report_path: str | None,
     baseline: str | None,
     window: float | None,
+    as_json: bool,
     config_path: str | None,
 ) -> None:
     """Follow the portal's health live: p50/p95/p99, errors and throughput per host and in
@@ -267,16 +277,20 @@ def monitor(
     config = load_or_exit(config_path)
     if window is not None:
         config.monitor.window_seconds = window
-    live = sys.stdout.isatty()
-    code = asyncio.run(
-        _watch(
-            config,
-            deploy_id,
-            seconds or config.monitor.duration_seconds,
-            base,
-            auto_rollback,
-            report_path,
-            live,
+    live = sys.stdout.isatty() and not as_json
+    # under --json, stdout carries the report alone: the window lines go to stderr
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        code, report = asyncio.run(
+            _watch(
+                config,
+                deploy_id,
+                seconds or config.monitor.duration_seconds,
+                base,
+                auto_rollback,
+                report_path,
+                live,
+            )
         )
-    )
+    if as_json:
+        print_json(report.to_dict())
     sys.exit(code)

@@ -3,8 +3,10 @@ and buffered per host (never interleaved), shown in full only for steps that fai
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from typing import TextIO
 
 from backend.events import Event, Kind
@@ -62,3 +64,22 @@ class EventPrinter:
             self.write(f"Rollback {d.get('outcome')} in {d.get('seconds', 0):.1f}s")
         elif kind == Kind.LOCK and d.get("action") == "refused":
             self.write(f"  lock refused: held by {d.get('holder')}")
+
+
+class JsonLinesPrinter:
+    """Every event as one JSON line, for pipelines that follow a run as it goes."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stderr
+
+    def __call__(self, event: Event) -> None:
+        self.out.write(json.dumps(event.to_dict(), default=str) + "\n")
+        self.out.flush()
+
+
+def progress_printer(as_json: bool, events: bool, verbose: bool) -> Callable[[Event], None]:
+    """Where a run's progress goes: with ``--json`` stdout is the result's alone, so the
+    progress lines (or ``--events`` JSON lines) go to stderr."""
+    if events:
+        return JsonLinesPrinter(sys.stderr)
+    return EventPrinter(out=sys.stderr if as_json else sys.stdout, verbose=verbose)

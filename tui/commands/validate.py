@@ -14,7 +14,15 @@ import click
 from backend.config import Config
 from backend.events import Kind
 
-from .common import EXIT_FAILED, EXIT_OK, config_option, fail, load_or_exit, open_journal
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    config_option,
+    fail,
+    load_or_exit,
+    open_journal,
+    remember_json,
+)
 
 _COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "skipped": None}
 
@@ -23,9 +31,18 @@ def _json_option(func: Any) -> Any:
     return click.option(
         "--json",
         "json_path",
-        metavar="FILE",
-        help="Also write the JSON report to FILE ('-': to stdout, the table then goes to stderr).",
+        metavar="[FILE]",
+        is_flag=False,
+        flag_value="-",
+        callback=_remember_json_path,
+        help="The JSON report on stdout (the table then goes to stderr), or written to FILE.",
     )(func)
+
+
+def _remember_json_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``--json`` alone is JSON mode (errors as JSON too); ``--json FILE`` only writes FILE."""
+    remember_json(ctx, param, value == "-")
+    return value
 
 
 def _only_option(func: Any) -> Any:

@@ -8,6 +8,8 @@ from typing import Any
 from ..secrets import Masker
 from .apprise import AppriseChannel
 from .base import Attempt, Channel
+from .grafana import GrafanaChannel
+from .pagerduty import PagerDutyChannel
 from .slack import SlackChannel
 from .smtp import EmailChannel
 from .webhook import WebhookChannel
@@ -17,6 +19,8 @@ KINDS: dict[str, type[Channel]] = {
     "email": EmailChannel,
     "webhook": WebhookChannel,
     "apprise": AppriseChannel,
+    "grafana": GrafanaChannel,
+    "pagerduty": PagerDutyChannel,
 }
 
 

@@ -53,6 +53,10 @@ def webhook_payload(message: Message, delivery_id: str) -> dict[str, Any]:
         "message": ctx.get("message"),
         "trigger": ctx.get("trigger") or None,
         "links": message.links,
+        # incident state: "triggered" opens/updates an alarm, "resolved" closes it; a
+        # receiver groups them by dedup_key (one per deployment); null: informational
+        "status": ctx.get("status"),
+        "dedup_key": ctx.get("dedup_key"),
     }
 
 
