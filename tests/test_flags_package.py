@@ -30,8 +30,10 @@ assert client.start(10), client.status()
 on = client.is_enabled("new-checkout", Context(company="AB12A"))
 from portal_ops_flags import PortalOpsProvider
 from openfeature import api
+from openfeature.evaluation_context import EvaluationContext
 api.set_provider(PortalOpsProvider(client))
-of = api.get_client().get_boolean_value("new-checkout", False)
+# the targeting key is the company: without one, a rollout has no stickiness field (off)
+of = api.get_client().get_boolean_value("new-checkout", False, EvaluationContext("AB12A"))
 client.close(flush=False)
 leaked = sorted(m for m in sys.modules if m == "backend.flags" or m.startswith("backend.flags."))
 print(on, of, backend.WHO, portal_ops_flags.__file__.startswith({site!r}), leaked)

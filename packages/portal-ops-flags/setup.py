@@ -15,7 +15,16 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-MODULES = ("client", "evaluate", "layout", "model", "usage", "provider")
+MODULES = (
+    "client",
+    "constraints",
+    "evaluate",
+    "layout",
+    "model",
+    "provider",
+    "strategies",
+    "usage",
+)
 SOURCE = Path(__file__).resolve().parent.parent.parent / "backend" / "flags"
 
 
