@@ -543,11 +543,12 @@ class RollbackRun(Run):
         return f"caches cleared on {len(self.reachable())} host(s)"
 
     async def phase_restart(self) -> str:
-        command = self.cmd("restart_workers")
-        if not command:
+        if not recipes.command(self.config, "restart_workers"):
             return "web processes reloaded during the switch; no restart_workers command configured"
 
         async def restart(name: str) -> None:
+            command = self.cmd("restart_workers", **self.release_values(name))
+            assert command is not None
             result = await self.sh(
                 name,
                 "restart_workers",

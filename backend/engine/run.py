@@ -190,6 +190,15 @@ class Run:
     def layout(self, host: str) -> Layout:
         return Layout(self.config.deploy_path(self.host_config(host)))
 
+    def release_values(self, host: str) -> dict[str, str]:
+        """``{{release}}``, ``{{deploy_path}}``, ``{{shared}}`` of the live release on ``host``."""
+        layout = self.layout(host)
+        return {
+            "release": layout.current,
+            "deploy_path": layout.deploy_path,
+            "shared": layout.shared,
+        }
+
     def cmd(self, step: str, **values: Any) -> str | None:
         """The configured (or recipe) command of ``step``, placeholders filled and quoted."""
         template = recipes.command(self.config, step)
@@ -283,9 +292,7 @@ class Run:
             on_switched(name)
         self.set_host_state(name, "switched", release=release)
         for step in steps:
-            command = self.cmd(
-                step, release=layout.current, deploy_path=layout.deploy_path, shared=layout.shared
-            )
+            command = self.cmd(step, **self.release_values(name))
             if command:
                 await self.step_ok(
                     name,

@@ -34,6 +34,30 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
 
 
+def checked_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: an id given on the command line must be a plain id (exit 2 if not)."""
+    from backend.inputs import InputError, check_id
+
+    if value is None or value == "":
+        return value
+    try:
+        return check_id(value, (param.name or "id").upper())
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def checked_text(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: operator text (reason, message) is one printable line, capped."""
+    from backend.inputs import InputError, check_text
+
+    if not value:
+        return value
+    try:
+        return check_text(value, (param.name or "text").upper())
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     click.echo(f"portal-ops: {message}", err=True)
     sys.exit(code)

@@ -11,7 +11,17 @@ import click
 from backend.engine import Engine
 from backend.engine.rollback import RollbackError
 
-from .common import EXIT_FAILED, EXIT_OK, config_option, fail, json_option, load_or_exit, print_json
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    checked_id,
+    checked_text,
+    config_option,
+    fail,
+    json_option,
+    load_or_exit,
+    print_json,
+)
 from .printer import EventPrinter
 
 
@@ -109,8 +119,8 @@ def deploy(
 
 @click.command()
 @config_option
-@click.argument("deployment_id", required=False)
-@click.argument("reason", required=False, default="")
+@click.argument("deployment_id", required=False, callback=checked_id)
+@click.argument("reason", required=False, default="", callback=checked_text)
 @click.option("--dry-run", is_flag=True, help="Print the rollback plan; change nothing.")
 @click.option(
     "--force", is_flag=True, help="Roll back even if the deployment's process looks alive."
@@ -161,7 +171,7 @@ def rollback(
 
 @click.command()
 @config_option
-@click.argument("deployment_id")
+@click.argument("deployment_id", callback=checked_id)
 @json_option
 def resume(config_path: str | None, deployment_id: str, as_json: bool) -> None:
     """Continue an unfinished deployment from the phase where it stopped."""

@@ -21,7 +21,7 @@ import click
 from backend.events import Event, EventBus, Kind
 from backend.transport import make_host
 
-from .common import EXIT_FAILED, EXIT_OK, config_option, load_or_exit, open_journal
+from .common import EXIT_FAILED, EXIT_OK, checked_id, config_option, load_or_exit, open_journal
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -229,7 +229,7 @@ def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -
 
 
 @click.command("monitor")
-@click.argument("deploy_id", required=False)
+@click.argument("deploy_id", required=False, callback=checked_id)
 @click.option("--duration", metavar="TIME", help="How long to watch: 90s, 15m, 1h."
               "  [default: [monitor] duration_seconds, 15m]")  # fmt: skip
 @click.option(

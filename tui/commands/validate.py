@@ -14,7 +14,15 @@ import click
 from backend.config import Config
 from backend.events import Kind
 
-from .common import EXIT_FAILED, EXIT_OK, config_option, fail, load_or_exit, open_journal
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    checked_id,
+    config_option,
+    fail,
+    load_or_exit,
+    open_journal,
+)
 
 _COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "error": "magenta", "skipped": None}
 
@@ -50,7 +58,7 @@ def pre(json_path: str | None, only: str | None, config_path: str | None) -> Non
 
 
 @validate.command("post")
-@click.argument("deploy_id", required=False)
+@click.argument("deploy_id", required=False, callback=checked_id)
 @_json_option
 @_only_option
 @config_option
