@@ -19,6 +19,7 @@ from .checks.config import ValidationConfig
 from .flags.config import FlagsConfig
 from .monitor.config import MonitorConfig
 from .notify.config import NotifyConfig
+from .redact import register_config
 from .shell import IDENTIFIER, template_problems
 
 CONFIG_ENV = "PORTAL_OPS_CONFIG"
@@ -255,6 +256,20 @@ class RedisConfig(Strict):
     prefix: str = "portal-ops"
 
 
+class LockConfig(Strict):
+    """The deploy lock's lease: renewed every ``heartbeat_seconds`` while a run lives; a lock
+    not renewed for ``lease_seconds`` is stale (shown so; cleared with ``portal-ops unlock``)."""
+
+    heartbeat_seconds: float = Field(5.0, gt=0, le=300)
+    lease_seconds: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _lease_outlives_beats(self) -> LockConfig:
+        if self.lease_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError("lease_seconds must be at least 3 x heartbeat_seconds")
+        return self
+
+
 class UIConfig(Strict):
     """The control room's defaults; ``--theme`` and ``$PORTAL_OPS_THEME`` win over them."""
 
@@ -284,6 +299,7 @@ class Config(Strict):
     commands: dict[Step, str] = Field(default_factory=dict)
     load_balancer: LoadBalancerConfig = Field(default_factory=LoadBalancerConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    lock: LockConfig = Field(default_factory=LockConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     ui: UIConfig = Field(default_factory=UIConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
@@ -360,6 +376,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
     if problems:
         raise ConfigError(source, problems)
     config.source = source
+    register_config(config)  # its secrets are masked in every output from now on
     return config
 
 

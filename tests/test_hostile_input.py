@@ -196,6 +196,7 @@ def test_command_line_values_are_checked(world: World, args: tuple[str, ...]) ->
         "bell \x07",
         "x" * 120_000,
     ],
+    ids=["newline", "osc-escape", "bell", "120k"],
 )
 def test_operator_text_with_control_characters_or_too_long_is_refused(
     world: World, text: str
@@ -204,3 +205,22 @@ def test_operator_text_with_control_characters_or_too_long_is_refused(
     world.refused(result, "REASON")
     result = world.cli("notify", "deployment-success", text, "--dry-run")
     world.refused(result, "MESSAGE")
+
+
+def test_printed_text_cannot_forge_lines_or_reach_the_terminal() -> None:
+    """Host output and stored text are shown escaped: one event, one line, no escapes."""
+    import io
+
+    from backend.events import Event, Kind
+    from backend.inputs import printable
+    from tui.commands.printer import EventPrinter
+
+    out = io.StringIO()
+    printer = EventPrinter(out)
+    printer(Event(Kind.INCIDENT, "bp-1", data={"message": "a\nbp-2 FORGED\x1b]0;owned\x07"}))
+    printer(Event(Kind.ROLLBACK_STARTED, "bp-1", run="rollback", data={"reason": "r\r\x9bX"}))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "\\n" in lines[0] and "\\x1b" in lines[0]
+    assert printable("x" * 3000, 2000) == "x" * 1999 + "…"

@@ -170,3 +170,69 @@ def test_the_readme_haproxy_example_is_safe_with_a_hostile_backend(tmp_path: Pat
     out = sh(fill(template, backend=f"'$(touch {marker})'"))
     assert not marker.exists()
     assert out == f"disable server portal/'$(touch {marker})'\n"
+
+
+def unquoted_interpolations(path: Path, allowed: set[str]) -> list[str]:
+    """Every ``{expr}`` of an f-string in ``path`` that is not ``q(...)``, a name bound to
+    ``q(...)``, a constant, or in ``allowed``; f-strings that are themselves an argument
+    of ``q`` are messages being quoted, not shell text."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    inside_q = {  # messages quoted as a whole, and path pieces (quoted once joined)
+        id(arg)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (getattr(node.func, "id", "") == "q" or ast.unparse(node.func) == "posixpath.join")
+        for arg in node.args
+    }
+    found: list[str] = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        quoted: set[str] = set()
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign):
+                pairs = (
+                    zip(node.targets[0].elts, node.value.elts, strict=False)
+                    if isinstance(node.targets[0], ast.Tuple) and isinstance(node.value, ast.Tuple)
+                    else [(node.targets[0], node.value)]
+                )
+                for target, value in pairs:
+                    if (
+                        isinstance(target, ast.Name)
+                        and isinstance(value, ast.Call)
+                        and getattr(value.func, "id", "") == "q"
+                    ):
+                        quoted.add(target.id)
+        for node in ast.walk(fn):
+            if not isinstance(node, ast.JoinedStr) or id(node) in inside_q:
+                continue
+            for value in node.values:
+                if not isinstance(value, ast.FormattedValue):
+                    continue
+                expr = value.value
+                text = ast.unparse(expr)
+                ok = (
+                    (isinstance(expr, ast.Call) and getattr(expr.func, "id", "") == "q")
+                    or (isinstance(expr, ast.Name) and (expr.id in quoted or expr.id.isupper()))
+                    or text in allowed
+                )
+                if not ok:
+                    found.append(f"{path.name}:{node.lineno} {fn.name}: {{{text}}}")
+    return found
+
+
+def test_shell_text_is_built_only_from_quoted_values() -> None:
+    """The grep-level rule, enforced: in the modules that build shell commands, no f-string
+    interpolates a value that has not gone through ``q``."""
+    layout = unquoted_interpolations(
+        ROOT / "backend" / "engine" / "layout.py", {"self._lock_age()"}
+    )
+    assert layout == []
+    shell_text = [  # k: checked to be an identifier first; bad: the error message
+        f
+        for f in unquoted_interpolations(ROOT / "backend" / "shell.py", {"k", "bad"})
+        if " exports:" in f or " in_dir:" in f
+    ]
+    assert shell_text == []

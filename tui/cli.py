@@ -7,6 +7,7 @@ Exit codes: 0 ok / go, 1 no-go or failed, 2 usage or config error.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -49,6 +50,11 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """portal-ops: zero-downtime deployments of a web portal, from a terminal control room."""
+    if ctx.invoked_subcommand not in (None, "ui", "watch", "demo"):  # full-screen apps excepted
+        from backend.redact import RedactingStream
+
+        sys.stdout = RedactingStream(sys.stdout)  # type: ignore[assignment]
+        sys.stderr = RedactingStream(sys.stderr)  # type: ignore[assignment]
     if ctx.invoked_subcommand is None:
         ui = cli.get_command(ctx, "ui")
         if ui is None:

@@ -18,6 +18,7 @@ import httpx
 
 from ..config import Config, HostConfig
 from ..engine.layout import Layout
+from ..redact import redact
 from ..shell import exports as shell_exports
 from ..shell import q
 from ..transport import CommandResult, CommandTimeout, Host, TransportError
@@ -240,4 +241,4 @@ class Context:
         for secret in sorted(self.secrets, key=len, reverse=True):
             if len(secret) >= 3:
                 text = text.replace(secret, "***")
-        return text
+        return redact(text)

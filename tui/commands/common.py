@@ -12,6 +12,7 @@ import click
 from backend.config import Config, ConfigError, load_config
 from backend.journal import Journal
 from backend.paths import state_dir
+from backend.redact import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,7 +60,7 @@ def checked_text(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"portal-ops: {message}", err=True)
+    click.echo(redact(f"portal-ops: {message}"), err=True)
     sys.exit(code)
 
 
@@ -68,7 +69,7 @@ def load_or_exit(config_path: str | None) -> Config:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        click.echo(exc.render(), err=True)
+        click.echo(redact(exc.render()), err=True)
         sys.exit(EXIT_USAGE)
     warn_unfinished(config)
     return config
@@ -108,4 +109,4 @@ def open_journal(config: Config | None = None) -> Journal:
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
+    click.echo(redact(json.dumps(data, indent=2, default=str, sort_keys=False)))
