@@ -7,6 +7,7 @@ never only the first one: :class:`ConfigError` carries them all and the CLI exit
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import tomllib
 from pathlib import Path
@@ -19,6 +20,8 @@ from .flags.config import FlagsConfig
 from .monitor.config import MonitorConfig
 from .notify.config import NotifyConfig
 from .observe.config import MetricsConfig
+from .redact import register_config
+from .shell import IDENTIFIER, template_problems
 
 CONFIG_ENV = "PORTAL_OPS_CONFIG"
 DEFAULT_CONFIG = "portal-ops.toml"
@@ -44,6 +47,82 @@ Step = Literal[
     "cache_clear",
     "health",
 ]
+
+
+# The ``{{name}}`` placeholders each configured command may use (see backend.shell.fill).
+_RELEASE_VALUES = frozenset({"release", "deploy_path", "shared"})
+STEP_PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "install": _RELEASE_VALUES,
+    "build": _RELEASE_VALUES,
+    "reload": _RELEASE_VALUES,
+    "restart_workers": _RELEASE_VALUES,
+    "migrate_rollback": frozenset({"steps"}),
+    "db_dump": frozenset({"file"}),
+    "db_restore": frozenset({"file"}),
+}
+LB_PLACEHOLDERS = frozenset({"backend"})
+
+
+# Never a deploy path: a deploy creates releases/, shared/ and current inside it.
+SYSTEM_DIRS = frozenset(
+    [
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/media",
+        "/mnt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/usr/bin",
+        "/usr/lib",
+        "/usr/local",
+        "/usr/sbin",
+        "/usr/share",
+        "/var",
+        "/var/lib",
+        "/var/log",
+        "/var/run",
+        "/var/tmp",
+    ]
+)
+
+
+def check_deploy_path(value: str | None) -> str | None:
+    """Absolute, normalised, and not ``/`` or a system directory."""
+    if value is None:
+        return value
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path (e.g. /var/www/portal)")
+    if posixpath.normpath(value) != value or value.startswith("//"):
+        raise ValueError(f"must be normalised: write {posixpath.normpath(value)!r}")
+    if value in SYSTEM_DIRS:
+        raise ValueError("is / or a system directory; give the portal a directory of its own")
+    return value
+
+
+def check_relative(item: str) -> str:
+    """A path inside the release: relative, non-empty, normalised, no ``..``, not ``.``."""
+    if not item or item.strip() != item:
+        raise ValueError(f"{item!r} must be a non-empty path relative to the release")
+    if item.startswith("/") or ".." in item.split("/"):
+        raise ValueError(f"{item!r} must be a path relative to the release, without '..'")
+    if posixpath.normpath(item) in (".", "") or any(ord(c) < 32 for c in item):
+        raise ValueError(f"{item!r} must name a file or folder inside the release, not '.'")
+    if posixpath.normpath(item) != item:
+        raise ValueError(f"{item!r} must be normalised: write {posixpath.normpath(item)!r}")
+    return item
 
 
 class ConfigError(Exception):
@@ -97,6 +176,11 @@ class HostConfig(Strict):
     health_url: str | None = None  # overrides [portal] health_url for this host
     backend_name: str | None = None  # the host's name in the load balancer, if different
 
+    @field_validator("deploy_path")
+    @classmethod
+    def _deploy_path(cls, value: str | None) -> str | None:
+        return check_deploy_path(value)
+
     @property
     def primary(self) -> bool:
         return "primary" in self.roles or "db" in self.roles
@@ -120,13 +204,25 @@ class PortalConfig(Strict):
     maintenance_during_migrations: bool = True
     env: dict[str, str] = Field(default_factory=dict)  # environment for remote commands
 
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not IDENTIFIER.match(k)]
+        if bad:
+            raise ValueError(
+                f"environment names must be shell identifiers (letters, digits, _): {bad}"
+            )
+        return value
+
     @field_validator("shared_dirs", "shared_files", "asset_dirs")
     @classmethod
     def _relative(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if item.startswith("/") or ".." in Path(item).parts:
-                raise ValueError(f"{item!r} must be a path relative to the release")
-        return value
+        return [check_relative(item) for item in value]
+
+    @field_validator("deploy_path")
+    @classmethod
+    def _deploy_path(cls, value: str | None) -> str | None:
+        return check_deploy_path(value)
 
 
 class RolloutConfig(Strict):
@@ -152,9 +248,9 @@ class RolloutConfig(Strict):
 
 class LoadBalancerConfig(Strict):
     kind: Literal["none", "http", "command"] = "none"
-    drain_url: str | None = None  # "{backend}" is filled in; POSTed
+    drain_url: str | None = None  # "{backend}" is filled in, URL-encoded; POSTed
     enable_url: str | None = None
-    drain_command: str | None = None  # run on the portal-ops machine; "{backend}" filled, quoted
+    drain_command: str | None = None  # run on the portal-ops machine; "{{backend}}" quoted
     enable_command: str | None = None
 
     @model_validator(mode="after")
@@ -171,6 +267,20 @@ class RedisConfig(Strict):
     prefix: str = "portal-ops"
 
 
+class LockConfig(Strict):
+    """The deploy lock's lease: renewed every ``heartbeat_seconds`` while a run lives; a lock
+    not renewed for ``lease_seconds`` is stale (shown so; cleared with ``portal-ops unlock``)."""
+
+    heartbeat_seconds: float = Field(5.0, gt=0, le=300)
+    lease_seconds: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _lease_outlives_beats(self) -> LockConfig:
+        if self.lease_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError("lease_seconds must be at least 3 x heartbeat_seconds")
+        return self
+
+
 class UIConfig(Strict):
     """The control room's defaults; ``--theme`` and ``$PORTAL_OPS_THEME`` win over them."""
 
@@ -179,6 +289,17 @@ class UIConfig(Strict):
 
 class StateConfig(Strict):
     dir: str | None = None
+
+    @field_validator("dir")
+    @classmethod
+    def _directory(cls, value: str | None) -> str | None:
+        if value is not None:
+            path = Path(value).expanduser()
+            if not value.strip():
+                raise ValueError("must name a directory")
+            if path.exists() and not path.is_dir():
+                raise ValueError(f"{value!r} exists and is not a directory")
+        return value
 
 
 class Config(Strict):
@@ -189,6 +310,7 @@ class Config(Strict):
     commands: dict[Step, str] = Field(default_factory=dict)
     load_balancer: LoadBalancerConfig = Field(default_factory=LoadBalancerConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    lock: LockConfig = Field(default_factory=LockConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     ui: UIConfig = Field(default_factory=UIConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
@@ -244,21 +366,49 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
             ],
         )
     try:
-        raw = tomllib.loads(file.read_text())
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(file), [f"not valid TOML: {exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(file), [f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at {exc.start})"]
+        ) from None
     except OSError as exc:
         raise ConfigError(str(file), [f"cannot read: {exc.strerror}"]) from None
     return parse_config(raw, str(file))
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
+    problems = template_errors(raw)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(err, raw) for err in exc.errors()]) from None
+        problems = [_describe(err, raw) for err in exc.errors()] + problems
+        raise ConfigError(source, problems) from None
+    if problems:
+        raise ConfigError(source, problems)
     config.source = source
+    register_config(config)  # its secrets are masked in every output from now on
     return config
+
+
+def template_errors(raw: dict[str, Any]) -> list[str]:
+    """Every command template whose placeholders are unknown for its step or quoted."""
+    found: list[tuple[str, str, frozenset[str]]] = []
+    commands = raw.get("commands")
+    if isinstance(commands, dict):
+        for step, template in commands.items():
+            found.append((f"commands.{step}", template, STEP_PLACEHOLDERS.get(step, frozenset())))
+    lb = raw.get("load_balancer")
+    if isinstance(lb, dict):
+        for key in ("drain_command", "enable_command"):
+            found.append((f"load_balancer.{key}", lb.get(key), LB_PLACEHOLDERS))
+    return [
+        f"{key}: {problem}"
+        for key, template, known in found
+        if isinstance(template, str)
+        for problem in template_problems(template, known)
+    ]
 
 
 def _describe(err: Any, raw: dict[str, Any]) -> str:

@@ -11,9 +11,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+
+from .redact import redact_data
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class EventBus:
             self._queues.remove(q)
 
     def emit(self, event: Event) -> Event:
+        event = replace(event, data=redact_data(event.data))  # before journal, printers, feed
         if self._stamper is not None:
             event = self._stamper(event)
         for callback in list(self._callbacks):

@@ -1,8 +1,9 @@
 """Recipes: the default command of each step for a kind of portal; config overrides any.
 
 Commands run on the host with the working directory set to the release they concern.
-Placeholders (``{release}``, ``{deploy_path}``, ``{shared}``, ``{file}``, ``{steps}``,
-``{revision}``) are filled with quoted values by :func:`backend.shell.fill`.
+Placeholders (``{{release}}``, ``{{deploy_path}}``, ``{{shared}}``, ``{{file}}``,
+``{{steps}}``; which step knows which: ``backend.config.STEP_PLACEHOLDERS``) are filled
+with quoted values by :func:`backend.shell.fill`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ RECIPES: dict[str, dict[str, str]] = {
         "maintenance_off": "php artisan up",
         "migrate": "php artisan migrate --force",
         "migrate_status": "php artisan migrate:status",
-        "migrate_rollback": "php artisan migrate:rollback --force --step={steps}",
+        "migrate_rollback": "php artisan migrate:rollback --force --step={{steps}}",
         "db_dump": _LARAVEL_ENV + 'MYSQL_PWD="$DB_PASSWORD" mysqldump --single-transaction --quick'
-        ' -h"$DB_HOST" -u"$DB_USERNAME" "$DB_DATABASE" > {file}',
+        ' -h"$DB_HOST" -u"$DB_USERNAME" "$DB_DATABASE" > {{file}}',
         "db_restore": _LARAVEL_ENV
-        + 'MYSQL_PWD="$DB_PASSWORD" mysql -h"$DB_HOST" -u"$DB_USERNAME" "$DB_DATABASE" < {file}',
+        + 'MYSQL_PWD="$DB_PASSWORD" mysql -h"$DB_HOST" -u"$DB_USERNAME" "$DB_DATABASE" < {{file}}',
         "reload": "sudo -n systemctl reload php8.3-fpm",
         "restart_workers": "php artisan queue:restart",
         "cache_clear": "php artisan optimize:clear",

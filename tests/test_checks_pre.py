@@ -383,6 +383,8 @@ async def test_other_deployment_lock_and_journal(tmp_path: Path) -> None:
             data={"target": config.portal.name, "release": "r1"},
         )
     )
+    # it took the lock, then died: hosts may be half changed (one refused the lock is not)
+    journal.record(Event(Kind.LOCK, deployment_id="bp-crashed", data={"action": "acquired"}))
     journal.close()
     report = await run_validation(config, "pre", only=["P15"])
     journal_row = next(r for r in rows(report, "P15") if r.host is None)
@@ -401,6 +403,7 @@ async def test_other_deployment_lock_and_journal(tmp_path: Path) -> None:
                 data={"target": config.portal.name},
             )
         )
+    journal.record(Event(Kind.LOCK, deployment_id="bp-ours", data={"action": "acquired"}))
     journal.close()
     ours = await run_validation(config, "pre", only=["P15"], deployment_id="bp-ours")
     assert status(ours, "P15") == "pass", rows(ours, "P15")

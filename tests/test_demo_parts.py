@@ -116,7 +116,7 @@ def test_sandbox_builds_repo_hosts_and_a_valid_config(make_sandbox: Callable[...
     assert config.portal.version_url == f"{box.url}/version"
     assert config.load_balancer.drain_url == f"{box.url}/_lb/drain/{{backend}}"
     assert config.commands["reload"] == f"{sys.executable} manage.py restart"
-    assert config.commands["migrate_rollback"].endswith("rollback --steps {steps}")
+    assert config.commands["migrate_rollback"].endswith("rollback --steps {{steps}}")
     assert config.state.dir == str(box.root / "state")
     health = {h.name: h.health_url for h in config.hosts}
     ports = {h.port for h in box.hosts} | {box.lb_port}

@@ -60,6 +60,11 @@ def cli(ctx: click.Context, no_color: bool, debug: bool) -> None:
     from .commands.logfile import setup_logging
 
     setup_logging(debug, ctx.invoked_subcommand)
+    if ctx.invoked_subcommand not in (None, "ui", "watch", "demo"):  # full-screen apps excepted
+        from backend.redact import RedactingStream
+
+        sys.stdout = RedactingStream(sys.stdout)  # type: ignore[assignment]
+        sys.stderr = RedactingStream(sys.stderr)  # type: ignore[assignment]
     if ctx.invoked_subcommand is None:
         ui = cli.get_command(ctx, "ui")
         if ui is None:

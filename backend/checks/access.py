@@ -8,7 +8,7 @@ import re
 import time
 import urllib.parse
 
-from ..engine.lock import LockHolder, redis_key
+from ..engine.lock import LockHolder, held_lock, parse_owner, redis_key
 from ..journal import Journal
 from ..shell import q
 from ..transport import HostKeyMismatch
@@ -158,13 +158,11 @@ async def no_other_deployment(ctx: Context) -> list[Outcome]:
             return errored(f"cannot read the lock: {result.tail(2)}", threshold=threshold)
         if text == "ABSENT":
             return passed("no deploy lock", value="free", threshold=threshold)
-        try:
-            owner = json.loads(text)
-        except ValueError:
-            owner = {"raw": text[:200]}
+        owner = parse_owner(text.splitlines())
         if ctx.deployment_id and owner.get("deployment_id") == ctx.deployment_id:
             return passed("lock held by this deployment", value="ours", threshold=threshold)
-        holder = LockHolder(name, {k: v for k, v in owner.items() if k != "token"})
+        shown = {k: v for k, v in owner.items() if k != "token"}
+        holder = LockHolder(name, shown, ctx.config.lock.lease_seconds)
         return failed(
             f"deploy lock {holder.describe()} (portal-ops unlock clears a stale one)",
             value="held",
@@ -190,7 +188,9 @@ async def _journal_and_redis(ctx: Context, threshold: str) -> Outcome:
         others = [
             d
             for d in journal.unfinished(target=ctx.config.portal.name)
-            if d["id"] != ctx.deployment_id and (d["started_at"] or 0) < cutoff
+            if d["id"] != ctx.deployment_id
+            and (d["started_at"] or 0) < cutoff
+            and held_lock(journal, d["id"])  # refused in a race: it never changed a host
         ]
     finally:
         journal.close()

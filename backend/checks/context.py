@@ -18,6 +18,8 @@ import httpx
 
 from ..config import Config, HostConfig
 from ..engine.layout import Layout
+from ..redact import redact
+from ..shell import exports as shell_exports
 from ..shell import q
 from ..transport import CommandResult, CommandTimeout, Host, TransportError
 from .config import CommandProbe, ValidationConfig
@@ -167,8 +169,7 @@ class Context:
         else:
             directory = posixpath.join(self.deploy_path(name), probe.cwd)
         missing = f"portal-ops: no directory {directory}"
-        env = self.config.portal.env
-        exports = "".join(f"export {k}={q(v)}; " for k, v in sorted(env.items()))
+        exports = shell_exports(self.config.portal.env)
         return (
             f"cd {q(directory)} 2>/dev/null || {{ echo {q(missing)} >&2; exit {NO_DIR_EXIT}; }}; "
             f"{exports}{probe.command}"
@@ -240,4 +241,4 @@ class Context:
         for secret in sorted(self.secrets, key=len, reverse=True):
             if len(secret) >= 3:
                 text = text.replace(secret, "***")
-        return text
+        return redact(text)

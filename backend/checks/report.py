@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import state_dir
+from ..redact import redact
 from .model import CheckResult, Phase, Status, by_check, check_status
 
 SCHEMA = "portal-ops/validation-report/1"
@@ -179,7 +180,7 @@ def store(report: ValidationReport, state: str | os.PathLike[str] | None = None)
     path = directory / report_name(report.deployment_id, report.phase, report.started_at)
     tmp = path.with_suffix(".tmp")
     report.path = path
-    tmp.write_text(report.to_json())
+    tmp.write_text(redact(report.to_json()))
     tmp.replace(path)
     return path
 
@@ -198,4 +199,4 @@ def load(
 
 def write(report: ValidationReport, target: str | os.PathLike[str]) -> None:
     """Write the JSON report where ``--json`` says (``-`` is handled by the caller)."""
-    Path(target).write_text(report.to_json() + "\n")
+    Path(target).write_text(redact(report.to_json()) + "\n")

@@ -19,10 +19,19 @@ from .. import recipes
 from ..events import Kind, Severity
 from ..paths import state_dir
 from ..phases import DEPLOY_PHASES
+from ..redact import redact
 from ..shell import in_dir, q
 from ..transport import connect_all
 from .layout import HostState, parse_probe, prune_candidates
-from .lock import LockHolder, new_owner, parse_lock_output, redis_acquire, redis_release
+from .lock import (
+    Lease,
+    LockHolder,
+    held_lock,
+    new_owner,
+    parse_lock_output,
+    redis_acquire,
+    redis_release,
+)
 from .run import PhaseFailed, PhaseResult, Plan, Run
 from .traffic import batches
 
@@ -349,6 +358,8 @@ class Deployment(Run):
                 )
             return
         token = self.lock_owner["token"]
+        if self.lease is not None:
+            await self.lease.stop()
 
         async def one(name: str) -> None:
             await self.sh(name, "unlock", self.layout(name).lock_release(token), retry_safe=True)
@@ -394,10 +405,10 @@ class Deployment(Run):
         if any(errors.values()):
             raise PhaseFailed("; ".join(str(e) for e in errors.values() if e))
 
-        unfinished = [
+        unfinished = [  # a deploy refused the lock in a race never held it: not unfinished
             d
             for d in self.engine.journal.unfinished(self.config.portal.name)
-            if d["id"] != self.deployment_id
+            if d["id"] != self.deployment_id and held_lock(self.engine.journal, d["id"])
         ]
         await self.take_lock()
         if unfinished and not self.options.force:
@@ -431,13 +442,18 @@ class Deployment(Run):
             result = await self.sh(name, "lock", self.layout(name).lock_acquire(self.lock_owner))
             status, owner = parse_lock_output(result.stdout)
             if status != "LOCKED":
-                self.emit(Kind.LOCK, action="refused", holder=owner, host_name=name)
-                raise PhaseFailed(f"deploy lock is {LockHolder(name, owner).describe()}", [name])
+                shown = {k: v for k, v in owner.items() if k != "token"}
+                self.emit(Kind.LOCK, action="refused", holder=shown, host_name=name)
+                holder = LockHolder(name, owner, self.config.lock.lease_seconds)
+                raise PhaseFailed(f"deploy lock is {holder.describe()}", [name])
             self.lock_taken.append(name)
 
-        # every host at once (50 hosts in one round trip); all or none: a refusal anywhere
-        # gives back what was taken, so two racing deploys can never both go on
-        refused = [e for e in (await self.on_hosts(list(self.hosts), one)).values() if e]
+        # the first host decides between racing deploys (exactly one wins it), then every
+        # other host at once; all or none: a refusal anywhere gives back what was taken
+        names = sorted(self.hosts)
+        refused = [e for e in (await self.on_hosts(names[:1], one)).values() if e]
+        if not refused:
+            refused = [e for e in (await self.on_hosts(names[1:], one)).values() if e]
         if refused:
             await self.release_lock()
             raise PhaseFailed(f"{refused[0]}; see `portal-ops unlock`")
@@ -448,8 +464,16 @@ class Deployment(Run):
             held = None
         if held is not None:
             await self.release_lock()
-            raise PhaseFailed(f"deploy lock is {LockHolder('redis', held).describe()}")
+            holder = LockHolder("redis", held, self.config.lock.lease_seconds)
+            raise PhaseFailed(f"deploy lock is {holder.describe()}")
+        self.start_lease()
         self.emit(Kind.LOCK, action="acquired", holder=self.lock_owner | {"token": "…"})
+
+    def start_lease(self) -> None:
+        """Renew the lock while this run lives; lost, it stops the run (Run.sh fencing)."""
+        token = self.lock_owner["token"]
+        self.lease = Lease(self.config, self.hosts, dict.fromkeys(self.lock_taken, token), token)
+        self.lease.start()
 
     # -- phase 2 -----------------------------------------------------------------------------
 
@@ -757,5 +781,5 @@ class Deployment(Run):
             "migrations_applied": self.migrations_applied,
             "backups": self.backups,
         }
-        path.write_text(json.dumps(body, indent=2, default=str))
+        path.write_text(redact(json.dumps(body, indent=2, default=str)))
         return str(path)

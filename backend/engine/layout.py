@@ -136,13 +136,35 @@ class Layout:
 
     # -- lock ---------------------------------------------------------------------------------
 
+    @property
+    def lock_heartbeat(self) -> str:
+        return posixpath.join(self.lock_dir, "heartbeat")
+
+    def _lock_age(self) -> str:
+        """``AGE=<seconds since the last heartbeat>``, measured by the host's own clock."""
+        hb, owner = q(self.lock_heartbeat), q(self.lock_dir + "/owner.json")
+        return (
+            "printf 'AGE=%s\\n' \"$(( $(date +%s) - $(stat -c %Y "
+            f'{hb} 2>/dev/null || stat -c %Y {owner} 2>/dev/null || date +%s) ))"; '
+        )
+
     def lock_acquire(self, owner: dict[str, Any]) -> str:
-        """mkdir is atomic: exactly one of two racing deploys creates the lock directory."""
+        """mkdir is atomic: exactly one of two racing deploys creates the lock directory.
+        The heartbeat file's age says whether its holder still lives (backend.engine.lock)."""
         body = json.dumps(owner, sort_keys=True)
         return (
             f"mkdir -p {q(self.meta)}; if mkdir {q(self.lock_dir)} 2>/dev/null; then "
-            f"printf '%s\\n' {q(body)} > {q(self.lock_dir)}/owner.json; echo LOCKED; "
-            f"else echo HELD; cat {q(self.lock_dir)}/owner.json 2>/dev/null || echo '{{}}'; fi"
+            f"printf '%s\\n' {q(body)} > {q(self.lock_dir)}/owner.json; "
+            f"touch {q(self.lock_heartbeat)}; echo LOCKED; "
+            f"else echo HELD; {self._lock_age()}"
+            f"cat {q(self.lock_dir)}/owner.json 2>/dev/null || echo '{{}}'; fi"
+        )
+
+    def lock_renew(self, token: str) -> str:
+        """The heartbeat: renewed only while the lock still holds our token."""
+        return (
+            f"if grep -qF {q(token)} {q(self.lock_dir)}/owner.json 2>/dev/null; then "
+            f"touch {q(self.lock_heartbeat)} && echo RENEWED; else echo LOST; fi"
         )
 
     def lock_release(self, token: str) -> str:
@@ -156,8 +178,8 @@ class Layout:
 
     def lock_read(self) -> str:
         return (
-            f"if [ -d {q(self.lock_dir)} ]; then cat {q(self.lock_dir)}/owner.json 2>/dev/null"
-            " || echo '{}'; else echo ABSENT; fi"
+            f"if [ -d {q(self.lock_dir)} ]; then {self._lock_age()}"
+            f"cat {q(self.lock_dir)}/owner.json 2>/dev/null || echo '{{}}'; else echo ABSENT; fi"
         )
 
     def lock_force_remove(self) -> str:

@@ -1,9 +1,20 @@
-"""The deploy lock: on every host (atomic mkdir with an owner token) and, when Redis is
-configured, in Redis too (SET NX). Released only with the token that took it; a stale lock
-is cleared by a person with ``portal-ops unlock``, never automatically."""
+"""The deploy lock: one protocol with a lease, on every host and, when configured, in Redis.
+
+On a host: an atomic ``mkdir`` with ``owner.json`` (deployment, operator, machine, pid and a
+random token) and a ``heartbeat`` file. In Redis: ``SET NX PX`` with the same owner, a TTL.
+While the run lives, :class:`Lease` renews both every ``[lock] heartbeat_seconds``, each
+renewal checking the token (a Lua script in Redis), and release is compare-and-delete. A
+lock whose heartbeat is fresh is never treated as abandoned; one older than
+``[lock] lease_seconds`` is shown as stale with its holder and age, and cleared by a person
+with ``portal-ops unlock`` (a live one only with ``--force`` and the deployment id typed).
+A renewal that finds another token marks the lease lost; :meth:`Lease.check` (the fencing
+hook called before every mutating command) then stops the run instead of letting it race.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -15,22 +26,66 @@ from ..identity import Operator
 from ..transport import Host, TransportError
 from .layout import Layout
 
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v and string.find(v, ARGV[1], 1, true) then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+local v = redis.call('GET', KEYS[1])
+if v and string.find(v, ARGV[1], 1, true) then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
 
 @dataclass
 class LockHolder:
     host: str
     owner: dict[str, Any]
+    lease_seconds: float | None = None
+
+    @property
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the holder last renewed (the host's clock), if known."""
+        age = self.owner.get("age")
+        return float(age) if isinstance(age, int | float) else None
+
+    @property
+    def stale(self) -> bool:
+        """The heartbeat stopped: older than the lease (unknown age counts as live)."""
+        age = self.heartbeat_age
+        if self.lease_seconds is None or age is None:
+            return False
+        return age < 0 or age > self.lease_seconds
 
     def describe(self) -> str:
         o = self.owner
         since = o.get("since")
-        when = (
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "unknown time"
-        )
+        held = f" for {_age(time.time() - since)}" if isinstance(since, int | float) else ""
         who = o.get("operator") or "unknown operator"
+        beat = ""
+        if self.heartbeat_age is not None and self.heartbeat_age < 0:
+            beat = "; no expiry and no heartbeat (STALE)"
+        elif self.heartbeat_age is not None:
+            beat = f"; last heartbeat {_age(self.heartbeat_age)} ago"
+            if self.lease_seconds is not None:
+                beat += " (STALE: its run stopped)" if self.stale else " (live)"
         return (
-            f"held on {self.host} by {who} for deployment {o.get('deployment_id', '?')}"
-            f" since {when} (pid {o.get('pid', '?')} on {o.get('machine', '?')})"
+            f"held on {self.host} by {who} on {o.get('machine', '?')} for deployment"
+            f" {o.get('deployment_id', '?')}{held} (pid {o.get('pid', '?')}){beat}"
         )
 
 
@@ -45,54 +100,171 @@ def new_owner(deployment_id: str, operator: Operator, pid: int) -> dict[str, Any
     }
 
 
+def parse_owner(lines: list[str]) -> dict[str, Any]:
+    """``AGE=<s>`` (optional) then the owner's JSON, as written by the layout's lock commands."""
+    age: int | None = None
+    if lines and lines[0].startswith("AGE="):
+        with contextlib.suppress(ValueError):
+            age = int(lines[0][4:].strip())
+        lines = lines[1:]
+    try:
+        owner = json.loads("\n".join(lines)) if lines else {}
+        owner = owner if isinstance(owner, dict) else {"raw": str(owner)[:200]}
+    except ValueError:
+        owner = {"raw": "\n".join(lines)[:200]}
+    if age is not None:
+        owner["age"] = age
+    return owner
+
+
 def parse_lock_output(output: str) -> tuple[str, dict[str, Any]]:
     lines = output.strip().splitlines()
     status = lines[0].strip() if lines else ""
-    owner: dict[str, Any] = {}
-    if len(lines) > 1:
-        try:
-            owner = json.loads("\n".join(lines[1:]))
-        except ValueError:
-            owner = {"raw": "\n".join(lines[1:])[:200]}
-    return status, owner
+    return status, parse_owner(lines[1:])
 
 
 def redis_key(config: Config) -> str:
     return f"{config.redis.prefix}:lock:{config.portal.name}"
 
 
+def _redis(config: Config) -> Any:
+    import redis
+
+    assert config.redis.url
+    return redis.Redis.from_url(config.redis.url, socket_timeout=3, socket_connect_timeout=3)
+
+
+def _ttl_ms(config: Config) -> int:
+    return int(config.lock.lease_seconds * 1000)
+
+
 def redis_acquire(config: Config, owner: dict[str, Any]) -> dict[str, Any] | None:
-    """Take the Redis lock; returns the current holder when it is taken already."""
+    """Take the Redis lock with a TTL (the lease); returns the holder when it is taken."""
     if not config.redis.url:
         return None
-    import redis
-
-    client = redis.Redis.from_url(config.redis.url, socket_timeout=3, socket_connect_timeout=3)
+    client = _redis(config)
     try:
-        if client.set(redis_key(config), json.dumps(owner), nx=True):
+        if client.set(redis_key(config), json.dumps(owner), nx=True, px=_ttl_ms(config)):
             return None
-        raw = client.get(redis_key(config))
-        return json.loads(raw) if raw else {"raw": "unknown"}
+        return redis_holder(config, client) or {"raw": "expired meanwhile"}
     finally:
         client.close()
 
 
-def redis_release(config: Config, token: str, force: bool = False) -> None:
+def redis_holder(config: Config, client: Any = None) -> dict[str, Any] | None:
+    """The Redis lock's owner, with ``age`` derived from its remaining TTL; None if free."""
     if not config.redis.url:
-        return
-    import redis
-
-    client = redis.Redis.from_url(config.redis.url, socket_timeout=3, socket_connect_timeout=3)
+        return None
+    own = client is None
+    client = client or _redis(config)
     try:
         raw = client.get(redis_key(config))
-        if raw and (force or json.loads(raw).get("token") == token):
-            client.delete(redis_key(config))
+        if raw is None:
+            return None
+        ttl = client.pttl(redis_key(config))
+        owner = parse_owner(raw.decode(errors="replace").splitlines())
+        if ttl is not None and ttl >= 0:
+            owner["age"] = max(0, int(config.lock.lease_seconds - ttl / 1000))
+        elif ttl == -1:
+            owner["age"] = -1  # no expiry: left by a release without a lease, never renewed
+        return owner
+    finally:
+        if own:
+            client.close()
+
+
+def redis_renew(config: Config, token: str) -> bool:
+    """Extend the TTL if the lock still holds ``token`` (atomic, in Lua)."""
+    if not config.redis.url:
+        return True
+    client = _redis(config)
+    try:
+        return bool(client.eval(_RENEW, 1, redis_key(config), token, _ttl_ms(config)))
     finally:
         client.close()
+
+
+def redis_release(config: Config, token: str) -> bool:
+    """Compare-and-delete (atomic, in Lua): never removes another holder's lock."""
+    if not config.redis.url or not token:
+        return False
+    client = _redis(config)
+    try:
+        return bool(client.eval(_RELEASE, 1, redis_key(config), token))
+    finally:
+        client.close()
+
+
+class LockLost(Exception):
+    """The run's lock now holds another token (or is gone): it must stop, not race."""
+
+
+class Lease:
+    """Keeps a run's lock alive: renews it on its hosts and in Redis every heartbeat, and
+    notices when it is no longer ours (fencing: :meth:`check` before each mutating step)."""
+
+    def __init__(
+        self,
+        config: Config,
+        hosts: dict[str, Host],
+        tokens: dict[str, str],
+        redis_token: str | None = None,
+    ) -> None:
+        """``tokens``: host name -> the token of the lock held there (usually all one)."""
+        self.config = config
+        self.hosts = hosts
+        self.tokens = dict(tokens)
+        self.redis_token = redis_token
+        self.lost: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._beat())
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def check(self) -> None:
+        """The fencing hook: raise :class:`LockLost` once the lock is not ours any more."""
+        if self.lost:
+            raise LockLost(self.lost)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.lock.heartbeat_seconds)
+            await self.renew()
+
+    async def renew(self) -> None:
+        async def one(name: str) -> None:
+            try:
+                layout = Layout(self.config.deploy_path(self.config.host(name)))
+                result = await self.hosts[name].run(
+                    layout.lock_renew(self.tokens[name]), timeout=30, retry_safe=True
+                )
+            except TransportError:
+                return  # an unreachable host fails the run's own commands there
+            if "LOST" in result.stdout:
+                self.lost = f"the deploy lock on {name} is no longer ours (removed or taken over)"
+
+        await asyncio.gather(*(one(n) for n in self.tokens))
+        if self.config.redis.url and self.redis_token:
+            try:
+                ok = await asyncio.to_thread(redis_renew, self.config, self.redis_token)
+            except Exception:  # Redis down: the host locks are the authority
+                return
+            if not ok:
+                self.lost = "the Redis deploy lock is no longer ours (removed or taken over)"
 
 
 async def read_locks(config: Config, hosts: dict[str, Host]) -> list[LockHolder]:
+    """Every holder of the lock: on each host, and in Redis (host ``"redis"``)."""
     holders: list[LockHolder] = []
+    lease = config.lock.lease_seconds
     for name, host in hosts.items():
         layout = Layout(config.deploy_path(config.host(name)))
         try:
@@ -101,8 +273,18 @@ async def read_locks(config: Config, hosts: dict[str, Host]) -> list[LockHolder]
             continue
         text = result.stdout.strip()
         if text and text != "ABSENT":
-            try:
-                holders.append(LockHolder(name, json.loads(text)))
-            except ValueError:
-                holders.append(LockHolder(name, {"raw": text[:200]}))
+            holders.append(LockHolder(name, parse_owner(text.splitlines()), lease))
+    if config.redis.url:
+        owner = await asyncio.to_thread(redis_holder, config)
+        if owner is not None:
+            holders.append(LockHolder("redis", owner, lease))
     return holders
+
+
+def held_lock(journal: Any, deployment_id: str) -> bool:
+    """Did this deployment ever hold the lock? A run refused it in a race never changed a
+    host, so it is not an unfinished deployment to resume or roll back."""
+    return any(
+        e.kind == "lock" and (e.data or {}).get("action") == "acquired"
+        for e in journal.events(deployment_id)
+    )

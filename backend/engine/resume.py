@@ -72,6 +72,7 @@ async def resume_deployment(engine: Engine, deployment_id: str) -> DeploymentRes
     deployment.backups = dict(checkpoint.get("backups") or {})
     deployment.lock_owner["token"] = checkpoint.get("lock_token", deployment.lock_owner["token"])
     deployment.lock_taken = [h.name for h in engine.config.hosts]
+    deployment.start_lease()  # renewed (and fenced) from now on, as in the first run
     journal.update_deployment(deployment_id, status="running", outcome="", pid=os.getpid())
     deployment.incident(
         "warning",

@@ -21,13 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from .. import recipes
 from ..events import Event, Kind, Severity
+from ..inputs import TEXT_LIMIT, printable
 from ..journal import process_alive
 from ..paths import state_dir
 from ..phases import ROLLBACK_PHASES
+from ..redact import redact
 from ..shell import fill, in_dir, q
 from ..transport import Host, TransportError, connect_all
 from .layout import parse_probe
-from .lock import LockHolder, new_owner, parse_lock_output, redis_release
+from .lock import Lease, LockHolder, new_owner, parse_lock_output, redis_release
 from .run import PhaseFailed, PhaseResult, Plan, Run
 from .traffic import health_url, wait_healthy
 
@@ -109,7 +111,7 @@ class RollbackRun(Run):
         )
         self.engine = engine
         self.checkpoint = checkpoint
-        self.reason = reason
+        self.reason = printable(reason, TEXT_LIMIT)  # stored and shown: one safe line
         self.trigger = trigger
         self.release = checkpoint.get("release", "")
         self.previous: dict[str, str | None] = dict(checkpoint.get("previous") or {})
@@ -141,6 +143,7 @@ class RollbackRun(Run):
             connected=True,
         )
         deployment.lock_taken = []  # the rollback releases it
+        run.lease = deployment.lease  # and is fenced by the same lease
         return run
 
     # -- helpers ---------------------------------------------------------------------------
@@ -315,6 +318,10 @@ class RollbackRun(Run):
         refused = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
         if refused:
             raise PhaseFailed("; ".join(refused))
+        if self.lease is None:
+            tokens = {n: self.host_tokens.get(n, self.lock_token) for n in self.reachable()}
+            self.lease = Lease(self.config, self.hosts, tokens, self.lock_token)
+            self.lease.start()
         self.emit(
             Kind.LOCK,
             action="acquired",
@@ -543,11 +550,12 @@ class RollbackRun(Run):
         return f"caches cleared on {len(self.reachable())} host(s)"
 
     async def phase_restart(self) -> str:
-        command = self.cmd("restart_workers")
-        if not command:
+        if not recipes.command(self.config, "restart_workers"):
             return "web processes reloaded during the switch; no restart_workers command configured"
 
         async def restart(name: str) -> None:
+            command = self.cmd("restart_workers", **self.release_values(name))
+            assert command is not None
             result = await self.sh(
                 name,
                 "restart_workers",
@@ -639,6 +647,8 @@ class RollbackRun(Run):
             if token:
                 await self.sh(name, "unlock", layout.lock_release(token), retry_safe=True)
 
+        if self.lease is not None:
+            await self.lease.stop()
         if self.release:
             await self.each(finish)
         if not self.dry_run:
@@ -659,18 +669,20 @@ class RollbackRun(Run):
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{self.deployment_id}.rollback.json"
         path.write_text(
-            json.dumps(
-                {
-                    "deployment_id": self.deployment_id,
-                    "reason": self.reason,
-                    "trigger": self.trigger,
-                    "phases": [p.to_dict() for p in self.phase_results],
-                    "targets": self.targets,
-                    "database": self.database_action,
-                    "unreachable": self.unreachable,
-                },
-                indent=2,
-                default=str,
+            redact(
+                json.dumps(
+                    {
+                        "deployment_id": self.deployment_id,
+                        "reason": self.reason,
+                        "trigger": self.trigger,
+                        "phases": [p.to_dict() for p in self.phase_results],
+                        "targets": self.targets,
+                        "database": self.database_action,
+                        "unreachable": self.unreachable,
+                    },
+                    indent=2,
+                    default=str,
+                )
             )
         )
         return str(path)

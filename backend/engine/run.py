@@ -20,6 +20,7 @@ from ..events import Event, EventBus, Kind, Severity
 from ..shell import fill, in_dir
 from ..transport import CommandResult, Host, TransportError
 from .layout import Layout
+from .lock import Lease, LockLost
 from .traffic import health_url, lb_action, run_lb_action, wait_healthy
 
 
@@ -154,6 +155,7 @@ class Run:
         self.phase = ""
         self.phase_results: list[PhaseResult] = []
         self.host_state: dict[str, dict[str, Any]] = {name: {"state": "pending"} for name in hosts}
+        self.lease: Lease | None = None  # the lock's lease, once taken: the fencing check
 
     # -- events ------------------------------------------------------------------------------
 
@@ -190,6 +192,15 @@ class Run:
     def layout(self, host: str) -> Layout:
         return Layout(self.config.deploy_path(self.host_config(host)))
 
+    def release_values(self, host: str) -> dict[str, str]:
+        """``{{release}}``, ``{{deploy_path}}``, ``{{shared}}`` of the live release on ``host``."""
+        layout = self.layout(host)
+        return {
+            "release": layout.current,
+            "deploy_path": layout.deploy_path,
+            "shared": layout.shared,
+        }
+
     def cmd(self, step: str, **values: Any) -> str | None:
         """The configured (or recipe) command of ``step``, placeholders filled and quoted."""
         template = recipes.command(self.config, step)
@@ -218,6 +229,11 @@ class Run:
         self.plan.commands.append(PlannedCommand(self.phase, host, step, command, readonly))
         if self.dry_run and not readonly:
             return CommandResult(host, command, 0, "", "", 0.0)
+        if self.lease is not None and not readonly and step not in ("lock", "unlock"):
+            try:  # fencing: a run whose lock was removed or taken over stops here
+                self.lease.check()
+            except LockLost as exc:
+                raise PhaseFailed(f"{host}: {step} not run: {exc}", [host]) from None
         self.emit(Kind.STEP_STARTED, host=host, step=step, command=command)
         started = time.monotonic()
 
@@ -283,9 +299,7 @@ class Run:
             on_switched(name)
         self.set_host_state(name, "switched", release=release)
         for step in steps:
-            command = self.cmd(
-                step, release=layout.current, deploy_path=layout.deploy_path, shared=layout.shared
-            )
+            command = self.cmd(step, **self.release_values(name))
             if command:
                 await self.step_ok(
                     name,

@@ -10,7 +10,7 @@ import urllib.parse
 import httpx
 
 from ..config import Config, HostConfig
-from ..shell import q
+from ..shell import fill
 
 
 def backend_name(host: HostConfig) -> str:
@@ -35,7 +35,7 @@ def lb_action(config: Config, host: HostConfig, action: str) -> tuple[str, str] 
     if lb.kind == "command":
         template = lb.drain_command if action == "drain" else lb.enable_command
         assert template is not None
-        return ("command", template.format(backend=q(name)))
+        return ("command", fill(template, backend=name))
     return None
 
 

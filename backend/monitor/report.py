@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..redact import redact
 from .config import MonitorConfig
 from .window import TOTAL, WindowStats
 
@@ -276,7 +277,7 @@ class MonitorReport:
         path.parent.mkdir(parents=True, exist_ok=True)
         text_json, text_md = self.to_json(), self.to_markdown()
         for target in (path, twin):
-            target.write_text(text_md if target.suffix == ".md" else text_json)
+            target.write_text(redact(text_md if target.suffix == ".md" else text_json))
         self.paths += [str(path), str(twin)]
         return [path, twin]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
+from ..redact import redact
+
 MASK = "***"
 
 
@@ -40,7 +42,7 @@ class Masker:
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in out:
                 out = out.replace(secret, MASK)
-        return out
+        return redact(out)
 
     def contains_secret(self, text: str) -> bool:
         return any(s in text for s in self._secrets)

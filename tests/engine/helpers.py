@@ -112,9 +112,9 @@ def ssh_config(
             "install": "test -f VERSION",
             "migrate": f"sh bin/migrate {shared_db}",
             "migrate_status": f"sh bin/status {shared_db}",
-            "migrate_rollback": "sh bin/rollback " + str(shared_db) + " {steps}",
-            "db_dump": f"cp {shared_db} {{file}}",
-            "db_restore": f"cp {{file}} {shared_db}",
+            "migrate_rollback": "sh bin/rollback " + str(shared_db) + " {{steps}}",
+            "db_dump": f"cp {shared_db} {{{{file}}}}",
+            "db_restore": f"cp {{{{file}}}} {shared_db}",
         },
         "state": {"dir": str(root / "state")},
         # the "hosts" are this machine, whose load is the test suite's own, not a portal's

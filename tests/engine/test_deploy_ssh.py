@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,7 @@ async def test_unlock_clears_a_stale_lock_after_showing_its_holder(sshd, tmp_pat
         lock = tmp_path / host / ".portal-ops" / "lock"
         lock.mkdir()
         (lock / "owner.json").write_text(stale)
+        os.utime(lock / "owner.json", (1754013600, 1754013600))  # its heartbeat stopped then
     refused = await engine_for(cfg).deploy(revision="v2")
     assert refused.outcome == "failed" and "alice@bastion" in (refused.error or "")
     config_file = tmp_path / "portal-ops.toml"

@@ -13,6 +13,7 @@ import click
 from backend.config import Config, ConfigError, load_config
 from backend.journal import Journal
 from backend.paths import state_dir
+from backend.redact import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,10 +93,34 @@ def print_error_json(message: str, code: int, **extra: Any) -> None:
     print_json({"error": message, "exit_code": code, **extra})
 
 
+def checked_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: an id given on the command line must be a plain id (exit 2 if not)."""
+    from backend.inputs import InputError, check_id
+
+    if value is None or value == "":
+        return value
+    try:
+        return check_id(value, (param.name or "id").upper())
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def checked_text(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: operator text (reason, message) is one printable line, capped."""
+    from backend.inputs import InputError, check_text
+
+    if not value:
+        return value
+    try:
+        return check_text(value, (param.name or "text").upper())
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"portal-ops: {message}", err=True)
+    click.echo(redact(f"portal-ops: {message}"), err=True)
     if json_mode():
-        print_error_json(message, code)
+        print_error_json(redact(message), code)
     sys.exit(code)
 
 
@@ -104,10 +129,12 @@ def load_or_exit(config_path: str | None) -> Config:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        click.echo(exc.render(), err=True)
+        click.echo(redact(exc.render()), err=True)
         if json_mode():
             print_error_json(
-                f"{exc.path}: invalid configuration", EXIT_USAGE, problems=list(exc.problems)
+                redact(f"{exc.path}: invalid configuration"),
+                EXIT_USAGE,
+                problems=[redact(str(p)) for p in exc.problems],
             )
         sys.exit(EXIT_USAGE)
     warn_unfinished(config)
@@ -148,4 +175,4 @@ def open_journal(config: Config | None = None) -> Journal:
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, sort_keys=False))
+    click.echo(redact(json.dumps(data, indent=2, default=str, sort_keys=False)))

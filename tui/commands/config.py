@@ -6,8 +6,14 @@ import click
 
 from backend import recipes
 from backend.engine.traffic import batches, health_url
+from backend.redact import redact
 
 from .common import config_option, json_option, load_or_exit, print_json
+
+
+def say(text: str) -> None:
+    """A line of the summary: URLs with tokens and configured secrets masked."""
+    click.echo(redact(text))
 
 
 @click.group()
@@ -38,12 +44,12 @@ def check(config_path: str | None, as_json: bool) -> None:
         )
         return
     p = cfg.portal
-    click.echo(f"{cfg.source}: OK")
-    click.echo(
+    say(f"{cfg.source}: OK")
+    say(
         f"portal    {p.name}: {p.repository} @ {p.revision} -> {p.deploy_path} (recipe {p.recipe}, keep {p.keep_releases})"
     )
-    click.echo(f"on failure {p.on_failure}; database rollback {p.database_rollback}")
-    click.echo("hosts")
+    say(f"on failure {p.on_failure}; database rollback {p.database_rollback}")
+    say("hosts")
     for h in cfg.hosts:
         where = (
             "local"
@@ -54,16 +60,16 @@ def check(config_path: str | None, as_json: bool) -> None:
         if h.jump:
             where += f" via {h.jump}"
         key = "" if h.verify_host_key else "  (HOST KEY NOT VERIFIED)"
-        click.echo(
+        say(
             f"  {h.name:<14} {where:<36} roles {','.join(h.roles)}  path {cfg.deploy_path(h)}  health {health_url(cfg, h) or '-'}{key}"
         )
-    click.echo(f"primary   {cfg.primary_host().name} (migrations and dumps run here)")
-    click.echo(
+    say(f"primary   {cfg.primary_host().name} (migrations and dumps run here)")
+    say(
         "batches   "
         + "  ->  ".join("[" + ", ".join(h.name for h in g) + "]" for g in groups)
         + f"   max_fail_percentage {cfg.rollout.max_fail_percentage:g}"
     )
-    click.echo(f"balancer  {cfg.load_balancer.kind}")
-    click.echo("commands")
+    say(f"balancer  {cfg.load_balancer.kind}")
+    say("commands")
     for step, command in steps.items():
-        click.echo(f"  {step:<16} {command or '-'}")
+        say(f"  {step:<16} {command or '-'}")

@@ -13,7 +13,16 @@ from backend.engine import Engine
 from backend.engine.rollback import RollbackError
 
 from .ci import conclude
-from .common import config_option, events_option, fail, json_option, load_or_exit, print_json
+from .common import (
+    checked_id,
+    checked_text,
+    config_option,
+    events_option,
+    fail,
+    json_option,
+    load_or_exit,
+    print_json,
+)
 from .printer import progress_printer
 
 _ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*-\d{8}-\d{4}(-\d+)?$")
@@ -121,9 +130,11 @@ def deploy(
 
 @click.command()
 @config_option
-@click.argument("deployment_id", required=False)
-@click.argument("reason_arg", metavar="[REASON]", required=False, default="")
-@click.option("--reason", default="", help="Why: recorded, notified, in the report.")
+@click.argument("deployment_id", required=False, callback=checked_id)
+@click.argument("reason_arg", metavar="[REASON]", required=False, default="", callback=checked_text)
+@click.option(
+    "--reason", default="", callback=checked_text, help="Why: recorded, notified, in the report."
+)
 @click.option("--dry-run", is_flag=True, help="Print the rollback plan; change nothing.")
 @click.option(
     "--force", is_flag=True, help="Roll back even if the deployment's process looks alive."
@@ -183,7 +194,7 @@ def rollback(
 
 @click.command()
 @config_option
-@click.argument("deployment_id")
+@click.argument("deployment_id", callback=checked_id)
 @json_option
 @events_option
 def resume(config_path: str | None, deployment_id: str, as_json: bool, events: bool) -> None:

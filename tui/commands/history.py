@@ -10,7 +10,15 @@ import click
 from backend.events import Kind
 from backend.journal import Journal
 
-from .common import config_option, fail, json_option, load_or_exit, open_journal, print_json
+from .common import (
+    checked_id,
+    config_option,
+    fail,
+    json_option,
+    load_or_exit,
+    open_journal,
+    print_json,
+)
 
 
 def _when(ts: float | None) -> str:
@@ -24,7 +32,9 @@ def _operator(row: dict[str, Any]) -> str:
 
 @click.command()
 @config_option
-@click.option("-n", "--limit", default=20, show_default=True, help="How many deployments.")
+@click.option(
+    "-n", "--limit", default=20, show_default=True, type=click.IntRange(1), help="How many."
+)
 @click.option("--all-targets", is_flag=True, help="Include other portals sharing this state dir.")
 @json_option
 def history(config_path: str | None, limit: int, all_targets: bool, as_json: bool) -> None:
@@ -52,7 +62,7 @@ def history(config_path: str | None, limit: int, all_targets: bool, as_json: boo
 
 @click.command()
 @config_option
-@click.argument("deployment_id")
+@click.argument("deployment_id", callback=checked_id)
 @click.option("--events", "with_events", is_flag=True, help="Also list every journaled event.")
 @json_option
 def show(config_path: str | None, deployment_id: str, with_events: bool, as_json: bool) -> None:

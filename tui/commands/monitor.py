@@ -24,6 +24,7 @@ from backend.transport import make_host
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
+    checked_id,
     config_option,
     json_option,
     load_or_exit,
@@ -237,7 +238,7 @@ def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -
 
 
 @click.command("monitor")
-@click.argument("deploy_id", required=False)
+@click.argument("deploy_id", required=False, callback=checked_id)
 @click.option("--duration", metavar="TIME", help="How long to watch: 90s, 15m, 1h."
               "  [default: [monitor] duration_seconds, 15m]")  # fmt: skip
 @click.option(

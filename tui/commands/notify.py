@@ -25,6 +25,8 @@ from backend.notify.catalog import event_names
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
+    checked_id,
+    checked_text,
     config_option,
     fail,
     json_option,
@@ -38,7 +40,7 @@ DEFAULT_OUTCOME = {"deployment-success": "succeeded", "deployment-failed": "fail
 
 @click.command("notify")
 @click.argument("event", metavar="EVENT")
-@click.argument("message", required=False)
+@click.argument("message", required=False, callback=checked_text)
 @click.option(
     "--severity",
     type=click.Choice([s.value for s in NotifySeverity]),
@@ -46,6 +48,7 @@ DEFAULT_OUTCOME = {"deployment-success": "succeeded", "deployment-failed": "fail
 )
 @click.option(
     "--deployment-id",
+    callback=checked_id,
     help="Fill in target, revision, operator, hosts and durations from the journal.",
 )
 @click.option(

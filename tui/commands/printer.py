@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import TextIO
 
 from backend.events import Event, Kind
+from backend.inputs import printable
+from backend.redact import redact
 
 
 class EventPrinter:
@@ -19,7 +21,9 @@ class EventPrinter:
         self.buffers: dict[tuple[str, str], list[str]] = defaultdict(list)
 
     def write(self, text: str) -> None:
-        self.out.write(text + "\n")
+        """One line, whatever the event carried: control characters escaped, secrets masked
+        (host output and operator text cannot forge lines or drive the terminal)."""
+        self.out.write(printable(redact(text)) + "\n")
         self.out.flush()
 
     def __call__(self, event: Event) -> None:

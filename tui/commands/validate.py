@@ -17,6 +17,7 @@ from backend.events import Kind
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
+    checked_id,
     config_option,
     fail,
     load_or_exit,
@@ -67,7 +68,7 @@ def pre(json_path: str | None, only: str | None, config_path: str | None) -> Non
 
 
 @validate.command("post")
-@click.argument("deploy_id", required=False)
+@click.argument("deploy_id", required=False, callback=checked_id)
 @_json_option
 @_only_option
 @config_option
