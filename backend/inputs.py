@@ -20,6 +20,11 @@ class InputError(ValueError):
     """Operator input refused; the message names the parameter and the value."""
 
 
+def is_id(value: str) -> bool:
+    """A plain id: letters, digits, '.', '_', '-', starting with a letter or digit."""
+    return bool(ID_PATTERN.match(value))
+
+
 def check_id(value: str, what: str = "id") -> str:
     """``value`` unchanged when it is a plain id (letters, digits, ``.``, ``_``, ``-``; no
     ``..``; at most 128 characters), else :class:`InputError` naming ``what``."""

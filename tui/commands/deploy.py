@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
 from typing import Any
 
@@ -11,6 +10,7 @@ import click
 
 from backend.engine import Engine
 from backend.engine.rollback import RollbackError
+from backend.inputs import is_id, printable
 
 from .ci import conclude
 from .common import (
@@ -24,8 +24,6 @@ from .common import (
     print_json,
 )
 from .printer import progress_printer
-
-_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*-\d{8}-\d{4}(-\d+)?$")
 
 
 def _engine(
@@ -130,7 +128,7 @@ def deploy(
 
 @click.command()
 @config_option
-@click.argument("deployment_id", required=False, callback=checked_id)
+@click.argument("deployment_id", required=False)  # checked below, with a hint
 @click.argument("reason_arg", metavar="[REASON]", required=False, default="", callback=checked_text)
 @click.option(
     "--reason", default="", callback=checked_text, help="Why: recorded, notified, in the report."
@@ -159,8 +157,9 @@ def rollback(
 
     Exit 0 rolled back, 4 partial or failed (hosts need a person), 2 nothing to roll back.
     """
-    if deployment_id and not _ID_SHAPE.match(deployment_id) and not reason_arg:
-        fail(f"{deployment_id!r} is not a deployment id; give a reason with --reason")
+    if deployment_id and not is_id(deployment_id):
+        hint = "" if reason_arg else "; give a reason with --reason"
+        fail(f"DEPLOYMENT_ID {printable(deployment_id)!r} is not a deployment id{hint}")
     reason = reason or reason_arg
     engine = _engine(config_path, as_json, events=events)
     from backend.engine.rollback import rollback_deployment
