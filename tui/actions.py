@@ -181,6 +181,15 @@ ACTIONS: tuple[Action, ...] = (
         show=False,
     ),
     Action(
+        "wrap",
+        "w",
+        "wrap_log",
+        "Wrap",
+        "Wrap long log lines onto the next rows, or cut them at the pane's edge again."
+        " Enter on a log line (up/down move to it) shows it whole, with its evidence.",
+        show=False,
+    ),
+    Action(
         "help",
         "question_mark,f1",
         "help",

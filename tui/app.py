@@ -39,7 +39,7 @@ from .screens.confirm import ConfirmDeploy, ConfirmQuit, ConfirmRollback, Reason
 from .screens.flags import FlagsScreen
 from .screens.help import HelpScreen
 from .screens.room import RoomScreen
-from .state import RoomState, with_flags
+from .state import HostView, RoomState, reduce, with_flags
 from .widgets.graphs import HealthGraphs
 from .widgets.tables import FlagTable
 
@@ -47,7 +47,7 @@ DEFAULT_GRAPH_INTERVAL = 1.0  # seconds between graph redraws (the `[`/`]` keys 
 ARM_SECONDS = 2.0  # a single-key change (flag step, resume) needs a second press within this
 FLAG_REFRESH_SECONDS = 30.0  # re-read the flag listing (evaluation counts) this often
 ROOM_ONLY = frozenset(
-    {"focus_pane", "zoom", "filter_log", "cycle_severity", "follow_log", "graph_rate"}
+    {"focus_pane", "zoom", "filter_log", "cycle_severity", "follow_log", "graph_rate", "wrap_log"}
 )
 ROLLBACK_WHAT = (
     "The ten rollback phases run on {hosts}: declare the incident and take the lock, flags"
@@ -131,6 +131,7 @@ class RoomApp(App[int]):
         max_log_lines: int = 10_000,
         source: str = "",
         load_flags: bool = True,
+        live_health: bool = True,
     ) -> None:
         super().__init__()
         self.config = config
@@ -144,7 +145,10 @@ class RoomApp(App[int]):
         self.requested_theme = theme
         self.flag_service = flag_service
         self.load_flags = load_flags
-        self.state = RoomState(pinned=deployment_id)
+        self.live_health = live_health
+        self.health: Any = None  # tui.health.LiveHealth while the room samples the sources
+        hosts = tuple(HostView(h.name) for h in config.hosts) if config is not None else ()
+        self.state = RoomState(pinned=deployment_id, hosts=hosts)
         self.caught_up = asyncio.Event()
         self.engine_worker: Worker[Any] | None = None
         self.publisher: Any = None
@@ -159,6 +163,7 @@ class RoomApp(App[int]):
             acceptable_ms=config.monitor.response_time_acceptable_ms if config else 500.0,
             max_log_lines=max_log_lines,
             source=source,
+            error_rate_limit=config.monitor.error_rate_acceptable if config else 0.01,
         )
         self.bridge: Bridge | None = None
 
@@ -192,6 +197,27 @@ class RoomApp(App[int]):
             self.set_interval(FLAG_REFRESH_SECONDS, self._refresh_flags)
         self._start_publisher()
         self._start_notifier()
+        self._start_live_health()
+
+    def _start_live_health(self) -> None:
+        """Sample the portal's sources in this room, deployment or not (tui/health.py)."""
+        if not self.live_health or self.config is None:
+            return
+        from .health import LiveHealth
+
+        hosts: dict[str, Any] = {}
+        if self.engine is not None and self.config.monitor.access_log.enabled:
+            with contextlib.suppress(Exception):
+                hosts = self.engine.make_hosts()
+        health = LiveHealth(self.config, self._live_sample, hosts=hosts)
+        if not health.has_sources:
+            return
+        self.health = health
+        self.run_worker(health.start(), name="live-health", group="feed", exit_on_error=False)
+
+    def _live_sample(self, event: Any) -> None:
+        if self.bridge is not None:
+            self.bridge.apply(lambda state: reduce(state, event))
 
     def _apply_theme(self, name: str) -> None:
         if name in self.available_themes:
@@ -232,6 +258,8 @@ class RoomApp(App[int]):
         self.notifier.attach(self.engine.bus)
 
     async def on_unmount(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
         if self.publisher is not None:
             await self.publisher.stop()
         if self.notifier is not None:
@@ -309,6 +337,8 @@ class RoomApp(App[int]):
         now = self.clock()
         for screen in self._drawing_screens():
             screen.tick(now)
+        if self.room.ready:
+            self.room.query_one(HealthGraphs).tick(now)
 
     def _redraw_graphs(self) -> None:
         """On the graph timer: redraw only when samples arrived since the last drawing."""
@@ -316,7 +346,10 @@ class RoomApp(App[int]):
         if health is self._graphed or not self.room.ready:
             return
         self._graphed = health
-        self.room.query_one(HealthGraphs).plot(health)
+        state = self.state
+        self.room.query_one(HealthGraphs).plot(
+            health, self.clock(), state.marks, live=state.health_live
+        )
 
     def _theme_changed(self, _theme: Any) -> None:
         if not self.room.ready:
@@ -478,6 +511,12 @@ class RoomApp(App[int]):
         level = self.room.cycle_severity()
         self.notify(f"log: {level.upper() if level != 'debug' else 'all lines'}", timeout=2)
 
+    def action_wrap_log(self) -> None:
+        wrapped = self.room.toggle_wrap()
+        self.notify(
+            "log: long lines wrapped" if wrapped else "log: lines cut at the edge", timeout=2
+        )
+
     def action_follow_log(self) -> None:
         self.room.log_widget.follow()
 
@@ -591,7 +630,13 @@ class OperatorRoom(RoomApp):
             + (f" in batches {' / '.join(config.rollout.batches)}" if config else "")
             + ". The plan below is every command a real run executes."
         )
-        self.push_screen(ConfirmDeploy(summary, plan.render()), self._deploy_confirmed)
+        self.open_plan(ConfirmDeploy(summary, plan.render()))
+
+    def open_plan(self, dialog: ConfirmDeploy) -> None:
+        """Show the plan: the "building the plan" toast goes first, so nothing covers it."""
+        self.clear_notifications()
+        self.call_later(self.clear_notifications)  # one still queued goes too
+        self.push_screen(dialog, self._deploy_confirmed)
 
     def _deploy_confirmed(self, ok: object) -> None:
         if ok and self._allowed("deploy"):
@@ -625,7 +670,11 @@ class OperatorRoom(RoomApp):
             lambda: self.engine.rollback(
                 request.deployment_id,
                 request.reason,
-                trigger={"kind": "manual", "from": "control room"},
+                trigger={
+                    "kind": "manual",
+                    "from": "control room",
+                    "operator": str(getattr(self.engine, "operator", "") or current_operator()),
+                },
             ),
         )
 

@@ -48,7 +48,10 @@ class _YesNoDialog(_Dialog):
 
 
 class ConfirmDeploy(_YesNoDialog):
-    """The dry-run summary, then an explicit yes."""
+    """The dry-run summary, then an explicit yes. On a short screen the dialog takes the
+    whole height and the plan scrolls inside it, so its keys and buttons stay visible."""
+
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (40, "-tall")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "cancel", "Cancel"),
@@ -61,7 +64,7 @@ class ConfirmDeploy(_YesNoDialog):
         self.plan_text = plan_text
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with Vertical(classes="dialog -plan"):
             yield Label("Deploy?", classes="title")
             yield Static(self.summary, classes="explain", markup=False)
             with VerticalScroll(id="plan"):
