@@ -212,6 +212,11 @@ BY_ID: dict[str, Action] = {a.id: a for a in ACTIONS}
 #: action method names that are dangerous: check_action refuses them in watch mode
 DANGEROUS_NAMES: frozenset[str] = frozenset(a.name for a in ACTIONS if a.dangerous)
 
+#: key -> dangerous action: a watcher pressing one is told the room is read-only
+DANGEROUS_KEYS: dict[str, Action] = {
+    key.strip(): a for a in ACTIONS if a.dangerous for key in a.keys.split(",")
+}
+
 
 def available(watch: bool) -> tuple[Action, ...]:
     """The actions of a mode: watch mode has no dangerous ones at all."""

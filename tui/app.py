@@ -32,7 +32,7 @@ from backend.identity import current_operator
 from backend.journal import Journal
 from themes import CYCLE, DEFAULT_THEME, STYLESHEET, THEMES, derive_variables
 
-from .actions import ACTIONS, DANGEROUS_NAMES, Action, available, bindings
+from .actions import ACTIONS, DANGEROUS_KEYS, DANGEROUS_NAMES, Action, available, bindings
 from .bridge import DEFAULT_FLUSH_INTERVAL, Bridge
 from .messages import FeedCaughtUp, FeedFailed, LogLines, RoomChanged, RunFinished
 from .screens.confirm import ConfirmDeploy, ConfirmQuit, ConfirmRollback, ReasonPrompt
@@ -41,6 +41,7 @@ from .screens.help import HelpScreen
 from .screens.room import RoomScreen
 from .state import HostView, RoomState, reduce, with_flags
 from .widgets.graphs import HealthGraphs
+from .widgets.header import DeployHeader
 from .widgets.tables import FlagTable
 
 DEFAULT_GRAPH_INTERVAL = 1.0  # seconds between graph redraws (the `[`/`]` keys change it)
@@ -777,10 +778,26 @@ class OperatorRoom(RoomApp):
 
 
 class WatchRoom(RoomApp):
-    """``portal-ops watch``: read-only. Dangerous actions are not bound at all."""
+    """``portal-ops watch``: read-only. Dangerous actions are not bound at all; their keys
+    flash the read-only badge and say so, rather than doing nothing silently."""
 
     WATCH = True
     BINDINGS: ClassVar[list[BindingType]] = bindings(available(watch=True))
+    FLASH_SECONDS = 1.5
+
+    def on_key(self, event: Any) -> None:
+        action = DANGEROUS_KEYS.get(event.key)
+        if action is None or not isinstance(self.screen, RoomScreen | FlagsScreen):
+            return
+        event.stop()
+        self.notify(
+            f"read-only: {action.description.lower()} is not available in watch mode",
+            severity="warning",
+            timeout=3,
+        )
+        header = self.room.query_one(DeployHeader)
+        header.add_class("-flash")
+        self.set_timer(self.FLASH_SECONDS, lambda: header.remove_class("-flash"))
 
 
 def watch_feed(
@@ -798,7 +815,7 @@ def watch_feed(
     if source == "auto":
         local = journal is not None and (
             (deployment_id and journal.get_deployment(deployment_id) is not None)
-            or (not deployment_id and (journal.unfinished() or not redis_url))
+            or (not deployment_id and (journal.latest_deployment() or not redis_url))
         )
         source = "journal" if local or not redis_url else "redis"
     if source == "redis":

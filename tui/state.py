@@ -788,7 +788,11 @@ def log_line(event: Event) -> LogLine | None:
     host = event.host or ""
     source = host or event.phase or event.run
     sev, text = "info", ""
-    if kind == Kind.DEPLOYMENT_STARTED:
+    if kind in (Kind.DEPLOYMENT_STARTED, Kind.DEPLOYMENT_FINISHED) and d.get("dry_run"):
+        verb = "built" if kind == Kind.DEPLOYMENT_FINISHED else "started"
+        text = f"plan {event.deployment_id} (dry run: nothing changed) {verb}"
+        source = "plan"
+    elif kind == Kind.DEPLOYMENT_STARTED:
         text = (
             f"deployment {event.deployment_id} started: revision {d.get('revision', '?')}"
             f" release {d.get('release', '?')} by {_operator(d.get('operator'))}"

@@ -327,3 +327,138 @@ async def test_enter_on_a_line_shows_it_whole_with_its_evidence(room: Room) -> N
         await pilot.press("escape")
         await settled(pilot)
         assert not isinstance(app.screen, LogDetail)
+
+
+# -- scenarios 6, 7 and 8: the watcher, read-only keys, the rollback dialog ---------------
+
+
+def _dry_run(events: list[Event], dep_id: str) -> list[Event]:
+    from dataclasses import replace as copy
+
+    return [
+        copy(e, deployment_id=dep_id, data={**e.data, "dry_run": True}, ts=e.ts + 400)
+        for e in events
+        if e.deployment_id
+    ]
+
+
+async def test_watch_opens_on_the_last_deployment_not_on_a_later_plan(tmp_path: Path) -> None:
+    from backend.feed import JournalFeed
+    from tui.app import WatchRoom
+
+    path = tmp_path / "journal.db"
+    writer = Journal(path)
+    recorded.write_journal(writer, recorded.deployment("done"))
+    recorded.write_journal(writer, _dry_run(recorded.deployment("done"), "bp-plan"))
+    journal = Journal(path)
+    app = WatchRoom(recorded.config(), journal=journal, feed=JournalFeed(journal, poll_interval=0.05),
+                    clock=lambda: recorded.T0 + 600, source="journal", load_flags=False)  # fmt: skip
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot)
+        assert app.state.status == "succeeded"
+        assert app.state.deployment is not None and app.state.deployment.id == recorded.DEPLOY_ID
+        assert not [line for line in app.room.log_widget.plain_lines() if "bp-plan" in line]
+
+
+async def test_a_dangerous_key_in_watch_mode_flashes_read_only(room: Room) -> None:
+    app = room("done", watch=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot)
+        before = app.journal.last_seq() if app.journal else 0
+        await pilot.press("R")
+        await settled(pilot)
+        messages = [n.message for n in app._notifications]
+        assert any("read-only" in m and "rollback" in m.lower() for m in messages), messages
+        header = app.room.query_one(DeployHeader)
+        assert header.has_class("-flash")
+        assert (app.journal.last_seq() if app.journal else 0) == before
+
+
+async def test_rollback_dialog_says_what_is_missing_without_colour(room: Room) -> None:
+    from textual.widgets import Button, Input, Label
+
+    from tui.screens.confirm import ConfirmRollback
+
+    app = room("done")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot)
+        await pilot.press("R")
+        await settled(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmRollback)
+        typed = dialog.query_one("#typed-id", Input)
+        assert typed.placeholder != recorded.DEPLOY_ID  # an empty box never looks typed
+        status = dialog.query_one("#problem", Label)
+        button = dialog.query_one("#confirm", Button)
+        assert "missing" in str(status.render()) and "id" in str(status.render())
+        assert "locked" in str(button.label)
+        await pilot.press(*recorded.DEPLOY_ID, "enter", "enter")  # no reason yet
+        await settled(pilot)
+        assert isinstance(app.screen, ConfirmRollback)
+        text = str(status.render())
+        assert "reason" in text and "missing" in text and "id" not in text.split("missing")[1]
+        await pilot.press(*"p95 high")
+        await settled(pilot)
+        assert "armed" in str(status.render()).lower()
+        assert "locked" not in str(button.label) and not button.disabled
+        await pilot.press("escape")
+
+
+def test_watch_without_an_id_uses_the_journal_that_holds_deployments(
+    fresh_redis: Any, tmp_path: Path
+) -> None:
+    """A finished deployment in the local journal is the newest one known: with Redis
+    configured too, the watcher still opens on it (it showed IDLE from an empty stream)."""
+    from tui.app import watch_feed
+
+    journal = Journal(tmp_path / "j.db")
+    raw = recorded.config().model_dump(exclude={"source"})
+    raw["redis"] = {"url": fresh_redis.url, "prefix": "t"}
+    with_redis = parse_config(raw)
+    recorded.write_journal(journal, recorded.deployment("done"))
+    assert watch_feed(with_redis, journal, None)[1] == "journal"
+
+
+# -- scenario 8: a dry run is a plan, not a deployment -------------------------------------
+
+
+def _journal_with_a_plan(tmp_path: Path) -> Path:
+    from backend.demo.sandbox import dump_toml
+
+    state = tmp_path / "state"
+    state.mkdir()
+    data = {
+        "portal": {"name": "business-portal", "repository": "/srv/git/bp.git",
+                   "deploy_path": "/var/www/bp", "revision": "main"},
+        "hosts": [{"name": "web-1", "address": "127.0.0.1", "transport": "local"}],
+        "state": {"dir": str(state)},
+    }  # fmt: skip
+    path = tmp_path / "portal-ops.toml"
+    path.write_text(dump_toml(data))
+    journal = Journal(state / "journal.db")
+    recorded.write_journal(journal, recorded.deployment("done"))
+    recorded.write_journal(journal, _dry_run(recorded.deployment("done"), "bp-plan"))
+    return path
+
+
+def test_history_hides_plans_unless_all(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tui.commands.history import history
+
+    config = _journal_with_a_plan(tmp_path)
+    plain = CliRunner().invoke(history, ["--config", str(config)])
+    assert plain.exit_code == 0, plain.output
+    assert recorded.DEPLOY_ID in plain.output and "bp-plan" not in plain.output
+    every = CliRunner().invoke(history, ["--config", str(config), "--all"])
+    assert every.exit_code == 0 and "bp-plan" in every.output
+
+
+def test_a_plan_is_never_logged_as_a_deployment_that_succeeded() -> None:
+    from tui.state import log_line
+
+    plan = _dry_run(recorded.deployment("done"), "bp-plan")
+    finished = next(e for e in plan if e.kind == Kind.DEPLOYMENT_FINISHED)
+    line = log_line(finished)
+    assert line is not None
+    assert "succeeded" not in line.text and "plan" in line.text and line.severity != "ok"
