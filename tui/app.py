@@ -133,6 +133,7 @@ class RoomApp(App[int]):
         source: str = "",
         load_flags: bool = True,
         live_health: bool = True,
+        keymap: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -147,6 +148,10 @@ class RoomApp(App[int]):
         self.flag_service = flag_service
         self.load_flags = load_flags
         self.live_health = live_health
+        from .keymap import keymap_for
+
+        keys = keymap if keymap is not None else (config.ui.keys if config is not None else {})
+        self.user_keymap = keymap_for(keys)  # a bad [ui.keys] fails here, before any screen
         self.health: Any = None  # tui.health.LiveHealth while the room samples the sources
         hosts = tuple(HostView(h.name) for h in config.hosts) if config is not None else ()
         self.state = RoomState(pinned=deployment_id, hosts=hosts)
@@ -187,6 +192,8 @@ class RoomApp(App[int]):
             self.register_theme(theme)
         self._apply_theme(self.requested_theme or DEFAULT_THEME)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        if self.user_keymap:
+            self.set_keymap(self.user_keymap)
         self.bridge = Bridge(
             self._make_feed(), self.post_message, self.state, flush_interval=self.flush_interval
         )

@@ -462,3 +462,52 @@ def test_a_plan_is_never_logged_as_a_deployment_that_succeeded() -> None:
     line = log_line(finished)
     assert line is not None
     assert "succeeded" not in line.text and "plan" in line.text and line.severity != "ok"
+
+
+# -- a user keymap, and a host's own view --------------------------------------------------
+
+
+def test_ui_keys_in_the_config_are_checked_against_the_binding_ids() -> None:
+    from tui.keymap import KeymapError, keymap_for
+
+    raw = recorded.config().model_dump(exclude={"source"})
+    raw["ui"] = {"keys": {"wrap": "x", "zoom": "Z,ctrl+z"}}
+    cfg = parse_config(raw)
+    assert keymap_for(cfg.ui.keys) == {"portal-ops.wrap": "x", "portal-ops.zoom": "Z,ctrl+z"}
+    with pytest.raises(KeymapError, match="no-such-action"):
+        keymap_for({"no-such-action": "x"})
+    with pytest.raises(KeymapError, match=r"'d'.*deploy"):
+        keymap_for({"wrap": "d"})  # taken by deploy, which keeps it
+
+
+async def test_a_remapped_key_runs_its_action_and_the_old_one_does_not(tmp_path: Path) -> None:
+    app = recorded.build_room(tmp_path / "j.db", "rollback", keymap={"wrap": "x"})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot)
+        log = app.room.log_widget
+        await pilot.press("w")
+        await settled(pilot)
+        assert not log.wrap
+        await pilot.press("x")
+        await settled(pilot)
+        assert log.wrap
+
+
+async def test_enter_on_a_host_shows_its_steps_and_their_output(room: Room) -> None:
+    from tui.screens.host import HostDetail
+
+    app = room("done")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settled(pilot)
+        await pilot.press("2", "enter")
+        await settled(pilot)
+        screen = app.screen
+        assert isinstance(screen, HostDetail) and screen.host == "web-1"
+        text = screen.text
+        assert f"release {recorded.RELEASE}" in text
+        assert "$ composer install --no-dev --optimize-autoloader" in text
+        assert "Installing vendor/package-0000" in text
+        assert "web-2" not in text
+        await pilot.press("escape")
+        await settled(pilot)
+        assert not isinstance(app.screen, HostDetail)

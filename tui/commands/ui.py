@@ -91,13 +91,16 @@ def ui(
     _check_theme(theme)
     from tui.app import run_control_room
 
-    code = run_control_room(
-        config,
-        theme=theme,
-        graph_interval=refresh,
-        max_log_lines=max_log_lines,
-        flush_interval=_flush_interval(fps),
-    )
+    try:
+        code = run_control_room(
+            config,
+            theme=theme,
+            graph_interval=refresh,
+            max_log_lines=max_log_lines,
+            flush_interval=_flush_interval(fps),
+        )
+    except ValueError as exc:  # a bad [ui.keys] names the id and the key
+        fail(str(exc), EXIT_USAGE)
     raise SystemExit(code)
 
 

@@ -157,6 +157,20 @@ class RoomScreen(Screen[None]):
         self._log_title()
         return log.wrap
 
+    def on_data_table_row_selected(self, event: HostTable.RowSelected) -> None:
+        """Enter on a host: its steps and their output, its release and health."""
+        if not isinstance(event.data_table, HostTable) or self.drawn is None:
+            return
+        name = event.row_key.value
+        host = next((h for h in self.drawn.hosts if h.name == name), None)
+        if host is None:
+            return
+        from .host import HostDetail
+
+        lines = [line for _, line in self.log_widget._lines if line.source == name]
+        clock = getattr(self.app, "clock", None)
+        self.app.push_screen(HostDetail(host, lines, clock() if clock else 0.0))
+
     def on_incident_log_detail(self, message: IncidentLog.Detail) -> None:
         from .detail import LogDetail
 
