@@ -95,6 +95,7 @@ def test_the_demo_at_80x24_in_tmux(terminal: Terminal) -> None:
     age = _age(idle)
     assert age is not None and age < 5, idle  # samples younger than a few seconds, idle
     assert _serving_every_host(idle), idle
+    assert "WARN" not in idle.splitlines()[1], idle  # version 1 is no emergency deploy
 
     terminal.keys("d")
     plan = terminal.wait("the plan dialog", lambda t: "y deploys" in t and "Deploy" in t, 60)

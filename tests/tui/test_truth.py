@@ -511,3 +511,12 @@ async def test_enter_on_a_host_shows_its_steps_and_their_output(room: Room) -> N
         await pilot.press("escape")
         await settled(pilot)
         assert not isinstance(app.screen, HostDetail)
+
+
+def test_compact_check_counts_never_hide_warnings() -> None:
+    from tui.state import Checks
+    from tui.widgets.timeline import checks_text
+
+    parts = checks_text(Checks(passed=14, warned=1, decision="go"), compact=True)
+    text = "".join(p if isinstance(p, str) else p[0] for p in parts)
+    assert "1w" in text and "14/15 ok" in text
