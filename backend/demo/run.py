@@ -136,7 +136,7 @@ async def bring_up(
     engine = DemoSession(sandbox, first).engine()
     if on_event is not None:
         engine.bus.subscribe(on_event)
-    result = await engine.deploy(revision="v1", skip_validation=True)
+    result = await engine.deploy(revision="v1")  # validated: a fresh demo opens clean
     if not result.ok:
         raise RuntimeError(f"could not deploy version 1 into the sandbox: {result.error}")
     return session
