@@ -285,6 +285,8 @@ class UIConfig(Strict):
     """The control room's defaults; ``--theme`` and ``$PORTAL_OPS_THEME`` win over them."""
 
     theme: str | None = None  # portal-dark, portal-light, portal-high-contrast, ansi-dark...
+    # binding id -> keys ("wrap" = "x", "zoom" = "Z,ctrl+z"); ids are checked by the room
+    keys: dict[str, str] = Field(default_factory=dict)
 
 
 class StateConfig(Strict):

@@ -170,7 +170,7 @@ class JournalFeed(Feed):
             latest = (
                 running[-1]
                 if running
-                else await asyncio.to_thread(self.journal.latest_deployment, None, False)
+                else await asyncio.to_thread(self.journal.latest_deployment, None, True)
             )
             if latest is None:
                 return await asyncio.to_thread(self.journal.last_seq)

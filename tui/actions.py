@@ -181,6 +181,15 @@ ACTIONS: tuple[Action, ...] = (
         show=False,
     ),
     Action(
+        "wrap",
+        "w",
+        "wrap_log",
+        "Wrap",
+        "Wrap long log lines onto the next rows, or cut them at the pane's edge again."
+        " Enter on a log line (up/down move to it) shows it whole, with its evidence.",
+        show=False,
+    ),
+    Action(
         "help",
         "question_mark,f1",
         "help",
@@ -202,6 +211,11 @@ BY_ID: dict[str, Action] = {a.id: a for a in ACTIONS}
 
 #: action method names that are dangerous: check_action refuses them in watch mode
 DANGEROUS_NAMES: frozenset[str] = frozenset(a.name for a in ACTIONS if a.dangerous)
+
+#: key -> dangerous action: a watcher pressing one is told the room is read-only
+DANGEROUS_KEYS: dict[str, Action] = {
+    key.strip(): a for a in ACTIONS if a.dangerous for key in a.keys.split(",")
+}
 
 
 def available(watch: bool) -> tuple[Action, ...]:

@@ -32,22 +32,23 @@ from backend.identity import current_operator
 from backend.journal import Journal
 from themes import CYCLE, DEFAULT_THEME, STYLESHEET, THEMES, derive_variables
 
-from .actions import ACTIONS, DANGEROUS_NAMES, Action, available, bindings
+from .actions import ACTIONS, DANGEROUS_KEYS, DANGEROUS_NAMES, Action, available, bindings
 from .bridge import DEFAULT_FLUSH_INTERVAL, Bridge
 from .messages import FeedCaughtUp, FeedFailed, LogLines, RoomChanged, RunFinished
 from .screens.confirm import ConfirmDeploy, ConfirmQuit, ConfirmRollback, ReasonPrompt
 from .screens.flags import FlagsScreen
 from .screens.help import HelpScreen
 from .screens.room import RoomScreen
-from .state import RoomState, with_flags
+from .state import HostView, RoomState, reduce, with_flags
 from .widgets.graphs import HealthGraphs
+from .widgets.header import DeployHeader
 from .widgets.tables import FlagTable
 
 DEFAULT_GRAPH_INTERVAL = 1.0  # seconds between graph redraws (the `[`/`]` keys change it)
 ARM_SECONDS = 2.0  # a single-key change (flag step, resume) needs a second press within this
 FLAG_REFRESH_SECONDS = 30.0  # re-read the flag listing (evaluation counts) this often
 ROOM_ONLY = frozenset(
-    {"focus_pane", "zoom", "filter_log", "cycle_severity", "follow_log", "graph_rate"}
+    {"focus_pane", "zoom", "filter_log", "cycle_severity", "follow_log", "graph_rate", "wrap_log"}
 )
 ROLLBACK_WHAT = (
     "The ten rollback phases run on {hosts}: declare the incident and take the lock, flags"
@@ -131,6 +132,8 @@ class RoomApp(App[int]):
         max_log_lines: int = 10_000,
         source: str = "",
         load_flags: bool = True,
+        live_health: bool = True,
+        keymap: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -144,7 +147,14 @@ class RoomApp(App[int]):
         self.requested_theme = theme
         self.flag_service = flag_service
         self.load_flags = load_flags
-        self.state = RoomState(pinned=deployment_id)
+        self.live_health = live_health
+        from .keymap import keymap_for
+
+        keys = keymap if keymap is not None else (config.ui.keys if config is not None else {})
+        self.user_keymap = keymap_for(keys)  # a bad [ui.keys] fails here, before any screen
+        self.health: Any = None  # tui.health.LiveHealth while the room samples the sources
+        hosts = tuple(HostView(h.name) for h in config.hosts) if config is not None else ()
+        self.state = RoomState(pinned=deployment_id, hosts=hosts)
         self.caught_up = asyncio.Event()
         self.engine_worker: Worker[Any] | None = None
         self.publisher: Any = None
@@ -159,6 +169,7 @@ class RoomApp(App[int]):
             acceptable_ms=config.monitor.response_time_acceptable_ms if config else 500.0,
             max_log_lines=max_log_lines,
             source=source,
+            error_rate_limit=config.monitor.error_rate_acceptable if config else 0.01,
         )
         self.bridge: Bridge | None = None
 
@@ -181,6 +192,8 @@ class RoomApp(App[int]):
             self.register_theme(theme)
         self._apply_theme(self.requested_theme or DEFAULT_THEME)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        if self.user_keymap:
+            self.set_keymap(self.user_keymap)
         self.bridge = Bridge(
             self._make_feed(), self.post_message, self.state, flush_interval=self.flush_interval
         )
@@ -192,6 +205,27 @@ class RoomApp(App[int]):
             self.set_interval(FLAG_REFRESH_SECONDS, self._refresh_flags)
         self._start_publisher()
         self._start_notifier()
+        self._start_live_health()
+
+    def _start_live_health(self) -> None:
+        """Sample the portal's sources in this room, deployment or not (tui/health.py)."""
+        if not self.live_health or self.config is None:
+            return
+        from .health import LiveHealth
+
+        hosts: dict[str, Any] = {}
+        if self.engine is not None and self.config.monitor.access_log.enabled:
+            with contextlib.suppress(Exception):
+                hosts = self.engine.make_hosts()
+        health = LiveHealth(self.config, self._live_sample, hosts=hosts)
+        if not health.has_sources:
+            return
+        self.health = health
+        self.run_worker(health.start(), name="live-health", group="feed", exit_on_error=False)
+
+    def _live_sample(self, event: Any) -> None:
+        if self.bridge is not None:
+            self.bridge.apply(lambda state: reduce(state, event))
 
     def _apply_theme(self, name: str) -> None:
         if name in self.available_themes:
@@ -232,6 +266,8 @@ class RoomApp(App[int]):
         self.notifier.attach(self.engine.bus)
 
     async def on_unmount(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
         if self.publisher is not None:
             await self.publisher.stop()
         if self.notifier is not None:
@@ -309,6 +345,8 @@ class RoomApp(App[int]):
         now = self.clock()
         for screen in self._drawing_screens():
             screen.tick(now)
+        if self.room.ready:
+            self.room.query_one(HealthGraphs).tick(now)
 
     def _redraw_graphs(self) -> None:
         """On the graph timer: redraw only when samples arrived since the last drawing."""
@@ -316,7 +354,10 @@ class RoomApp(App[int]):
         if health is self._graphed or not self.room.ready:
             return
         self._graphed = health
-        self.room.query_one(HealthGraphs).plot(health)
+        state = self.state
+        self.room.query_one(HealthGraphs).plot(
+            health, self.clock(), state.marks, live=state.health_live
+        )
 
     def _theme_changed(self, _theme: Any) -> None:
         if not self.room.ready:
@@ -482,6 +523,12 @@ class RoomApp(App[int]):
         level = self.room.cycle_severity()
         self.notify(f"log: {level.upper() if level != 'debug' else 'all lines'}", timeout=2)
 
+    def action_wrap_log(self) -> None:
+        wrapped = self.room.toggle_wrap()
+        self.notify(
+            "log: long lines wrapped" if wrapped else "log: lines cut at the edge", timeout=2
+        )
+
     def action_follow_log(self) -> None:
         self.room.log_widget.follow()
 
@@ -595,7 +642,13 @@ class OperatorRoom(RoomApp):
             + (f" in batches {' / '.join(config.rollout.batches)}" if config else "")
             + ". The plan below is every command a real run executes."
         )
-        self.push_screen(ConfirmDeploy(summary, plan.render()), self._deploy_confirmed)
+        self.open_plan(ConfirmDeploy(summary, plan.render()))
+
+    def open_plan(self, dialog: ConfirmDeploy) -> None:
+        """Show the plan: the "building the plan" toast goes first, so nothing covers it."""
+        self.clear_notifications()
+        self.call_later(self.clear_notifications)  # one still queued goes too
+        self.push_screen(dialog, self._deploy_confirmed)
 
     def _deploy_confirmed(self, ok: object) -> None:
         if ok and self._allowed("deploy"):
@@ -629,7 +682,11 @@ class OperatorRoom(RoomApp):
             lambda: self.engine.rollback(
                 request.deployment_id,
                 request.reason,
-                trigger={"kind": "manual", "from": "control room"},
+                trigger={
+                    "kind": "manual",
+                    "from": "control room",
+                    "operator": str(getattr(self.engine, "operator", "") or current_operator()),
+                },
             ),
         )
 
@@ -732,10 +789,26 @@ class OperatorRoom(RoomApp):
 
 
 class WatchRoom(RoomApp):
-    """``portal-ops watch``: read-only. Dangerous actions are not bound at all."""
+    """``portal-ops watch``: read-only. Dangerous actions are not bound at all; their keys
+    flash the read-only badge and say so, rather than doing nothing silently."""
 
     WATCH = True
     BINDINGS: ClassVar[list[BindingType]] = bindings(available(watch=True))
+    FLASH_SECONDS = 1.5
+
+    def on_key(self, event: Any) -> None:
+        action = DANGEROUS_KEYS.get(event.key)
+        if action is None or not isinstance(self.screen, RoomScreen | FlagsScreen):
+            return
+        event.stop()
+        self.notify(
+            f"read-only: {action.description.lower()} is not available in watch mode",
+            severity="warning",
+            timeout=3,
+        )
+        header = self.room.query_one(DeployHeader)
+        header.add_class("-flash")
+        self.set_timer(self.FLASH_SECONDS, lambda: header.remove_class("-flash"))
 
 
 def watch_feed(
@@ -753,7 +826,7 @@ def watch_feed(
     if source == "auto":
         local = journal is not None and (
             (deployment_id and journal.get_deployment(deployment_id) is not None)
-            or (not deployment_id and (journal.unfinished() or not redis_url))
+            or (not deployment_id and (journal.latest_deployment() or not redis_url))
         )
         source = "journal" if local or not redis_url else "redis"
     if source == "redis":

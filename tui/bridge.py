@@ -68,8 +68,10 @@ class Bridge:
         try:
             async for batch in self.feed.batches():
                 for n, event in enumerate(batch, 1):
-                    self.state = reduce(self.state, event)
                     line = log_line(event)
+                    if event.data.get("dry_run") and event.deployment_id != self.state.pinned:
+                        line = None  # a plan's probes are not news, and it "succeeds" as a plan
+                    self.state = reduce(self.state, event, line)
                     if line is not None:
                         self._pending.append(line)
                     if n % _YIELD_EVERY == 0:

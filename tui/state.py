@@ -86,6 +86,8 @@ class HostView:
     step_failed: bool = False
     p95: float | None = None
     error_rate: float | None = None
+    sampled_at: float | None = None  # when p95/error_rate were measured (None: not since
+    # this host's release changed: the figures of a previous release are never shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,7 @@ class LogLine:
     severity: str
     source: str
     text: str
+    detail: str = ""  # the evidence behind the line (Enter in the log shows it whole)
 
 
 def _phases(spec: tuple[tuple[str, str], ...]) -> tuple[PhaseView, ...]:
@@ -177,6 +180,36 @@ class RoomState:
     last_seq: int = 0
     last_ts: float = 0.0
     pinned: str | None = None  # follow only this deployment
+    # (time, label) where a deployment or rollback began: drawn as breaks on the graphs
+    marks: tuple[tuple[float, str], ...] = ()
+    health_live: bool = False  # the room samples the sources itself: draw only those
+
+    @property
+    def last_sample(self) -> Sample | None:
+        return self.health[-1] if self.health else None
+
+    def sample_age(self, now: float) -> float | None:
+        """Seconds since the newest all-hosts sample's window closed (None: no sample)."""
+        last = self.last_sample
+        return None if last is None else max(0.0, now - last.ts)
+
+    @property
+    def releases(self) -> tuple[tuple[str, tuple[HostView, ...]], ...]:
+        """Which release each host serves, grouped: ``((release, hosts), ...)``, the release
+        serving the most hosts first; hosts with no known release under ``""``."""
+        groups: dict[str, list[HostView]] = {}
+        for host in self.hosts:
+            groups.setdefault(host.release, []).append(host)
+        ordered = sorted(groups.items(), key=lambda item: (item[0] == "", -len(item[1])))
+        return tuple((release, tuple(hosts)) for release, hosts in ordered)
+
+    @property
+    def live_release(self) -> str:
+        """The release every host serves, "mixed" when they differ, "" when unknown."""
+        known = {h.release for h in self.hosts if h.release}
+        if not known:
+            return ""
+        return known.pop() if len(known) == 1 else "mixed"
 
     @property
     def status(self) -> str:
@@ -228,15 +261,29 @@ class RoomState:
 # -- the reducer --------------------------------------------------------------------------
 
 
-def reduce(state: RoomState, event: Event) -> RoomState:
-    """The state after ``event``: pure, never raises on odd data (it is only displayed)."""
+_UNSET: Any = object()
+
+
+def reduce(state: RoomState, event: Event, line: LogLine | None = _UNSET) -> RoomState:
+    """The state after ``event``: pure, never raises on odd data (it is only displayed).
+
+    ``line`` is the event's log line when the caller has it already (the bridge); the
+    header's CRIT/ERROR/WARN counts are counts of those lines, so they match the log."""
     kind = str(event.kind)
     seq, ts = max(state.last_seq, event.seq), max(state.last_ts, event.ts)
     if accepts(state, event):
         handler = _HANDLERS.get(kind)
         if handler is not None:
             state = handler(state, event)
+        if line is _UNSET:
+            line = log_line(event)
+        if line is not None and line.severity in _COUNTED:
+            attr = _COUNTED[line.severity]
+            state = replace(state, **{attr: getattr(state, attr) + 1})
     return replace(state, last_seq=seq, last_ts=ts)
+
+
+_COUNTED = {"warning": "warnings", "error": "errors", "critical": "criticals"}
 
 
 def reduce_all(state: RoomState, events: Iterable[Event]) -> RoomState:
@@ -309,6 +356,7 @@ def _on_deployment_started(state: RoomState, event: Event) -> RoomState:
     if event.run != "deploy" and state.deployment and state.deployment.id == event.deployment_id:
         return state
     hosts = _host_names(d.get("hosts"))
+    known = {h.name: h for h in state.hosts}
     deployment = DeploymentView(
         id=event.deployment_id or "",
         target=str(d.get("target", "")),
@@ -325,11 +373,20 @@ def _on_deployment_started(state: RoomState, event: Event) -> RoomState:
         phases=_phases(DEPLOY_PHASES),
         rollback=None,
         rollback_phases=_phases(ROLLBACK_PHASES),
-        hosts=tuple(HostView(name) for name in hosts),
+        # a host keeps serving its release (and its figures stay true) until it switches
+        hosts=tuple(
+            replace(known[name], step="", step_failed=False) if name in known else HostView(name)
+            for name in hosts
+        ),
+        marks=_mark(state, event.ts, deployment.id or "deploy"),
         warnings=0,
         errors=0,
         criticals=0,
     )
+
+
+def _mark(state: RoomState, ts: float, label: str) -> tuple[tuple[float, str], ...]:
+    return (*state.marks, (ts, label))[-20:]
 
 
 def _on_deployment_finished(state: RoomState, event: Event) -> RoomState:
@@ -411,8 +468,12 @@ def _on_host_state(state: RoomState, event: Event) -> RoomState:
     changes: dict[str, Any] = {}
     if event.data.get("state"):
         changes["state"] = str(event.data["state"])
-    if event.data.get("release"):
-        changes["release"] = str(event.data["release"])
+    release = str(event.data.get("release") or "")
+    if release:
+        changes["release"] = release
+        current = next((h for h in state.hosts if h.name == event.host), None)
+        if current is not None and current.release and current.release != release:
+            changes.update(p95=None, error_rate=None, sampled_at=None)  # another release now
     return _update_host(state, event.host, **changes)
 
 
@@ -491,11 +552,18 @@ def _on_metric(state: RoomState, event: Event) -> RoomState:
     d = event.data
     if d.get("aggregate"):
         return state
+    live = event.run == "live"
+    if state.health_live and not live:
+        return state  # the room's own live samples cover the same windows: drawn once
+    if live and not state.health_live:
+        state = replace(state, health_live=True)
     host = event.host or d.get("host")
     sample = _sample(event)
     total = d.get("scope") == "total" or d.get("total") or host in (None, "", "total")
     if not total:
-        return _update_host(state, str(host), p95=sample.p95, error_rate=sample.error_rate)
+        return _update_host(
+            state, str(host), p95=sample.p95, error_rate=sample.error_rate, sampled_at=sample.ts
+        )
     health = (*state.health, sample)
     if len(health) > MAX_SAMPLES:
         health = health[-MAX_SAMPLES:]
@@ -610,17 +678,6 @@ def _on_flag_changed(state: RoomState, event: Event) -> RoomState:
     return replace(state, flags=tuple(sorted(known.values(), key=lambda f: f.name)))
 
 
-def _on_incident(state: RoomState, event: Event) -> RoomState:
-    severity = str(event.data.get("severity", "info")).lower()
-    if severity == "warning":
-        return replace(state, warnings=state.warnings + 1)
-    if severity == "error":
-        return replace(state, errors=state.errors + 1)
-    if severity == "critical":
-        return replace(state, criticals=state.criticals + 1)
-    return state
-
-
 def _on_rollback_started(state: RoomState, event: Event) -> RoomState:
     d = event.data
     dep = state.deployment
@@ -630,17 +687,55 @@ def _on_rollback_started(state: RoomState, event: Event) -> RoomState:
         reason=str(d.get("reason", "")), trigger=trigger_text(d.get("trigger")), started_at=event.ts
     )
     return replace(
-        state, deployment=dep, rollback=rollback, rollback_phases=_phases(ROLLBACK_PHASES)
+        state,
+        deployment=dep,
+        rollback=rollback,
+        rollback_phases=_phases(ROLLBACK_PHASES),
+        marks=_mark(state, event.ts, "rollback"),
     )
 
 
 def trigger_text(raw: Any) -> str:
-    """``manual``, ``failure (switch)``, ``monitor (p95 > 500 ms)``: what started a rollback."""
-    if isinstance(raw, Mapping):
-        kind = str(raw.get("kind") or "manual")
-        extra = raw.get("phase") or raw.get("rule") or ""
-        return f"{kind} ({extra})" if extra else kind
-    return str(raw or "manual")
+    """Who started a rollback: ``operator alice@bastion``, ``automatic: phase switch failed
+    (reload)``, ``automatic: rule p95 (p95 612 ms > 500 ms)``."""
+    if not isinstance(raw, Mapping):
+        return f"operator ({raw})" if raw else "operator (unknown)"
+    kind = str(raw.get("kind") or ("rule" if raw.get("rule") else "manual"))
+    if kind in ("rule", "monitor") and raw.get("rule"):
+        return f"automatic: rule {raw['rule']}{_rule_values(raw)}"
+    if kind == "failure":
+        detail = raw.get("detail")
+        return f"automatic: phase {raw.get('phase') or '?'} failed" + (
+            f" ({detail})" if detail else ""
+        )
+    if kind == "manual":
+        who = _operator(raw.get("operator"))
+        return f"operator {who}" if who else "operator (unknown)"
+    extra = raw.get("phase") or raw.get("rule") or ""
+    return f"{kind} ({extra})" if extra else kind
+
+
+def _metric_value(metric: str, value: Any) -> str:
+    number = _num(value)
+    if number is None:
+        return "?"
+    if "rate" in metric or metric in ("uptime", "errors"):
+        return f"{number * 100:.3g}%"
+    if metric.startswith("p") or "latency" in metric or metric.endswith("_ms"):
+        return f"{number:.0f} ms"
+    return f"{number:g}"
+
+
+def _rule_values(raw: Mapping[str, Any]) -> str:
+    """`` (error_rate 3.45% > 1%)``: the last bad value against its threshold."""
+    metric = str(raw.get("metric") or "")
+    values = raw.get("values")
+    if not metric or not isinstance(values, list) or not values:
+        return ""
+    text = f"{metric} {_metric_value(metric, values[-1])}"
+    if raw.get("threshold") is not None:
+        text += f" {raw.get('op') or '>'} {_metric_value(metric, raw['threshold'])}"
+    return f" ({text})"
 
 
 def _on_rollback_finished(state: RoomState, event: Event) -> RoomState:
@@ -689,7 +784,6 @@ _HANDLERS = {
     Kind.CHECK_SUMMARY.value: _on_check_summary,
     Kind.METRIC_SAMPLE.value: _on_metric,
     Kind.FLAG_CHANGED.value: _on_flag_changed,
-    Kind.INCIDENT.value: _on_incident,
     Kind.ROLLBACK_STARTED.value: _on_rollback_started,
     Kind.ROLLBACK_FINISHED.value: _on_rollback_finished,
     Kind.LOCK.value: _on_lock,
@@ -711,7 +805,11 @@ def log_line(event: Event) -> LogLine | None:
     host = event.host or ""
     source = host or event.phase or event.run
     sev, text = "info", ""
-    if kind == Kind.DEPLOYMENT_STARTED:
+    if kind in (Kind.DEPLOYMENT_STARTED, Kind.DEPLOYMENT_FINISHED) and d.get("dry_run"):
+        verb = "built" if kind == Kind.DEPLOYMENT_FINISHED else "started"
+        text = f"plan {event.deployment_id} (dry run: nothing changed) {verb}"
+        source = "plan"
+    elif kind == Kind.DEPLOYMENT_STARTED:
         text = (
             f"deployment {event.deployment_id} started: revision {d.get('revision', '?')}"
             f" release {d.get('release', '?')} by {_operator(d.get('operator'))}"
@@ -816,7 +914,23 @@ def log_line(event: Event) -> LogLine | None:
         source = "notify"
     else:
         text = f"{kind} {d}"
-    return LogLine(ts=event.ts, severity=sev, source=str(source or ""), text=text)
+    detail = _evidence(kind, d) if sev in ("warning", "error", "critical") else ""
+    return LogLine(ts=event.ts, severity=sev, source=str(source or ""), text=text, detail=detail)
+
+
+_EVIDENCE_KEYS = ("evidence", "trigger", "reasons", "counts", "detail", "message", "error")
+
+
+def _evidence(kind: str, d: Mapping[str, Any]) -> str:
+    """The data behind a warning or worse, as indented JSON: what the line could not say."""
+    import json
+
+    picked = {k: d[k] for k in _EVIDENCE_KEYS if d.get(k) not in (None, "", {}, [])}
+    if kind == Kind.ROLLBACK_STARTED:
+        picked.update({k: d[k] for k in ("reason", "release", "previous") if d.get(k)})
+    if not picked:
+        return ""
+    return json.dumps(picked, indent=2, sort_keys=True, default=str)
 
 
 def _flag_delta(d: Mapping[str, Any]) -> str:

@@ -10,6 +10,7 @@ ways the rollback must handle.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -25,6 +26,31 @@ from ..journal import Journal
 from ..transport import Host
 from .probe import LoadProbe
 from .sandbox import Sandbox, default_root
+
+# Every notification the demo sends goes to a webhook receiver on loopback, whatever its
+# severity, so the room shows messages being sent (and `portal-ops notify` has a channel).
+NOTIFY_CHANNEL = "demo-sink"
+NOTIFY_ENV = "PORTAL_OPS_DEMO_WEBHOOK"
+NOTIFY_CONFIG: dict[str, Any] = {
+    "channels": {NOTIFY_CHANNEL: {"kind": "webhook", "url_env": NOTIFY_ENV}},
+    "routes": [
+        {"severity": severity, "channels": [NOTIFY_CHANNEL]}
+        for severity in ("sev1", "sev2", "sev3", "info")
+    ],
+    "attempts": 2,
+    "backoff": 0.2,
+}
+
+
+def start_notify_sink(setenv: Callable[[str, str], Any] = os.environ.__setitem__) -> Any:
+    """Start the demo's webhook receiver (a thread on 127.0.0.1) and point
+    ``$PORTAL_OPS_DEMO_WEBHOOK`` at it; the caller stops it."""
+    from ..notify.sink import WebhookSink
+
+    sink = WebhookSink().start()
+    setenv(NOTIFY_ENV, sink.url)
+    return sink
+
 
 # The sandbox's "hosts" are folders on the machine running the demo: its load average is
 # the demo's own (and whatever else the machine does), not a portal host's, so the load
@@ -42,6 +68,7 @@ def demo_overrides(root: Path) -> dict[str, Any]:
     log = str(root.resolve() / "hosts" / "{name}" / "shared" / "storage" / "logs" / "access.log")
     return {
         **DEMO_OVERRIDES,
+        "notify": NOTIFY_CONFIG,
         "monitor": {
             "bake_seconds": 15,
             "window_seconds": 2,
@@ -69,6 +96,12 @@ class DemoSession:
 
     sandbox: Sandbox
     config: Config
+    sink: Any = None  # the notification receiver (backend.notify.sink.WebhookSink)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.stop()
+            self.sink = None
 
     def engine(self, bus: EventBus | None = None, host_factory: Any = None) -> Engine:
         journal = Journal(Path(self.config.state.dir or self.sandbox.state_dir) / "journal.db")
@@ -83,16 +116,18 @@ async def bring_up(
 ) -> DemoSession:
     """Build the sandbox, start its Redis (when redis-server is installed; ``redis``
     forces it on or off) and its front, deploy version 1 with the real engine."""
+    sink = start_notify_sink()
     sandbox = Sandbox(root, hosts=3, scenario=scenario, redis=redis)
     config_path = await asyncio.to_thread(sandbox.create, demo_overrides(Path(root)))
     try:
         await asyncio.to_thread(sandbox.start_redis)  # first: the front watches it
         await asyncio.to_thread(sandbox.start_load_balancer)
     except BaseException:
+        sink.stop()
         await asyncio.to_thread(sandbox.stop)
         raise
     config = load_config(config_path)
-    session = DemoSession(sandbox, config)
+    session = DemoSession(sandbox, config, sink)
     # version 1 is the starting point, not the subject: no monitoring window for it, and
     # no release flag (ui-improvements is version 2's: created and rolled out with it)
     first = config.model_copy(deep=True)
@@ -101,7 +136,7 @@ async def bring_up(
     engine = DemoSession(sandbox, first).engine()
     if on_event is not None:
         engine.bus.subscribe(on_event)
-    result = await engine.deploy(revision="v1", skip_validation=True)
+    result = await engine.deploy(revision="v1")  # validated: a fresh demo opens clean
     if not result.ok:
         raise RuntimeError(f"could not deploy version 1 into the sandbox: {result.error}")
     return session
@@ -157,10 +192,12 @@ async def run_headless(
                 "config": str(sandbox.config_path),
                 "url": sandbox.url,
                 "redis": sandbox.redis_url,
-                "stop": "portal-ops demo down" if root == demo_root() else f"rm -r {root}",
+                "stop": f"portal-ops demo down {root}",
             }
         return summary
     finally:
+        if sandbox is not None and not keep:
+            session.close()
         if not keep:
             # stop whatever came up, even when bringing the sandbox up failed half-way
             if sandbox is None and (root / "sandbox.json").exists():
@@ -172,7 +209,26 @@ async def run_headless(
 
 
 def demo_root() -> Path:
-    return default_root()
+    """Where a new sandbox goes: ``$PORTAL_OPS_DEMO_DIR``, else a directory of its own
+    under ``<state dir>/demo`` (two sandboxes on one machine never share one)."""
+    if os.environ.get("PORTAL_OPS_DEMO_DIR"):
+        return default_root()
+    parent = default_root()
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=parent))
+
+
+def newest_demo_root() -> Path:
+    """The sandbox `demo down` stops by default: the newest one that is still there."""
+    if os.environ.get("PORTAL_OPS_DEMO_DIR"):
+        return default_root()
+    parent = default_root()
+    boxes = [p.parent for p in parent.glob("*/sandbox.json")]
+    if (parent / "sandbox.json").exists():  # one made before sandboxes had their own
+        boxes.append(parent)
+    if not boxes:
+        return parent
+    return max(boxes, key=lambda p: (p / "sandbox.json").stat().st_mtime)
 
 
 def flags_summary(session: DemoSession) -> dict[str, Any]:

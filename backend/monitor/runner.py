@@ -147,7 +147,8 @@ class Monitor:
             for name in self._names():
                 hc = by_name.get(name)
                 url = (hc.health_url if hc else None) or self.config.portal.health_url
-                if url and _templated(url):
+                own = bool(hc and hc.health_url)  # a host's own URL speaks for that host
+                if url and (_templated(url) or own):
                     targets.append((fill_url(url, name, self._address(name)), name))
                 elif url and (url, None) not in targets:
                     targets.append((url, None))
@@ -287,9 +288,9 @@ class Monitor:
 
     # -- windows ------------------------------------------------------------------------------
 
-    async def _window_loop(self, phase: str, count: int | None) -> None:
+    async def _window_loop(self, phase: str, count: int | None, width: float | None = None) -> None:
         loop = asyncio.get_running_loop()
-        width = self.mcfg.window_seconds
+        width = width or self.mcfg.window_seconds
         self._phase = phase
         self._index = 0
         self.windows.rotate()  # what came before this phase is not part of it
@@ -312,9 +313,11 @@ class Monitor:
         else:
             for s in samples:
                 s.verdict = self.rulebook.plain_verdict(s)
-            merge_tallies(self._baseline_tallies, closed)
+            if phase != "live":
+                merge_tallies(self._baseline_tallies, closed)
         self.latest = samples
-        self._store_samples(phase, samples)
+        if phase != "live":  # a live view is shown, not kept: the journal stays small
+            self._store_samples(phase, samples)
         for s in samples:
             self._emit(
                 Kind.METRIC_SAMPLE, None if s.host == TOTAL else s.host, _sample_data(s, phase)
@@ -471,6 +474,15 @@ class Monitor:
         await self._start_sources()
         self.started_at = time.time()
         self._loop_task = asyncio.create_task(self._window_loop("monitor", None))
+
+    async def follow(self, window_seconds: float | None = None) -> None:
+        """Sample without judging (the control room's live health, idle or not): a window
+        closes every ``window_seconds`` and emits ``metric.sample`` (phase ``live``), nothing
+        is stored, no rule fires; :meth:`stop` ends it."""
+        if self._loop_task is not None:
+            return
+        await self._start_sources()
+        self._loop_task = asyncio.create_task(self._window_loop("live", None, window_seconds))
 
     async def run(
         self,

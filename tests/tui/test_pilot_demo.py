@@ -32,6 +32,7 @@ async def demo(tmp_path: Path) -> AsyncIterator[DemoSession]:
     try:
         yield session
     finally:
+        session.close()
         session.sandbox.stop()
 
 

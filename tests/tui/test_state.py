@@ -223,7 +223,7 @@ def test_rollback_switches_the_timeline_to_the_ten_phases() -> None:
     assert state.status == "rolling-back"
     assert [p.name for p in state.timeline] == [n for n, _ in ROLLBACK_PHASES]
     assert state.timeline[0].status == "running"
-    assert state.rollback is not None and state.rollback.trigger == "failure (switch)"
+    assert state.rollback is not None and state.rollback.trigger == "automatic: phase switch failed"
     state = reduce(
         state, ev(Kind.ROLLBACK_FINISHED, run="rollback", ts=130.0, data={"outcome": "succeeded"})
     )
@@ -276,7 +276,7 @@ def test_log_lines_carry_text_labels_for_every_severity() -> None:
         ev(Kind.STEP_FINISHED, host="a", data={"step": "x", "ok": False, "exit_status": 3})
     )
     assert failed is not None and failed.severity == "error" and "exit 3" in failed.text
-    assert trigger_text({"kind": "monitor", "rule": "p95"}) == "monitor (p95)"
+    assert trigger_text({"kind": "monitor", "rule": "p95"}) == "automatic: rule p95"
 
 
 def test_the_recorded_stages_reduce_as_expected() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .common import EXIT_FAILED, EXIT_OK, fail
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
 from .printer import EventPrinter
 
 SCENARIOS = ["health", "migration", "errors", "host"]
@@ -43,6 +43,12 @@ def demo(
     if headless or as_json:
         _headless(scenario, as_json, keep)
         return
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        fail(
+            "no terminal: the control room draws full-screen; use"
+            " `portal-ops demo --headless` (text) or `--headless --json`",
+            EXIT_USAGE,
+        )
     _control_room(scenario)
 
 
@@ -82,8 +88,13 @@ def _print_summary(s: dict) -> None:
         click.echo(
             f"  rollback     {rb['outcome']} in {rb['seconds']:.1f}s; database: {rb['database']}"
         )
-        if rb.get("trigger"):
-            click.echo(f"  trigger      {json.dumps(rb['trigger'], default=str)[:200]}")
+        if rb.get("trigger"):  # who acted, in words: the rule and its values, or a person
+            from tui.state import trigger_text
+
+            trigger = rb["trigger"]
+            click.echo(f"  trigger      {trigger_text(trigger)}")
+            if isinstance(trigger, dict) and trigger.get("reason"):
+                click.echo(f"               {trigger['reason']}")
     click.echo(f"  hosts now on {', '.join(f'{k}: {v}' for k, v in s['live_releases'].items())}")
     click.echo(f"  load probe   {s['requests_sent']} requests sent, {s['requests_failed']} failed")
     if s["requests_failed"]:
@@ -122,6 +133,7 @@ def _control_room(scenario: str | None) -> None:
             code = run_control_room(session.config, engine=session.engine())
         finally:
             traffic.stop()
+            session.close()
     finally:
         from backend.demo.sandbox import Sandbox
 
@@ -183,16 +195,18 @@ def up(scenario: str | None) -> None:
         "Then try: portal-ops deploy --dry-run | portal-ops deploy | portal-ops history |"
         " portal-ops rollback | portal-ops validate pre | portal-ops feature list | portal-ops ui"
     )
-    click.echo("Stop it with: portal-ops demo down")
+    click.echo(f"Stop it with: portal-ops demo down {session.sandbox.root}")
+    session.close()
 
 
 @demo.command("down")
-def down() -> None:
-    """Stop the sandbox started by `demo up` and remove its processes and files."""
-    from backend.demo.run import demo_root
+@click.argument("root", required=False, type=click.Path(file_okay=False, path_type=Path))
+def down(root: Path | None) -> None:
+    """Stop a sandbox started by `demo up` (ROOT, else the newest) and remove its files."""
+    from backend.demo.run import newest_demo_root
     from backend.demo.sandbox import Sandbox, SandboxError
 
-    root = demo_root()
+    root = root or newest_demo_root()
     try:
         box = Sandbox.load(root)
     except SandboxError as exc:

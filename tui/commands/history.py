@@ -36,12 +36,18 @@ def _operator(row: dict[str, Any]) -> str:
     "-n", "--limit", default=20, show_default=True, type=click.IntRange(1), help="How many."
 )
 @click.option("--all-targets", is_flag=True, help="Include other portals sharing this state dir.")
+@click.option("--all", "with_plans", is_flag=True, help="Include dry runs (plans).")
 @json_option
-def history(config_path: str | None, limit: int, all_targets: bool, as_json: bool) -> None:
-    """List past deployments, newest first."""
+def history(
+    config_path: str | None, limit: int, all_targets: bool, with_plans: bool, as_json: bool
+) -> None:
+    """List past deployments, newest first (dry runs are plans: only with --all)."""
     config = load_or_exit(config_path)
     journal = open_journal(config)
-    rows = journal.list_deployments(limit=limit, target=None if all_targets else config.portal.name)
+    rows = journal.list_deployments(
+        limit=limit * (1 if with_plans else 5), target=None if all_targets else config.portal.name
+    )
+    rows = [r for r in rows if with_plans or not r.get("dry_run")][:limit]
     if as_json:
         print_json(rows)
         return

@@ -7,6 +7,7 @@ environment (Textual reads ``TEXTUAL_FPS`` once, at import).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -59,6 +60,18 @@ def _flush_interval(fps: int | None) -> float:
     return max(0.2, 1.0 / fps) if fps else 0.2
 
 
+def _need_terminal(command: str) -> None:
+    """A full-screen room drawn into a pipe is noise: say what to use instead."""
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return
+    fail(
+        f"no terminal: `portal-ops {command}` draws a full-screen room. For text use"
+        " `portal-ops history`, `portal-ops show ID --events`, or"
+        " `portal-ops deploy`/`rollback` (they print as they go)",
+        EXIT_USAGE,
+    )
+
+
 def _check_theme(theme: str | None) -> None:
     if not theme:
         return
@@ -85,19 +98,23 @@ def ui(
     Keys: ? lists them all. Exit code 0, or 1 when quitting cancelled a running deployment
     (the lock and the journal stay: `portal-ops resume ID` or `portal-ops rollback ID`).
     """
+    _need_terminal("ui")
     _environment(fps, watch=False)
     config = load_or_exit(config_path)
     theme = theme or config.ui.theme
     _check_theme(theme)
     from tui.app import run_control_room
 
-    code = run_control_room(
-        config,
-        theme=theme,
-        graph_interval=refresh,
-        max_log_lines=max_log_lines,
-        flush_interval=_flush_interval(fps),
-    )
+    try:
+        code = run_control_room(
+            config,
+            theme=theme,
+            graph_interval=refresh,
+            max_log_lines=max_log_lines,
+            flush_interval=_flush_interval(fps),
+        )
+    except ValueError as exc:  # a bad [ui.keys] names the id and the key
+        fail(str(exc), EXIT_USAGE)
     raise SystemExit(code)
 
 
@@ -126,6 +143,7 @@ def watch(
     Without DEPLOY_ID: the running deployment, else the latest, switching to the next one
     when it starts. Deploy, rollback and flag changes are absent in this mode.
     """
+    _need_terminal("watch")
     _environment(fps, watch=True)
     config = None
     if config_path or Path("portal-ops.toml").exists():

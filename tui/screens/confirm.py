@@ -48,7 +48,10 @@ class _YesNoDialog(_Dialog):
 
 
 class ConfirmDeploy(_YesNoDialog):
-    """The dry-run summary, then an explicit yes."""
+    """The dry-run summary, then an explicit yes. On a short screen the dialog takes the
+    whole height and the plan scrolls inside it, so its keys and buttons stay visible."""
+
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (40, "-tall")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "cancel", "Cancel"),
@@ -61,7 +64,7 @@ class ConfirmDeploy(_YesNoDialog):
         self.plan_text = plan_text
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with Vertical(classes="dialog -plan"):
             yield Label("Deploy?", classes="title")
             yield Static(self.summary, classes="explain", markup=False)
             with VerticalScroll(id="plan"):
@@ -70,6 +73,10 @@ class ConfirmDeploy(_YesNoDialog):
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
                 yield Button("Deploy", id="confirm", variant="primary", compact=True)
+
+
+LOCKED = "Roll back (locked)"  # the button's words say armed or not, colour or none
+ARMED = "Roll back NOW"
 
 
 @dataclass(frozen=True)
@@ -91,19 +98,43 @@ class ConfirmRollback(_Dialog):
             yield Label(f"Roll back {self.deployment_id}?", classes="title")
             yield Static(self.what, classes="explain", markup=False)
             yield Label(f"Type the deployment id ({self.deployment_id}) to confirm:")
-            yield Input(id="typed-id", compact=True, placeholder=self.deployment_id)
+            yield Input(id="typed-id", compact=True, placeholder="(type the id shown above)")
             yield Label("Reason (recorded in the journal and the report):")
-            yield Input(id="reason", compact=True, placeholder="e.g. p95 above 500 ms after switch")
-            yield Label("", id="problem", classes="problem")
+            yield Input(id="reason", compact=True, placeholder="(e.g. p95 above 500 ms)")
+            yield Label(self._status(), id="problem", classes="problem")
             yield Label("escape cancels · the button arms when the id matches", classes="hint")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel", compact=True)
-                yield Button(
-                    "Roll back", id="confirm", variant="error", disabled=True, compact=True
-                )
+                yield Button(LOCKED, id="confirm", variant="error", disabled=True, compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#typed-id", Input).focus()
+
+    def _missing(self, typed: str = "", reason: str = "") -> list[str]:
+        missing = []
+        if typed != self.deployment_id:
+            if not typed:
+                missing.append("the deployment id")
+            elif self.deployment_id.startswith(typed):
+                missing.append(f"the rest of the id ({len(typed)}/{len(self.deployment_id)})")
+            else:
+                missing.append("the id: what is typed does not match it")
+        if not reason:
+            missing.append("a reason")
+        return missing
+
+    def _status(self, typed: str = "", reason: str = "") -> str:
+        """Always says what is missing, or that it is armed: in words, not only colour."""
+        missing = self._missing(typed, reason)
+        if missing:
+            return "missing: " + " · ".join(missing)
+        return f"ARMED: enter or the button rolls back {self.deployment_id}"
+
+    def _values(self) -> tuple[str, str]:
+        return (
+            self.query_one("#typed-id", Input).value.strip(),
+            self.query_one("#reason", Input).value.strip(),
+        )
 
     @property
     def armed(self) -> bool:
@@ -113,7 +144,11 @@ class ConfirmRollback(_Dialog):
 
     @on(Input.Changed)
     def _changed(self) -> None:
-        self.query_one("#confirm", Button).disabled = not self.armed
+        armed = self.armed
+        button = self.query_one("#confirm", Button)
+        button.disabled = not armed
+        button.label = ARMED if armed else LOCKED
+        self.query_one("#problem", Label).update(self._status(*self._values()))
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -127,15 +162,13 @@ class ConfirmRollback(_Dialog):
         self._try_confirm()
 
     def _try_confirm(self) -> None:
-        typed = self.query_one("#typed-id", Input).value.strip()
+        typed, reason = self._values()
         problem = self.query_one("#problem", Label)
+        problem.update(self._status(typed, reason))
         if typed != self.deployment_id:
-            problem.update(f"the id typed does not match {self.deployment_id}")
             self.query_one("#typed-id", Input).focus()
             return
-        reason = self.query_one("#reason", Input).value.strip()
         if not reason:
-            problem.update("a reason is required")
             self.query_one("#reason", Input).focus()
             return
         self.dismiss(RollbackRequest(self.deployment_id, reason))

@@ -18,6 +18,7 @@ from ..state import RoomState
 from ..widgets import _format as fmt
 from ..widgets.graphs import HealthGraphs
 from ..widgets.header import DeployHeader
+from ..widgets.hoststrip import HostStrip
 from ..widgets.incident_log import LEVELS, IncidentLog
 from ..widgets.tables import FlagTable, HostTable
 from ..widgets.timeline import PhaseTimeline
@@ -49,8 +50,10 @@ class RoomScreen(Screen[None]):
         acceptable_ms: float = 500.0,
         max_log_lines: int = 10_000,
         source: str = "",
+        error_rate_limit: float = 0.01,
     ) -> None:
         super().__init__(id="room")
+        self.error_rate_limit = error_rate_limit
         self.source = source
         self.watch_mode = watch
         self.target_ms = target_ms
@@ -60,7 +63,14 @@ class RoomScreen(Screen[None]):
         self.ready = False  # set once the panes exist (on_mount), before is_mounted is
 
     def compose(self) -> ComposeResult:
-        yield DeployHeader(id="header", watch=self.watch_mode, source=self.source)
+        yield DeployHeader(
+            id="header",
+            watch=self.watch_mode,
+            source=self.source,
+            p95_limit_ms=self.target_ms,
+            error_rate_limit=self.error_rate_limit,
+        )
+        yield HostStrip(id="host-strip")
         with Grid(id="body"):
             yield PhaseTimeline(id="timeline", classes="pane")
             yield HealthGraphs(
@@ -94,10 +104,11 @@ class RoomScreen(Screen[None]):
             return
         old = self.drawn
         self.query_one(DeployHeader).show(state, now)
+        self.query_one(HostStrip).show(state)
         if force or old is None or old.timeline is not state.timeline or state.running:
             self.query_one(PhaseTimeline).show(state, now)
         if force or old is None or old.hosts is not state.hosts:
-            self.query_one(HostTable).show(state.hosts)
+            self.query_one(HostTable).show(state.hosts, now)
         if force or old is None or old.flags is not state.flags or old.emergency != state.emergency:
             self.query_one(FlagTable).show(state.flags, emergency=bool(state.emergency))
         self.drawn = state
@@ -106,6 +117,7 @@ class RoomScreen(Screen[None]):
         """The clock moved: refresh what shows elapsed time, nothing else."""
         if self.drawn is not None:
             self.query_one(DeployHeader).show(self.drawn, now)
+            self.query_one(HostTable).show(self.drawn.hosts, now)
             if self.drawn.running:
                 self.query_one(PhaseTimeline).show(self.drawn, now)
 
@@ -131,8 +143,38 @@ class RoomScreen(Screen[None]):
             parts.append(f"/{log.filter_text}")
         if log.min_severity != "debug":
             parts.append(f"≥{log.min_severity.upper()}")
-        shown = f"{log.shown}/{log.total}" if log.filtered else f"{log.total}"
-        fmt.titles(log, title, " · ".join([*parts, f"{shown} lines"]))
+        if log.wrap:
+            parts.append("wrapped")
+        if log.filtered and not log.shown:
+            shown = f"0 lines match (of {log.total})"
+        else:
+            shown = (f"{log.shown}/{log.total}" if log.filtered else f"{log.total}") + " lines"
+        fmt.titles(log, title, " · ".join([*parts, shown]))
+
+    def toggle_wrap(self) -> bool:
+        log = self.log_widget
+        log.set_wrap(not log.wrap)
+        self._log_title()
+        return log.wrap
+
+    def on_data_table_row_selected(self, event: HostTable.RowSelected) -> None:
+        """Enter on a host: its steps and their output, its release and health."""
+        if not isinstance(event.data_table, HostTable) or self.drawn is None:
+            return
+        name = event.row_key.value
+        host = next((h for h in self.drawn.hosts if h.name == name), None)
+        if host is None:
+            return
+        from .host import HostDetail
+
+        lines = [line for _, line in self.log_widget._lines if line.source == name]
+        clock = getattr(self.app, "clock", None)
+        self.app.push_screen(HostDetail(host, lines, clock() if clock else 0.0))
+
+    def on_incident_log_detail(self, message: IncidentLog.Detail) -> None:
+        from .detail import LogDetail
+
+        self.app.push_screen(LogDetail(message.line))
 
     def append_log(self, lines: tuple) -> None:  # type: ignore[type-arg]
         self.log_widget.append(lines)
@@ -175,9 +217,14 @@ class RoomScreen(Screen[None]):
 
     def on_key(self, event) -> None:  # type: ignore[no-untyped-def]
         box = self.query_one("#log-filter", Input)
-        if event.key == "escape" and box.has_focus:
+        if event.key != "escape":
+            return
+        log = self.log_widget
+        if box.has_focus or (log.has_focus and log.filtered):  # a kept filter clears too
             event.stop()
             event.prevent_default()
+            if log.min_severity != "debug":
+                log.set_filter(min_severity="debug")
             self.close_filter(keep=False)
 
     def focus_pane(self, pane: str) -> None:

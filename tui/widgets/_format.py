@@ -36,6 +36,18 @@ def elapsed(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+def age(seconds: float | None) -> str:
+    """``2s ago``, ``3m ago``, ``1h05m ago``: how old a figure is (every figure has one)."""
+    if seconds is None:
+        return "no sample yet"
+    if seconds < 60:
+        return f"{int(seconds)}s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m ago"
+    hours, minutes = divmod(int(seconds // 60), 60)
+    return f"{hours}h{minutes:02d}m ago"
+
+
 def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} ms"
 

@@ -79,8 +79,12 @@ class HealthGraphs(Vertical, can_focus=True):
         self.acceptable_ms = acceptable_ms
         self.window = window
         self.samples: tuple[Sample, ...] = ()
+        self.marks: tuple[tuple[float, str], ...] = ()
+        self.live = False
+        self.now = 0.0
         self._strip: Content | None = None
         self.drawn_for: tuple[object, ...] | None = None  # the sizes the text was fitted to
+        self._marks_given: tuple[tuple[float, str], ...] = ()
 
     def fitted_sizes(self) -> tuple[object, ...]:
         """This widget's size and its graphs': titles and the strip are fitted to them."""
@@ -89,7 +93,7 @@ class HealthGraphs(Vertical, can_focus=True):
     def on_resize(self) -> None:
         """A new size (a breakpoint, a zoom, the terminal) refits titles and the strip."""
         if self.drawn_for is not None and self.drawn_for != self.fitted_sizes():
-            self.plot(self.samples)
+            self.plot(self.samples, self.now, self._marks_given, live=self.live)
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield HealthPlot(id="rt-graph")
@@ -102,13 +106,29 @@ class HealthGraphs(Vertical, can_focus=True):
         self.border_title = "[3] Health"
         self.plot(())
 
-    def plot(self, samples: Sequence[Sample]) -> None:
-        """Redraw all three graphs and the strip from the newest ``window`` samples."""
+    def plot(
+        self,
+        samples: Sequence[Sample],
+        now: float | None = None,
+        marks: Sequence[tuple[float, str]] = (),
+        *,
+        live: bool = False,
+    ) -> None:
+        """Redraw all three graphs and the strip from the newest ``window`` samples. The
+        time axis ends at ``now`` (so a gap before it is the age of the last sample), and a
+        deployment's or rollback's start is a vertical break."""
         self.drawn_for = self.fitted_sizes()
+        self._marks_given = tuple(marks)
         self.samples = tuple(samples)[-self.window :]
+        self.live = live
         data = self.samples
+        if now is None:
+            now = data[-1].ts if data else 0.0
+        self.now = now
         colors = self.app.theme_variables
-        xs = [s.ts - data[-1].ts for s in data] if data else []
+        xs = [s.ts - now for s in data]
+        start = xs[0] if xs else 0.0
+        self.marks = tuple((ts - now, label) for ts, label in marks if ts - now >= start)
         self._plot_rt(xs, data, colors)
         self._plot_simple(
             "#err-graph",
@@ -126,14 +146,21 @@ class HealthGraphs(Vertical, can_focus=True):
             colors.get("graph-rps"),
             lambda v: f"{v:.0f} req/s",
         )
+        self.tick(now)
+
+    def tick(self, now: float) -> None:
+        """The clock moved: the age of the last sample (strip and subtitle), nothing else."""
+        self.now = now
+        data = self.samples
         strip = self.strip(data)
         if not fmt.same(self._strip, strip):
             self._strip = strip
             self.query_one("#health-strip", Static).update(strip)
         last = data[-1] if data else None
+        source = "live" if self.live else "monitor"
         fmt.titles(
             self,
-            subtitle=f"{len(data)} samples · p95 {fmt.ms(last.p95)}"
+            subtitle=f"{source} · {fmt.age(max(0.0, now - last.ts))}"
             if last
             else "waiting for samples",
         )
@@ -163,9 +190,19 @@ class HealthGraphs(Vertical, can_focus=True):
                     marker="braille",
                 )
         x0 = xs[0] if xs else -60.0
-        x1 = xs[-1] if xs else 0.0
-        if x0 == x1:
+        x1 = 0.0  # now: the gap after the last point is its age
+        if x0 >= x1:
             x0 = x1 - 1
+        for x, label in self.marks:  # a visible break where a deployment/rollback began
+            plt.vline(x, color=plot_color(colors.get("graph-acceptable")))
+            plt.text(
+                label[:14],
+                x=x,
+                y=top * 0.97,
+                color=plot_color(colors.get("graph-acceptable")),
+                background=self._canvas(colors),
+                alignment="left",
+            )
         for value, label, var in (
             (self.target_ms, "target", "graph-target"),
             (self.acceptable_ms, "acceptable", "graph-acceptable"),
@@ -181,7 +218,7 @@ class HealthGraphs(Vertical, can_focus=True):
             )
         plt.xlim(x0, x1)
         plt.ylim(0, top)
-        plt.xlabel("seconds")
+        plt.xlabel("seconds before now")
         graph.refresh()
 
     def _canvas(self, colors: dict[str, str]) -> str | tuple[int, int, int]:
@@ -229,14 +266,15 @@ class HealthGraphs(Vertical, can_focus=True):
             style = "bold $error"
         elif p95 > self.target_ms:
             style = "$warning"
-        width = max(8, self.size.width - 40) if self.size.width else 20
-        return Content.assemble(
+        age = fmt.age(max(0.0, self.now - last.ts)) if self.now else ""
+        head = Content.assemble(
             ("p95 ", "$foreground-muted"),
             (fmt.ms(last.p95), style),
-            " ",
-            (sparkline([s.p95 for s in data], width), style),
             ("  err ", "$foreground-muted"),
             fmt.percent(last.error_rate),
             "  ",
             fmt.rate(last.rps),
+            ("  " + age + " ", "$foreground-muted"),
         )
+        width = max(0, self.size.width - 2 - head.cell_length) if self.size.width else 20
+        return Content.assemble(head, (sparkline([s.p95 for s in data], width), style))

@@ -39,9 +39,19 @@ class DeployHeader(Static):
     }
     """
 
-    def __init__(self, *, watch: bool = False, source: str = "", **kwargs: object) -> None:
+    def __init__(
+        self,
+        *,
+        watch: bool = False,
+        source: str = "",
+        p95_limit_ms: float = 200.0,
+        error_rate_limit: float = 0.01,
+        **kwargs: object,
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.watch_mode = watch
+        self.p95_limit_ms = p95_limit_ms  # a newer sample above either is shown as a breach
+        self.error_rate_limit = error_rate_limit
         self.source = source  # where a watcher's events come from: "journal" or "redis"
         self._shown: Content | None = None
 
@@ -66,12 +76,21 @@ class DeployHeader(Static):
             top += ["  "]
             if dep.dry_run:
                 top += [(" DRY RUN ", "bold reverse"), " "]
-            if dep.revision:
-                top += [("rev ", "$foreground-muted"), dep.revision[:12], "  "]
+            if state.rollback is not None:
+                # the deployment's release is withdrawn: name what the hosts serve now
+                live = state.live_release or "unknown"
+                top += [("live ", "$foreground-muted"), (live, "bold"), "  "]
+                if dep.release:
+                    top += [("withdrawn ", "$foreground-muted"), dep.release, "  "]
+                if dep.revision:
+                    top += [("rev ", "$foreground-muted"), dep.revision[:12], "  "]
+            else:
+                if dep.revision:
+                    top += [("rev ", "$foreground-muted"), dep.revision[:12], "  "]
+                if dep.release:
+                    top += [("release ", "$foreground-muted"), dep.release, "  "]
             if dep.operator:
                 top += [("by ", "$foreground-muted"), dep.operator, "  "]
-            if dep.release:
-                top += [("release ", "$foreground-muted"), dep.release, "  "]
         else:
             top += [("no deployment yet", "$foreground-muted"), "  "]
         bottom: list[tuple[str, str] | str] = [" "]
@@ -81,20 +100,37 @@ class DeployHeader(Static):
             bottom += [("phase ", "$foreground-muted"), f"{phase.number}/{total} {phase.title}  "]
         elif dep is not None and dep.target:
             bottom += [("target ", "$foreground-muted"), dep.target, "  "]
-        bottom += _counts(state)
+        breach = self._breach(state, now)
+        bottom += breach + _counts(state, quiet=not breach)
         if state.emergency:
             bottom += [(" KILL SWITCH ON ", "bold $background on $error"), "  "]
         if state.rollback is not None:
             rb = state.rollback
             bottom += [("rollback ", "bold $error"), (rb.trigger or "manual", ""), ": "]
             bottom += [(rb.reason or "-", "italic"), "  "]
-        bottom += _hosts(state)
         if state.lock:
             bottom += [("lock ", "$foreground-muted"), state.lock, "  "]
         return Content.assemble(*top, "\n", *bottom)
 
+    def _breach(self, state: RoomState, now: float) -> list[tuple[str, str] | str]:
+        """The newest sample over a limit, as it happens (before any rule has fired)."""
+        last = state.last_sample
+        if last is None:
+            return []
+        parts: list[tuple[str, str] | str] = []
+        if last.p95 is not None and last.p95 > self.p95_limit_ms:
+            text = f"p95 {fmt.ms(last.p95)} > {fmt.ms(self.p95_limit_ms)}"
+            parts += [(f"▲ {text}", "bold $warning"), "  "]
+        if last.error_rate is not None and last.error_rate > self.error_rate_limit:
+            text = f"err {fmt.percent(last.error_rate)} > {fmt.percent(self.error_rate_limit)}"
+            parts += [(f"▲ {text}", "bold $error"), "  "]
+        age = now - last.ts
+        if parts and age > 30:
+            parts += [(f"({fmt.age(age)})", "$foreground-muted"), "  "]
+        return parts
 
-def _counts(state: RoomState) -> list[tuple[str, str] | str]:
+
+def _counts(state: RoomState, *, quiet: bool = True) -> list[tuple[str, str] | str]:
     parts: list[tuple[str, str] | str] = []
     for count, label, style in (
         (state.criticals, "CRIT", "bold $error"),
@@ -103,20 +139,6 @@ def _counts(state: RoomState) -> list[tuple[str, str] | str]:
     ):
         if count:
             parts += [(f"{count} {label}", style), "  "]
-    if not parts:
+    if not parts and quiet:
         parts = [("no incidents", "$foreground-muted"), "  "]
     return parts
-
-
-def _hosts(state: RoomState) -> list[tuple[str, str] | str]:
-    """``web-1 live · web-2 switching``; counts by state past four hosts."""
-    if not state.hosts:
-        return []
-    if len(state.hosts) <= 4:
-        text = " · ".join(f"{h.name} {h.state}" for h in state.hosts)
-    else:
-        counts: dict[str, int] = {}
-        for host in state.hosts:
-            counts[host.state] = counts.get(host.state, 0) + 1
-        text = ", ".join(f"{n} {s}" for s, n in counts.items())
-    return [("hosts ", "$foreground-muted"), text, "  "]

@@ -10,15 +10,18 @@ is at the bottom, so scrolling up to read is never yanked away.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import ClassVar
 
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
+from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -40,9 +43,23 @@ def clean(text: str) -> str:
 
 
 class IncidentLog(ScrollView, can_focus=True):
-    """A bounded, filterable log of :class:`LogLine` records."""
+    """A bounded, filterable log of :class:`LogLine` records, cut at the edge or wrapped;
+    up/down move a cursor, Enter asks for the line's detail (:class:`IncidentLog.Detail`)."""
 
     ALLOW_MAXIMIZE = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor(-1)", "Up", show=False, id="portal-ops.log-up"),
+        Binding("down", "cursor(1)", "Down", show=False, id="portal-ops.log-down"),
+        Binding("enter", "detail", "Detail", show=False, id="portal-ops.log-detail"),
+    ]
+
+    class Detail(Message):
+        """The person asked to read ``line`` whole (Enter on it)."""
+
+        def __init__(self, line: LogLine) -> None:
+            super().__init__()
+            self.line = line
+
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "incident-log--time",
         "incident-log--source",
@@ -55,6 +72,7 @@ class IncidentLog(ScrollView, can_focus=True):
         "incident-log--text-debug",
         "incident-log--text-error",
         "incident-log--text-critical",
+        "incident-log--cursor",
     }
 
     def __init__(self, *, max_lines: int = DEFAULT_MAX_LINES, **kwargs: object) -> None:
@@ -67,7 +85,10 @@ class IncidentLog(ScrollView, can_focus=True):
         self.filter_text = ""
         self.min_severity = "debug"
         self.following = True  # at the bottom: new lines scroll into view
-        self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(512)
+        self.wrap = False  # long lines continue on the next rows instead of being cut
+        self.cursor: int | None = None  # index in the view; None: the newest line
+        self._ends: list[int] = []  # wrapped: cumulative row count after each view line
+        self._cache: LRUCache[tuple[int, int, bool], Strip] = LRUCache(512)
 
     # -- content ----------------------------------------------------------------------
 
@@ -107,7 +128,7 @@ class IncidentLog(ScrollView, can_focus=True):
         if not added:
             return
         self._prune()
-        self.virtual_size = Size(self._width, len(self._view))
+        self._resize_virtual()
         if at_end:
             self._to_end()  # scrolled now: one repaint, not two
         self.refresh()
@@ -134,12 +155,87 @@ class IncidentLog(ScrollView, can_focus=True):
         else:
             self._view = self._lines
         self._cache.clear()
-        self.virtual_size = Size(self._width, len(self._view))
+        self.cursor = None
+        self._resize_virtual()
         self.follow()
         self.refresh()
 
+    # -- wrapping and the cursor --------------------------------------------------------
+
+    def _text_width(self) -> int:
+        return max(10, self.scrollable_content_region.width or self.size.width or 80)
+
+    def _resize_virtual(self) -> None:
+        if not self.wrap:
+            self._ends = []
+            self.virtual_size = Size(self._width, len(self._view))
+            return
+        width = self._text_width()
+        self._ends = list(
+            accumulate(max(1, -(-self._cell_width(line) // width)) for _, line in self._view)
+        )
+        self.virtual_size = Size(width, self._ends[-1] if self._ends else 0)
+
+    def set_wrap(self, wrap: bool) -> None:
+        self.wrap = wrap
+        self._cache.clear()
+        self.scroll_x = 0
+        self._resize_virtual()
+        if self.following:
+            self._to_end()
+        self.refresh()
+
+    def _row_of(self, index: int) -> int:
+        """The first row of view line ``index``."""
+        if not self.wrap:
+            return index
+        return self._ends[index - 1] if index > 0 and self._ends else 0
+
+    def _line_at(self, row: int) -> tuple[int, int]:
+        """(view index, row within that line) of a virtual row."""
+        if not self.wrap:
+            return row, 0
+        index = bisect_right(self._ends, row)
+        return index, row - self._row_of(index)
+
+    @property
+    def current(self) -> LogLine | None:
+        """The line under the cursor (the newest one when no cursor was moved)."""
+        if not self._view:
+            return None
+        index = len(self._view) - 1 if self.cursor is None else self.cursor
+        return self._view[min(index, len(self._view) - 1)][1]
+
+    def action_cursor(self, step: int) -> None:
+        if not self._view:
+            return
+        last = len(self._view) - 1
+        index = last if self.cursor is None else self.cursor
+        if self.cursor is None and step < 0:  # the first press shows the cursor on the newest
+            step += 1
+        index = max(0, min(last, index + step))
+        self.cursor = index
+        top = self._row_of(index)
+        bottom = self._row_of(index + 1) - 1 if self.wrap and index < last else top
+        if top < self.scroll_y:
+            self.scroll_to(y=top, animate=False)
+        elif bottom >= self.scroll_y + self.scrollable_content_region.height:
+            self.scroll_to(y=bottom - self.scrollable_content_region.height + 1, animate=False)
+        self.following = index == last and self.scroll_y >= self.max_scroll_y - 1
+        self._cache.clear()
+        self.refresh()
+
+    def action_detail(self) -> None:
+        line = self.current
+        if line is not None:
+            self.post_message(self.Detail(line))
+
     def follow(self) -> None:
         self.following = True
+        if self.cursor is not None:
+            self.cursor = None
+            self._cache.clear()
+            self.refresh()
         self._to_end()
 
     def _to_end(self) -> None:
@@ -184,23 +280,42 @@ class IncidentLog(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self._cache.clear()
+        if self.wrap:
+            self._resize_virtual()
         if self.following:
             self.call_after_refresh(self._to_end)
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
-        index = scroll_y + y
+        row = scroll_y + y
         width = self.scrollable_content_region.width
         base = self.rich_style
+        if not self._view and y == 0 and self._lines:
+            return self._nothing_matches(width, base)
+        index, part = self._line_at(row)
         if index >= len(self._view):
             return Strip.blank(width, base)
         number, line = self._view[index]
-        key = (number, scroll_x)
+        if index == self.cursor and self.has_focus:
+            base = base + self.get_component_rich_style("incident-log--cursor", partial=True)
+        start = part * self._text_width() if self.wrap else scroll_x
+        key = (number, start, index == self.cursor)
         strip = self._cache.get(key)
         if strip is None:
-            strip = self._render(line, base).crop_extend(scroll_x, scroll_x + width, base)
+            strip = self._render(line, base).crop_extend(start, start + width, base)
             self._cache[key] = strip
-        return strip.apply_offsets(scroll_x, index)
+        return strip.apply_offsets(start, row)
+
+    def _nothing_matches(self, width: int, base: Style) -> Strip:
+        """An empty result says so, and why, rather than showing a blank pane."""
+        why = []
+        if self.filter_text:
+            why.append(f'containing "{self.filter_text}"')
+        if self.min_severity != "debug":
+            why.append(f"at {SEVERITY_LABEL.get(self.min_severity, self.min_severity)} or above")
+        text = f"0 lines match ({' and '.join(why)}) of {self.total} · escape clears the filter"
+        muted = self._style("incident-log--time", base)
+        return Strip([Segment(text, muted)]).crop_extend(0, width, base)
 
     def _style(self, component: str, base: Style) -> Style:
         return base + self.get_component_rich_style(component, partial=True)

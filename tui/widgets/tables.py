@@ -16,6 +16,7 @@ from textual.widgets import DataTable
 from ..state import FlagView, HostView
 from . import _format as fmt
 
+HOST_STALE_SECONDS = 60.0  # a host figure older than this is shown as "stale", not as current
 _BAD_STATES = {"failed", "unhealthy", "error", "down"}
 _GOOD_STATES = {"healthy", "live", "switched", "ok", "up", "ready", "done", "rolled_back"}
 
@@ -108,11 +109,13 @@ class HostTable(_Table):
         "hosts--muted",
     }
 
-    def show(self, hosts: Sequence[HostView]) -> None:
-        fmt.titles(self, "[2] Hosts", f"{len(hosts)}")
-        self.set_rows([(h.name, self._cells(h)) for h in hosts])
+    def show(self, hosts: Sequence[HostView], now: float = 0.0) -> None:
+        sampled = [h.sampled_at for h in hosts if h.sampled_at is not None]
+        age = f" · sampled {fmt.age(max(0.0, now - max(sampled)))}" if sampled and now else ""
+        fmt.titles(self, "[2] Hosts", f"{len(hosts)}{age}")
+        self.set_rows([(h.name, self._cells(h, now)) for h in hosts])
 
-    def _cells(self, host: HostView) -> tuple[Text, ...]:
+    def _cells(self, host: HostView, now: float = 0.0) -> tuple[Text, ...]:
         state = host.state
         if state in _BAD_STATES:
             comp = "hosts--bad"
@@ -123,12 +126,15 @@ class HostTable(_Table):
         else:
             comp = "hosts--busy"
         step = host.step + (" ✗" if host.step_failed else "")
+        stale = host.sampled_at is not None and now and now - host.sampled_at > HOST_STALE_SECONDS
+        p95 = "stale" if stale else fmt.ms(host.p95)
+        err = "stale" if stale else fmt.percent(host.error_rate)
         return (
             Text(host.name),
             Text(state, style=self.style_for(comp)),
             Text(host.release or "-"),
-            Text(fmt.ms(host.p95), justify="right"),
-            Text(fmt.percent(host.error_rate), justify="right"),
+            Text(p95, justify="right"),
+            Text(err, justify="right"),
             Text(step or "-", style=self.style_for("hosts--bad") if host.step_failed else ""),
         )
 

@@ -21,11 +21,13 @@ GLYPHS: dict[str, tuple[str, str]] = {
 
 
 def checks_text(checks: Checks | None, compact: bool = False) -> list[tuple[str, str] | str]:
-    """``14 ok 1 warn 97 GO`` (``14/15 ok GO`` when compact): counts in words."""
+    """``14 ok 1 warn 97 GO`` (``14/15 ok 1w GO`` when compact): counts in words."""
     if checks is None or (checks.total == 0 and checks.score is None):
         return []
     if compact:
         parts: list[tuple[str, str] | str] = [(f"{checks.passed}/{checks.total} ok", "$success")]
+        if checks.warned:  # a warning is never hidden by the short form
+            parts += [" ", (f"{checks.warned}w", "$warning")]
         if checks.failed:
             parts += [" ", (f"{checks.failed} fail", "bold $error")]
     else:

@@ -1,0 +1,122 @@
+"""The real demo in a real terminal: tmux at 80x24, keys sent as a person types them, the
+screen read back with capture-pane. Bounded: every wait has a deadline, the whole test a
+timeout, and the tmux session (with the demo in it) is killed whatever happens.
+
+Checks issue 16's "done when": idle health shows samples younger than a few seconds; `d`
+shows the plan with its keys; after `R` the screen names the live release of every host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTS = ("host-1", "host-2", "host-3")
+
+
+class Terminal:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def screen(self) -> str:
+        out = subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True
+        )
+        return out.stdout
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        args = ["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys]
+        subprocess.run(args, check=True)
+
+    def wait(self, what: str, test: Callable[[str], bool], timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            if test(text):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; the screen:\n{text}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    name = f"portal-ops-test-{uuid.uuid4().hex[:8]}"
+    env = {
+        "PORTAL_OPS_STATE_DIR": str(tmp_path / "state"),
+        "PORTAL_OPS_OPERATOR": "tester",
+        "TERM": "xterm-256color",
+    }
+    command = " ".join(f"{k}={v}" for k, v in env.items())
+    command += f" {sys.executable} -m tui.cli demo"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24", "-c", str(ROOT),
+         command],
+        check=True,
+        env={**os.environ, "TMUX": ""},
+    )  # fmt: skip
+    subprocess.run(["tmux", "set-option", "-t", name, "escape-time", "10"], check=False)
+    try:
+        yield Terminal(name)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], check=False)
+
+
+def _age(text: str) -> int | None:
+    found = re.search(r"live · (\d+)s ago", text)
+    return int(found.group(1)) if found else None
+
+
+def _serving_every_host(text: str) -> bool:
+    line = next((ln for ln in text.splitlines() if "serving " in ln), "")
+    return all(h in line for h in HOSTS) and bool(re.search(r"serving \S+: ", line))
+
+
+def test_the_demo_at_80x24_in_tmux(terminal: Terminal) -> None:
+    idle = terminal.wait(
+        "the room with live health", lambda t: _age(t) is not None and "serving" in t, 120
+    )
+    age = _age(idle)
+    assert age is not None and age < 5, idle  # samples younger than a few seconds, idle
+    assert _serving_every_host(idle), idle
+    assert "WARN" not in idle.splitlines()[1], idle  # version 1 is no emergency deploy
+
+    terminal.keys("d")
+    plan = terminal.wait("the plan dialog", lambda t: "y deploys" in t and "Deploy" in t, 60)
+    assert "Cancel" in plan and "Deploy?" in plan
+    terminal.keys("y")
+    terminal.wait("version 2 deployed", lambda t: "SUCCEEDED" in t or "ROLLED BACK" in t, 120)
+    terminal.keys("R")
+    dialog = terminal.wait("the rollback dialog", lambda t: "Type the deployment id" in t, 20)
+    dep = re.search(r"Type the deployment id \((\S+)\) to confirm", dialog)
+    assert dep is not None, dialog
+    terminal.keys(dep.group(1), literal=True)
+    terminal.keys("Enter")  # the dialog then says only the reason is missing
+    terminal.wait("the id accepted", lambda t: "missing: a reason" in t, 20)
+    terminal.keys("tmux test", literal=True)
+    terminal.keys("Enter")
+    done = terminal.wait(
+        "the rollback done",
+        lambda t: ("ROLLED BACK" in t or "ROLLBACK" in t) and "live " in t and "ROLLING" not in t,
+        90,
+    )
+    assert _serving_every_host(done), done
+    top = done.splitlines()[0]
+    assert re.search(r"live \S+", top), top
+    terminal.keys("q")
