@@ -71,6 +71,9 @@ class SSHConfig(Strict):
     keepalive_interval: float = Field(15.0, ge=0)
     command_timeout: float = Field(300.0, gt=0)
     max_reconnects: int = Field(3, ge=0)
+    # per-step limits over command_timeout, e.g. { migrate = 1800 }: a step past its limit
+    # is killed on the host (its whole process group), not left running
+    step_timeouts: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
 
 
 class HostConfig(Strict):

@@ -39,7 +39,9 @@ def rollback_callback(
             raise RollbackUnavailable(f"auto-rollback unavailable: {exc}") from None
         function = getattr(module, "rollback", None)
         if function is None:
-            raise RollbackUnavailable("auto-rollback unavailable: no backend.engine.rollback.rollback")
+            raise RollbackUnavailable(
+                "auto-rollback unavailable: no backend.engine.rollback.rollback"
+            )
         return await function(config, deployment_id, info.reason, trigger=info.to_dict())
 
     return on_trigger

@@ -113,7 +113,15 @@ def deploy(
 @click.argument("reason", required=False, default="")
 @click.option("--dry-run", is_flag=True, help="Print the rollback plan; change nothing.")
 @click.option(
-    "--force", is_flag=True, help="Roll back even if the deployment's process looks alive."
+    "--force",
+    is_flag=True,
+    help="Roll back a deployment older than the newest live one (the ones in between are"
+    " listed first), or one whose process looks alive.",
+)
+@click.option(
+    "--restore-dump",
+    is_flag=True,
+    help="Restore the verified database dump of phase 2 (loses every write since then).",
 )
 @json_option
 def rollback(
@@ -122,12 +130,15 @@ def rollback(
     reason: str,
     dry_run: bool,
     force: bool,
+    restore_dump: bool,
     as_json: bool,
 ) -> None:
-    """Roll back DEPLOYMENT_ID (default: the latest) to the release live before it.
+    """Roll back DEPLOYMENT_ID (default: the newest deployment the hosts record) to the
+    release live before it. Works from any machine with the config: the hosts hold the
+    deployment's record.
 
     \b
-    portal-ops rollback bp-20250801-0200 "Critical issue detected"
+    portal-ops rollback bp-20250801-020000-3fa9 "Critical issue detected"
     """
     engine = _engine(config_path, quiet=as_json)
     from backend.engine.rollback import rollback_deployment
@@ -142,6 +153,7 @@ def rollback(
                 trigger={"kind": "manual", "operator": str(engine.operator)},
                 dry_run=dry_run,
                 force=force,
+                restore_dump=restore_dump,
             ),
         )
     except RollbackError as exc:

@@ -13,6 +13,45 @@ from backend.journal import Journal
 from .common import config_option, fail, json_option, load_or_exit, open_journal, print_json
 
 
+def _rows_from_hosts(config: Any, limit: int) -> list[dict[str, Any]]:
+    """The deployments every host records (.portal-ops/deployments), merged, newest first."""
+    import asyncio
+
+    from backend.engine.hoststate import merge
+    from backend.engine.rollback import survey
+    from backend.transport import make_host
+
+    async def read() -> list[dict[str, Any]]:
+        hosts = {h.name: make_host(config, h) for h in config.hosts}
+        try:
+            views = merge(await survey(config, hosts))
+        finally:
+            await asyncio.gather(*(h.close() for h in hosts.values()), return_exceptions=True)
+        ordered = sorted(views.values(), key=lambda v: v.started_at, reverse=True)[:limit]
+        return [
+            {
+                "id": v.deployment_id,
+                "started_at": v.started_at,
+                "finished_at": v.updated_at if not v.unfinished else None,
+                "outcome": v.status,
+                "status": v.status,
+                "release": v.release,
+                "revision": v.revision,
+                "operator": {"user": v.operator, "via": v.machine},
+                "live_on": v.live_on,
+                "phase": v.phase,
+                "from_hosts": True,
+            }
+            for v in ordered
+        ]
+
+    try:
+        return asyncio.run(read())
+    except Exception as exc:  # hosts unreachable: say so, show what the journal has
+        click.echo(f"portal-ops: could not read the hosts: {exc}", err=True)
+        return []
+
+
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
@@ -26,12 +65,21 @@ def _operator(row: dict[str, Any]) -> str:
 @config_option
 @click.option("-n", "--limit", default=20, show_default=True, help="How many deployments.")
 @click.option("--all-targets", is_flag=True, help="Include other portals sharing this state dir.")
+@click.option(
+    "--from-hosts",
+    is_flag=True,
+    help="Read the deployments the hosts record (any machine's), not this machine's journal.",
+)
 @json_option
-def history(config_path: str | None, limit: int, all_targets: bool, as_json: bool) -> None:
+def history(
+    config_path: str | None, limit: int, all_targets: bool, from_hosts: bool, as_json: bool
+) -> None:
     """List past deployments, newest first."""
     config = load_or_exit(config_path)
     journal = open_journal(config)
     rows = journal.list_deployments(limit=limit, target=None if all_targets else config.portal.name)
+    if from_hosts or not rows:
+        rows = _rows_from_hosts(config, limit) or rows
     if as_json:
         print_json(rows)
         return
