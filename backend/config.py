@@ -104,6 +104,8 @@ class PortalConfig(Strict):
     shared_dirs: list[str] = Field(default_factory=list)
     shared_files: list[str] = Field(default_factory=list)
     asset_dirs: list[str] = Field(default_factory=list)  # backed up in phase 2
+    # left out of the phase 2 code archive (rebuilt by install, large)
+    backup_exclude: list[str] = Field(default_factory=lambda: [".venv", "node_modules"])
     health_url: str | None = None  # per host; "{address}" and "{name}" are filled in
     version_url: str | None = None
     public_url: str | None = None

@@ -385,6 +385,15 @@ class Deployment(Run):
         )
         rb = await rollback.execute()
         self.rollback_summary = rb.to_dict()
+        first = [n for n in self.switched if not self.previous.get(n)]
+        if first and rb.outcome == "succeeded":
+            # a first deployment has nothing to go back to: say so, never "rolled back"
+            self.incident(
+                Severity.CRITICAL,
+                f"first deployment failed after the switch: release {self.release_id} stays"
+                f" live on {', '.join(first)} (there is no earlier release to go back to)",
+            )
+            return "failed"
         if rb.outcome == "succeeded":
             for name in self.active:
                 self.host_state.setdefault(name, {}).update(
@@ -597,22 +606,28 @@ class Deployment(Run):
                 return
             layout = self.layout(name)
             bdir = layout.backup_dir(self.deployment_id)
-            parts = [f"mkdir -p {q(bdir)}", f"cd {q(bdir)}"]
-            parts.append(f"tar -C {q(layout.releases)} -czf code.tar.gz {q(current)}")
+            # each archive built and verified on its own: any failure fails the phase
+            excludes = " ".join("--exclude=" + q(x) for x in self.config.portal.backup_exclude)
+            parts = [
+                f"mkdir -p {q(bdir)}",
+                f"cd {q(bdir)}",
+                "rm -f code.tar.gz assets.tar.gz SHA256SUMS",
+                f"tar -C {q(layout.releases)} {excludes} -czf code.tar.gz {q(current)}",
+                "gzip -t code.tar.gz",
+            ]
             assets = [d for d in self.config.portal.asset_dirs]
             if assets:
                 base = layout.release(current)
                 present = " ".join(q(a) for a in assets)
-                parts.append(
-                    f"tar -C {q(base)} -czf assets.tar.gz --ignore-failed-read {present} 2>/dev/null || tar -C {q(base)} -czf assets.tar.gz --files-from /dev/null"
-                )
+                parts.append(f"tar -C {q(base)} --ignore-failed-read -czf assets.tar.gz {present}")
+                parts.append("gzip -t assets.tar.gz")
             parts.append(
                 "sha256sum *.tar.gz > SHA256SUMS && sha256sum -c --quiet SHA256SUMS && cat SHA256SUMS"
             )
             result = await self.sh(
                 name,
                 "backup-code",
-                " && ".join(parts[:2]) + " && " + " && ".join(parts[2:]),
+                " && ".join(parts),
                 retry_safe=True,  # rewrites the same files: safe to repeat after a lost link
             )
             if not result.ok:
@@ -896,7 +911,13 @@ class Deployment(Run):
             )
             doomed = prune_candidates(state, self.config.portal.keep_releases, protect)
             if doomed:
-                await self.sh(name, "prune", layout.remove_releases(doomed))
+                # a release's backups go with it (backups are named by deployment id,
+                # which is the release id)
+                await self.sh(
+                    name,
+                    "prune",
+                    f"{layout.remove_releases(doomed)}; {layout.remove_backups(doomed)}",
+                )
             pruned[name] = doomed
 
         errors = await self.on_hosts(self.active, finalize)

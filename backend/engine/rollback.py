@@ -890,18 +890,26 @@ async def survey(config: Any, hosts: dict[str, Host]) -> dict[str, HostState]:
     """Connect and probe every host at once; the reachable ones' state."""
     from .layout import Layout
 
-    await connect_all(list(hosts.values()))
+    failures = await connect_all(list(hosts.values()))
+    problems.clear()
+    problems.update({n: str(e) for n, e in failures.items()})
 
     async def one(name: str) -> tuple[str, HostState | None]:
+        if name in failures:
+            return name, None
         layout = Layout(config.deploy_path(config.host(name)))
         try:
             result = await hosts[name].run(layout.probe(), timeout=30, retry_safe=True)
-        except TransportError:
+        except TransportError as exc:
+            problems[name] = str(exc)
             return name, None
         return name, parse_probe(result.stdout)
 
     found = await asyncio.gather(*(one(n) for n in hosts))
     return {name: state for name, state in found if state is not None}
+
+
+problems: dict[str, str] = {}  # hosts the last survey could not read, and why
 
 
 def pick_deployment(
@@ -930,9 +938,11 @@ def pick_deployment(
         known = sorted(views, reverse=True)[:5] or [
             r["id"] for r in journal.list_deployments(limit=5)
         ]
+        unread = "; ".join(f"{n}: {why}" for n, why in problems.items())
         raise RollbackError(
             f"unknown deployment id {deployment_id!r}: neither the hosts nor the journal know"
             f" it (recent: {', '.join(known) or 'none'}). See `portal-ops history`."
+            + (f" Hosts not read: {unread}" if unread else "")
         )
     return deployment_id, row, view
 

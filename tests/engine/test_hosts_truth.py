@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -289,7 +290,7 @@ async def test_a_rollback_switch_failing_on_one_host_goes_on_and_keeps_the_datab
         if e.kind == Kind.INCIDENT
     ]
     assert any(f"portal-ops rollback {deployed.deployment_id}" in m for m in messages)
-    blocker.rmdir()
+    shutil.rmtree(blocker)
     again = await engine_for(cfg).rollback(deployed.deployment_id, "fixed host-2")
     assert again.outcome == "succeeded", again.to_dict()
     for host in ("host-1", "host-2", "host-3"):
@@ -314,3 +315,42 @@ async def test_the_revision_is_resolved_once_even_if_the_branch_moves(sshd, tmp_
     assert result.revision == first_sha
     for host in ("host-1", "host-2"):
         assert (tmp_path / host / "current" / "REVISION").read_text().strip() == first_sha
+
+
+async def test_first_deployment_with_maintenance_failing_after_the_switch_says_it_is_live(
+    sshd, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path)
+    base = ssh_config(sshd, tmp_path, repo)
+    cfg = ssh_config(
+        sshd, tmp_path, repo, portal={**base["portal"], "maintenance_during_migrations": True}
+    )
+    cfg["commands"]["maintenance_on"] = "touch MAINTENANCE"  # no `current` yet: in the release
+    cfg["commands"]["maintenance_off"] = "rm -f MAINTENANCE"
+    cfg["commands"]["reload"] = "false"  # fails right after the canary's switch
+    engine = engine_for(cfg)
+    result = await engine.deploy(revision="v1")
+    assert result.outcome == "failed", result.error  # not "rolled_back": nothing to go to
+    assert current(tmp_path, "host-1") == result.release
+    messages = [
+        e.data["message"]
+        for e in engine.journal.events(result.deployment_id)
+        if e.kind == Kind.INCIDENT
+    ]
+    assert any("stays live" in m and "host-1" in m for m in messages)
+
+
+async def test_backups_leave_out_backup_exclude(sshd, tmp_path: Path) -> None:
+    import tarfile
+
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo, hosts=1)
+    cfg["commands"]["install"] = "mkdir -p .venv/lib && echo big > .venv/lib/x"
+    await deploy_v1(cfg)
+    result = await engine_for(cfg).deploy(revision="v2")
+    assert result.ok, result.error
+    backup = tmp_path / "host-1" / ".portal-ops" / "backups" / result.deployment_id
+    with tarfile.open(backup / "code.tar.gz") as archive:
+        names = archive.getnames()
+    assert any(n.endswith("/VERSION") for n in names)
+    assert not any("/.venv" in n for n in names)
