@@ -386,7 +386,7 @@ class Deployment(Run):
         rb = await rollback.execute()
         self.rollback_summary = rb.to_dict()
         first = [n for n in self.switched if not self.previous.get(n)]
-        if first and rb.outcome == "succeeded":
+        if first:
             # a first deployment has nothing to go back to: say so, never "rolled back"
             self.incident(
                 Severity.CRITICAL,

@@ -109,8 +109,25 @@ def show(config_path: str | None, deployment_id: str, with_events: bool, as_json
     journal = open_journal(config)
     row = journal.get_deployment(deployment_id)
     if row is None:
+        # another machine's deployment: what its hosts recorded
+        found = [r for r in _rows_from_hosts(config, 1000) if r["id"] == deployment_id]
+        if found:
+            view = found[0]
+            if as_json:
+                print_json(view)
+                return
+            click.echo(f"Deployment {view['id']}  (from the hosts' records)")
+            click.echo(f"  status    {view['status']} (phase {view['phase'] or '-'})")
+            click.echo(f"  release   {view['release']}  revision {view['revision']}")
+            click.echo(f"  operator  {_operator(view)}")
+            click.echo(f"  started   {_when(view['started_at'])}")
+            click.echo(f"  live on   {', '.join(view['live_on']) or 'no host'}")
+            return
         recent = ", ".join(r["id"] for r in journal.list_deployments(limit=5)) or "none"
-        fail(f"unknown deployment id {deployment_id!r} (recent: {recent})")
+        fail(
+            f"unknown deployment id {deployment_id!r} (recent: {recent});"
+            " see `portal-ops history --from-hosts`"
+        )
     events = journal.events(deployment_id)
     phases = [
         {
