@@ -121,7 +121,7 @@ async def run_scenario(
     started = time.monotonic()
     cfg = copy_template(template, root, template_cfg)
     db_v1 = (root / "db.txt").read_text()
-    marker = f"mark-{root.name}"
+    marker = f"mark-{root.parent.name}"
     slow_cfg = json.loads(json.dumps(cfg))
     if s.slow == "migrate":
         slow_cfg["commands"]["migrate"] += f" && sh -c 'sleep 20' {marker}"
@@ -157,7 +157,13 @@ async def run_scenario(
     try:
         await wait_until(lambda: not processes_with(marker), 15, "leftovers")
     except AssertionError:
-        return Verdict(s, False, "a command of the killed run still runs", 0.0)
+        left = []
+        for pid in processes_with(marker):
+            try:
+                left.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:300])
+            except OSError:
+                pass
+        return Verdict(s, False, f"a command of the killed run still runs: {left}", 0.0)
     expect_release, expect_db = old, db_v1
     outcome = ""
     if s.recovery == "rollback-elsewhere":
