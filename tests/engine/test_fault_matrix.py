@@ -21,8 +21,8 @@ def template(sshd: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
 
 # Known, intermittent: SIGKILLed while a step of phase 4 or 6 runs on two hosts, the
 # host's wrapper sometimes never sees its session's stdin close, so the step runs on until
-# it ends by itself (seen 3 times in 14 runs of these cases; phase 5 and the rollback's
-# steps never). Recovery still converges; the leftover is the open problem.
+# it ends by itself (seen in 3 of 6 such runs; phase 5 and the rollback's steps never).
+# The verdict names the leftover processes; finding who keeps that stdin open is open.
 INTERMITTENT = pytest.mark.xfail(
     reason="leftover step after SIGKILL inside phase 4/6 (wrapper's stdin not closed)",
     strict=False,
