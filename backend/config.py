@@ -160,6 +160,9 @@ class SSHConfig(Strict):
     # logins in flight at once (bastion included); 5 like Ansible's forks, half of
     # OpenSSH's MaxStartups 10 where a server starts refusing unauthenticated connections
     max_connections: int = Field(5, ge=1, le=100)
+    # per-step limits over command_timeout, e.g. { migrate = 1800 }: a step past its limit
+    # is killed on the host (its whole process group), not left running
+    step_timeouts: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
 
 
 class HostConfig(Strict):
@@ -196,6 +199,8 @@ class PortalConfig(Strict):
     shared_dirs: list[str] = Field(default_factory=list)
     shared_files: list[str] = Field(default_factory=list)
     asset_dirs: list[str] = Field(default_factory=list)  # backed up in phase 2
+    # left out of the phase 2 code archive (rebuilt by install, large)
+    backup_exclude: list[str] = Field(default_factory=lambda: [".venv", "node_modules"])
     health_url: str | None = None  # per host; "{address}" and "{name}" are filled in
     version_url: str | None = None
     public_url: str | None = None

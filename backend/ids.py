@@ -1,18 +1,32 @@
-"""Deployment ids in the strategy's form: ``bp-YYYYMMDD-HHMM``, made unique."""
+"""Deployment ids unique across machines: ``bp-YYYYMMDD-HHMMSS-xxxxxx``.
+
+UTC to the second plus a short random suffix, so two machines (a laptop and a CI runner,
+two state dirs) deploying in the same second still get different ids; phase 1 also
+refuses an id that already exists on any host. Ids sort by time.
+"""
 
 from __future__ import annotations
 
+import re
+import secrets
 import time
 from collections.abc import Iterable
 
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
-def new_deployment_id(existing: Iterable[str], now: float | None = None, prefix: str = "bp") -> str:
-    """``bp-20250801-0200``; a second one in the same minute gets ``-2``, then ``-3``..."""
-    base = f"{prefix}-" + time.strftime("%Y%m%d-%H%M", time.localtime(now or time.time()))
+
+def new_deployment_id(
+    existing: Iterable[str] = (), now: float | None = None, prefix: str = "bp"
+) -> str:
+    """``bp-20250801-020000-3fa9c1``; never one of ``existing``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
     taken = set(existing)
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}-{n}" in taken:
-        n += 1
-    return f"{base}-{n}"
+    while True:
+        candidate = f"{prefix}-{stamp}-{secrets.token_hex(3)}"
+        if candidate not in taken:
+            return candidate
+
+
+def valid_id(value: str) -> bool:
+    """Whether ``value`` can name a release folder (no slash, no leading dot or dash)."""
+    return bool(ID_PATTERN.match(value))

@@ -190,6 +190,58 @@ class Journal:
             args.append(limit)
         return [_decode_event(r) for r in self.db.query(sql, args)]
 
+    def last_checkpoint(self, deployment_id: str) -> dict[str, Any]:
+        """The deployment's last checkpoint, read alone (not every event of the run)."""
+        rows = list(
+            self.db.query(
+                "SELECT data FROM events WHERE deployment_id = ? AND kind = ? AND data LIKE ?"
+                " ORDER BY seq DESC LIMIT 1",
+                [deployment_id, str(Kind.HOST_STATE), '%"state": "checkpoint"%'],
+            )
+        )
+        if not rows:
+            return {}
+        return dict(json.loads(rows[0]["data"] or "{}").get("checkpoint") or {})
+
+    def phase_numbers(self, deployment_id: str, statuses: tuple[str, ...]) -> list[int]:
+        """Numbers of the deploy phases that finished with one of ``statuses``."""
+        rows = self.db.query(
+            "SELECT data FROM events WHERE deployment_id = ? AND kind = ? AND run = 'deploy'",
+            [deployment_id, str(Kind.PHASE_FINISHED)],
+        )
+        out = []
+        for r in rows:
+            data = json.loads(r["data"] or "{}")
+            if data.get("status") in statuses:
+                out.append(int(data.get("number") or 0))
+        return out
+
+    def cache_deployment(self, view: dict[str, Any]) -> None:
+        """Remember a deployment another machine made, as its hosts recorded it."""
+        with self.db.conn:
+            self.db["deployments"].upsert(
+                {
+                    "id": view["id"],
+                    "target": view.get("target", ""),
+                    "kind": "deploy",
+                    "revision": view.get("revision", ""),
+                    "release": view.get("release", ""),
+                    "previous_release": "{}",
+                    "operator": json.dumps({"user": view.get("operator", "")}),
+                    "started_at": view.get("started_at") or time.time(),
+                    "status": UNFINISHED
+                    if view.get("status") in ("running", "interrupted", "paused", "rolling_back")
+                    else "finished",
+                    "outcome": view.get("status", ""),
+                    "dry_run": 0,
+                    "options": "{}",
+                    "hosts": json.dumps(view.get("hosts", [])),
+                    "summary": json.dumps({"from_hosts": True, "machine": view.get("machine")}),
+                    "pid": 0,
+                },
+                pk="id",
+            )
+
     def last_seq(self) -> int:
         row = next(self.db.query("SELECT MAX(seq) AS m FROM events"))
         return int(row["m"] or 0)

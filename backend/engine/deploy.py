@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from ..phases import DEPLOY_PHASES
 from ..redact import redact
 from ..shell import in_dir, q
 from ..transport import connect_all
+from .hoststate import record_for, write_record
 from .layout import HostState, parse_probe, prune_candidates
 from .lock import (
     Lease,
@@ -56,7 +58,7 @@ class DeployOptions:
 @dataclass
 class DeploymentResult:
     deployment_id: str
-    outcome: str  # succeeded | failed | rolled_back | partial | paused
+    outcome: str  # succeeded | failed | rolled_back | partial | paused | interrupted
     phases: list[PhaseResult]
     hosts: dict[str, dict[str, Any]]
     release: str
@@ -131,6 +133,9 @@ class Deployment(Run):
         self.started = time.time()
         self.rollback_summary: dict[str, Any] | None = None
         self.resumed_from = resumed_from or {}
+        self.created: list[str] = []  # hosts where this run created the release folder
+        self.baseline: dict[str, Any] | None = None  # migrate_status before migrate ran
+        self.number = 0  # the phase in flight
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -148,9 +153,59 @@ class Deployment(Run):
             "failed_hosts": self.failed_hosts,
             "migrations_applied": self.migrations_applied,
             "pending_before": self.pending_before,
+            "baseline": self.baseline,
             "backups": self.backups,
             "lock_token": self.lock_owner["token"],
+            "created": self.created,
         }
+
+    # -- the hosts' record of this deployment (hoststate) -----------------------------------
+
+    def host_record(self, name: str, status: str) -> dict[str, Any]:
+        phase = DEPLOY_PHASES[self.number - 1][0] if self.number else ""
+        return record_for(
+            deployment_id=self.deployment_id,
+            release=self.release_id,
+            revision=self.resolved_revision or self.revision,
+            status=status,
+            number=self.number,
+            phase=phase,
+            previous=self.previous.get(name),
+            started_at=self.started,
+            operator=str(self.engine.operator),
+            machine=self.engine.operator.host,
+            pid=os.getpid(),
+            lock_token=self.lock_owner["token"],
+            baseline=self.baseline,
+            migrations_applied=self.migrations_applied if self.number > 5 else None,
+            backups=self.backups,
+            options=self.options.to_dict(),
+            created=name in self.created,
+        )
+
+    async def write_host_records(
+        self, status: str = "running", *, strict: bool = True, names: list[str] | None = None
+    ) -> None:
+        """Record the deployment on its hosts before an irreversible step. ``strict``: a host
+        that cannot record it fails the phase (the truth must be written before the change)."""
+        if self.dry_run:
+            return
+        targets = [n for n in (names if names is not None else self.active) if n in self.hosts]
+
+        async def one(name: str) -> None:
+            meta = self.layout(name).meta
+            command = write_record(meta, self.host_record(name, status))
+            result = await self.hosts[name].run(command, timeout=30, retry_safe=True)
+            if not result.ok:
+                raise PhaseFailed(f"{name}: cannot record the deployment: {result.tail()}", [name])
+
+        errors = await self.on_hosts(targets, one)
+        bad = {n: e for n, e in errors.items() if e}
+        if bad and strict:
+            raise PhaseFailed(
+                "cannot record the deployment on the hosts: " + "; ".join(map(str, bad.values())),
+                list(bad),
+            )
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -201,7 +256,8 @@ class Deployment(Run):
             ):
                 if number < start_at:
                     continue
-                result = await self.timed_phase(number, name, title, body)
+                self.number = number
+                result = await self.timed_phase(number, name, title, self.recorded(number, body))
                 self.emit(
                     Kind.HOST_STATE, host=None, state="checkpoint", checkpoint=self.checkpoint()
                 )
@@ -210,24 +266,45 @@ class Deployment(Run):
                     outcome = await self.on_failure(number, result)
                     break
         except asyncio.CancelledError:
-            outcome, error = "failed", "interrupted: portal-ops was stopped during the deployment"
+            # interrupted is not finished: resume continues it, rollback undoes it
+            outcome, error = "interrupted", "portal-ops was stopped during the deployment"
             self.incident(
                 Severity.ERROR,
-                f"{self.deployment_id} interrupted; the lock is kept. Continue with"
-                f" `portal-ops resume {self.deployment_id}` or undo with"
+                f"{self.deployment_id} interrupted in phase {self.number}; the lock is kept."
+                f" Continue with `portal-ops resume {self.deployment_id}` or undo with"
                 f" `portal-ops rollback {self.deployment_id}`",
             )
+            if self.number > 1 or self.lock_taken:
+                try:
+                    await asyncio.wait_for(self.write_host_records("interrupted", strict=False), 10)
+                except (Exception, asyncio.CancelledError):
+                    pass
             await self.close_hosts()
             self.finish(outcome, error)
             raise
         finally:
-            if outcome != "paused" and not (error or "").startswith("interrupted"):
+            if outcome not in ("paused", "interrupted"):
                 await self.close_hosts()
         if outcome == "succeeded" and self.failed_hosts:
             # within max_fail_percentage, but not everywhere: say so, and name the hosts
             outcome = "partial"
             error = "not deployed on " + ", ".join(sorted(self.failed_hosts))
+        if self.number > 1 and not self.dry_run and outcome != "rolled_back":
+            # the automatic rollback records its own outcome; a paused one stays resumable
+            await self.write_host_records(outcome, strict=False)
         return self.finish(outcome, error)
+
+    def recorded(
+        self, number: int, body: Callable[[], Awaitable[str | None]]
+    ) -> Callable[[], Awaitable[str | None]]:
+        """Phase ``number``'s body, preceded by the hosts' record that it is in flight."""
+
+        async def run() -> str | None:
+            if number > 1:
+                await self.write_host_records("running")
+            return await body()
+
+        return run
 
     def finish(self, outcome: str, error: str | None) -> DeploymentResult:
         hosts = {
@@ -317,6 +394,15 @@ class Deployment(Run):
         )
         rb = await rollback.execute()
         self.rollback_summary = rb.to_dict()
+        first = [n for n in self.switched if not self.previous.get(n)]
+        if first:
+            # a first deployment has nothing to go back to: say so, never "rolled back"
+            self.incident(
+                Severity.CRITICAL,
+                f"first deployment failed after the switch: release {self.release_id} stays"
+                f" live on {', '.join(first)} (there is no earlier release to go back to)",
+            )
+            return "failed"
         if rb.outcome == "succeeded":
             for name in self.active:
                 self.host_state.setdefault(name, {}).update(
@@ -332,13 +418,16 @@ class Deployment(Run):
         async def one(name: str) -> None:
             layout = self.layout(name)
             entry = self.log_entry("failed")
+            keep = [self.previous.get(name) or ""]
             await self.sh(
                 name,
                 "abandon",
-                f"{layout.remove_releases([self.release_id])}; {layout.log_release(entry)}",
+                f"{layout.remove_own_release(self.release_id, keep)}; {layout.log_release(entry)}",
             )
 
-        await self.on_hosts([h for h in self.active if h in self.hosts], one)
+        # only hosts where this run created the release folder: a folder of the same name
+        # made by another run (or the live release) is never ours to delete
+        await self.on_hosts([h for h in self.created if h in self.hosts], one)
 
     def log_entry(self, state: str) -> dict[str, Any]:
         return {
@@ -379,6 +468,12 @@ class Deployment(Run):
                 "cannot resume: " + "; ".join(str(e) for e in failures.values()), list(failures)
             )
 
+        async def probe(name: str) -> None:
+            result = await self.sh(name, "probe", self.layout(name).probe(), readonly=True)
+            self.states[name] = parse_probe(result.stdout)
+
+        await self.on_hosts(list(self.hosts), probe)
+
     # -- phase 1 -----------------------------------------------------------------------------
 
     async def phase_validate_pre(self) -> str:
@@ -404,6 +499,7 @@ class Deployment(Run):
         errors = await self.on_hosts(list(self.hosts), probe)
         if any(errors.values()):
             raise PhaseFailed("; ".join(str(e) for e in errors.values() if e))
+        self.refuse_existing_id()
 
         unfinished = [  # a deploy refused the lock in a race never held it: not unfinished
             d
@@ -411,6 +507,8 @@ class Deployment(Run):
             if d["id"] != self.deployment_id and held_lock(self.engine.journal, d["id"])
         ]
         await self.take_lock()
+        await self.resolve_revision()
+        await self.write_host_records("running")
         if unfinished and not self.options.force:
             ids = ", ".join(d["id"] for d in unfinished)
             raise PhaseFailed(
@@ -425,6 +523,51 @@ class Deployment(Run):
         from .validation_bridge import run_checks
 
         return await run_checks(self, "pre")
+
+    def refuse_existing_id(self) -> None:
+        """A release id already on any host (its folder, its log or a record) belongs to
+        another run: refuse it before anything is created, so cleanup can never touch it."""
+        if self.dry_run:
+            return
+        clash = [
+            name
+            for name, state in self.states.items()
+            if self.release_id in state.releases
+            or any(e.get("release") == self.release_id for e in state.log)
+            or any(r.get("deployment_id") == self.deployment_id for r in state.records)
+        ]
+        if clash:
+            raise PhaseFailed(
+                f"release id {self.release_id} exists already on {', '.join(sorted(clash))}"
+                " (another machine's deployment?); nothing was changed. Start a new deployment:"
+                " `portal-ops deploy` picks a fresh id.",
+                clash,
+            )
+
+    async def resolve_revision(self) -> None:
+        """Resolve the revision to one commit SHA, once, on the primary host's mirror: every
+        host then deploys that commit even if the branch moves during phase 4."""
+        if self.resolved_revision:
+            return
+        primary = self.config.primary_host().name
+        name = primary if primary in self.hosts else next(iter(self.hosts))
+        layout = self.layout(name)
+        result = await self.sh(
+            name,
+            "resolve",
+            layout.resolve(self.config.portal.repository, self.revision),
+            readonly=True,
+        )
+        if self.dry_run and not result.stdout:
+            return
+        if not result.ok:
+            raise PhaseFailed(f"{name}: cannot resolve revision {self.revision}: {result.tail()}")
+        for line in result.stdout.splitlines():
+            if line.startswith("REVISION="):
+                self.resolved_revision = line.split("=", 1)[1].strip()
+        if not self.resolved_revision:
+            raise PhaseFailed(f"{name}: revision {self.revision} did not resolve to a commit")
+        self.note(f"revision {self.revision} is commit {self.resolved_revision}")
 
     async def take_lock(self) -> None:
         self.note(
@@ -487,22 +630,28 @@ class Deployment(Run):
                 return
             layout = self.layout(name)
             bdir = layout.backup_dir(self.deployment_id)
-            parts = [f"mkdir -p {q(bdir)}", f"cd {q(bdir)}"]
-            parts.append(f"tar -C {q(layout.releases)} -czf code.tar.gz {q(current)}")
+            # each archive built and verified on its own: any failure fails the phase
+            excludes = " ".join("--exclude=" + q(x) for x in self.config.portal.backup_exclude)
+            parts = [
+                f"mkdir -p {q(bdir)}",
+                f"cd {q(bdir)}",
+                "rm -f code.tar.gz assets.tar.gz SHA256SUMS",
+                f"tar -C {q(layout.releases)} {excludes} -czf code.tar.gz {q(current)}",
+                "gzip -t code.tar.gz",
+            ]
             assets = [d for d in self.config.portal.asset_dirs]
             if assets:
                 base = layout.release(current)
                 present = " ".join(q(a) for a in assets)
-                parts.append(
-                    f"tar -C {q(base)} -czf assets.tar.gz --ignore-failed-read {present} 2>/dev/null || tar -C {q(base)} -czf assets.tar.gz --files-from /dev/null"
-                )
+                parts.append(f"tar -C {q(base)} --ignore-failed-read -czf assets.tar.gz {present}")
+                parts.append("gzip -t assets.tar.gz")
             parts.append(
                 "sha256sum *.tar.gz > SHA256SUMS && sha256sum -c --quiet SHA256SUMS && cat SHA256SUMS"
             )
             result = await self.sh(
                 name,
                 "backup-code",
-                " && ".join(parts[:2]) + " && " + " && ".join(parts[2:]),
+                " && ".join(parts),
                 retry_safe=True,  # rewrites the same files: safe to repeat after a lost link
             )
             if not result.ok:
@@ -556,16 +705,44 @@ class Deployment(Run):
     async def phase_code(self) -> str:
         portal = self.config.portal
 
+        commit = self.resolved_revision or self.revision
+        resuming = bool(self.resumed_from)
+
         async def prepare(name: str) -> None:
             layout = self.layout(name)
+            state = self.states.get(name)
+            if (
+                resuming
+                and state is not None
+                and self.release_id in state.releases
+                and self.release_id not in state.unfinished
+            ):
+                self.created.append(name)
+                self.set_host_state(
+                    name, "prepared", release=self.previous.get(name), next_release=self.release_id
+                )
+                return  # prepared before the interruption
             self.set_host_state(name, "preparing", release=self.previous.get(name))
             await self.step_ok(name, "prepare", layout.prepare_dirs())
-            result = await self.step_ok(
-                name, "fetch", layout.fetch(portal.repository, self.revision, self.release_id)
+            result = await self.sh(
+                name,
+                "fetch",
+                layout.fetch(
+                    portal.repository, commit, self.release_id, replace_unfinished=resuming
+                ),
             )
+            if result.exit_status != 4:  # 4: the folder was there already, not ours
+                self.created.append(name)
+            if not result.ok:
+                raise PhaseFailed(
+                    f"{name}: fetch exited {result.exit_status}: {result.tail()}", [name]
+                )
             for line in result.stdout.splitlines():
                 if line.startswith("REVISION="):
-                    self.resolved_revision = line.split("=", 1)[1]
+                    got = line.split("=", 1)[1]
+                    if self.resolved_revision and got != self.resolved_revision:
+                        raise PhaseFailed(f"{name}: exported {got}, not {self.resolved_revision}")
+                    self.resolved_revision = got
             await self.step_ok(
                 name,
                 "link_shared",
@@ -626,35 +803,45 @@ class Deployment(Run):
         rel = self.release_dir(primary)
         env = self.config.portal.env
         status_cmd = self.cmd("migrate_status")
-        pending_before = None
+        if self.resumed_from:
+            await self.confirm_dead(primary)  # the interrupted migrate must not still run
         if status_cmd:
             result = await self.sh(
                 primary, "migrate_status", in_dir(rel, status_cmd, env), readonly=not self.dry_run
             )
-            pending_before = recipes.parse_pending(result.stdout) if result.ok else None
-            self.pending_before = pending_before
-            if pending_before == 0 and not self.dry_run:
+            pending_now = recipes.parse_pending(result.stdout) if result.ok else None
+            if self.baseline is None or self.baseline.get("pending") is None:
+                # the baseline, recorded on the hosts before migrate runs: whatever happens
+                # next (a kill, a timeout), rollback and resume measure against it
+                self.baseline = {"pending": pending_now, "output": result.tail(3)}
+            self.pending_before = self.baseline.get("pending")
+            if pending_now == 0 and not self.dry_run:
+                if self.pending_before:
+                    self.migrations_applied = self.pending_before
+                    return f"{self.migrations_applied} migration(s) applied (before the resume)"
                 return "skipped: no pending migrations"
+        else:
+            self.baseline = self.baseline or {"pending": None, "output": ""}
+        await self.write_host_records("running")  # baseline on the hosts before migrate
         maintenance = self.config.portal.maintenance_during_migrations and self.cmd(
             "maintenance_on"
         )
+        # the first deployment has no `current` yet: maintenance runs in the new release
+        live = self.layout(primary).current if self.previous.get(primary) else rel
         if maintenance:
-            live = self.layout(primary).current
             await self.step_ok(
                 primary, "maintenance_on", in_dir(live, self.cmd("maintenance_on") or "true", env)
             )
         try:
             result = await self.sh(primary, "migrate", in_dir(rel, migrate, env))
             applied = recipes.parse_applied(result.stdout)
-            if applied is None and status_cmd and pending_before is not None and not self.dry_run:
+            if status_cmd and self.pending_before is not None and not self.dry_run:
                 after = await self.sh(
                     primary, "migrate_status", in_dir(rel, status_cmd, env), readonly=True
                 )
                 pending_after = recipes.parse_pending(after.stdout)
-                if pending_after is not None:
-                    applied = max(0, pending_before - pending_after)
-            if not result.ok and applied is None and status_cmd and pending_before is not None:
-                applied = 0
+                if pending_after is not None:  # measured against the baseline: exact
+                    applied = max(0, self.pending_before - pending_after)
             self.migrations_applied = applied or 0
             self.emit(
                 Kind.STEP_OUTPUT,
@@ -671,7 +858,6 @@ class Deployment(Run):
                 )
         finally:
             if maintenance:
-                live = self.layout(primary).current
                 await self.sh(
                     primary,
                     "maintenance_off",
@@ -749,7 +935,13 @@ class Deployment(Run):
             )
             doomed = prune_candidates(state, self.config.portal.keep_releases, protect)
             if doomed:
-                await self.sh(name, "prune", layout.remove_releases(doomed))
+                # a release's backups go with it (backups are named by deployment id,
+                # which is the release id)
+                await self.sh(
+                    name,
+                    "prune",
+                    f"{layout.remove_releases(doomed)}; {layout.remove_backups(doomed)}",
+                )
             pruned[name] = doomed
 
         errors = await self.on_hosts(self.active, finalize)

@@ -59,15 +59,9 @@ class Engine:
         skip_validation: bool = False,
     ) -> DeploymentResult:
         options = DeployOptions(revision, dry_run, force, skip_validation)
-        real_ids = [i for i in self.journal.deployment_ids() if not i.startswith("dry-")]
-        release_id = new_deployment_id(real_ids)
-        deployment_id = release_id
-        if dry_run:
-            existing = self.journal.deployment_ids()
-            n = 1
-            while f"dry-{release_id}-{n}" in existing:
-                n += 1
-            deployment_id = f"dry-{release_id}-{n}"
+        # unique across machines; phase 1 also refuses one that exists on any host
+        release_id = new_deployment_id(self.journal.deployment_ids())
+        deployment_id = f"dry-{release_id}" if dry_run else release_id
         deployment = Deployment(self, deployment_id, release_id, options)
         self.current = deployment
         try:
@@ -106,9 +100,17 @@ class Engine:
         *,
         trigger: dict[str, Any] | None = None,
         dry_run: bool = False,
+        force: bool = False,
+        restore_dump: bool = False,
     ) -> Any:
         from .rollback import rollback_deployment
 
         return await rollback_deployment(
-            self, deployment_id, reason, trigger=trigger or {"kind": "manual"}, dry_run=dry_run
+            self,
+            deployment_id,
+            reason,
+            trigger=trigger or {"kind": "manual"},
+            dry_run=dry_run,
+            force=force,
+            restore_dump=restore_dump,
         )

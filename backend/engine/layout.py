@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..shell import q
+from .hoststate import read_records
 
 UNFINISHED_MARKER = ".portal-ops-unfinished"
 
@@ -71,7 +72,8 @@ class Layout:
             f'"$(basename "$d")" "$([ -e "$d{UNFINISHED_MARKER}" ] && echo \' unfinished\')"; done; '
             f"if [ -d {q(self.lock_dir)} ]; then printf 'LOCK=%s\\n' "
             f"\"$(cat {q(self.lock_dir)}/owner.json 2>/dev/null || echo '{{}}')\"; fi; "
-            f"tail -n 200 {q(self.release_log)} 2>/dev/null | sed 's/^/LOG=/'; true"
+            f"tail -n 200 {q(self.release_log)} 2>/dev/null | sed 's/^/LOG=/'; "
+            f"{read_records(self.meta)}; true"
         )
 
     # -- preparing a release (the live release is untouched) -------------------------------
@@ -79,21 +81,49 @@ class Layout:
     def prepare_dirs(self) -> str:
         return f"mkdir -p {q(self.releases)} {q(self.shared)} {q(self.meta)}/backups"
 
-    def fetch(self, repository: str, revision: str, release_id: str) -> str:
-        """Update the host's git mirror, then export ``revision`` into a new release folder
-        marked unfinished. Refuses to reuse an existing release folder."""
-        rel = self.release(release_id)
+    def update_mirror(self, repository: str) -> str:
         mirror = q(self.mirror)
         return (
-            "set -e; "
+            f"mkdir -p {q(self.meta)}; "
             f"if [ -d {mirror} ]; then git --git-dir={mirror} remote set-url origin {q(repository)}; "
             f"git --git-dir={mirror} fetch --prune --tags --quiet origin; "
-            f"else git clone --mirror --quiet {q(repository)} {mirror}; fi; "
+            f"else git clone --mirror --quiet {q(repository)} {mirror}; fi"
+        )
+
+    def resolve(self, repository: str, revision: str) -> str:
+        """Update the mirror and print ``REVISION=<sha>``: phase 1 resolves a branch or tag
+        once, and every host then deploys that commit (a push meanwhile changes nothing)."""
+        mirror = q(self.mirror)
+        return (
+            f"set -e; {self.update_mirror(repository)}; "
             f"rev=$(git --git-dir={mirror} rev-parse --verify --quiet {q(revision + '^{commit}')}) "
             f"|| {{ echo {q(f'revision {revision} not found in {repository}')} >&2; exit 3; }}; "
+            'echo "REVISION=$rev"'
+        )
+
+    def fetch(
+        self, repository: str, revision: str, release_id: str, *, replace_unfinished: bool = False
+    ) -> str:
+        """Update the host's git mirror, then export ``revision`` into a new release folder
+        marked unfinished. Refuses to reuse an existing release folder, except (a resume)
+        an unfinished one of this very release that ``current`` does not point at."""
+        rel = self.release(release_id)
+        mirror = q(self.mirror)
+        marker = q(rel + "/" + UNFINISHED_MARKER)
+        replace = (
+            f'if [ -e {marker} ] && [ "$(readlink {q(self.current)})" != {q("releases/" + release_id)} ]; '
+            f"then rm -rf {q(rel)}; fi; "
+            if replace_unfinished
+            else ""
+        )
+        return (
+            f"set -e; {self.update_mirror(repository)}; "
+            f"rev=$(git --git-dir={mirror} rev-parse --verify --quiet {q(revision + '^{commit}')}) "
+            f"|| {{ echo {q(f'revision {revision} not found in {repository}')} >&2; exit 3; }}; "
+            f"{replace}"
             f"if [ -e {q(rel)} ]; then echo {q(f'release folder exists already: {release_id}')} >&2; "
             "exit 4; fi; "
-            f"mkdir -p {q(rel)}; touch {q(rel + '/' + UNFINISHED_MARKER)}; "
+            f"mkdir -p {q(rel)}; touch {marker}; "
             f'git --git-dir={mirror} archive --format=tar "$rev" | tar -x -C {q(rel)}; '
             f"printf '%s\\n' \"$rev\" > {q(rel + '/REVISION')}; "
             'echo "REVISION=$rev"'
@@ -195,6 +225,23 @@ class Layout:
             return "true"
         return "rm -rf " + " ".join(q(self.release(r)) for r in release_ids)
 
+    def remove_own_release(self, release_id: str, keep: list[str]) -> str:
+        """Remove a release this run created, unless ``current`` points at it or it is one of
+        ``keep`` (the previous release): a failed run never deletes what serves."""
+        rel = self.release(release_id)
+        guard = " ".join(q(k) for k in keep if k) or "''"
+        return (
+            f'live=$(basename "$(readlink {q(self.current)} 2>/dev/null)"); '
+            f'for k in "$live" {guard}; do [ "$k" = {q(release_id)} ] && '
+            f"{{ echo {q(f'kept {release_id}: it is live or the previous release')}; exit 0; }}; done; "
+            f"rm -rf {q(rel)}"
+        )
+
+    def remove_backups(self, deployment_ids: list[str]) -> str:
+        if not deployment_ids:
+            return "true"
+        return "rm -rf " + " ".join(q(self.backup_dir(d)) for d in deployment_ids)
+
 
 @dataclass
 class HostState:
@@ -205,6 +252,7 @@ class HostState:
     unfinished: list[str]
     lock: dict[str, Any] | None
     log: list[dict[str, Any]]
+    records: list[dict[str, Any]] = field(default_factory=list)  # deployments (hoststate)
 
     @property
     def bad(self) -> set[str]:
@@ -239,6 +287,7 @@ def parse_probe(output: str) -> HostState:
     unfinished: list[str] = []
     lock = None
     log: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     for line in output.splitlines():
         key, _, value = line.partition("=")
         if key == "CURRENT":
@@ -258,7 +307,12 @@ def parse_probe(output: str) -> HostState:
                 log.append(json.loads(value))
             except ValueError:
                 pass
-    return HostState(current, releases, unfinished, lock, log)
+        elif key == "DEPLOY":
+            try:
+                records.append(json.loads(value))
+            except ValueError:
+                pass
+    return HostState(current, releases, unfinished, lock, log, records)
 
 
 def prune_candidates(state: HostState, keep: int, protect: set[str]) -> list[str]:

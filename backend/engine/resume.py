@@ -1,66 +1,80 @@
-"""Resume a deployment that stopped without finishing (portal-ops killed, SSH to the bastion
-lost, or paused on failure): from the journal's last checkpoint, at the phase after the
-last one that succeeded, with the same release, revision and lock."""
+"""Resume a deployment that stopped without finishing (portal-ops killed, interrupted with
+Ctrl-C, SSH to the bastion lost, or paused on failure): at the phase it was in, with the same
+release, revision SHA, migration baseline and lock. What the hosts recorded comes first, so
+a deployment started on another machine (or a CI runner) can be resumed here."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING
 
-from ..events import Kind
-from ..journal import process_alive
 from ..phases import DEPLOY_PHASES
 from .deploy import DeploymentResult, DeployOptions
-from .rollback import RollbackError, last_checkpoint
+from .hoststate import merge
+from .rollback import RollbackError, pick_deployment, refuse_if_alive, survey
 
 if TYPE_CHECKING:
     from .front import Engine
+
+RESUMABLE = ("paused", "interrupted", "")
 
 
 async def resume_deployment(engine: Engine, deployment_id: str) -> DeploymentResult:
     from .deploy import Deployment
 
     journal = engine.journal
-    row = journal.get_deployment(deployment_id)
-    if row is None:
-        raise RollbackError(f"unknown deployment id {deployment_id!r}")
-    if row.get("status") == "finished" and row.get("outcome") != "paused":
-        raise RollbackError(f"{deployment_id} finished ({row.get('outcome')}); nothing to resume")
+    hosts = engine.make_hosts()
+    try:
+        states = await survey(engine.config, hosts)
+    finally:
+        await asyncio.gather(*(h.close() for h in hosts.values()), return_exceptions=True)
+    views = merge(states)
+    deployment_id, row, view = pick_deployment(engine, deployment_id, views, "resume")
+    undo = f"`portal-ops rollback {deployment_id}`"
+    if view is not None and not view.unfinished:
+        raise RollbackError(
+            f"{deployment_id} finished ({view.status}) on the hosts; nothing to resume."
+            f" Start a new deployment with `portal-ops deploy`, or undo it with {undo}"
+        )
     if (
-        row.get("status") == "running"
-        and process_alive(row.get("pid"))
-        and row.get("pid") != os.getpid()
+        view is None
+        and row is not None
+        and row.get("status") == "finished"
+        and row.get("outcome") not in RESUMABLE
     ):
-        raise RollbackError(f"{deployment_id} is still running in process {row.get('pid')}")
-    events = journal.events(deployment_id)
-    checkpoint = last_checkpoint(events)
-    done = [
-        e.data.get("number", 0)
-        for e in events
-        if e.kind == Kind.PHASE_FINISHED
-        and e.run == "deploy"
-        and e.data.get("status") in ("succeeded", "skipped")
-    ]
-    last_failed = [
-        e.data.get("number", 0)
-        for e in events
-        if e.kind == Kind.PHASE_FINISHED
-        and e.run == "deploy"
-        and e.data.get("status") in ("failed", "interrupted")
-    ]
-    start_at = (max(done) + 1) if done else 1
-    if last_failed and max(last_failed) < start_at:
-        start_at = max(last_failed)
+        raise RollbackError(
+            f"{deployment_id} finished ({row.get('outcome')}); nothing to resume."
+            " Start a new deployment with `portal-ops deploy`"
+        )
+    refuse_if_alive(engine, deployment_id, row, view, force=False)
+    start_at = 0
+    if row is not None:
+        done = journal.phase_numbers(deployment_id, ("succeeded", "skipped"))
+        stopped = journal.phase_numbers(deployment_id, ("failed", "interrupted"))
+        start_at = (max(done) + 1) if done else 1
+        if stopped and max(stopped) < start_at:
+            start_at = max(stopped)
+    if view is not None and view.number:
+        start_at = max(start_at, view.number) if row is not None else view.number
     if start_at > len(DEPLOY_PHASES):
         raise RollbackError(f"{deployment_id} completed every phase; nothing to resume")
-    if start_at == 1 or not checkpoint:
+    checkpoint = journal.last_checkpoint(deployment_id) if row is not None else {}
+    if view is not None:
+        from_hosts = view.checkpoint()
+        for key, value in from_hosts.items():
+            if checkpoint.get(key) in (None, {}, [], "") and value not in (None, {}, [], ""):
+                checkpoint[key] = value
+        checkpoint["previous"] = {**from_hosts["previous"], **(checkpoint.get("previous") or {})}
+    if start_at <= 1 or not checkpoint:
         raise RollbackError(
-            f"{deployment_id} stopped before anything was changed; start a new deployment instead"
+            f"{deployment_id} stopped before anything was changed; release its lock with {undo},"
+            " then start a new deployment with `portal-ops deploy`"
         )
-    options = DeployOptions(revision=checkpoint.get("revision"), **(row.get("options") or {}))
-    deployment = Deployment(
-        engine, deployment_id, checkpoint.get("release", row["release"]), options
-    )
+    options = (row or {}).get("options") or (view.options if view else {}) or {}
+    options = DeployOptions(revision=checkpoint.get("revision"), **options)
+    release = checkpoint.get("release") or (row or {}).get("release") or ""
+    deployment = Deployment(engine, deployment_id, release, options, resumed_from=checkpoint)
     deployment.resolved_revision = checkpoint.get("revision", "")
     deployment.revision = checkpoint.get("revision") or deployment.revision
     deployment.previous = dict(checkpoint.get("previous") or {})
@@ -69,15 +83,21 @@ async def resume_deployment(engine: Engine, deployment_id: str) -> DeploymentRes
     deployment.failed_hosts = dict(checkpoint.get("failed_hosts") or {})
     deployment.migrations_applied = int(checkpoint.get("migrations_applied") or 0)
     deployment.pending_before = checkpoint.get("pending_before")
+    deployment.baseline = checkpoint.get("baseline")
     deployment.backups = dict(checkpoint.get("backups") or {})
+    deployment.created = list(checkpoint.get("created") or [])
+    if view is not None and view.started_at:
+        deployment.started = view.started_at
     deployment.lock_owner["token"] = checkpoint.get("lock_token", deployment.lock_owner["token"])
     deployment.lock_taken = [h.name for h in engine.config.hosts]
+    if row is None and view is not None:
+        journal.cache_deployment(view.to_dict() | {"target": engine.config.portal.name})
     deployment.start_lease()  # renewed (and fenced) from now on, as in the first run
     journal.update_deployment(deployment_id, status="running", outcome="", pid=os.getpid())
     deployment.incident(
-        "warning",
+        "warning",  # type: ignore[arg-type]
         f"resuming {deployment_id} at phase {start_at} ({DEPLOY_PHASES[start_at - 1][1]})",
-    )  # type: ignore[arg-type]
+    )
     engine.current = deployment
     try:
         return await deployment.execute(start_at=start_at)

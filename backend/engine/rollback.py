@@ -28,7 +28,8 @@ from ..phases import ROLLBACK_PHASES
 from ..redact import redact
 from ..shell import fill, in_dir, q
 from ..transport import Host, TransportError, connect_all
-from .layout import parse_probe
+from .hoststate import DeploymentView, merge, newer_than, newest, write_record
+from .layout import HostState, parse_probe
 from .lock import Lease, LockHolder, new_owner, parse_lock_output, redis_release
 from .run import PhaseFailed, PhaseResult, Plan, Run
 from .traffic import health_url, wait_healthy
@@ -99,6 +100,7 @@ class RollbackRun(Run):
         dry_run: bool = False,
         owns_lock_token: str | None = None,
         connected: bool = False,
+        restore_dump: bool = False,
     ) -> None:
         plan = Plan(
             deployment_id,
@@ -126,6 +128,9 @@ class RollbackRun(Run):
         self.started = time.time()
         self.maintenance_on = False
         self.host_tokens: dict[str, str] = {}  # hosts whose lock we adopted with its own token
+        self.restore_dump_asked = restore_dump
+        self.records: dict[str, dict[str, Any]] = {}  # each host's record of the deployment
+        self.failed_phases: list[str] = []
 
     @classmethod
     def from_deployment(
@@ -197,6 +202,7 @@ class RollbackRun(Run):
             result = await self.timed_phase(number, name, title, body)
             if result.status == "failed":
                 failed.append(result)
+                self.failed_phases.append(f"{number} ({title}): {result.detail}")
                 if name == "rb-declare":
                     break
         if failed and failed[0].name == "rb-declare":
@@ -269,6 +275,7 @@ class RollbackRun(Run):
             result = await self.sh(name, "probe", self.layout(name).probe(), readonly=True)
             state = parse_probe(result.stdout)
             self.current[name] = state.current
+            self.adopt_host_record(name, state)
             target = self.previous.get(name)
             if target is None and name not in self.previous:
                 # not in the checkpoint (crash before phase 1 ended): the live release stays
@@ -287,11 +294,74 @@ class RollbackRun(Run):
         if problems:
             raise PhaseFailed("; ".join(problems))
         await self.take_lock()
-        self.database_must_go_back = self.checkpoint.get("migrations_applied", 0) > 0 or bool(
+        self.database_must_go_back = (self.checkpoint.get("migrations_applied") or 0) > 0 or bool(
             self.checkpoint.get("pending_before")
         )
+        await self.write_host_records("rolling_back")
         moves = {n: f"{self.current.get(n)} -> {self.targets.get(n)}" for n in self.reachable()}
         return "targets: " + ", ".join(f"{n} {m}" for n, m in moves.items())
+
+    def adopt_host_record(self, name: str, state: HostState) -> None:
+        """What this host recorded of the deployment fills what the journal lacks (another
+        machine's deployment, or a crash between two journal checkpoints): this host's
+        previous release, the migration baseline, the lock token."""
+        record = next(
+            (r for r in state.records if r.get("deployment_id") == self.deployment_id), None
+        )
+        if record is None:
+            return
+        self.records[name] = record
+        if name not in self.previous and "previous" in record:
+            self.previous[name] = record.get("previous")
+        baseline = record.get("baseline") or {}
+        if baseline.get("pending") is not None and self.checkpoint.get("pending_before") is None:
+            self.checkpoint["pending_before"] = baseline["pending"]
+        applied = record.get("migrations_applied")
+        if applied is not None and not self.checkpoint.get("migrations_applied"):
+            self.checkpoint["migrations_applied"] = applied
+        elif (
+            applied is None
+            and int(record.get("number") or 0) == 5
+            and baseline
+            and not self.checkpoint.get("baseline")
+        ):
+            # stopped inside phase 5, after the baseline: the journal's count is not final
+            self.checkpoint["migrations_applied"] = None
+            self.checkpoint["baseline"] = baseline
+        if record.get("backups") and not self.checkpoint.get("backups"):
+            self.checkpoint["backups"] = record["backups"]
+        if record.get("lock_token") and not self.lock_token:
+            self.lock_token = str(record["lock_token"])
+        self.release = self.release or str(record.get("release") or "")
+
+    async def write_host_records(self, status: str, names: list[str] | None = None) -> None:
+        """Say on the hosts that the deployment is being (or has been) rolled back, before
+        the switch and the database change: a rollback killed midway is found and redone."""
+        if self.dry_run or not self.release:
+            return
+
+        async def one(name: str) -> None:
+            base = self.records.get(name) or {
+                "deployment_id": self.deployment_id,
+                "kind": "deploy",
+                "release": self.release,
+                "previous": self.previous.get(name),
+                "revision": self.checkpoint.get("revision", ""),
+                "started_at": self.started,
+            }
+            record = {
+                **base,
+                "status": status,
+                "rollback_phase": self.phase,
+                "rollback_operator": str(self.engine.operator),
+                "updated_at": time.time(),
+            }
+            self.records[name] = record
+            await self.sh(
+                name, "record", write_record(self.layout(name).meta, record), retry_safe=True
+            )
+
+        await self.each(one, names)
 
     async def take_lock(self) -> None:
         """Adopt the deployment's own lock (a crashed or failing run of the same deployment);
@@ -392,14 +462,21 @@ class RollbackRun(Run):
             if (settled or len(need) < 2)
             else [need[: len(need) // 2], need[len(need) // 2 :]]
         )
+        problems: list[str] = []
         for group in groups:
+            # a host that fails does not stop the others: every host that can go back does
             errors = await self.each(self.switch_back, group)
-            problems = [f"{n}: {e}" for n, e in errors.items() if isinstance(e, PhaseFailed)]
-            if problems:
-                raise PhaseFailed("; ".join(problems))
-        # a host left drained by the failed deployment goes back into the load balancer
+            problems += [str(e) for n, e in errors.items() if e is not None]
+        # a host left drained by the failed deployment goes back into the load balancer,
+        # but only when it serves a release that is healthy
         for name in settled:
-            await self.ensure_enabled(name)
+            if await self.serves_healthy(name):
+                await self.ensure_enabled(name)
+        if problems:
+            raise PhaseFailed(
+                "; ".join(problems) + f". The database stays as it is until every host serves"
+                f" the previous release; run `portal-ops rollback {self.deployment_id}` again"
+            )
         no_target = [n for n in self.reachable() if not self.targets.get(n)]
         note = (
             f"; no previous release on {', '.join(no_target)} (first deployment)"
@@ -425,6 +502,13 @@ class RollbackRun(Run):
             on_switched=switched,
         )
 
+    async def serves_healthy(self, name: str) -> bool:
+        url = health_url(self.config, self.host_config(name))
+        if not url or self.dry_run:
+            return True
+        ok, _ = await wait_healthy(url, self.config.rollout.health_timeout)
+        return ok
+
     async def ensure_enabled(self, name: str) -> None:
         await self.load_balancer(name, "enable", strict=False)
 
@@ -438,32 +522,67 @@ class RollbackRun(Run):
         if policy == "none":
             self.database_action = "none (policy)"
             return 'skipped: database_rollback = "none"'
+        # the schema goes back only under code that expects it: every reachable host must
+        # serve the target first (otherwise: v2 code on a v1 schema)
+        off_target = [
+            n
+            for n in self.reachable()
+            if self.targets.get(n) and self.current.get(n) != self.targets.get(n)
+        ]
+        if off_target and not self.dry_run:
+            self.database_action = "NOT rolled back: " + ", ".join(off_target) + " not on target"
+            raise PhaseFailed(
+                f"database not rolled back: {', '.join(off_target)} still serve"
+                f" {self.release}; fix them and run `portal-ops rollback {self.deployment_id}`"
+            )
         env = self.config.portal.env
         release_dir = self.layout(primary).release(self.release) if self.release else None
+        await self.confirm_dead(primary)  # an interrupted migrate must not run on
+        await self.write_host_records("rolling_back")
         steps = await self.migrations_to_undo(primary, release_dir)
-        if steps == 0:
+        if steps is None:
+            self.database_action = "UNKNOWN: cannot tell which migrations this deployment applied"
+            self.incident(
+                Severity.CRITICAL,
+                f"cannot tell how many migrations {self.deployment_id} applied (no migrate_status"
+                " command, and the run stopped before it recorded a count): the database was"
+                " NOT rolled back. Check it, then run"
+                f" `portal-ops rollback {self.deployment_id} --restore-dump` if it must go back",
+            )
+            raise PhaseFailed("database state unknown; not rolled back")
+        manual_dump = self.restore_dump_asked or (
+            policy == "dump" and self.trigger.get("kind") == "manual"
+        )
+        if steps == 0 and not self.restore_dump_asked:
             self.database_action = "nothing to undo"
             return "skipped: no migrations of this deployment are applied"
-        if policy == "migrations" and self.cmd("migrate_rollback", steps=steps) and release_dir:
-            command = self.cmd("migrate_rollback", steps=steps)
-            assert command is not None
+        if manual_dump:
+            return await self.restore_dump(primary)
+        command = self.cmd("migrate_rollback", steps=steps)
+        if command and release_dir:
             result = await self.sh(primary, "migrate_rollback", in_dir(release_dir, command, env))
             if result.ok:
                 self.database_action = f"rolled back {steps} migration(s)"
                 return self.database_action + f" on {primary}"
-            self.incident(
-                Severity.ERROR,
-                f"migration rollback failed on {primary}: {result.tail()}; trying the dump",
-            )
-        return await self.restore_dump(primary)
+            detail = result.tail()
+        else:
+            detail = "no migrate_rollback command configured"
+        # never a dump restored behind the operator's back: it loses every write since phase 2
+        self.database_action = f"FAILED: migrate_rollback ({detail}); dump NOT restored"
+        self.incident(
+            Severity.CRITICAL,
+            f"migration rollback failed on {primary}: {detail}. The database still has"
+            f" {steps} migration(s) of {self.deployment_id}. The verified dump was NOT restored"
+            " (it would lose every write since the backup); to restore it run"
+            f" `portal-ops rollback {self.deployment_id} --restore-dump`",
+        )
+        raise PhaseFailed(f"migration rollback failed: {detail}; dump not restored")
 
-    async def migrations_to_undo(self, primary: str, release_dir: str | None) -> int:
-        """How many of this deployment's migrations are still applied: from the status of the
-        new release's migrations when the recipe can tell (exact and repeatable), else from
-        the journal (never twice)."""
-        applied = int(self.checkpoint.get("migrations_applied") or 0)
-        if applied == 0:
-            return 0
+    async def migrations_to_undo(self, primary: str, release_dir: str | None) -> int | None:
+        """How many of this deployment's migrations are still applied. Measured with
+        ``migrate_status`` against the baseline recorded before ``migrate`` ran whenever
+        both exist (exact and repeatable, even after a kill mid-migrate); else the count
+        the deployment recorded (never twice); None when nobody can tell."""
         status = self.cmd("migrate_status")
         pending_before = self.checkpoint.get("pending_before")
         if status and release_dir and pending_before is not None and not self.dry_run:
@@ -476,9 +595,15 @@ class RollbackRun(Run):
             pending_now = recipes.parse_pending(result.stdout) if result.ok else None
             if pending_now is not None:
                 return max(0, int(pending_before) - pending_now)
+        applied = self.checkpoint.get("migrations_applied")
+        if applied is None:
+            # the run stopped inside phase 5 (baseline recorded) with nothing to measure
+            return None if self.checkpoint.get("baseline") else 0
+        if int(applied) == 0:
+            return 0
         if self.database_already_restored():
             return 0
-        return applied
+        return int(applied)
 
     def database_already_restored(self) -> bool:
         for event in self.engine.journal.events(self.deployment_id):
@@ -640,6 +765,24 @@ class RollbackRun(Run):
             "reason": self.reason,
         }
 
+        if self.failed_phases or self.unreachable:
+            # partial: the lock stays (nobody deploys over a half-rolled-back portal)
+            await self.write_host_records("partial")
+            where = ", ".join(self.unreachable) or "see the failed phases"
+            self.incident(
+                Severity.CRITICAL,
+                f"rollback of {self.deployment_id} is partial ({where}): "
+                + "; ".join(self.failed_phases)
+                + f". The lock is kept. Fix the cause, then run"
+                f" `portal-ops rollback {self.deployment_id}` again (it converges).",
+            )
+            path = self.write_report()
+            if not self.connected:
+                await asyncio.gather(
+                    *(h.close() for h in self.hosts.values()), return_exceptions=True
+                )
+            return f"partial: lock kept; report {path}"
+
         async def finish(name: str) -> None:
             layout = self.layout(name)
             await self.sh(name, "release_log", layout.log_release(entry), retry_safe=True)
@@ -650,6 +793,7 @@ class RollbackRun(Run):
         if self.lease is not None:
             await self.lease.stop()
         if self.release:
+            await self.write_host_records("rolled_back")
             await self.each(finish)
         if not self.dry_run:
             try:
@@ -696,43 +840,139 @@ async def rollback_deployment(
     trigger: dict[str, Any],
     dry_run: bool = False,
     force: bool = False,
+    restore_dump: bool = False,
 ) -> RollbackResult:
-    """Roll back a deployment from the journal (the CLI's and control room's rollback)."""
+    """Roll back a deployment: what the hosts recorded first, the journal as a cache, so it
+    works from any machine holding the config. No id: the newest deployment on the hosts.
+    Refused (RollbackError, nothing changed) for an unknown id, a dry-run, a run still alive
+    on this machine, or a deployment older than the newest live one (unless ``force``)."""
     journal = engine.journal
-    if deployment_id is None:
-        row = journal.latest_deployment(engine.config.portal.name)
-        if row is None:
-            raise RollbackError("no deployment in the journal to roll back")
-        deployment_id = row["id"]
-    row = journal.get_deployment(deployment_id)
-    if row is None:
-        known = ", ".join(r["id"] for r in journal.list_deployments(limit=5)) or "none"
-        raise RollbackError(f"unknown deployment id {deployment_id!r} (recent: {known})")
-    if row.get("dry_run"):
-        raise RollbackError(f"{deployment_id} was a dry-run; there is nothing to roll back")
-    if (
-        row.get("status") == "running"
-        and process_alive(row.get("pid"))
-        and row.get("pid") != os.getpid()
-        and not force
-    ):
-        raise RollbackError(
-            f"{deployment_id} is still running in process {row.get('pid')}; stop it first"
-            " (or press the rollback key in its control room)"
-        )
-    events = journal.events(deployment_id)
-    checkpoint = last_checkpoint(events)
+    hosts = engine.make_hosts([h.name for h in engine.config.hosts])
+    try:
+        states = await survey(engine.config, hosts)
+        views = merge(states)
+        deployment_id, row, view = pick_deployment(engine, deployment_id, views, "roll back")
+        if row is not None and row.get("dry_run"):
+            raise RollbackError(f"{deployment_id} was a dry-run; there is nothing to roll back")
+        refuse_if_alive(engine, deployment_id, row, view, force)
+        if view is not None and not force:
+            newer = newer_than(views, view)
+            if newer:
+                ids = ", ".join(f"{v.deployment_id} ({v.status or '?'})" for v in newer)
+                raise RollbackError(
+                    f"{deployment_id} is not the newest live deployment: after it came {ids}."
+                    " Rolling it back would undo their migrations too. Roll back"
+                    f" {newer[-1].deployment_id} first (`portal-ops rollback"
+                    f" {newer[-1].deployment_id}`), or pass --force to go back past them."
+                )
+    except BaseException:
+        await asyncio.gather(*(h.close() for h in hosts.values()), return_exceptions=True)
+        raise
+    checkpoint = journal.last_checkpoint(deployment_id) if row is not None else {}
+    if not checkpoint and view is not None:
+        checkpoint = view.checkpoint()
     if not checkpoint:
-        checkpoint = {"release": row.get("release", ""), "previous": {}, "migrations_applied": 0}
-    names = [h.name for h in engine.config.hosts]
+        release = (row or {}).get("release", "")
+        checkpoint = {"release": release, "previous": {}, "migrations_applied": 0}
+    if row is None and view is not None and not dry_run:
+        journal.cache_deployment(view.to_dict() | {"target": engine.config.portal.name})
     run = RollbackRun(
         engine,
         deployment_id,
-        engine.make_hosts(names),
+        hosts,
         checkpoint,
         reason=reason or "manual rollback",
         trigger=trigger,
         dry_run=dry_run,
-        owns_lock_token=checkpoint.get("lock_token"),
+        owns_lock_token=checkpoint.get("lock_token") or (view.lock_token if view else None),
+        restore_dump=restore_dump,
     )
+    if force and view is not None:
+        newer = newer_than(views, view)
+        if newer:
+            run.incident(
+                Severity.WARNING,
+                f"--force: rolling {deployment_id} back past "
+                + ", ".join(f"{v.deployment_id} ({v.status}, release {v.release})" for v in newer),
+            )
     return await run.execute()
+
+
+async def survey(config: Any, hosts: dict[str, Host]) -> dict[str, HostState]:
+    """Connect and probe every host at once; the reachable ones' state."""
+    from .layout import Layout
+
+    failures = await connect_all(list(hosts.values()))
+    problems.clear()
+    problems.update({n: str(e) for n, e in failures.items()})
+
+    async def one(name: str) -> tuple[str, HostState | None]:
+        if name in failures:
+            return name, None
+        layout = Layout(config.deploy_path(config.host(name)))
+        try:
+            result = await hosts[name].run(layout.probe(), timeout=30, retry_safe=True)
+        except TransportError as exc:
+            problems[name] = str(exc)
+            return name, None
+        return name, parse_probe(result.stdout)
+
+    found = await asyncio.gather(*(one(n) for n in hosts))
+    return {name: state for name, state in found if state is not None}
+
+
+problems: dict[str, str] = {}  # hosts the last survey could not read, and why
+
+
+def pick_deployment(
+    engine: Engine,
+    deployment_id: str | None,
+    views: dict[str, DeploymentView],
+    verb: str,
+) -> tuple[str, dict[str, Any] | None, DeploymentView | None]:
+    """The deployment named (or the newest the hosts know, then the journal's newest),
+    its journal row and the hosts' view of it; RollbackError when nobody knows it."""
+    journal = engine.journal
+    if deployment_id is None:
+        latest = newest(views)
+        if latest is not None:
+            deployment_id = latest.deployment_id
+        else:
+            row = journal.latest_deployment(engine.config.portal.name)
+            if row is None:
+                raise RollbackError(
+                    f"no deployment to {verb}: the hosts record none and the journal is empty"
+                )
+            deployment_id = str(row["id"])
+    row = journal.get_deployment(deployment_id)
+    view = views.get(deployment_id)
+    if row is None and view is None:
+        known = sorted(views, reverse=True)[:5] or [
+            r["id"] for r in journal.list_deployments(limit=5)
+        ]
+        unread = "; ".join(f"{n}: {why}" for n, why in problems.items())
+        raise RollbackError(
+            f"unknown deployment id {deployment_id!r}: neither the hosts nor the journal know"
+            f" it (recent: {', '.join(known) or 'none'}). See `portal-ops history`."
+            + (f" Hosts not read: {unread}" if unread else "")
+        )
+    return deployment_id, row, view
+
+
+def refuse_if_alive(
+    engine: Engine,
+    deployment_id: str,
+    row: dict[str, Any] | None,
+    view: DeploymentView | None,
+    force: bool,
+) -> None:
+    """A run still alive on this machine is stopped first (its room's rollback key, Ctrl-C)."""
+    pid = (row or {}).get("pid") if row and row.get("status") == "running" else None
+    here = view is not None and view.machine == engine.operator.host
+    if pid is None and view is not None and view.status == "running" and here:
+        pid = view.pid
+    if pid and process_alive(pid) and pid != os.getpid() and not force:
+        raise RollbackError(
+            f"{deployment_id} is still running in process {pid}; stop it first"
+            " (Ctrl-C, or the rollback key in its control room)"
+        )

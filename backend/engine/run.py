@@ -9,6 +9,7 @@ real run and prints the exact commands it would execute; read-only probes (marke
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from ..config import Config, HostConfig
 from ..events import Event, EventBus, Kind, Severity
 from ..shell import fill, in_dir
 from ..transport import CommandResult, Host, TransportError
+from ..transport.base import command_tag
 from .layout import Layout
 from .lock import Lease, LockLost
 from .traffic import health_url, lb_action, run_lb_action, wait_healthy
@@ -111,6 +113,13 @@ class PhaseFailed(Exception):
         super().__init__(message)
 
 
+def _unexpected(exc: BaseException, host: str | None = None) -> PhaseFailed:
+    """Any other exception (KeyError from a template, InvalidURL, an SQLite error) as a
+    phase failure that names its type, so the failure path (stop, roll back) runs."""
+    where = f"{host}: " if host else ""
+    return PhaseFailed(f"{where}{type(exc).__name__}: {exc}", [host] if host else [])
+
+
 @dataclass
 class PhaseResult:
     name: str
@@ -156,6 +165,27 @@ class Run:
         self.phase_results: list[PhaseResult] = []
         self.host_state: dict[str, dict[str, Any]] = {name: {"state": "pending"} for name in hosts}
         self.lease: Lease | None = None  # the lock's lease, once taken: the fencing check
+        # this run's remote commands carry it in their pid files (see transport.remote_group)
+        self.tag = f"{deployment_id}.{self.kind}-{secrets.token_hex(3)}"
+
+    async def confirm_dead(self, name: str) -> None:
+        """Stop what is left of this deployment's earlier runs on ``name`` (a run cut off by
+        a crash or a lost link: a migrate still running) and wait until it is gone."""
+        if self.dry_run:
+            return
+        killer = getattr(self.hosts[name], "kill_tagged", None)
+        if killer is None:
+            return
+        tagged = command_tag.set(self.tag)
+        try:
+            left = await killer(self.deployment_id)
+        finally:
+            command_tag.reset(tagged)
+        if left:
+            self.incident(
+                Severity.WARNING,
+                f"{name}: stopped {left} leftover command(s) of {self.deployment_id}",
+            )
 
     # -- events ------------------------------------------------------------------------------
 
@@ -240,6 +270,9 @@ class Run:
         def on_line(stream: str, line: str) -> None:
             self.emit(Kind.STEP_OUTPUT, host=host, step=step, stream=stream, line=line)
 
+        if timeout is None:
+            timeout = self.config.ssh.step_timeouts.get(step)
+        tagged = command_tag.set(self.tag)
         try:
             result = await self.hosts[host].run(
                 command,
@@ -258,6 +291,8 @@ class Run:
                 error=str(exc),
             )
             raise
+        finally:
+            command_tag.reset(tagged)
         self.emit(
             Kind.STEP_FINISHED,
             host=host,
@@ -348,8 +383,12 @@ class Run:
                 try:
                     await work(name)
                     return None
-                except (PhaseFailed, TransportError) as exc:
-                    return exc
+                except Exception as exc:  # every error is this host's failure, never an escape
+                    return (
+                        exc
+                        if isinstance(exc, PhaseFailed | TransportError)
+                        else _unexpected(exc, name)
+                    )
 
         results = await asyncio.gather(*(one(n) for n in names))
         return dict(zip(names, results, strict=True))
@@ -374,6 +413,8 @@ class Run:
             status, detail = "failed", str(exc)
         except TransportError as exc:
             status, detail = "failed", str(exc)
+        except Exception as exc:  # a bug or a bad value: a failed phase, with the normal path
+            status, detail = "failed", str(_unexpected(exc))
         except asyncio.CancelledError:
             status, detail = "interrupted", "cancelled by the operator"
             result = PhaseResult(name, title, number, status, time.monotonic() - started, detail)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 LineCallback = Callable[[str, str], None]  # (stream: "stdout" | "stderr", line)
+
+# which run a remote command belongs to ("<deployment id>.deploy"): its pid file carries it,
+# so a rollback or a resume can find and stop what an interrupted run left on a host
+command_tag: ContextVar[str | None] = ContextVar("command_tag", default=None)
 
 
 class TransportError(Exception):

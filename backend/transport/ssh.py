@@ -32,8 +32,10 @@ from .base import (
     HostUnreachable,
     LineCallback,
     TransportError,
+    command_tag,
     pump_lines,
 )
+from .remote_group import kill_pidfile, kill_tagged, new_pidfile, parse_left, wrap
 
 _LOST = (
     asyncssh.ConnectionLost,
@@ -249,11 +251,16 @@ class SSHHost(Host):
     ) -> CommandResult:
         attempts = 1 + (self.options.max_reconnects if retry_safe else 0)
         delay = 0.5
+        # the command runs in its own process group on the host, killed with the session
+        pidfile = new_pidfile(command_tag.get()) if input is None else None
+        remote = wrap(command, pidfile) if pidfile else command
         for attempt in range(1, attempts + 1):
             try:
                 if self._conn is None:
                     await self.connect()
-                return await self._run_once(command, timeout, on_line, input)
+                if attempt > 1 and pidfile:
+                    await self._confirm_dead(pidfile)  # the cut-off run first, then the retry
+                return await self._run_once(remote, timeout, on_line, input, pidfile, command)
             except (ConnectionLost, HostUnreachable) as exc:
                 if isinstance(exc, HostKeyMismatch) or attempt == attempts:
                     raise
@@ -298,8 +305,47 @@ class SSHHost(Host):
                 await self._drop()
                 raise ConnectionLost(self.name, f"connection lost: {exc}") from None
 
+    async def _raw(self, command: str, timeout: float = 30) -> str:
+        """A short command outside the pid-file wrapper (the kills themselves)."""
+        if self._conn is None:
+            await self.connect()
+        assert self._conn is not None
+        try:
+            result = await asyncio.wait_for(self._conn.run(command, check=False), timeout)
+        except _LOST as exc:
+            await self._drop()
+            raise ConnectionLost(self.name, f"connection lost: {exc}") from None
+        except TimeoutError:
+            raise CommandTimeout(self.name, "could not stop the earlier command") from None
+        return str(result.stdout or "")
+
+    async def _confirm_dead(self, pidfile: str) -> None:
+        await self._raw(kill_pidfile(pidfile))
+
+    async def kill_tagged(self, prefix: str) -> int:
+        """Stop every leftover command of a deployment (a crashed or cut-off run) and wait
+        until gone; how many were still running. Commands of the asking run are spared."""
+        return parse_left(await self._raw(kill_tagged(prefix + ".", exclude=command_tag.get())))
+
+    async def _stop_remote(self, proc: Any, pidfile: str | None) -> None:
+        """A timeout or a cancel: close the channel (the watcher kills the group) and, while
+        the link is up, kill the group ourselves and wait until it is gone."""
+        proc.close()
+        if pidfile is None:
+            return
+        try:
+            await asyncio.shield(self._confirm_dead(pidfile))
+        except (Exception, asyncio.CancelledError):
+            pass  # link gone: the closed session's watcher does it
+
     async def _run_once(
-        self, command: str, timeout: float | None, on_line: LineCallback | None, input: str | None
+        self,
+        command: str,
+        timeout: float | None,
+        on_line: LineCallback | None,
+        input: str | None,
+        pidfile: str | None = None,
+        shown: str | None = None,
     ) -> CommandResult:
         assert self._conn is not None
         started = time.monotonic()
@@ -319,11 +365,14 @@ class SSHHost(Host):
                 limit,
             )
         except asyncio.CancelledError:
-            proc.close()  # a cancelled follower (tail -F) must not leave the remote side running
+            # a cancelled step (or follower, tail -F) must not leave the remote side running
+            await self._stop_remote(proc, pidfile)
             raise
         except TimeoutError:
-            proc.close()
-            raise CommandTimeout(self.name, f"command timed out after {limit:.0f}s") from None
+            await self._stop_remote(proc, pidfile)
+            raise CommandTimeout(
+                self.name, f"command timed out after {limit:.0f}s and was killed on the host"
+            ) from None
         except _LOST as exc:
             await self._drop()
             raise ConnectionLost(self.name, f"connection lost: {exc}") from None
@@ -338,7 +387,7 @@ class SSHHost(Host):
             status = 128 + 9
         return CommandResult(
             host=self.name,
-            command=command,
+            command=shown or command,
             exit_status=status,
             stdout="\n".join(out),
             stderr="\n".join(err),

@@ -135,7 +135,15 @@ def deploy(
 )
 @click.option("--dry-run", is_flag=True, help="Print the rollback plan; change nothing.")
 @click.option(
-    "--force", is_flag=True, help="Roll back even if the deployment's process looks alive."
+    "--force",
+    is_flag=True,
+    help="Roll back a deployment older than the newest live one (the ones in between are"
+    " listed first), or one whose process looks alive.",
+)
+@click.option(
+    "--restore-dump",
+    is_flag=True,
+    help="Restore the verified database dump of phase 2 (loses every write since then).",
 )
 @json_option
 @events_option
@@ -146,14 +154,17 @@ def rollback(
     reason: str,
     dry_run: bool,
     force: bool,
+    restore_dump: bool,
     as_json: bool,
     events: bool,
 ) -> None:
-    """Roll back DEPLOYMENT_ID (default: the latest) to the release live before it.
+    """Roll back DEPLOYMENT_ID (default: the newest deployment the hosts record) to the
+    release live before it. Works from any machine with the config: the hosts hold the
+    deployment's record.
 
     \b
     portal-ops rollback --reason "Critical issue detected"
-    portal-ops rollback bp-20250801-0200 --reason "Critical issue detected"
+    portal-ops rollback bp-20250801-020000-3fa9 --reason "Critical issue detected"
 
     Exit 0 rolled back, 4 partial or failed (hosts need a person), 2 nothing to roll back.
     """
@@ -174,6 +185,7 @@ def rollback(
                 trigger={"kind": "manual", "operator": str(engine.operator)},
                 dry_run=dry_run,
                 force=force,
+                restore_dump=restore_dump,
             ),
         )
     except RollbackError as exc:

@@ -21,6 +21,45 @@ from .common import (
 )
 
 
+def _rows_from_hosts(config: Any, limit: int) -> list[dict[str, Any]]:
+    """The deployments every host records (.portal-ops/deployments), merged, newest first."""
+    import asyncio
+
+    from backend.engine.hoststate import merge
+    from backend.engine.rollback import survey
+    from backend.transport import make_host
+
+    async def read() -> list[dict[str, Any]]:
+        hosts = {h.name: make_host(config, h) for h in config.hosts}
+        try:
+            views = merge(await survey(config, hosts))
+        finally:
+            await asyncio.gather(*(h.close() for h in hosts.values()), return_exceptions=True)
+        ordered = sorted(views.values(), key=lambda v: v.started_at, reverse=True)[:limit]
+        return [
+            {
+                "id": v.deployment_id,
+                "started_at": v.started_at,
+                "finished_at": v.updated_at if not v.unfinished else None,
+                "outcome": v.status,
+                "status": v.status,
+                "release": v.release,
+                "revision": v.revision,
+                "operator": {"user": v.operator, "via": v.machine},
+                "live_on": v.live_on,
+                "phase": v.phase,
+                "from_hosts": True,
+            }
+            for v in ordered
+        ]
+
+    try:
+        return asyncio.run(read())
+    except Exception as exc:  # hosts unreachable: say so, show what the journal has
+        click.echo(f"portal-ops: could not read the hosts: {exc}", err=True)
+        return []
+
+
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
@@ -37,9 +76,19 @@ def _operator(row: dict[str, Any]) -> str:
 )
 @click.option("--all-targets", is_flag=True, help="Include other portals sharing this state dir.")
 @click.option("--all", "with_plans", is_flag=True, help="Include dry runs (plans).")
+@click.option(
+    "--from-hosts",
+    is_flag=True,
+    help="Read the deployments the hosts record (any machine's), not this machine's journal.",
+)
 @json_option
 def history(
-    config_path: str | None, limit: int, all_targets: bool, with_plans: bool, as_json: bool
+    config_path: str | None,
+    limit: int,
+    all_targets: bool,
+    with_plans: bool,
+    from_hosts: bool,
+    as_json: bool,
 ) -> None:
     """List past deployments, newest first (dry runs are plans: only with --all)."""
     config = load_or_exit(config_path)
@@ -48,6 +97,8 @@ def history(
         limit=limit * (1 if with_plans else 5), target=None if all_targets else config.portal.name
     )
     rows = [r for r in rows if with_plans or not r.get("dry_run")][:limit]
+    if from_hosts or not rows:
+        rows = _rows_from_hosts(config, limit) or rows
     if as_json:
         print_json(rows)
         return
@@ -77,8 +128,25 @@ def show(config_path: str | None, deployment_id: str, with_events: bool, as_json
     journal = open_journal(config)
     row = journal.get_deployment(deployment_id)
     if row is None:
+        # another machine's deployment: what its hosts recorded
+        found = [r for r in _rows_from_hosts(config, 1000) if r["id"] == deployment_id]
+        if found:
+            view = found[0]
+            if as_json:
+                print_json(view)
+                return
+            click.echo(f"Deployment {view['id']}  (from the hosts' records)")
+            click.echo(f"  status    {view['status']} (phase {view['phase'] or '-'})")
+            click.echo(f"  release   {view['release']}  revision {view['revision']}")
+            click.echo(f"  operator  {_operator(view)}")
+            click.echo(f"  started   {_when(view['started_at'])}")
+            click.echo(f"  live on   {', '.join(view['live_on']) or 'no host'}")
+            return
         recent = ", ".join(r["id"] for r in journal.list_deployments(limit=5)) or "none"
-        fail(f"unknown deployment id {deployment_id!r} (recent: {recent})")
+        fail(
+            f"unknown deployment id {deployment_id!r} (recent: {recent});"
+            " see `portal-ops history --from-hosts`"
+        )
     events = journal.events(deployment_id)
     phases = [
         {

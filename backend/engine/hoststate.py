@@ -1,0 +1,233 @@
+"""The deployment in flight, as each host records it: the source of truth for recovery.
+
+Before every irreversible step (switch, migrate, restore, drain) a deployment writes a small
+JSON record to ``{deploy_path}/.portal-ops/deployments/{id}.json`` on its hosts: id, phase,
+status, release, revision SHA, this host's previous release, the migration baseline (what
+``migrate_status`` reported before ``migrate`` ran), lock token, operator, machine.
+``rollback``, ``resume``, ``history`` and ``show`` read these records, so they work from any
+machine that has the config; the local journal is a cache of them.
+
+The record is replaced atomically (write beside, then rename), so a crash mid-write leaves
+the previous version.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..shell import q
+
+RECORD_DIR = "deployments"
+
+# statuses after which a deployment changes nothing more on its own
+FINAL = {"succeeded", "failed", "rolled_back", "partial"}
+# statuses a resume can continue and a rollback can undo
+UNFINISHED = {"running", "interrupted", "paused", "rolling_back"}
+
+
+def record_dir(meta: str) -> str:
+    return posixpath.join(meta, RECORD_DIR)
+
+
+def write_record(meta: str, record: dict[str, Any]) -> str:
+    """The command that replaces this deployment's record on one host, atomically."""
+    directory = record_dir(meta)
+    name = str(record["deployment_id"])
+    final = posixpath.join(directory, f"{name}.json")
+    tmp = posixpath.join(directory, f".{name}.json.tmp")
+    body = json.dumps(record, sort_keys=True, default=str)
+    return f"mkdir -p {q(directory)} && printf '%s\\n' {q(body)} > {q(tmp)} && mv -f {q(tmp)} {q(final)}"
+
+
+def read_records(meta: str) -> str:
+    """Part of the probe: one ``DEPLOY=<json>`` line per record on the host."""
+    directory = record_dir(meta)
+    return (
+        f'for f in {q(directory)}/*.json; do [ -f "$f" ] && '
+        "printf 'DEPLOY=%s\\n' \"$(tr -d '\\n' < \"$f\")\"; done"
+    )
+
+
+@dataclass
+class DeploymentView:
+    """One deployment merged from every host's record (and what the hosts serve)."""
+
+    deployment_id: str
+    release: str = ""
+    revision: str = ""
+    status: str = ""
+    number: int = 0
+    phase: str = ""
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    operator: str = ""
+    machine: str = ""
+    pid: int = 0
+    lock_token: str = ""
+    baseline: dict[str, Any] | None = None
+    migrations_applied: int | None = None
+    backups: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    previous: dict[str, str | None] = field(default_factory=dict)
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # host -> its record
+    live_on: list[str] = field(default_factory=list)  # hosts whose current is this release
+
+    @property
+    def unfinished(self) -> bool:
+        return self.status in UNFINISHED
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The same shape the journal's checkpoints have, for rollback and resume."""
+        return {
+            "release": self.release,
+            "revision": self.revision,
+            "previous": dict(self.previous),
+            "migrations_applied": self.migrations_applied,
+            "pending_before": (self.baseline or {}).get("pending"),
+            "baseline": self.baseline,
+            "backups": self.backups,
+            "lock_token": self.lock_token,
+            "switched": list(self.live_on),
+            "active": sorted(self.hosts),
+            "failed_hosts": {},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.deployment_id,
+            "release": self.release,
+            "revision": self.revision,
+            "status": self.status,
+            "phase": self.phase,
+            "number": self.number,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "operator": self.operator,
+            "machine": self.machine,
+            "live_on": self.live_on,
+            "hosts": sorted(self.hosts),
+        }
+
+
+# a host's status wins over another's when it says more about what happened
+_STATUS_RANK = {
+    "running": 1,
+    "paused": 2,
+    "interrupted": 3,
+    "rolling_back": 4,
+    "failed": 5,
+    "partial": 6,
+    "succeeded": 7,
+    "rolled_back": 8,
+}
+
+
+def merge(states: dict[str, Any]) -> dict[str, DeploymentView]:
+    """Every deployment any host recorded, merged across hosts (``states``: host -> HostState)."""
+    views: dict[str, DeploymentView] = {}
+    for host, state in states.items():
+        for record in getattr(state, "records", []):
+            did = str(record.get("deployment_id") or "")
+            if not did:
+                continue
+            view = views.setdefault(did, DeploymentView(did))
+            view.hosts[host] = record
+            view.release = view.release or str(record.get("release") or "")
+            view.revision = view.revision or str(record.get("revision") or "")
+            started = float(record.get("started_at") or 0)
+            if started and (not view.started_at or started < view.started_at):
+                view.started_at = started
+            updated = float(record.get("updated_at") or 0)
+            status = str(record.get("status") or "")
+            if _STATUS_RANK.get(status, 0) >= _STATUS_RANK.get(view.status, 0):
+                view.status = status
+            if updated >= view.updated_at:
+                view.updated_at = updated
+            if int(record.get("number") or 0) >= view.number:
+                view.number = int(record.get("number") or 0)
+                view.phase = str(record.get("phase") or "")
+            for key in ("operator", "machine", "lock_token"):
+                if record.get(key) and not getattr(view, key):
+                    setattr(view, key, str(record[key]))
+            view.pid = view.pid or int(record.get("pid") or 0)
+            if record.get("baseline") and view.baseline is None:
+                view.baseline = dict(record["baseline"])
+            if record.get("migrations_applied") is not None:
+                applied = int(record["migrations_applied"])
+                view.migrations_applied = max(view.migrations_applied or 0, applied)
+            if record.get("backups"):
+                view.backups = view.backups or dict(record["backups"])
+            if record.get("options"):
+                view.options = view.options or dict(record["options"])
+            view.previous[host] = record.get("previous")
+            live = view.release and getattr(state, "current", None) == view.release
+            if live and host not in view.live_on:
+                view.live_on.append(host)
+    return views
+
+
+def newest(views: dict[str, DeploymentView]) -> DeploymentView | None:
+    """The most recently started deployment the hosts know of."""
+    if not views:
+        return None
+    return max(views.values(), key=lambda v: (v.started_at, v.deployment_id))
+
+
+def newer_than(views: dict[str, DeploymentView], view: DeploymentView) -> list[DeploymentView]:
+    """Deployments started after ``view`` whose code or schema may still be live: their
+    release serves somewhere, or they never finished (a migration may be theirs)."""
+    out = [
+        v
+        for v in views.values()
+        if v.deployment_id != view.deployment_id
+        and v.started_at > view.started_at
+        and (v.live_on or v.unfinished or v.status in ("succeeded", "partial"))
+    ]
+    return sorted(out, key=lambda v: v.started_at)
+
+
+def record_for(
+    *,
+    deployment_id: str,
+    release: str,
+    revision: str,
+    status: str,
+    number: int,
+    phase: str,
+    previous: str | None,
+    started_at: float,
+    operator: str,
+    machine: str,
+    pid: int,
+    lock_token: str,
+    baseline: dict[str, Any] | None,
+    migrations_applied: int | None,
+    backups: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "deployment_id": deployment_id,
+        "kind": "deploy",
+        "release": release,
+        "revision": revision,
+        "status": status,
+        "number": number,
+        "phase": phase,
+        "previous": previous,
+        "started_at": started_at,
+        "updated_at": time.time(),
+        "operator": operator,
+        "machine": machine,
+        "pid": pid,
+        "lock_token": lock_token,
+        "baseline": baseline,
+        "migrations_applied": migrations_applied,
+        "backups": backups or {},
+        "options": options or {},
+        **extra,
+    }

@@ -1,0 +1,198 @@
+"""The fault matrix: portal-ops killed (SIGKILL) at phase boundaries and inside the commands
+of deploy phases 4, 5, 6 and rollback phases 4, 5; the SSH link killed mid-migrate; a
+migrate timing out. Each scenario is then recovered, by ``rollback`` from a second machine
+(another state dir, no journal) or by ``resume`` from the first, and judged: one release on
+every host, the database matching it, no process of the old run left, the lock released,
+the outcome truthful. Used by tests/engine/test_fault_matrix.py and bench/fault_matrix.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backend.config import parse_config
+from backend.engine import Engine
+from backend.journal import Journal
+
+from .faults import (
+    kill_sshd_sessions,
+    kill_when,
+    phase_started,
+    processes_with,
+    spawn_cli,
+    step_started,
+    wait_until,
+    write_toml,
+)
+from .helpers import current, make_repo, ssh_config
+
+HOSTS = ("host-1", "host-2")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    fault: str  # sigkill | sigkill-rollback | ssh | timeout
+    at: str  # "phase:N" or "step:NAME" (deploy) / "rbstep:NAME" (rollback)
+    recovery: str  # rollback-elsewhere | resume | none
+    slow: str = ""  # the step made slow so the fault lands inside it
+
+
+SCENARIOS = [
+    Scenario("kill at phase 2 start", "sigkill", "phase:2", "rollback-elsewhere"),
+    Scenario("kill at phase 5 start", "sigkill", "phase:5", "rollback-elsewhere"),
+    Scenario("kill at phase 6 start", "sigkill", "phase:6", "rollback-elsewhere"),
+    Scenario("kill at phase 9 start", "sigkill", "phase:9", "rollback-elsewhere"),
+    Scenario("kill inside phase 4", "sigkill", "step:install", "rollback-elsewhere", "install"),
+    Scenario("kill inside phase 4", "sigkill", "step:install", "resume", "install"),
+    Scenario("kill inside phase 5", "sigkill", "step:migrate", "rollback-elsewhere", "migrate"),
+    Scenario("kill inside phase 5", "sigkill", "step:migrate", "resume", "migrate"),
+    Scenario("kill inside phase 6", "sigkill", "step:reload", "rollback-elsewhere", "reload"),
+    Scenario("kill inside phase 6", "sigkill", "step:reload", "resume", "reload"),
+    Scenario("kill inside rollback 4", "sigkill-rollback", "rbstep:reload", "rollback-elsewhere"),
+    Scenario(
+        "kill inside rollback 5",
+        "sigkill-rollback",
+        "rbstep:migrate_rollback",
+        "rollback-elsewhere",
+    ),
+    Scenario("SSH link killed in phase 5", "ssh", "step:migrate", "none", "migrate"),
+    Scenario("migrate times out in phase 5", "timeout", "step:migrate", "none", "migrate"),
+]
+
+
+@dataclass
+class Verdict:
+    scenario: Scenario
+    converged: bool
+    why: str
+    seconds: float
+
+
+async def deploy_template(sshd: Any, root: Path) -> tuple[dict[str, Any], str]:
+    repo = make_repo(root)
+    cfg = ssh_config(sshd, root, repo)
+    engine = Engine(parse_config(cfg), journal=Journal(root / "state" / "journal.db"))
+    result = await engine.deploy(revision="v1")
+    assert result.ok, result.error
+    return cfg, result.release
+
+
+def copy_template(template: Path, root: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The template's hosts and database under ``root``, and its config pointing there."""
+    for host in HOSTS:
+        shutil.copytree(template / host, root / host, symlinks=True)
+    shutil.copy(template / "db.txt", root / "db.txt")
+    text = json.dumps(cfg).replace(str(template / "host-"), str(root / "host-"))
+    text = text.replace(str(template / "db.txt"), str(root / "db.txt"))
+    text = text.replace(str(template / "state"), str(root / "state"))
+    return json.loads(text)
+
+
+def engine_at(cfg: dict[str, Any]) -> Engine:
+    config = parse_config(cfg)
+    return Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+
+
+def elsewhere(cfg: dict[str, Any], root: Path) -> dict[str, Any]:
+    other = json.loads(json.dumps(cfg))
+    other["state"] = {"dir": str(root / "state-elsewhere")}
+    return other
+
+
+def _match(at: str) -> Any:
+    kind, _, what = at.partition(":")
+    if kind == "phase":
+        return phase_started(int(what))
+    if kind == "rbstep":
+        return step_started(what, run="rollback")
+    return step_started(what)
+
+
+async def run_scenario(
+    sshd: Any, template: Path, template_cfg: dict[str, Any], old: str, root: Path, s: Scenario
+) -> Verdict:
+    started = time.monotonic()
+    cfg = copy_template(template, root, template_cfg)
+    db_v1 = (root / "db.txt").read_text()
+    marker = f"mark-{root.parent.name}"
+    slow_cfg = json.loads(json.dumps(cfg))
+    if s.slow == "migrate":
+        slow_cfg["commands"]["migrate"] += f" && sh -c 'sleep 20' {marker}"
+    elif s.slow:
+        slow_cfg["commands"][s.slow] = f"sh -c 'sleep 20' {marker}"
+    journal_path = root / "state" / "journal.db"
+    deployment_id = ""
+    if s.fault in ("sigkill", "sigkill-rollback"):
+        if s.fault == "sigkill-rollback":
+            done = await engine_at(cfg).deploy(revision="v2")
+            assert done.ok, done.error
+            rb_cfg = json.loads(json.dumps(cfg))
+            step = s.at.split(":")[1]
+            rb_cfg["commands"][step] = f"sh -c 'sleep 20' {marker}; " + rb_cfg["commands"].get(
+                step, "true"
+            )
+            proc = spawn_cli(write_toml(rb_cfg, root / "rb.toml"), "rollback", done.deployment_id)
+        else:
+            proc = spawn_cli(write_toml(slow_cfg, root / "slow.toml"), "deploy")
+        deployment_id = await kill_when(proc, journal_path, _match(s.at))
+    elif s.fault == "ssh":
+        engine = engine_at(slow_cfg)
+        task = asyncio.create_task(engine.deploy(revision="v2"))
+        await wait_until(lambda: bool(processes_with(f"sleep 20 {marker}")), 120, "migrate")
+        kill_sshd_sessions(sshd)
+        result = await task
+        deployment_id = result.deployment_id
+    elif s.fault == "timeout":
+        slow_cfg["ssh"]["step_timeouts"] = {"migrate": 2}
+        result = await engine_at(slow_cfg).deploy(revision="v2")
+        deployment_id = result.deployment_id
+    # no process of the old run may outlive it
+    leftover = ""
+    try:
+        await wait_until(lambda: not processes_with(marker), 15, "leftovers")
+    except AssertionError:
+        left = []
+        for pid in processes_with(marker):
+            try:
+                left.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:300])
+            except OSError:
+                pass
+        leftover = f"a command of the killed run still ran 15 s after: {left}"
+    expect_release, expect_db = old, db_v1
+    outcome = ""
+    if s.recovery == "rollback-elsewhere":
+        rb = await engine_at(elsewhere(cfg, root)).rollback(deployment_id, "recovering")
+        outcome = rb.outcome
+        ok_outcome = rb.outcome == "succeeded"
+    elif s.recovery == "resume":
+        res = await engine_at(cfg).resume(deployment_id)
+        outcome = res.outcome
+        ok_outcome = res.outcome == "succeeded"
+        expect_release = res.release
+        expect_db = db_v1 + "002_more\n"
+    else:
+        row = engine_at(cfg).journal.get_deployment(deployment_id) or {}
+        outcome = str(row.get("outcome"))
+        ok_outcome = outcome == "rolled_back"
+    seconds = time.monotonic() - started
+    problems = [leftover] if leftover else []
+    if not ok_outcome:
+        problems.append(f"outcome {outcome}")
+    releases = {h: current(root, h) for h in HOSTS}
+    if set(releases.values()) != {expect_release}:
+        problems.append(f"releases {releases}, expected {expect_release}")
+    if (root / "db.txt").read_text() != expect_db:
+        problems.append(f"database {(root / 'db.txt').read_text()!r}")
+    locks = [h for h in HOSTS if (root / h / ".portal-ops" / "lock").exists()]
+    if locks:
+        problems.append(f"lock left on {locks}")
+    if processes_with(marker) and not leftover:
+        problems.append("old process running")
+    return Verdict(s, not problems, "; ".join(problems), seconds)
