@@ -226,9 +226,14 @@ def unquoted_interpolations(path: Path, allowed: set[str]) -> list[str]:
 def test_shell_text_is_built_only_from_quoted_values() -> None:
     """The grep-level rule, enforced: in the modules that build shell commands, no f-string
     interpolates a value that has not gone through ``q``."""
-    layout = unquoted_interpolations(
-        ROOT / "backend" / "engine" / "layout.py", {"self._lock_age()"}
-    )
+    fragments = {  # shell fragments, themselves built only from q()-quoted values
+        "self._lock_age()",
+        "read_records(self.meta)",  # hoststate.read_records: q(directory)
+        "self.update_mirror(repository)",  # q(self.mirror), q(repository)
+        "replace",  # q(marker), q(current), q(rel)
+        "guard",  # " ".join(q(k) for k in keep)
+    }
+    layout = unquoted_interpolations(ROOT / "backend" / "engine" / "layout.py", fragments)
     assert layout == []
     shell_text = [  # k: checked to be an identifier first; bad: the error message
         f
