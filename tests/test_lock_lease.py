@@ -133,8 +133,10 @@ def test_unlock_refuses_a_live_holder_and_fencing_stops_it_once_forced(
         go.touch()
         if proc.poll() is None:
             proc.kill()
-    # fencing: the run noticed its lock was gone and stopped before its next change
-    assert proc.returncode == 1, out
+    # fencing: the run noticed its lock was gone and stopped before its next change. Where
+    # the heartbeat noticed decides the exit code: before phase 5 nothing changed (1); after
+    # the migrations its own rollback is fenced too, and a person is needed (4)
+    assert proc.returncode in (1, 4), (proc.returncode, out[-600:])
     assert "no longer ours" in out, out
     assert not (tmp_path / "host-1" / "current").exists(), "a fenced run switched a host"
 
