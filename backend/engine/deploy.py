@@ -393,6 +393,11 @@ class Deployment(Run):
         errors = await self.on_hosts(list(self.hosts), probe)
         if any(errors.values()):
             raise PhaseFailed("; ".join(str(e) for e in errors.values() if e))
+        from .traffic import preflight
+
+        lb_problems = await preflight(self.config, [self.host_config(n) for n in self.active])
+        if lb_problems:
+            raise PhaseFailed("load balancer: " + "; ".join(lb_problems))
 
         unfinished = [
             d
