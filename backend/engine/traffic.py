@@ -17,11 +17,9 @@ from dataclasses import dataclass
 import httpx
 
 from ..config import Config, HostConfig, LoadBalancerConfig
+from ..haproxy import HAProxyRuntime, server_of
+from ..haproxy import RuntimeAPIError as LoadBalancerError
 from ..shell import q
-
-
-class LoadBalancerError(Exception):
-    """The load balancer refused, did not answer, or does not know the host."""
 
 
 def backend_name(host: HostConfig) -> str:
@@ -39,78 +37,8 @@ def health_url(config: Config, host: HostConfig) -> str | None:
 
 
 def haproxy_server(lb: LoadBalancerConfig, host: HostConfig) -> tuple[str, str]:
-    """(backend, server) of ``host`` in HAProxy: ``backend_name`` may be ``"srv"`` (in
-    ``[load_balancer] backend``) or ``"backend/srv"``; the host's name by default."""
-    name = backend_name(host)
-    if "/" in name:
-        backend, server = name.split("/", 1)
-        return backend, server
-    return lb.backend or "", name
-
-
-class HAProxyRuntime:
-    """HAProxy's runtime API in non-interactive mode: one command per connection, the answer
-    read to EOF. ``address`` is a Unix socket path or ``host:port``."""
-
-    def __init__(self, address: str, timeout: float = 5.0) -> None:
-        self.address = address
-        self.timeout = timeout
-
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.address.startswith("/"):
-            return await asyncio.open_unix_connection(self.address)
-        host, _, port = self.address.rpartition(":")
-        return await asyncio.open_connection(host.strip("[]"), int(port))
-
-    async def command(self, text: str) -> str:
-        if "\n" in text or ";" in text:
-            raise LoadBalancerError(
-                f"refused to send a runtime API command with ';' or a newline: {text!r}"
-            )
-        try:
-            reader, writer = await asyncio.wait_for(self._open(), self.timeout)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise LoadBalancerError(
-                f"HAProxy runtime API {self.address} unreachable: {exc.__class__.__name__}: {exc}"
-            ) from None
-        try:
-            writer.write(text.encode() + b"\n")
-            await writer.drain()
-            data = await asyncio.wait_for(reader.read(), self.timeout)
-        except (OSError, TimeoutError) as exc:
-            raise LoadBalancerError(
-                f"HAProxy runtime API {self.address}: no answer to {text!r}: {exc!r}"
-            ) from None
-        finally:
-            writer.close()
-        return data.decode(errors="replace")
-
-    async def set_state(self, backend: str, server: str, state: str) -> str:
-        """``set server B/S state drain|ready``: HAProxy answers nothing on success, and a
-        sentence ("No such server.", "No such backend.", ...) on failure."""
-        command = f"set server {backend}/{server} state {state}"
-        answer = (await self.command(command)).strip()
-        if answer:
-            raise LoadBalancerError(f"HAProxy refused {command!r}: {answer}")
-        return command
-
-    async def show_stat(self) -> list[dict[str, str]]:
-        """``show stat`` as one dict per proxy/server row (keys from the CSV header)."""
-        return parse_show_stat(await self.command("show stat"))
-
-    async def server_row(self, backend: str, server: str) -> dict[str, str]:
-        for row in await self.show_stat():
-            if row.get("pxname") == backend and row.get("svname") == server:
-                return row
-        raise LoadBalancerError(f"HAProxy has no server {backend}/{server} (show stat)")
-
-
-def parse_show_stat(text: str) -> list[dict[str, str]]:
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or not lines[0].startswith("# "):
-        raise LoadBalancerError(f"unexpected answer to show stat: {text[:200]!r}")
-    header = lines[0][2:].split(",")
-    return [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
+    """(backend, server) of ``host`` in HAProxy (see :func:`backend.haproxy.server_of`)."""
+    return server_of(backend_name(host), lb.backend or "")
 
 
 def runtime(config: Config) -> HAProxyRuntime:
