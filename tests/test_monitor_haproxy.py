@@ -40,7 +40,7 @@ def monitor_config(stack, state: Path):
                         "for_windows": 2,
                         "scope": "host",
                     },
-                ],  # fmt: skip
+                ],
             },
         }
     )
