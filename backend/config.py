@@ -85,6 +85,7 @@ class HostConfig(Strict):
     deploy_path: str | None = None  # overrides [portal] deploy_path for this host
     health_url: str | None = None  # overrides [portal] health_url for this host
     backend_name: str | None = None  # the host's name in the load balancer, if different
+    base_url: str | None = None  # the app on this host directly (batch analysis smoke pages)
 
     @property
     def primary(self) -> bool:
@@ -124,6 +125,7 @@ class RolloutConfig(Strict):
     concurrency: int = Field(10, ge=1, le=500)
     drain_seconds: float = Field(1.0, ge=0)
     health_timeout: float = Field(30.0, gt=0)
+    analysis_seconds: float = Field(0.0, ge=0)  # judge each batch this long before the next
 
     @field_validator("batches")
     @classmethod

@@ -21,6 +21,7 @@ from ..paths import state_dir
 from ..phases import DEPLOY_PHASES
 from ..shell import in_dir, q
 from ..transport import connect_all
+from .analysis import analyse_batch
 from .layout import HostState, parse_probe, prune_candidates
 from .lock import LockHolder, new_owner, parse_lock_output, redis_acquire, redis_release
 from .run import PhaseFailed, PhaseResult, Plan, Run
@@ -686,6 +687,12 @@ class Deployment(Run):
                     + "; ".join(failed.values())
                     + f". Hosts already switched: {', '.join(self.switched) or 'none'}",
                     list(failed),
+                )
+            problems = await analyse_batch(self, names, index, len(groups))
+            if problems:
+                raise PhaseFailed(
+                    f"batch {index}/{len(groups)} failed its analysis: " + "; ".join(problems),
+                    names,
                 )
         return f"{len(self.switched)} host(s) live on {self.release_id} in {len(groups)} batch(es)"
 
