@@ -178,6 +178,7 @@ class HostConfig(Strict):
     deploy_path: str | None = None  # overrides [portal] deploy_path for this host
     health_url: str | None = None  # overrides [portal] health_url for this host
     backend_name: str | None = None  # the host's name in the load balancer, if different
+    base_url: str | None = None  # the app on this host directly (batch analysis smoke pages)
 
     @field_validator("deploy_path")
     @classmethod
@@ -236,6 +237,7 @@ class RolloutConfig(Strict):
     concurrency: int = Field(10, ge=1, le=500)
     drain_seconds: float = Field(1.0, ge=0)
     health_timeout: float = Field(30.0, gt=0)
+    analysis_seconds: float = Field(0.0, ge=0)  # judge each batch this long before the next
 
     @field_validator("batches")
     @classmethod
@@ -252,11 +254,18 @@ class RolloutConfig(Strict):
 
 
 class LoadBalancerConfig(Strict):
-    kind: Literal["none", "http", "command"] = "none"
+    kind: Literal["none", "http", "command", "haproxy"] = "none"
     drain_url: str | None = None  # "{backend}" is filled in, URL-encoded; POSTed
     enable_url: str | None = None
     drain_command: str | None = None  # run on the portal-ops machine; "{{backend}}" quoted
     enable_command: str | None = None
+    # kind = "haproxy": the runtime API (a Unix socket path, or "host:port" for TCP) and the
+    # backend holding the hosts; a host's server is its backend_name (or "backend/server")
+    socket: str | None = None
+    backend: str | None = None
+    drain_timeout: float = Field(30.0, gt=0)  # haproxy: wait for sessions to end, at most
+    poll_interval: float = Field(0.1, gt=0)  # haproxy: how often show stat is read meanwhile
+    timeout: float = Field(40.0, gt=0)  # one drain/enable call (URL, command, runtime API)
 
     @model_validator(mode="after")
     def _complete(self) -> LoadBalancerConfig:
@@ -264,6 +273,20 @@ class LoadBalancerConfig(Strict):
             raise ValueError('kind = "http" needs drain_url and enable_url')
         if self.kind == "command" and not (self.drain_command and self.enable_command):
             raise ValueError('kind = "command" needs drain_command and enable_command')
+        if self.kind == "haproxy":
+            if not self.socket:
+                raise ValueError(
+                    'kind = "haproxy" needs socket: the runtime API, a Unix socket path'
+                    ' ("/run/haproxy/admin.sock") or "host:port"'
+                )
+            if not self.socket.startswith("/") and not re.match(
+                r"^\[?[^/\s]+\]?:\d+$", self.socket
+            ):
+                raise ValueError(
+                    f"socket {self.socket!r}: give an absolute Unix socket path or host:port"
+                )
+            if not self.backend:
+                raise ValueError('kind = "haproxy" needs backend: the HAProxy backend of the hosts')
         return self
 
 

@@ -23,6 +23,7 @@ from ..phases import DEPLOY_PHASES
 from ..redact import redact
 from ..shell import in_dir, q
 from ..transport import connect_all
+from .analysis import analyse_batch
 from .hoststate import record_for, write_record
 from .layout import HostState, parse_probe, prune_candidates
 from .lock import (
@@ -500,6 +501,11 @@ class Deployment(Run):
         if any(errors.values()):
             raise PhaseFailed("; ".join(str(e) for e in errors.values() if e))
         self.refuse_existing_id()
+        from .traffic import preflight
+
+        lb_problems = await preflight(self.config, [self.host_config(n) for n in self.active])
+        if lb_problems:
+            raise PhaseFailed("load balancer: " + "; ".join(lb_problems))
 
         unfinished = [  # a deploy refused the lock in a race never held it: not unfinished
             d
@@ -891,6 +897,12 @@ class Deployment(Run):
                     + "; ".join(failed.values())
                     + f". Hosts already switched: {', '.join(self.switched) or 'none'}",
                     list(failed),
+                )
+            problems = await analyse_batch(self, names, index, len(groups))
+            if problems:
+                raise PhaseFailed(
+                    f"batch {index}/{len(groups)} failed its analysis: " + "; ".join(problems),
+                    names,
                 )
         return f"{len(self.switched)} host(s) live on {self.release_id} in {len(groups)} batch(es)"
 

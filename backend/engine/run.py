@@ -23,7 +23,7 @@ from ..transport import CommandResult, Host, TransportError
 from ..transport.base import command_tag
 from .layout import Layout
 from .lock import Lease, LockLost
-from .traffic import health_url, lb_action, run_lb_action, wait_healthy
+from .traffic import health_url, lb_action, perform, wait_drained, wait_healthy
 
 
 @dataclass
@@ -327,7 +327,9 @@ class Run:
             self.set_host_state(name, "draining", release=before)
             await self.load_balancer(name, "drain", strict=strict)
             if not self.dry_run:
-                await asyncio.sleep(rollout.drain_seconds)
+                drained = await wait_drained(self.config, self.host_config(name))
+                if not drained.ok:
+                    self.incident(Severity.WARNING, f"{name}: {drained.detail}; switching anyway")
         self.set_host_state(name, "switching", release=before)
         await self.step_ok(name, "switch", layout.switch(release), retry_safe=True)
         if on_switched is not None:
@@ -361,7 +363,10 @@ class Run:
         self.note(f"load balancer: {target[0]} {target[1]} ({action})", name)
         if self.dry_run:
             return
-        ok, detail = await run_lb_action(*target)
+        outcome = await perform(self.config, self.host_config(name), action)
+        for line in (outcome.output or outcome.detail).splitlines()[-20:]:
+            self.emit(Kind.STEP_OUTPUT, host=name, step=f"lb_{action}", stream="lb", line=line)
+        ok, detail = outcome.ok, outcome.detail
         if ok:
             return
         if strict:

@@ -69,6 +69,15 @@ class PrometheusConfig(_Strict):
         return self
 
 
+class HAProxyStatsConfig(_Strict):
+    """HAProxy's per-server stats (``show stat``): real user traffic per host."""
+
+    enabled: bool = False
+    socket: str | None = None  # default: [load_balancer] socket
+    backend: str | None = None  # default: [load_balancer] backend
+    interval_seconds: float = Field(1.0, gt=0)
+
+
 class AccessLogConfig(_Strict):
     """The web server's access log, followed with ``tail -F`` over the transport."""
 
@@ -158,7 +167,7 @@ class MonitorConfig(BaseModel):
     min_probes: int = Field(1, ge=0)  # the same for probe metrics (uptime, probe_failures)
     clear_windows: int = Field(2, ge=1)  # good windows in a row before a firing rule clears
     inconclusive_alert_windows: int = Field(4, ge=0)  # warn a human after this many; 0: never
-    traffic_source: Literal["auto", "access_log", "prometheus", "probes"] = "auto"
+    traffic_source: Literal["auto", "haproxy", "access_log", "prometheus", "probes"] = "auto"
 
     response_time_target_ms: float = Field(200.0, gt=0)
     response_time_acceptable_ms: float = Field(500.0, gt=0)
@@ -173,6 +182,7 @@ class MonitorConfig(BaseModel):
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
+    haproxy: HAProxyStatsConfig = Field(default_factory=HAProxyStatsConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> MonitorConfig:
@@ -188,6 +198,7 @@ class MonitorConfig(BaseModel):
                 " needs at least one scrape"
             )
         chosen = {
+            "haproxy": self.haproxy.enabled,
             "access_log": self.access_log.enabled,
             "prometheus": self.prometheus.enabled,
             "probes": self.probes.enabled,

@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..events import Event, EventBus, Kind, Severity
+from ..haproxy import HAProxyRuntime, server_of
 from ..paths import state_dir
 from ..transport import Host
 from .config import MonitorConfig
 from .report import MonitorReport
 from .rules import RuleBook, Transition, TriggerInfo
 from .sources.accesslog import AccessLogFollower, make_parser
+from .sources.haproxy import HAProxyStats
 from .sources.probes import Prober
 from .sources.prometheus import PrometheusScraper
 from .store import SampleStore
@@ -106,6 +108,7 @@ class Monitor:
         self.followers: list[AccessLogFollower] = []
         self.probers: list[Prober] = []
         self.scrapers: list[PrometheusScraper] = []
+        self.stat_readers: list[HAProxyStats] = []
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -113,13 +116,16 @@ class Monitor:
         m = self.mcfg
         wanted = m.traffic_source
         enabled = {
+            "haproxy": m.haproxy.enabled,
             "access_log": m.access_log.enabled,
             "prometheus": m.prometheus.enabled,
             "probes": bool(self.probe_targets()),
         }
         if wanted != "auto":  # the config checked it is enabled; probes may lack a URL
             return wanted
-        return next((s for s in ("access_log", "prometheus", "probes") if enabled[s]), "")
+        return next(
+            (s for s in ("haproxy", "access_log", "prometheus", "probes") if enabled[s]), ""
+        )
 
     def _address(self, name: str) -> str:
         for host in self.config.hosts:
@@ -177,6 +183,23 @@ class Monitor:
             for name, host in self.hosts.items()
             if name not in roles or roles[name] & set(c.roles)
         ]
+
+    def haproxy_reader(self) -> HAProxyStats | None:
+        """``show stat`` reader for the hosts (socket and backend default to the load
+        balancer's); None when neither says where HAProxy is."""
+        c, lb = self.mcfg.haproxy, self.config.load_balancer
+        socket, backend = c.socket or lb.socket, c.backend or lb.backend or ""
+        if not socket:
+            return None
+        servers = {
+            server_of(h.backend_name or h.name, backend): h.name
+            for h in self.config.hosts
+            if h.name in self.host_names
+        }
+        api = HAProxyRuntime(socket, timeout=min(5.0, c.interval_seconds * 4))
+        return HAProxyStats(
+            api, servers, c.interval_seconds, self.windows, self._warn, self._recover
+        )
 
     @property
     def store(self) -> SampleStore:
@@ -258,6 +281,12 @@ class Monitor:
                 self._warn, self._recover,
             )  # fmt: skip
             self.scrapers.append(scraper)
+        if self.mcfg.haproxy.enabled:
+            reader = self.haproxy_reader()
+            if reader is None:
+                self._warn("haproxy", None, "monitor.haproxy is enabled but has no socket/backend")
+            else:
+                self.stat_readers.append(reader)
         if self.mcfg.access_log.enabled:
             parser = make_parser(self.mcfg.access_log)
             hosts = self.log_hosts()
@@ -273,7 +302,7 @@ class Monitor:
             self._warn("sources", None, "no metric source configured: nothing to judge")
         elif self.traffic == "probes" and not self.probe_targets():
             self._warn("probes", None, "probes are the traffic source but have no URL")
-        runners = [*self.probers, *self.scrapers, *self.followers]
+        runners = [*self.probers, *self.scrapers, *self.followers, *self.stat_readers]
         self._tasks = [asyncio.create_task(r.run(), name=f"monitor-{r!r}") for r in runners]
 
     async def _stop_sources(self) -> None:

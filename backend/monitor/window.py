@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 TOTAL = "total"  # the host label of the all-hosts summary (samples table, event data)
-SOURCES = ("access_log", "prometheus", "probes")
+SOURCES = ("haproxy", "access_log", "prometheus", "probes")
 MAX_VALUES = 400_000  # latencies kept per digest; beyond this a uniform subsample
 
 
@@ -294,7 +294,7 @@ def _secondary(
 ) -> dict[str, dict[str, Any]]:
     """The figures of the traffic sources that do not decide, for comparison only."""
     extra: dict[str, dict[str, Any]] = {}
-    for source in ("access_log", "prometheus"):
+    for source in ("haproxy", "access_log", "prometheus"):
         tally = tallies.get((source, host))
         if source == traffic or tally is None or not tally.requests:
             continue

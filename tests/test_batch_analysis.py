@@ -1,0 +1,81 @@
+"""Batch analysis end to end: real haproxy, real app processes on loopback, a bounded load
+generator. A release whose pages fail while its health URL passes is stopped at the canary:
+only the canary ever served it, failed user requests are counted and bounded, and every
+host ends on the previous release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backend.config import parse_config
+from backend.engine import Engine
+from backend.events import Kind
+from backend.journal import Journal
+from tests.engine.helpers import current
+from tests.fixtures.loadgen import LoadGenerator
+from tests.traffic_stack import make_app_repo, stack, stack_config
+
+__all__ = ["stack"]
+
+
+def engine_for(cfg: dict) -> Engine:
+    config = parse_config(cfg)
+    return Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+
+
+def analysed(sshd, stack, repo) -> dict:
+    cfg = stack_config(sshd, stack, repo)
+    cfg["rollout"]["analysis_seconds"] = 2
+    for host in cfg["hosts"]:
+        host["base_url"] = stack.apps[host["name"]].url
+    cfg["validation"] = {**cfg["validation"], "smoke_pages": ["/"]}
+    cfg["portal"]["public_url"] = stack.haproxy.url
+    return cfg
+
+
+async def test_bad_pages_with_a_passing_health_url_stop_at_the_canary(
+    sshd, stack, tmp_path: Path
+) -> None:
+    repo = make_app_repo(tmp_path, {"pages": 500, "health": 200})
+    cfg = analysed(sshd, stack, repo)
+    first = await engine_for(cfg).deploy(revision="v1")
+    assert first.ok, first.error
+    v1 = first.release
+    engine = engine_for(cfg)
+    with LoadGenerator(stack.haproxy.url, rate=40, workers=4) as load:
+        result = await engine.deploy(revision="v2")
+    v2 = result.release
+    assert result.outcome == "rolled_back", (result.outcome, result.error, result.rollback)
+    switch = next(p for p in result.phases if p.name == "switch")
+    assert switch.status == "failed" and "batch 1/2 failed its analysis" in switch.detail
+    # every host ends on the previous release
+    assert [current(stack.root, n) for n in stack.names] == [v1] * 3
+    # at most the canary ever served the bad release
+    assert load.releases.get(v2, 0) <= load.total
+    assert set(load.failed_by_release) <= {v2}
+    assert {n for n in stack.names if (stack.root / n / "releases" / v2).exists()} >= {"host-1"}
+    events = engine.journal.events(result.deployment_id)
+    switched = {
+        e.host
+        for e in events
+        if e.kind == Kind.HOST_STATE
+        and e.data.get("state") == "switched"
+        and e.data.get("release") == v2
+    }
+    assert switched == {"host-1"}
+    # failed user requests are counted and bounded: one host of three, for the analysis hold
+    assert load.total > 0
+    assert load.failed <= load.total // 2, (load.failed, load.total, dict(load.statuses))
+    analysis = [e.data["line"] for e in events if e.data.get("step") == "analysis"]
+    assert analysis and "answered 500" in analysis[-1]
+
+
+async def test_a_good_release_passes_every_batch_analysis(sshd, stack, tmp_path: Path) -> None:
+    repo = make_app_repo(tmp_path, {"pages": 200, "health": 200})
+    cfg = analysed(sshd, stack, repo)
+    engine = engine_for(cfg)
+    with LoadGenerator(stack.haproxy.url, rate=40, workers=4) as load:
+        result = await engine.deploy(revision="v2")
+    assert result.ok, result.error
+    assert [current(stack.root, n) for n in stack.names] == [result.release] * 3
+    assert load.failed == 0, dict(load.statuses)
