@@ -125,6 +125,7 @@ async def test_quit_while_deploying_asks_then_cancels_and_keeps_the_lock(demo: D
     assert room.return_code == 1
     assert "cancels" in seen["text"] and "portal-ops resume" in seen["text"]
     row = engine.journal.latest_deployment()
-    assert row is not None and row["status"] == "finished" and row["outcome"] == "failed"
+    # interrupted, not finished: resume continues it, rollback undoes it
+    assert row is not None and row["outcome"] == "interrupted", row
     messages = [e.data.get("message", "") for e in engine.journal.events(row["id"])]
     assert any("the lock is kept" in m for m in messages)

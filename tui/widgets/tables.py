@@ -73,12 +73,14 @@ class _Table(DataTable[Text]):
 
         DataTable measures new rows on its Idle message; a frame drawn before that (a busy
         machine, a screenshot) showed ``comp`` for ``company-dashboard``. The widths are
-        known here, so they are set here; Textual's own measurement later agrees."""
+        known here, so they are set here; Textual's own measurement later agrees. They fit
+        the rows shown now, not every value a cell once held: a picture depends on the state
+        it shows, not on which intermediate states happened to be drawn before it."""
         widened = False
         for index, column in enumerate(self.columns.values()):
             widest = max((cells[index].cell_len for cells in self._rows.values()), default=0)
             needed = max(column.label.cell_len, widest)
-            if column.auto_width and column.content_width < needed:
+            if column.auto_width and column.content_width != needed:
                 column.content_width = needed
                 widened = True
         if widened:
