@@ -73,6 +73,10 @@ async def test_bad_pages_with_a_passing_health_url_stop_at_the_canary(
 async def test_a_good_release_passes_every_batch_analysis(sshd, stack, tmp_path: Path) -> None:
     repo = make_app_repo(tmp_path, {"pages": 200, "health": 200})
     cfg = analysed(sshd, stack, repo)
+    # Q06 judges its own 100 requests on an absolute line; on a loaded machine a couple of
+    # them are reset through haproxy and a good release is rolled back. Until Q06 is judged
+    # against the baseline (issue 12), this test leaves it to the batch analysis it is about.
+    cfg["validation"]["disabled"] = {"Q06": "judged by the batch analysis in this test"}
     engine = engine_for(cfg)
     with LoadGenerator(stack.haproxy.url, rate=40, workers=4) as load:
         result = await engine.deploy(revision="v2")
