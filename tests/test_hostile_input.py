@@ -206,6 +206,9 @@ def test_operator_text_with_control_characters_or_too_long_is_refused(
     world.refused(result, "REASON")
     result = world.cli("notify", "deployment-success", text, "--dry-run")
     world.refused(result, "MESSAGE")
+    # a newline in a flag's reason or description forged a line of `feature history`
+    world.refused(world.cli("feature", "create", "new-flag", "--description", text), "DESCRIPTION")
+    world.refused(world.cli("feature", "emergency-disable", "--reason", text), "REASON")
 
 
 def test_printed_text_cannot_forge_lines_or_reach_the_terminal() -> None:

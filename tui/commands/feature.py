@@ -33,6 +33,7 @@ from backend.flags.unleash import export_document, parse_strategy, read_document
 
 from .common import (
     EXIT_FAILED,
+    checked_text,
     config_option,
     fail,
     json_option,
@@ -81,7 +82,9 @@ def _service(config_path: str | None) -> Iterator[tuple[FlagService, Config | No
 
 
 def _reason_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--reason", default="", help="Why: kept in the audit log.")(func)
+    return click.option(
+        "--reason", default="", callback=checked_text, help="Why: kept in the audit log."
+    )(func)
 
 
 def _when(ts: float | None) -> str:
@@ -387,7 +390,7 @@ def _spark(series: list[tuple[int, int, int]], width: int = 60) -> str:
 
 @feature.command()
 @click.argument("name")
-@click.option("--description", default="", help="What the flag gates.")
+@click.option("--description", default="", callback=checked_text, help="What the flag gates.")
 @click.option(
     "--stickiness",
     default=None,
@@ -614,7 +617,12 @@ def _read_json(path: str) -> Any:
 
 
 @feature.command("emergency-disable")
-@click.option("--reason", required=True, help="Why (required; kept in the audit log).")
+@click.option(
+    "--reason",
+    required=True,
+    callback=checked_text,
+    help="Why (required; kept in the audit log).",
+)
 @config_option
 @json_option
 def emergency_disable(reason: str, config_path: str | None, as_json: bool) -> None:
