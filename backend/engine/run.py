@@ -409,6 +409,20 @@ class Run:
         self.phase = name
         self.emit(Kind.PHASE_STARTED, number=number, title=title)
         started = time.monotonic()
+
+        def finish(status: str, detail: str) -> PhaseResult:
+            result = PhaseResult(name, title, number, status, time.monotonic() - started, detail)
+            self.phase_results.append(result)
+            self.emit(
+                Kind.PHASE_FINISHED,
+                number=number,
+                title=title,
+                status=status,
+                seconds=round(result.seconds, 3),
+                detail=detail,
+            )
+            return result
+
         status, detail = "succeeded", ""
         try:
             detail = (await body()) or ""
@@ -421,26 +435,6 @@ class Run:
         except Exception as exc:  # a bug or a bad value: a failed phase, with the normal path
             status, detail = "failed", str(_unexpected(exc))
         except asyncio.CancelledError:
-            status, detail = "interrupted", "cancelled by the operator"
-            result = PhaseResult(name, title, number, status, time.monotonic() - started, detail)
-            self.phase_results.append(result)
-            self.emit(
-                Kind.PHASE_FINISHED,
-                number=number,
-                title=title,
-                status=status,
-                seconds=round(result.seconds, 3),
-                detail=detail,
-            )
+            finish("interrupted", "cancelled by the operator")
             raise
-        result = PhaseResult(name, title, number, status, time.monotonic() - started, detail)
-        self.phase_results.append(result)
-        self.emit(
-            Kind.PHASE_FINISHED,
-            number=number,
-            title=title,
-            status=status,
-            seconds=round(result.seconds, 3),
-            detail=detail,
-        )
-        return result
+        return finish(status, detail)
