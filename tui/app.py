@@ -386,7 +386,8 @@ class RoomApp(App[int]):
             return "the newest state is not drawn yet"
         if self.room.ready and self.state.health is not self._graphed:
             return "the graphs are not drawn yet"
-        graphs = self.room.query_one(HealthGraphs) if self.room.ready else None
+        found = self.room.query(HealthGraphs) if self.room.ready else None
+        graphs = found.first() if found else None  # none while the room is torn down
         shown = graphs is not None and graphs.region.area > 0  # a zoomed pane hides them
         if shown and graphs.drawn_for != graphs.fitted_sizes():
             return "the graphs were drawn for another size"
