@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from .. import recipes
 from ..events import Kind, Severity
-from ..paths import state_dir
 from ..phases import DEPLOY_PHASES
 from ..redact import redact
 from ..shell import in_dir, q
@@ -971,9 +970,7 @@ class Deployment(Run):
     def write_report(self) -> str:
         if self.dry_run:
             return "(not written in a dry-run)"
-        directory = state_dir(self.config.state.dir) / "reports"
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{self.deployment_id}.json"
+        path = self.report_path(f"{self.deployment_id}.json")
         body = {
             "deployment_id": self.deployment_id,
             "target": self.config.portal.name,

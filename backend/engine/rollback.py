@@ -23,7 +23,6 @@ from .. import recipes
 from ..events import Event, Kind, Severity
 from ..inputs import TEXT_LIMIT, printable
 from ..journal import process_alive
-from ..paths import state_dir
 from ..phases import ROLLBACK_PHASES
 from ..redact import redact
 from ..shell import fill, in_dir, q
@@ -809,9 +808,7 @@ class RollbackRun(Run):
     def write_report(self) -> str:
         if self.dry_run:
             return "(not written in a dry-run)"
-        directory = state_dir(self.config.state.dir) / "reports"
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{self.deployment_id}.rollback.json"
+        path = self.report_path(f"{self.deployment_id}.rollback.json")
         path.write_text(
             redact(
                 json.dumps(

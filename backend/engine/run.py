@@ -13,11 +13,13 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import recipes
 from ..config import Config, HostConfig
 from ..events import Event, EventBus, Kind, Severity
+from ..paths import state_dir
 from ..shell import fill, in_dir
 from ..transport import CommandResult, Host, TransportError
 from ..transport.base import command_tag
@@ -186,6 +188,12 @@ class Run:
                 Severity.WARNING,
                 f"{name}: stopped {left} leftover command(s) of {self.deployment_id}",
             )
+
+    def report_path(self, name: str) -> Path:
+        """Where this run's JSON report goes: the state dir's reports/, made on first use."""
+        directory = state_dir(self.config.state.dir) / "reports"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / name
 
     # -- events ------------------------------------------------------------------------------
 
