@@ -157,21 +157,14 @@ def test_state_dir_is_isolated(state_dir: Path) -> None:
     assert state_dir.is_dir() and not any(state_dir.iterdir())
 
 
-def test_a_stale_pyenv_rehash_lock_is_cleared_but_a_fresh_one_kept(tmp_path, monkeypatch) -> None:
-    import os
-    import time
+def test_ssh_sessions_run_with_the_fixture_home_not_the_users_rc_files(sshd) -> None:
+    """A developer's ~/.bashrc (pyenv init) cost ~0.1 s per SSH command; sessions skip it."""
+    import asyncio
 
-    from tests.fixtures.sshd import clear_stale_shell_locks
+    import asyncssh
 
-    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
-    lock = tmp_path / "shims" / ".pyenv-shim"
-    lock.parent.mkdir()
-    lock.write_text("")
-    idle = lambda: False  # noqa: E731 (no rehash running: other tests' sessions may run one)
-    assert clear_stale_shell_locks(rehash_running=idle) == []  # fresh: a rehash may be running
-    old = time.time() - 60
-    os.utime(lock, (old, old))
-    assert clear_stale_shell_locks(rehash_running=lambda: True) == []  # its owner is alive
-    assert lock.exists()
-    assert clear_stale_shell_locks(rehash_running=idle) == [lock]
-    assert not lock.exists()
+    async def home() -> str:
+        async with asyncssh.connect(**sshd.connect_kwargs()) as conn:
+            return (await conn.run('printf %s "$HOME"', check=True)).stdout
+
+    assert asyncio.run(home()) == str(sshd.home)

@@ -15,7 +15,6 @@ from typing import Any
 
 from backend.events import Kind
 from backend.journal import Journal
-from tests.fixtures.sshd import clear_stale_shell_locks
 
 from .helpers import current
 
@@ -71,7 +70,6 @@ def kill_sshd_sessions(sshd: Any) -> int:
                 killed += 1
             except ProcessLookupError:
                 pass
-    clear_stale_shell_locks()
     return killed
 
 
@@ -113,7 +111,6 @@ async def kill_when(
                     if match(event):
                         os.kill(proc.pid, signal.SIGKILL)
                         proc.wait(timeout=10)
-                        clear_stale_shell_locks()
                         return event.deployment_id or ""
             finally:
                 journal.close()
