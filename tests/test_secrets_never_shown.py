@@ -19,7 +19,7 @@ from tests.engine.helpers import make_repo, ssh_config
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_PW = "PLANTED-redis-pw-7731"
-SLACK = "https://hooks.slack.example/services/T000/B000/PLANTEDslackTOKEN42"
+SLACK = "http://127.0.0.1:9/services/T000/B000/PLANTEDslackTOKEN42"  # loopback, refused
 HOOK_SECRET = "PLANTED-hmac-secret-5512"
 API_KEY = "PLANTED-api-key-9090"
 URL_TOKEN = "PLANTEDquerytoken77"
@@ -69,8 +69,10 @@ def test_planted_secrets_appear_in_no_output_file_or_journal_row(
         "redis_url": redis_url,
     }
     cfg["notify"] = {
+        # retries are part of the error paths checked here; their waits are not the point
+        "backoff": 0.01,
         "channels": {
-            "deployments": {"kind": "slack", "url_env": "T_SLACK_URL"},
+            "deployments": {"kind": "slack", "url_env": "T_SLACK_URL", "min_interval": 0},
             "hook": {
                 "kind": "webhook",
                 "url_env": "T_HOOK_URL",
