@@ -73,13 +73,16 @@ def _start_redis(tmp: Path | None = None) -> RedisServer:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests by the real servers they use, for ``-m sshd`` / ``-m "not redis"``."""
+    """Mark tests by the real servers they use, for ``-m sshd`` / ``-m "not redis"``, and
+    run the ``slow`` ones first: parallel workers hand out tests in this order, and a long
+    test drawn last would keep one worker busy while the others sit idle."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if names & {"sshd", "sshd_private"}:
             item.add_marker(pytest.mark.sshd)
         if names & {"redis_server", "fresh_redis", "redis_server_private"}:
             item.add_marker(pytest.mark.redis)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 
 @pytest.fixture(scope="session", autouse=True)

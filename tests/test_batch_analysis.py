@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from backend.config import parse_config
 from backend.engine import Engine
 from backend.events import Kind
@@ -33,6 +35,7 @@ def analysed(sshd, stack, repo) -> dict:
     return cfg
 
 
+@pytest.mark.slow
 async def test_bad_pages_with_a_passing_health_url_stop_at_the_canary(
     sshd, stack, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from backend.config import parse_config
@@ -58,6 +59,7 @@ def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 async def test_ten_deploys_at_once_exactly_one_runs_five_rounds(sshd, tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
     cfg = ssh_config(sshd, tmp_path, repo)

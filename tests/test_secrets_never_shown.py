@@ -14,6 +14,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from backend.redact import redact
 from tests.engine.helpers import make_repo, ssh_config
 
@@ -55,6 +57,7 @@ def to_toml(cfg: dict) -> str:
     return text
 
 
+@pytest.mark.slow
 def test_planted_secrets_appear_in_no_output_file_or_journal_row(
     sshd, redis_server, tmp_path: Path
 ) -> None:
@@ -78,7 +81,7 @@ def test_planted_secrets_appear_in_no_output_file_or_journal_row(
                 "url_env": "T_HOOK_URL",
                 "secret_env": "T_HOOK_SECRET",
             },
-        }
+        },
     }
     cfg["rollout"] = {**cfg["rollout"], "health_timeout": 1}
     config_file = tmp_path / "portal-ops.toml"

@@ -29,6 +29,7 @@ INTERMITTENT = pytest.mark.xfail(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "scenario",
     [
