@@ -25,7 +25,7 @@ def open_database(path: str | Path, *, autocommit: bool = False) -> sqlite_utils
         str(path),
         timeout=BUSY_TIMEOUT,
         check_same_thread=False,
-        **({"isolation_level": None} if autocommit else {}),
+        isolation_level=None if autocommit else "DEFERRED",
     )
     db = sqlite_utils.Database(conn)
     if db.journal_mode != "wal":

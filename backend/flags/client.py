@@ -222,7 +222,10 @@ class FlagClient:
         """Read every flag, the emergency state and the version in one transaction."""
         k = self.keys
         pipe = client.pipeline(transaction=True)
-        pipe.hgetall(k.flags).get(k.emergency).get(k.version).get(k.revision)
+        pipe.hgetall(k.flags)
+        pipe.get(k.emergency)
+        pipe.get(k.version)
+        pipe.get(k.revision)
         raw_flags, raw_emergency, version, revision = pipe.execute()
         self.version = int(version or 0)
         if revision is None:

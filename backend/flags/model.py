@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 # Unleash's server accepts a name that ``encodeURIComponent`` leaves unchanged; its clients
 # also serve UTF-8 names (client specification 18), so non-ASCII letters, digits and
@@ -50,7 +50,7 @@ class UnknownFlagError(FlagError):
         self.name = name
 
 
-def is_valid_name(name: object) -> bool:
+def is_valid_name(name: object) -> TypeGuard[str]:
     """Unleash's rule, with UTF-8: the exact string is kept (the hash is case-sensitive)."""
     if not isinstance(name, str) or not 0 < len(name) <= NAME_MAX or name in (".", ".."):
         return False
@@ -62,7 +62,7 @@ def is_valid_name(name: object) -> bool:
     return True
 
 
-def validate_name(name: str) -> str:
+def validate_name(name: object) -> str:
     """A flag name as Unleash accepts it; refused otherwise, never folded or rewritten."""
     if not is_valid_name(name):
         raise FlagError(f"bad flag name {name!r}: {NAME_RULE}")

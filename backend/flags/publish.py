@@ -94,7 +94,12 @@ class Publisher:
         """Replace what Redis holds with the whole store, and tell subscribers to reload."""
         k = self.keys
         revision, flags, emergency = store.snapshot()
-        args: list[object] = [k.channel, revision, store.store_id, _emergency_json(emergency)]
+        args: list[str | int | float] = [
+            k.channel,
+            revision,
+            store.store_id,
+            _emergency_json(emergency),
+        ]
         for flag in flags:
             args += [flag.name, json.dumps(flag.to_json(), separators=(",", ":"))]
         try:
@@ -131,7 +136,10 @@ class Publisher:
         k = self.keys
         revision, flags, emergency = store.snapshot()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hgetall(k.flags).get(k.emergency).hget(k.stores, store.store_id).hgetall(k.origin)
+        pipe.hgetall(k.flags)
+        pipe.get(k.emergency)
+        pipe.hget(k.stores, store.store_id)
+        pipe.hgetall(k.origin)
         raw_flags, raw_emergency, published, origin = pipe.execute()
         me = store.store_id
         mismatches: list[str] = []

@@ -122,7 +122,7 @@ class FlagStore:
 
     def _ensure_schema(self) -> None:
         db = self.db
-        db["flags"].create(
+        db.table("flags").create(
             {
                 "name": str,
                 "description": str,
@@ -145,12 +145,12 @@ class FlagStore:
             # a store written before strategies: its flags are simple rollouts, which the
             # percentage/stickiness/grp columns describe; NULL keeps that meaning
             db.conn.execute("ALTER TABLE flags ADD COLUMN strategies TEXT")
-        db["flag_overrides"].create(
+        db.table("flag_overrides").create(
             {"flag": str, "kind": str, "id": str, "value": int, "set_at": float, "set_by": str},
             pk=("flag", "kind", "id"),
             if_not_exists=True,
         )
-        db["flag_audit"].create(
+        db.table("flag_audit").create(
             {
                 "seq": int,
                 "ts": float,
@@ -166,8 +166,8 @@ class FlagStore:
             pk="seq",
             if_not_exists=True,
         )
-        db["flag_state"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-        db["flag_audit"].create_index(["flag", "seq"], if_not_exists=True)
+        db.table("flag_state").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        db.table("flag_audit").create_index(["flag", "seq"], if_not_exists=True)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -358,8 +358,11 @@ class FlagStore:
                 updated[ident] = value
             if updated == dict(current):
                 return before, before, None
-            field = "company_overrides" if kind == "company" else "user_overrides"
-            after = replace(before, version=before.version + 1, updated_at=now, **{field: updated})
+            version = before.version + 1
+            if kind == "company":
+                after = replace(before, version=version, updated_at=now, company_overrides=updated)
+            else:
+                after = replace(before, version=version, updated_at=now, user_overrides=updated)
             if value is None:
                 conn.execute(
                     "DELETE FROM flag_overrides WHERE flag = ? AND kind = ? AND id = ?",

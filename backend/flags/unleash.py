@@ -64,7 +64,7 @@ def read_document(doc: Any, environment: str | None = None, segments_doc: Any = 
         if not isinstance(extra, list):
             raise FlagError("segments file: a 'segments' list is expected")
         known = _segments(extra)
-        by_name = {s.name: s for s in known.values() if s.name}
+        by_name = {s.name: s for s in known.values() if s is not None and s.name}
         for sid, seg in list(segments.items()):
             if seg is None:  # named in the export only: its definition by name, else by id
                 name = next((str(x.get("name") or "") for x in listed if x.get("id") == sid), "")

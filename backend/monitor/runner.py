@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -46,6 +46,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OnTrigger = Callable[[TriggerInfo], Awaitable[Any]]
+
+
+class _Source(Protocol):
+    """A metric source: probes, a scrape, a log follower or HAProxy stats, run as a task."""
+
+    async def run(self) -> None: ...
 
 
 def fill_url(template: str, name: str, address: str) -> str:
@@ -152,12 +158,12 @@ class Monitor:
             by_name = {h.name: h for h in self.config.hosts}
             for name in self._names():
                 hc = by_name.get(name)
-                url = (hc.health_url if hc else None) or self.config.portal.health_url
+                health = (hc.health_url if hc else None) or self.config.portal.health_url
                 own = bool(hc and hc.health_url)  # a host's own URL speaks for that host
-                if url and (_templated(url) or own):
-                    targets.append((fill_url(url, name, self._address(name)), name))
-                elif url and (url, None) not in targets:
-                    targets.append((url, None))
+                if health and (_templated(health) or own):
+                    targets.append((fill_url(health, name, self._address(name)), name))
+                elif health and (health, None) not in targets:
+                    targets.append((health, None))
         return targets
 
     def prometheus_targets(self) -> list[tuple[str, str | None]]:
@@ -292,17 +298,22 @@ class Monitor:
             hosts = self.log_hosts()
             if not hosts:
                 self._warn("access_log", None, "access_log is enabled but no host to follow")
-            for host in hosts:
-                path = self.mcfg.access_log.path.replace("{name}", host.name)
+            for log_host in hosts:
+                path = self.mcfg.access_log.path.replace("{name}", log_host.name)
                 follower = AccessLogFollower(
-                    host, path, parser, self.windows, self._warn, self._recover
+                    log_host, path, parser, self.windows, self._warn, self._recover
                 )
                 self.followers.append(follower)
         if not self.traffic:
             self._warn("sources", None, "no metric source configured: nothing to judge")
         elif self.traffic == "probes" and not self.probe_targets():
             self._warn("probes", None, "probes are the traffic source but have no URL")
-        runners = [*self.probers, *self.scrapers, *self.followers, *self.stat_readers]
+        runners: list[_Source] = [
+            *self.probers,
+            *self.scrapers,
+            *self.followers,
+            *self.stat_readers,
+        ]
         self._tasks = [asyncio.create_task(r.run(), name=f"monitor-{r!r}") for r in runners]
 
     async def _stop_sources(self) -> None:

@@ -56,8 +56,8 @@ class SampleStore:
         self.db = open_database(self.path)
         with immediate(self.db):
             if TABLE not in self.db.table_names():
-                self.db[TABLE].create(_COLUMNS, pk="id", if_not_exists=True)
-                self.db[TABLE].create_index(["deployment_id", "end"], if_not_exists=True)
+                self.db.table(TABLE).create(_COLUMNS, pk="id", if_not_exists=True)
+                self.db.table(TABLE).create_index(["deployment_id", "end"], if_not_exists=True)
 
     def add(
         self,
@@ -82,7 +82,7 @@ class SampleStore:
             rows.append(row)
         if rows:
             with self.db.conn:
-                self.db[TABLE].insert_all(rows)
+                self.db.table(TABLE).insert_all(rows)
 
     def rows(
         self,

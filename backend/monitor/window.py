@@ -214,7 +214,7 @@ class WindowStats:
         return max(self.end - self.start, 1e-9)
 
     def value(self, metric: str) -> float | None:
-        return getattr(self, metric)  # type: ignore[no-any-return]
+        return getattr(self, metric)
 
     def sample_size(self, metric: str) -> int:
         """Requests for traffic metrics, probes for probe metrics (uptime, probe_failures)."""

@@ -122,7 +122,9 @@ class EngineBridge:
         if event.run == "rollback" or data.get("kind") == "rollback-only":
             return
         outcome = str(data.get("outcome", ""))
-        summary = data.get("summary") if isinstance(data.get("summary"), dict) else {}
+        summary = data.get("summary")
+        if not isinstance(summary, dict):
+            summary = {}
         ctx = self._context(
             event,
             run,
