@@ -11,7 +11,7 @@ control, a rollback's reason) is an argument of that call, not part of the conte
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from .config import Config
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .transport import Host
 
 
+@runtime_checkable  # a test checks the engine's adapter provides every member
 class RunContext(Protocol):
     @property
     def deployment_id(self) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from backend.config import parse_config
+from backend.context import RunContext
 from backend.engine import Deployment, DeployOptions, Engine
 from backend.engine.adapters import context_of
 from backend.events import Kind
@@ -83,6 +84,7 @@ def make_deployment(state_dir: Path, tmp_path: Path, health_url: str) -> Deploym
 async def test_phase_3_then_phase_8(state_dir: Path, tmp_path: Path, health: Health) -> None:
     deployment = make_deployment(state_dir, tmp_path, health.url)
     run = context_of(deployment)
+    assert isinstance(run, RunContext)  # the adapter provides every member of the protocol
     events = []
     deployment.bus.subscribe(events.append)
     assert await prepare_release_flags(run) == 2
