@@ -62,6 +62,8 @@ async def test_phase_9_rule_fires_and_the_deployment_is_rolled_back(
     assert len(critical) == 1 and critical[0].data["evidence"]["rule"] == "errors"
     assert sum(1 for e in samples if e.host is None and "errors" in e.data["bad_rules"]) == 3
     assert sum(1 for e in events if e.kind == Kind.ROLLBACK_STARTED) == 1
+    started = next(e for e in events if e.kind == Kind.ROLLBACK_STARTED)
+    assert started.data["trigger"]["rule"] == "errors"  # the rule, not just "phase failed"
     rows = SampleStore(journal.path).rows(result.deployment_id, phase="monitor")
     assert rows and rows[-1]["verdict"] == "fail"
     # `show` graphs the monitored windows from the same samples

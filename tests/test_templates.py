@@ -237,6 +237,8 @@ def test_shell_text_is_built_only_from_quoted_values() -> None:
     }
     layout = unquoted_interpolations(ROOT / "backend" / "engine" / "layout.py", fragments)
     assert layout == []
+    paths = unquoted_interpolations(ROOT / "backend" / "hostpaths.py", {"self._lock_age()"})
+    assert paths == []  # the lock's read command, shared with the checks
     shell_text = [  # k: checked to be an identifier first; bad: the error message
         f
         for f in unquoted_interpolations(ROOT / "backend" / "shell.py", {"k", "bad"})

@@ -5,6 +5,7 @@ Public API (``from backend.checks import run_validation``)::
     report = await run_validation(config, "pre" | "post", hosts=..., deployment_id=...,
                                   bus=..., release=..., revision=..., since=...)
     report.score, report.decision, report.go, report.reasons, report.checks, report.to_dict()
+    report = await validate_run(run, "post", release=..., since=...)  # run: RunContext
 
 Exports load lazily: ``backend.config`` imports ``backend.checks.config`` while it is
 itself being imported, so this package must not import the runner (which needs
@@ -19,12 +20,20 @@ if TYPE_CHECKING:
     from .model import CheckResult, Status
     from .report import ValidationReport
     from .report import load as load_report
-    from .runner import run_validation
+    from .runner import run_validation, validate_run
 
-__all__ = ["CheckResult", "Status", "ValidationReport", "load_report", "run_validation"]
+__all__ = [
+    "CheckResult",
+    "Status",
+    "ValidationReport",
+    "load_report",
+    "run_validation",
+    "validate_run",
+]
 
 _LAZY = {
     "run_validation": ("runner", "run_validation"),
+    "validate_run": ("runner", "validate_run"),
     "ValidationReport": ("report", "ValidationReport"),
     "load_report": ("report", "load"),
     "CheckResult": ("model", "CheckResult"),

@@ -8,8 +8,8 @@ import re
 import time
 import urllib.parse
 
-from ..engine.lock import LockHolder, held_lock, parse_owner, redis_key
 from ..journal import Journal
+from ..lockowner import LockHolder, held_lock, parse_owner, redis_key
 from ..shell import q
 from ..transport import HostKeyMismatch
 from .context import Context

@@ -17,7 +17,7 @@ from typing import Literal
 import httpx
 
 from ..config import Config, HostConfig
-from ..engine.layout import Layout
+from ..hostpaths import HostPaths
 from ..redact import redact
 from ..shell import exports as shell_exports
 from ..shell import q
@@ -79,8 +79,8 @@ class Context:
     def deploy_path(self, name: str) -> str:
         return self.config.deploy_path(self.host_config(name))
 
-    def layout(self, name: str) -> Layout:
-        return Layout(self.deploy_path(name))
+    def layout(self, name: str) -> HostPaths:
+        return HostPaths(self.deploy_path(name))
 
     def release_dir(self, name: str) -> str:
         """Where the code being validated lives: the new release after the switch, else

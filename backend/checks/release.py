@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from ..engine.layout import UNFINISHED_MARKER
+from ..hostpaths import UNFINISHED_MARKER
 from ..recipes import command as recipe_command
 from ..recipes import parse_pending
 from ..shell import q

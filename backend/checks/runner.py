@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from ..config import Config
+from ..context import RunContext
 from ..events import Event, EventBus, Kind
 from ..paths import state_dir
 from ..transport import Host, TransportError, connect_all, make_host
@@ -150,6 +151,34 @@ async def run_validation(
             )
         )
     return report
+
+
+async def validate_run(
+    run: RunContext,
+    phase: Phase,
+    *,
+    release: str | None = None,
+    revision: str | None = None,
+    since: float | None = None,
+    only: Iterable[str] | None = None,
+    store_report: bool = True,
+    publish: bool = True,
+) -> ValidationReport:
+    """The checks as a step of a run: on the run's hosts, under its deployment id, each
+    result published on its bus. ``publish=False`` keeps them off the bus (a rollback's
+    own verification reports its rows as its step lines, not as a second check list)."""
+    return await run_validation(
+        run.config,
+        phase,
+        hosts=dict(run.hosts),
+        deployment_id=run.deployment_id,
+        bus=run.bus if publish else None,
+        release=release,
+        revision=revision,
+        since=since,
+        only=only,
+        store_report=store_report,
+    )
 
 
 async def _run_check(ctx: Context, spec: CheckSpec, bus: EventBus | None) -> list[CheckResult]:

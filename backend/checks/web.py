@@ -11,7 +11,7 @@ import urllib.parse
 
 import httpx
 
-from ..engine.traffic import health_url
+from ..health import health_url
 from .config import SmokePage
 from .context import Context
 from .model import Outcome, Status, banded, check, errored, failed, passed, skipped, warned

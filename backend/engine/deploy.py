@@ -525,7 +525,7 @@ class Deployment(Run):
             self.note("pre-deployment checks skipped (--skip-validation)")
             self.incident(Severity.WARNING, "pre-deployment validation skipped (--skip-validation)")
             return "skipped: --skip-validation (recorded)"
-        from .validation_bridge import run_checks
+        from .adapters.checks import run_checks
 
         return await run_checks(self, "pre")
 
@@ -701,7 +701,7 @@ class Deployment(Run):
     # -- phase 3 -----------------------------------------------------------------------------
 
     async def phase_flags_prepare(self) -> str:
-        from .flags_bridge import prepare_flags
+        from .adapters.flags import prepare_flags
 
         return await prepare_flags(self)
 
@@ -873,7 +873,7 @@ class Deployment(Run):
     # -- phase 6 -----------------------------------------------------------------------------
 
     async def phase_switch(self) -> str:
-        from .monitor_bridge import record_baseline
+        from .adapters.monitor import record_baseline
 
         baseline = await record_baseline(self)
         if baseline:
@@ -917,14 +917,14 @@ class Deployment(Run):
     # -- phase 7 -----------------------------------------------------------------------------
 
     async def phase_validate_post(self) -> str:
-        from .validation_bridge import run_checks
+        from .adapters.checks import run_checks
 
         return await run_checks(self, "post")
 
     # -- phase 8 -----------------------------------------------------------------------------
 
     async def phase_rollout(self) -> str:
-        from .flags_bridge import gradual_rollout
+        from .adapters.flags import gradual_rollout
 
         return await gradual_rollout(self)
 
@@ -959,7 +959,7 @@ class Deployment(Run):
         problems = [str(e) for e in errors.values() if e]
         if problems:
             self.incident(Severity.WARNING, "finalization problems: " + "; ".join(problems))
-        from .monitor_bridge import monitoring_window
+        from .adapters.monitor import monitoring_window
 
         monitor_note = await monitoring_window(self)
         await self.release_lock()

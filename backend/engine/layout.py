@@ -18,49 +18,14 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..hostpaths import UNFINISHED_MARKER, HostPaths
 from ..shell import q
 from .hoststate import read_records
 
-UNFINISHED_MARKER = ".portal-ops-unfinished"
-
 
 @dataclass(frozen=True)
-class Layout:
-    deploy_path: str
-
-    @property
-    def releases(self) -> str:
-        return posixpath.join(self.deploy_path, "releases")
-
-    @property
-    def shared(self) -> str:
-        return posixpath.join(self.deploy_path, "shared")
-
-    @property
-    def current(self) -> str:
-        return posixpath.join(self.deploy_path, "current")
-
-    @property
-    def meta(self) -> str:
-        return posixpath.join(self.deploy_path, ".portal-ops")
-
-    @property
-    def lock_dir(self) -> str:
-        return posixpath.join(self.meta, "lock")
-
-    @property
-    def release_log(self) -> str:
-        return posixpath.join(self.meta, "releases.jsonl")
-
-    @property
-    def mirror(self) -> str:
-        return posixpath.join(self.meta, "repo")
-
-    def release(self, release_id: str) -> str:
-        return posixpath.join(self.releases, release_id)
-
-    def backup_dir(self, deployment_id: str) -> str:
-        return posixpath.join(self.meta, "backups", deployment_id)
+class Layout(HostPaths):
+    """The on-host layout's commands (its paths are :class:`backend.hostpaths.HostPaths`)."""
 
     # -- reading state (safe to repeat) -----------------------------------------------------
 
@@ -166,18 +131,6 @@ class Layout:
 
     # -- lock ---------------------------------------------------------------------------------
 
-    @property
-    def lock_heartbeat(self) -> str:
-        return posixpath.join(self.lock_dir, "heartbeat")
-
-    def _lock_age(self) -> str:
-        """``AGE=<seconds since the last heartbeat>``, measured by the host's own clock."""
-        hb, owner = q(self.lock_heartbeat), q(self.lock_dir + "/owner.json")
-        return (
-            "printf 'AGE=%s\\n' \"$(( $(date +%s) - $(stat -c %Y "
-            f'{hb} 2>/dev/null || stat -c %Y {owner} 2>/dev/null || date +%s) ))"; '
-        )
-
     def lock_acquire(self, owner: dict[str, Any]) -> str:
         """mkdir is atomic: exactly one of two racing deploys creates the lock directory.
         The heartbeat file's age says whether its holder still lives (backend.engine.lock)."""
@@ -204,12 +157,6 @@ class Layout:
             f"elif grep -qF {q(token)} {q(self.lock_dir)}/owner.json 2>/dev/null; then "
             f"rm -rf {q(self.lock_dir)}; echo RELEASED; "
             f"else echo NOT_OWNER; cat {q(self.lock_dir)}/owner.json 2>/dev/null; fi"
-        )
-
-    def lock_read(self) -> str:
-        return (
-            f"if [ -d {q(self.lock_dir)} ]; then {self._lock_age()}"
-            f"cat {q(self.lock_dir)}/owner.json 2>/dev/null || echo '{{}}'; else echo ABSENT; fi"
         )
 
     def lock_force_remove(self) -> str:

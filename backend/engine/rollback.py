@@ -400,7 +400,7 @@ class RollbackRun(Run):
     # -- 2 -----------------------------------------------------------------------------------
 
     async def phase_flags(self) -> str:
-        from .flags_bridge import rollback_flags
+        from .adapters.flags import rollback_flags
 
         return await rollback_flags(self)
 
@@ -729,17 +729,9 @@ class RollbackRun(Run):
         self.note(f"post-deployment checks {', '.join(VERIFY_CHECKS)} against {release}")
         if self.dry_run:
             return ""
-        from ..checks import run_validation
+        from .adapters.checks import verify_release
 
-        report = await run_validation(
-            self.config,
-            "post",
-            hosts={n: self.hosts[n] for n in self.reachable()},
-            deployment_id=self.deployment_id,
-            release=release,
-            only=VERIFY_CHECKS,
-            store_report=False,  # the deployment's own post-deployment report stays as it was
-        )
+        report = await verify_release(self, release, VERIFY_CHECKS)
         for check in report.checks:
             self.emit(
                 Kind.STEP_OUTPUT,

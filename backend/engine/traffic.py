@@ -19,18 +19,12 @@ import httpx
 from ..config import Config, HostConfig, LoadBalancerConfig
 from ..haproxy import HAProxyRuntime, server_of
 from ..haproxy import RuntimeAPIError as LoadBalancerError
+from ..health import health_url as health_url  # re-exported: engine callers import it here
 from ..shell import fill
 
 
 def backend_name(host: HostConfig) -> str:
     return host.backend_name or host.name
-
-
-def health_url(config: Config, host: HostConfig) -> str | None:
-    template = host.health_url or config.portal.health_url
-    if not template:
-        return None
-    return template.format(address=host.address, name=host.name)
 
 
 # -- HAProxy runtime API -----------------------------------------------------------------------

@@ -158,7 +158,6 @@ async def _watch(
     report_path: str | None,
     live: bool,
 ) -> tuple[int, Any]:
-    from backend.monitor.hook import rollback_callback
     from backend.monitor.runner import Monitor
     from backend.monitor.store import SampleStore
 
@@ -176,7 +175,11 @@ async def _watch(
         else {}
     )
     # an unknown explicit id stays that id: its rollback fails, it never hits another one
-    on_trigger = rollback_callback(config, deployment_id, bus, journal) if auto_rollback else None
+    on_trigger = None
+    if auto_rollback:  # the engine loads only when a rule may start its rollback
+        from backend.engine.adapters.monitor import rollback_callback
+
+        on_trigger = rollback_callback(config, deployment_id, bus, journal)
     monitor = Monitor(
         config, hosts, bus, deployment_id, on_trigger, auto_rollback,
         store=SampleStore(journal.path),

@@ -1,5 +1,6 @@
-"""The engine's entry points (phases 3 and 8, rollback phase 2) on a real Engine and
-Deployment with a local host, gated on a real HTTP endpoint on loopback."""
+"""The flags' side of a run (phases 3 and 8, rollback phase 2) on a real Engine and
+Deployment with a local host, seen through the engine's adapter (a RunContext), gated on a
+real HTTP endpoint on loopback."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from backend.config import parse_config
+from backend.context import RunContext
 from backend.engine import Deployment, DeployOptions, Engine
+from backend.engine.adapters import context_of
 from backend.events import Kind
-from backend.flags.engine_api import (
+from backend.flags.release import (
     disable_for_rollback,
     prepare_release_flags,
     run_release_rollout,
@@ -80,11 +83,13 @@ def make_deployment(state_dir: Path, tmp_path: Path, health_url: str) -> Deploym
 
 async def test_phase_3_then_phase_8(state_dir: Path, tmp_path: Path, health: Health) -> None:
     deployment = make_deployment(state_dir, tmp_path, health.url)
+    run = context_of(deployment)
+    assert isinstance(run, RunContext)  # the adapter provides every member of the protocol
     events = []
     deployment.bus.subscribe(events.append)
-    assert await prepare_release_flags(deployment) == 2
-    assert await prepare_release_flags(deployment) == 0  # idempotent
-    ok, detail = await run_release_rollout(deployment)
+    assert await prepare_release_flags(run) == 2
+    assert await prepare_release_flags(run) == 0  # idempotent
+    ok, detail = await run_release_rollout(run)
     assert ok, detail
     assert "new-checkout 100%" in detail and "ui-improvements 100%" in detail
     flag_events = [e for e in events if e.kind == Kind.FLAG_CHANGED]
@@ -97,12 +102,12 @@ async def test_phase_3_then_phase_8(state_dir: Path, tmp_path: Path, health: Hea
 async def test_phase_8_steps_back_and_reports_failure(
     state_dir: Path, tmp_path: Path, health: Health
 ) -> None:
-    deployment = make_deployment(state_dir, tmp_path, health.url)
-    await prepare_release_flags(deployment)
+    run = context_of(make_deployment(state_dir, tmp_path, health.url))
+    await prepare_release_flags(run)
     health.hits, health.fail_after = 0, 1  # healthy before, failing at 10 %
-    ok, detail = await run_release_rollout(deployment)
+    ok, detail = await run_release_rollout(run)
     assert not ok and "new-checkout: stepped-back" in detail and "HTTP 500" in detail
-    with service_for(deployment) as service:
+    with service_for(run) as service:
         assert not service.get("new-checkout").enabled  # back to its state before: off
         assert not service.get("ui-improvements").enabled  # never started
 
@@ -111,10 +116,10 @@ async def test_rollback_phase_2(state_dir: Path, tmp_path: Path, health: Health)
     from backend.engine.rollback import RollbackRun
 
     deployment = make_deployment(state_dir, tmp_path, health.url)
-    await prepare_release_flags(deployment)
-    await run_release_rollout(deployment)
+    await prepare_release_flags(context_of(deployment))
+    await run_release_rollout(context_of(deployment))
     engine = deployment.engine
-    run = RollbackRun(
+    rollback = RollbackRun(
         engine,
         deployment.deployment_id,
         engine.make_hosts(),
@@ -122,12 +127,14 @@ async def test_rollback_phase_2(state_dir: Path, tmp_path: Path, health: Health)
         reason="error rate 4%",
         trigger={"kind": "manual"},
     )
-    out = await disable_for_rollback(run, ["new-checkout", "gone-flag"], kill_all=False)
+    run = context_of(rollback)
+    why = rollback.reason
+    out = await disable_for_rollback(run, ["new-checkout", "gone-flag"], kill_all=False, why=why)
     assert "disabled new-checkout" in out and "unknown: gone-flag" in out
-    with service_for(deployment) as service:
+    with service_for(run) as service:
         assert not service.get("new-checkout").enabled
         assert service.get("ui-improvements").enabled
         assert "error rate 4%" in service.history("new-checkout", 1)[0].reason
-    out = await disable_for_rollback(run, [], kill_all=True)
+    out = await disable_for_rollback(run, [], kill_all=True, why=why)
     assert "kill switch switched on" in out
-    assert "already on" in await disable_for_rollback(run, [], kill_all=True)  # idempotent
+    assert "already on" in await disable_for_rollback(run, [], kill_all=True, why=why)

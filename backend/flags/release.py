@@ -1,39 +1,35 @@
-"""What the deploy engine calls (through ``backend/flags_bridge.py``): phases 3 and 8 and
-rollback phase 2, on top of :class:`FlagService` and :class:`GradualRollout`.
+"""A release's flags across a run: created off (deploy phase 3), rolled out gated on
+health (phase 8), switched off on rollback (rollback phase 2), on top of
+:class:`FlagService` and :class:`GradualRollout`. The engine calls these through
+``backend/engine/adapters/flags.py`` with a :class:`backend.context.RunContext`.
 
 Flag changes are emitted on the run's bus (so the journal and the control room see them)
-with the deployment id, the engine's operator and a reason naming the phase.
+with the deployment id, the run's operator and a reason naming the phase.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ..context import RunContext
 from ..events import Kind, Severity
+from ..health import health_url
 from .gate import Gate, http_gate
 from .model import FlagError
-from .rollout import GradualRollout, StepUpdate
+from .rollout import GradualRollout, RolloutControl, StepUpdate
 from .service import Change, FlagService
 
-if TYPE_CHECKING:
-    from ..engine.deploy import Deployment
-    from ..engine.rollback import RollbackRun
-    from ..engine.run import Run
 
-
-def service_for(run: Deployment | RollbackRun) -> FlagService:
-    """The flag service on the engine's journal file, its bus and its operator."""
-    engine = run.engine
+def service_for(run: RunContext) -> FlagService:
+    """The flag service on the run's journal file, its bus and its operator."""
     return FlagService(
-        engine.journal,
+        run.journal,
         run.config.redis.url,
         run.config.redis.prefix,
         bus=run.bus,
-        operator=engine.operator,
+        operator=run.operator,
     )
 
 
-async def prepare_release_flags(deployment: Deployment) -> int:
+async def prepare_release_flags(deployment: RunContext) -> int:
     """Phase 3: the release's new flags, created off. Returns how many were new."""
     names = deployment.config.flags.release_flags
     with service_for(deployment) as service:
@@ -42,24 +38,24 @@ async def prepare_release_flags(deployment: Deployment) -> int:
     return sum(1 for c in changes if c.changed)
 
 
-def release_gate(deployment: Deployment) -> Gate | None:
-    """Every active host's health URL answers 2xx/3xx. None when no host has one."""
-    from ..engine.traffic import health_url
-
+def release_gate(deployment: RunContext) -> Gate | None:
+    """Every host in play answers 2xx/3xx on its health URL. None when no host has one."""
     urls = [
         url
         for host in deployment.config.hosts
-        if host.name in getattr(deployment, "active", [host.name])
-        and (url := health_url(deployment.config, host))
+        if host.name in deployment.hosts and (url := health_url(deployment.config, host))
     ]
     return http_gate(urls, timeout=deployment.config.flags.gate_timeout) if urls else None
 
 
-async def run_release_rollout(deployment: Deployment, gate: Gate | None = None) -> tuple[bool, str]:
+async def run_release_rollout(
+    deployment: RunContext, gate: Gate | None = None, control: RolloutControl | None = None
+) -> tuple[bool, str]:
     """Phase 8: each release flag in turn, 10 -> 50 -> 100 %, held and gated on health.
 
     Stops at the first flag whose gate fails (that flag is stepped back; the ones after
-    it stay off). ``gate`` defaults to :func:`release_gate`.
+    it stay off). ``gate`` defaults to :func:`release_gate`; ``control`` is the operator's
+    pause/resume of the rollout (the control room's key).
     """
     cfg = deployment.config.flags
     gate = gate or release_gate(deployment)
@@ -86,7 +82,7 @@ async def run_release_rollout(deployment: Deployment, gate: Gate | None = None) 
                 gate_timeout=cfg.gate_timeout,
                 reason=f"deployment {deployment.deployment_id} phase 8",
                 deployment_id=deployment.deployment_id,
-                control=deployment.engine.rollout_control,
+                control=control,
             )
             result = await rollout.run()
             if not result.ok:
@@ -96,13 +92,14 @@ async def run_release_rollout(deployment: Deployment, gate: Gate | None = None) 
     return True, f"rolled out {', '.join(done)} ({gated})"
 
 
-async def disable_for_rollback(run: RollbackRun, names: list[str], kill_all: bool) -> str:
-    """Rollback phase 2: the release's flags off, or every flag (the kill switch).
+async def disable_for_rollback(run: RunContext, names: list[str], kill_all: bool, why: str) -> str:
+    """Rollback phase 2: the release's flags off, or every flag (the kill switch); ``why``
+    is the rollback's reason, recorded with each change.
 
     Never raises for a flag problem: a rollback must go on; unpublished changes become
     an incident so someone re-publishes them (``portal-ops feature publish``).
     """
-    reason = f"rollback of {run.deployment_id}: {run.reason}"
+    reason = f"rollback of {run.deployment_id}: {why}"
     with service_for(run) as service:
         if kill_all:
             change = service.emergency_disable(reason, deployment_id=run.deployment_id)
@@ -127,7 +124,7 @@ async def disable_for_rollback(run: RollbackRun, names: list[str], kill_all: boo
         return out
 
 
-def _warn_unpublished(run: Run, changes: list[Change]) -> None:
+def _warn_unpublished(run: RunContext, changes: list[Change]) -> None:
     if not changes:
         return
     errors = sorted({c.publication.error for c in changes if c.publication})

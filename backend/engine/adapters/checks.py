@@ -1,29 +1,30 @@
-"""Phases 1 and 7 (and rollback phase 9): the scored checks of ``backend.checks``."""
+"""The checks in the engine: deploy phases 1 and 7 (pre and post checks) and rollback
+phase 9's verification, on the run's own connections."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .run import PhaseFailed
+from ...checks import validate_run
+from ..run import PhaseFailed
+from . import context_of
 
 if TYPE_CHECKING:
-    from .deploy import Deployment
+    from ...checks import ValidationReport
+    from ..deploy import Deployment
+    from ..rollback import RollbackRun
 
 
 async def run_checks(deployment: Deployment, phase: str) -> str:
-    """Run the pre or post checks on the deployment's own connections; no-go fails the phase
+    """Run the pre or post checks on the deployment's hosts in play; no-go fails the phase
     unless ``--force`` (pre only) overrides it, which is recorded."""
     deployment.note(f"run the {phase}-deployment checks (see `portal-ops validate {phase}`)")
     if deployment.dry_run:
         return f"{phase}-deployment checks would run here"
-    from ..checks import run_validation
-
-    report = await run_validation(
-        deployment.config,
+    report = await validate_run(
+        context_of(deployment),
         phase,  # type: ignore[arg-type]
-        hosts={n: h for n, h in deployment.hosts.items() if n in deployment.active},
-        deployment_id=deployment.deployment_id,
-        bus=deployment.bus,
         release=deployment.release_id if phase == "post" else None,
         revision=deployment.resolved_revision or deployment.revision,
         # new errors in the app log count from the switch, not from the deployment's start
@@ -37,3 +38,16 @@ async def run_checks(deployment: Deployment, phase: str) -> str:
         deployment.incident("warning", f"pre-deployment no-go overridden by --force: {reasons}")  # type: ignore[arg-type]
         return line + " (overridden by --force)"
     raise PhaseFailed(f"{line}: {reasons}")
+
+
+async def verify_release(run: RollbackRun, release: str, only: Iterable[str]) -> ValidationReport:
+    """Rollback phase 9: the post checks ``only`` against ``release`` on the reachable
+    hosts; results stay off the bus and the deployment's own report stays as it was."""
+    return await validate_run(
+        context_of(run, run.reachable()),
+        "post",
+        release=release,
+        only=only,
+        store_report=False,
+        publish=False,
+    )

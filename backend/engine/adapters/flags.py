@@ -1,14 +1,16 @@
-"""Phases 3 and 8 (and rollback phase 2): the release's feature flags in ``backend.flags``."""
+"""The release's feature flags in the engine: deploy phases 3 (created off) and 8
+(gradual rollout) and rollback phase 2 (off at once), through ``backend.flags.release``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .run import PhaseFailed
+from ..run import PhaseFailed
+from . import context_of
 
 if TYPE_CHECKING:
-    from .deploy import Deployment
-    from .rollback import RollbackRun
+    from ..deploy import Deployment
+    from ..rollback import RollbackRun
 
 
 async def prepare_flags(deployment: Deployment) -> str:
@@ -19,9 +21,9 @@ async def prepare_flags(deployment: Deployment) -> str:
     deployment.note(f"create release flags off: {', '.join(names)}")
     if deployment.dry_run:
         return f"{len(names)} flag(s) would be created off"
-    from ..flags.engine_api import prepare_release_flags
+    from ...flags.release import prepare_release_flags
 
-    created = await prepare_release_flags(deployment)
+    created = await prepare_release_flags(context_of(deployment))
     return f"{len(names)} release flag(s) ready, off ({created} new)"
 
 
@@ -37,9 +39,11 @@ async def gradual_rollout(deployment: Deployment) -> str:
     )
     if deployment.dry_run:
         return "rollout would run here"
-    from ..flags.engine_api import run_release_rollout
+    from ...flags.release import run_release_rollout
 
-    ok, detail = await run_release_rollout(deployment)
+    ok, detail = await run_release_rollout(
+        context_of(deployment), control=deployment.engine.rollout_control
+    )
     if not ok:
         raise PhaseFailed(detail)
     return detail
@@ -57,6 +61,6 @@ async def rollback_flags(run: RollbackRun) -> str:
     run.note(f"disable {what}")
     if run.dry_run:
         return f"would disable {what}"
-    from ..flags.engine_api import disable_for_rollback
+    from ...flags.release import disable_for_rollback
 
-    return await disable_for_rollback(run, names, kill_all)
+    return await disable_for_rollback(context_of(run), names, kill_all, run.reason)
