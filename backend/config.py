@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .checks.config import ValidationConfig
+from .durations import Duration
 from .flags.config import FlagsConfig
 from .monitor.config import MonitorConfig
 from .notify.config import NotifyConfig
@@ -150,9 +151,9 @@ class SSHConfig(Strict):
     known_hosts: str | None = None  # None: ~/.ssh/known_hosts (asyncssh's default)
     identity_files: list[str] = Field(default_factory=list)
     use_agent: bool = True
-    connect_timeout: float = Field(10.0, gt=0)
-    keepalive_interval: float = Field(15.0, ge=0)
-    command_timeout: float = Field(300.0, gt=0)
+    connect_timeout: Duration = Field(10.0, gt=0)
+    keepalive_interval: Duration = Field(15.0, ge=0)
+    command_timeout: Duration = Field(300.0, gt=0)
     max_reconnects: int = Field(3, ge=0)
     # OpenSSH client config for what a host entry leaves out (User, Port, HostName,
     # IdentityFile...); None: ~/.ssh/config, as ssh(1) reads it
@@ -162,7 +163,7 @@ class SSHConfig(Strict):
     max_connections: int = Field(5, ge=1, le=100)
     # per-step limits over command_timeout, e.g. { migrate = 1800 }: a step past its limit
     # is killed on the host (its whole process group), not left running
-    step_timeouts: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    step_timeouts: dict[str, Annotated[Duration, Field(gt=0)]] = Field(default_factory=dict)
 
 
 class HostConfig(Strict):
@@ -235,9 +236,9 @@ class RolloutConfig(Strict):
     batches: list[str] = Field(default_factory=lambda: ["1", "50%", "100%"])
     max_fail_percentage: float = Field(0, ge=0, le=100)
     concurrency: int = Field(10, ge=1, le=500)
-    drain_seconds: float = Field(1.0, ge=0)
-    health_timeout: float = Field(30.0, gt=0)
-    analysis_seconds: float = Field(0.0, ge=0)  # judge each batch this long before the next
+    drain_seconds: Duration = Field(1.0, ge=0)
+    health_timeout: Duration = Field(30.0, gt=0)
+    analysis_seconds: Duration = Field(0.0, ge=0)  # judge each batch this long before the next
 
     @field_validator("batches")
     @classmethod
@@ -263,9 +264,9 @@ class LoadBalancerConfig(Strict):
     # backend holding the hosts; a host's server is its backend_name (or "backend/server")
     socket: str | None = None
     backend: str | None = None
-    drain_timeout: float = Field(30.0, gt=0)  # haproxy: wait for sessions to end, at most
-    poll_interval: float = Field(0.1, gt=0)  # haproxy: how often show stat is read meanwhile
-    timeout: float = Field(40.0, gt=0)  # one drain/enable call (URL, command, runtime API)
+    drain_timeout: Duration = Field(30.0, gt=0)  # haproxy: wait for sessions to end, at most
+    poll_interval: Duration = Field(0.1, gt=0)  # haproxy: how often show stat is read meanwhile
+    timeout: Duration = Field(40.0, gt=0)  # one drain/enable call (URL, command, runtime API)
 
     @model_validator(mode="after")
     def _complete(self) -> LoadBalancerConfig:
@@ -299,8 +300,8 @@ class LockConfig(Strict):
     """The deploy lock's lease: renewed every ``heartbeat_seconds`` while a run lives; a lock
     not renewed for ``lease_seconds`` is stale (shown so; cleared with ``portal-ops unlock``)."""
 
-    heartbeat_seconds: float = Field(5.0, gt=0, le=300)
-    lease_seconds: float = Field(30.0, gt=0, le=3600)
+    heartbeat_seconds: Duration = Field(5.0, gt=0, le=300)
+    lease_seconds: Duration = Field(30.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _lease_outlives_beats(self) -> LockConfig:
