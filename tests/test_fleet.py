@@ -92,6 +92,29 @@ async def test_limited_deploy_then_full_rollback_leaves_the_others_untouched(
         assert tree(tmp_path / host) == before[host]
 
 
+async def test_full_resume_of_a_limited_deployment_stays_limited(sshd, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    fail = tmp_path / "fail"
+    raw = ssh_config(sshd, tmp_path, repo, hosts=3)
+    raw["portal"]["on_failure"] = "pause"
+    raw["commands"]["migrate"] = f"test ! -e {fail} && " + raw["commands"]["migrate"]
+    first = await engine_for(parse_config(raw)).deploy(revision="v1")
+    assert first.ok, first.error
+    before = {h: tree(tmp_path / h) for h in ("host-1", "host-3")}
+    fail.touch()
+    limited = limit_hosts(parse_config(raw), ["host-2"], [])
+    paused = await engine_for(limited).deploy(revision="v2")
+    assert paused.outcome == "paused", paused.error
+    fail.unlink()
+    # resumed without --hosts: the journal's limit keeps it on host-2
+    resumed = await engine_for(parse_config(raw)).resume(paused.deployment_id)
+    assert resumed.outcome == "succeeded", resumed.error
+    assert set(resumed.hosts) == {"host-2"}
+    assert current(tmp_path, "host-2") == paused.release
+    for host in ("host-1", "host-3"):
+        assert tree(tmp_path / host) == before[host]
+
+
 def _three_hosts(tmp_path: Path) -> Path:
     raw = {
         "portal": {"repository": "/srv/repo.git", "deploy_path": "/srv/portal"},
