@@ -350,3 +350,35 @@ def test_config_found_in_parent_dirs_then_xdg(tmp_path: Path) -> None:
     (xdg / "portal-ops" / "portal-ops.toml").unlink()
     none = cli("config", "check", cwd=nested, **home)
     assert none.returncode == 2 and "looked in:" in none.stderr and str(xdg) in none.stderr
+
+
+def test_cli_deploy_limited_to_an_inventory_host_over_ssh(sshd, tmp_path: Path) -> None:
+    """The fleet from an INI inventory (ansible_host/port/user), reached over real SSH, and
+    `deploy --hosts` on the command line touching that host alone."""
+    repo = make_repo(tmp_path)
+    (tmp_path / "hosts.ini").write_text(
+        "[web]\n"
+        + "".join(
+            f"inv-{i} ansible_host={sshd.host} ansible_port={sshd.port} ansible_user={sshd.user}"
+            f" portal_ops_deploy_path={tmp_path / f'inv-{i}'}\n"
+            for i in (1, 2)
+        )
+    )
+    raw = ssh_config(sshd, tmp_path, repo)
+    del raw["hosts"]
+    raw["inventory"] = {"file": "hosts.ini"}
+    raw["rollout"]["batches"] = ["100%"]
+    path = tmp_path / "portal-ops.toml"
+    path.write_text(tomli_w.dumps(raw))
+    shown = json.loads(cli("config", "check", "--config", str(path), "--json").stdout)
+    assert [(h["name"], h["port"], h["user"]) for h in shown["config"]["hosts"]] == [
+        ("inv-1", sshd.port, sshd.user),
+        ("inv-2", sshd.port, sshd.user),
+    ]
+    ran = cli("deploy", "--config", str(path), "--hosts", "inv-2", "--revision", "v1",
+              "--skip-validation", "--json")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    body = json.loads(ran.stdout)
+    assert body["outcome"] == "succeeded" and list(body["hosts"]) == ["inv-2"]
+    assert current(tmp_path, "inv-2") == body["release"]
+    assert not (tmp_path / "inv-1").exists()  # never touched: no folder, no lock, no record
