@@ -76,24 +76,43 @@ def _complete(env: dict[str, str], script: Path, line: str) -> list[str]:
     return out.stdout.split()
 
 
-def test_bash_completes_commands_options_ids_and_flags(
+def test_bash_completes_deployment_ids_through_the_script(
     on_path: dict[str, str], tmp_path: Path
 ) -> None:
-    script = tmp_path / "c.bash"
-    script.write_text(_script("bash", on_path))
-    assert "rollback" in _complete(on_path, script, "portal-ops rol")
-    assert set(_complete(on_path, script, "portal-ops rollback --")) >= {
-        "--reason",
-        "--hosts",
-        "--roles",
-        "--env",
-        "--dry-run",
-    }
+    from click.shell_completion import get_completion_class
+
+    from tui.cli import cli
+
+    bash = get_completion_class("bash")
+    assert bash is not None
+    script = tmp_path / "c.bash"  # what `portal-ops completion bash` prints (tested above)
+    script.write_text(bash(cli, {}, "portal-ops", "_PORTAL_OPS_COMPLETE").source())
     assert _complete(on_path, script, "portal-ops rollback bp-2026010") == [
         "bp-20260102-010000-bbbbbb",
         "bp-20260101-010000-aaaaaa",
     ]
-    assert _complete(on_path, script, "portal-ops feature enable new-") == ["new-checkout"]
+
+
+def test_commands_options_ids_and_flag_names_complete(
+    on_path: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same completion code bash calls, in this process (no interpreter per TAB)."""
+    from click.shell_completion import ShellComplete
+
+    from tui.cli import cli
+
+    monkeypatch.setenv("PORTAL_OPS_STATE_DIR", on_path["PORTAL_OPS_STATE_DIR"])
+    complete = ShellComplete(cli, {}, "portal-ops", "_PORTAL_OPS_COMPLETE")
+
+    def offered(args: list[str], incomplete: str) -> list[str]:
+        return [c.value for c in complete.get_completions(args, incomplete)]
+
+    assert "rollback" in offered([], "rol")
+    assert set(offered(["rollback"], "--")) >= {"--reason", "--hosts", "--roles", "--env"}
+    assert offered(["show"], "bp-20260101") == ["bp-20260101-010000-aaaaaa"]
+    assert offered(["resume"], "bp-") == ["bp-20260102-010000-bbbbbb", "bp-20260101-010000-aaaaaa"]
+    assert offered(["feature", "enable"], "new-") == ["new-checkout"]
+    assert offered(["feature", "enable"], "zzz") == []
 
 
 def test_unknown_shell_is_a_usage_error(on_path: dict[str, str]) -> None:
