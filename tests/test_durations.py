@@ -83,3 +83,15 @@ def test_bad_cli_duration_exits_2_naming_the_option(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2, proc.stderr
     assert "--duration" in proc.stderr and "5q" in proc.stderr
+
+
+def test_feature_durations_name_the_option(tmp_path: Path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from tui.cli import cli
+
+    monkeypatch.setenv("PORTAL_OPS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["feature", "stats", "x", "--since", "5q"])
+    assert result.exit_code == 2
+    assert "--since: bad duration '5q'" in result.stderr

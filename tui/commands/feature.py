@@ -352,7 +352,7 @@ def stats(name: str, since: str, top: int, config_path: str | None, as_json: boo
     from backend.flags.rollout import parse_duration
 
     with _service(config_path) as (service, _):
-        seconds = parse_duration(since)
+        seconds = parse_duration(since, "--since")
         if not 60 <= seconds <= 48 * 3600:
             fail(f"bad --since {since!r}: from 1m to 48h")
         try:
@@ -756,9 +756,15 @@ def rollout(
     with _service(config_path) as (service, config):
         cfg = config.flags if config else None
         step_list: str | list[int] = steps or (cfg.rollout_steps if cfg else [10, 50, 100])
-        hold_s = parse_duration(hold) if hold is not None else (cfg.rollout_hold if cfg else 300.0)
+        hold_s = (
+            parse_duration(hold, "--hold")
+            if hold is not None
+            else (cfg.rollout_hold if cfg else 300.0)
+        )
         every = (
-            parse_duration(interval) if interval else (cfg.rollout_check_interval if cfg else None)
+            parse_duration(interval, "--interval")
+            if interval
+            else (cfg.rollout_check_interval if cfg else None)
         )
         urls = list(health_urls) or _config_health_urls(config)
         if no_gate and health_urls:
