@@ -64,11 +64,17 @@ async def test_a_failing_hook_fails_its_phase(sshd, tmp_path: Path) -> None:
     raw = ssh_config(sshd, tmp_path, repo)
     first = await engine_for(raw).deploy(revision="v1")
     assert first.ok, first.error
+    verified = tmp_path / "verified.txt"
     raw["hooks"] = {
-        "after": [{"phase": "switch", "on": "hosts", "run": "echo smoke failed >&2; exit 3"}]
+        "after": [
+            {"phase": "switch", "on": "hosts", "run": "echo smoke failed >&2; exit 3"},
+            # rollback phases take hooks too: here, on each host once it is verified
+            {"phase": "rb-verify", "on": "hosts", "run": f"echo {{{{host}}}} >> {verified}"},
+        ]
     }
     result = await engine_for(raw).deploy(revision="v2")
     assert result.outcome == "rolled_back", result.error
+    assert sorted(verified.read_text().split()) == ["host-1", "host-2"]
     switch = next(p for p in result.phases if p.name == "switch")
     assert switch.status == "failed" and "hook:after exited 3" in switch.detail
     for host in ("host-1", "host-2"):
