@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .checks.config import ValidationConfig
+from .durations import Duration
 from .flags.config import FlagsConfig
 from .monitor.config import MonitorConfig
 from .notify.config import NotifyConfig
@@ -150,9 +151,9 @@ class SSHConfig(Strict):
     known_hosts: str | None = None  # None: ~/.ssh/known_hosts (asyncssh's default)
     identity_files: list[str] = Field(default_factory=list)
     use_agent: bool = True
-    connect_timeout: float = Field(10.0, gt=0)
-    keepalive_interval: float = Field(15.0, ge=0)
-    command_timeout: float = Field(300.0, gt=0)
+    connect_timeout: Duration = Field(10.0, gt=0)
+    keepalive_interval: Duration = Field(15.0, ge=0)
+    command_timeout: Duration = Field(300.0, gt=0)
     max_reconnects: int = Field(3, ge=0)
     # OpenSSH client config for what a host entry leaves out (User, Port, HostName,
     # IdentityFile...); None: ~/.ssh/config, as ssh(1) reads it
@@ -162,7 +163,7 @@ class SSHConfig(Strict):
     max_connections: int = Field(5, ge=1, le=100)
     # per-step limits over command_timeout, e.g. { migrate = 1800 }: a step past its limit
     # is killed on the host (its whole process group), not left running
-    step_timeouts: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    step_timeouts: dict[str, Annotated[Duration, Field(gt=0)]] = Field(default_factory=dict)
 
 
 class HostConfig(Strict):
@@ -235,9 +236,9 @@ class RolloutConfig(Strict):
     batches: list[str] = Field(default_factory=lambda: ["1", "50%", "100%"])
     max_fail_percentage: float = Field(0, ge=0, le=100)
     concurrency: int = Field(10, ge=1, le=500)
-    drain_seconds: float = Field(1.0, ge=0)
-    health_timeout: float = Field(30.0, gt=0)
-    analysis_seconds: float = Field(0.0, ge=0)  # judge each batch this long before the next
+    drain_seconds: Duration = Field(1.0, ge=0)
+    health_timeout: Duration = Field(30.0, gt=0)
+    analysis_seconds: Duration = Field(0.0, ge=0)  # judge each batch this long before the next
 
     @field_validator("batches")
     @classmethod
@@ -263,9 +264,9 @@ class LoadBalancerConfig(Strict):
     # backend holding the hosts; a host's server is its backend_name (or "backend/server")
     socket: str | None = None
     backend: str | None = None
-    drain_timeout: float = Field(30.0, gt=0)  # haproxy: wait for sessions to end, at most
-    poll_interval: float = Field(0.1, gt=0)  # haproxy: how often show stat is read meanwhile
-    timeout: float = Field(40.0, gt=0)  # one drain/enable call (URL, command, runtime API)
+    drain_timeout: Duration = Field(30.0, gt=0)  # haproxy: wait for sessions to end, at most
+    poll_interval: Duration = Field(0.1, gt=0)  # haproxy: how often show stat is read meanwhile
+    timeout: Duration = Field(40.0, gt=0)  # one drain/enable call (URL, command, runtime API)
 
     @model_validator(mode="after")
     def _complete(self) -> LoadBalancerConfig:
@@ -299,8 +300,8 @@ class LockConfig(Strict):
     """The deploy lock's lease: renewed every ``heartbeat_seconds`` while a run lives; a lock
     not renewed for ``lease_seconds`` is stale (shown so; cleared with ``portal-ops unlock``)."""
 
-    heartbeat_seconds: float = Field(5.0, gt=0, le=300)
-    lease_seconds: float = Field(30.0, gt=0, le=3600)
+    heartbeat_seconds: Duration = Field(5.0, gt=0, le=300)
+    lease_seconds: Duration = Field(30.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _lease_outlives_beats(self) -> LockConfig:
@@ -332,9 +333,47 @@ class StateConfig(Strict):
         return value
 
 
+class InventoryConfig(Strict):
+    """Hosts from an Ansible inventory, added to ``[[hosts]]`` (backend/fleet/inventory.py)."""
+
+    file: str = Field(min_length=1)  # JSON of ansible-inventory --list, INI or YAML
+    groups: list[str] = Field(default_factory=list)  # only hosts in these groups; [] all
+    roles: dict[str, str] = Field(default_factory=dict)  # group -> role, e.g. dbservers = "db"
+
+
+HOOK_PLACEHOLDERS = frozenset({"deployment_id", "release", "phase", "host"})
+
+
+class HookConfig(Strict):
+    """A command run before or after a phase; a failure fails that phase."""
+
+    phase: str
+    run: str = Field(min_length=1)
+    # local: on the portal-ops machine; hosts: on every host of the run; primary: one host
+    on: Literal["local", "hosts", "primary"] = "local"
+    timeout: Duration = Field(300.0, gt=0)
+
+    @field_validator("phase")
+    @classmethod
+    def _known_phase(cls, value: str) -> str:
+        from .phases import DEPLOY_PHASES, ROLLBACK_PHASES
+
+        names = [n for n, _ in DEPLOY_PHASES + ROLLBACK_PHASES]
+        if value not in names:
+            raise ValueError(f"unknown phase {value!r} (phases: {', '.join(names)})")
+        return value
+
+
+class HooksConfig(Strict):
+    before: list[HookConfig] = Field(default_factory=list)
+    after: list[HookConfig] = Field(default_factory=list)
+
+
 class Config(Strict):
     portal: PortalConfig
     hosts: list[HostConfig] = Field(min_length=1)
+    inventory: InventoryConfig | None = None
+    hooks: HooksConfig = Field(default_factory=HooksConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     ssh: SSHConfig = Field(default_factory=SSHConfig)
     commands: dict[Step, str] = Field(default_factory=dict)
@@ -350,6 +389,10 @@ class Config(Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     source: str = Field("", exclude=True)  # the file it came from
+    environment: str | None = Field(None, exclude=True)  # -e NAME: its overlay was merged
+    sources: dict[str, str] = Field(default_factory=dict, exclude=True)  # key -> its file
+    limit: list[str] | None = Field(None, exclude=True)  # --hosts/--roles: the chosen hosts
+    fleet: list[str] = Field(default_factory=list, exclude=True)  # every host, when limited
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> Config:
@@ -377,26 +420,20 @@ class Config(Strict):
 
 
 def resolve_config_path(explicit: str | None) -> Path:
-    """``--config`` first, then ``$PORTAL_OPS_CONFIG``, then ``./portal-ops.toml``."""
+    """``--config`` first, then ``$PORTAL_OPS_CONFIG``, then ``portal-ops.toml`` in this
+    directory or a parent, then ``$XDG_CONFIG_HOME/portal-ops/`` (backend/configfiles.py)."""
+    from .configfiles import discover
+
     if explicit:
         return Path(explicit)
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV])
-    return Path(DEFAULT_CONFIG)
+    return discover() or Path(DEFAULT_CONFIG)
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    file = resolve_config_path(str(path) if path else None)
-    if not file.exists():
-        raise ConfigError(
-            str(file),
-            [
-                "file not found (give --config FILE, set PORTAL_OPS_CONFIG, or create"
-                " ./portal-ops.toml; `portal-ops demo up` writes one you can try)"
-            ],
-        )
+def _read_toml(file: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        return tomllib.loads(file.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(file), [f"not valid TOML: {exc}"]) from None
     except UnicodeDecodeError as exc:
@@ -405,7 +442,70 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         ) from None
     except OSError as exc:
         raise ConfigError(str(file), [f"cannot read: {exc.strerror}"]) from None
-    return parse_config(raw, str(file))
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, environment: str | None = None
+) -> Config:
+    """The config file (found as :func:`resolve_config_path` says), the overlay of
+    ``environment`` deep-merged over it, the Ansible inventory's hosts added, validated."""
+    from .configfiles import ENVIRONMENT, merge, overlay_path, record, search_path
+
+    file = resolve_config_path(str(path) if path else None)
+    if not file.exists():
+        looked = (
+            ""
+            if path or os.environ.get(CONFIG_ENV)
+            else ("; looked in: " + ", ".join(str(p) for p in search_path()))
+        )
+        raise ConfigError(
+            str(file),
+            [
+                "file not found (give --config FILE, set PORTAL_OPS_CONFIG, or create"
+                " ./portal-ops.toml; `portal-ops demo up` writes one you can try)" + looked
+            ],
+        )
+    raw = _read_toml(file)
+    sources: dict[str, str] = {}
+    record(raw, sources, str(file))
+    if environment:
+        if not ENVIRONMENT.match(environment):
+            raise ConfigError(
+                str(file), [f"--env: bad environment name {environment!r} (letters, digits, -, _)"]
+            )
+        extra = overlay_path(file, environment)
+        if not extra.is_file():
+            raise ConfigError(
+                str(extra), [f"--env {environment}: overlay file not found ({extra})"]
+            )
+        raw = merge(raw, _read_toml(extra), sources, str(extra))
+    raw = _with_inventory(raw, file, sources)
+    config = parse_config(raw, str(file))
+    config.environment = environment
+    config.sources = sources
+    return config
+
+
+def _with_inventory(raw: dict[str, Any], file: Path, sources: dict[str, str]) -> dict[str, Any]:
+    """``[inventory] file``'s hosts appended to ``hosts`` (relative to the config file)."""
+    inventory = raw.get("inventory")
+    if not isinstance(inventory, dict) or not isinstance(inventory.get("file"), str):
+        return raw  # absent, or malformed: the model's validation names it
+    from .fleet.inventory import InventoryError, host_entries, read_inventory
+
+    where = Path(inventory["file"]).expanduser()
+    if not where.is_absolute():
+        where = file.parent / where
+    groups = inventory.get("groups") if isinstance(inventory.get("groups"), list) else None
+    roles = inventory.get("roles") if isinstance(inventory.get("roles"), dict) else None
+    try:
+        entries = host_entries(read_inventory(where), groups=groups, roles=roles)
+    except InventoryError as exc:
+        raise ConfigError(str(file), [f"inventory.file: {exc}"]) from None
+    hosts = raw.get("hosts") if isinstance(raw.get("hosts"), list) else []
+    if entries and "hosts" not in sources:
+        sources["hosts"] = str(where)
+    return {**raw, "hosts": [*hosts, *entries]}
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
@@ -433,6 +533,12 @@ def template_errors(raw: dict[str, Any]) -> list[str]:
     if isinstance(lb, dict):
         for key in ("drain_command", "enable_command"):
             found.append((f"load_balancer.{key}", lb.get(key), LB_PLACEHOLDERS))
+    hooks = raw.get("hooks")
+    if isinstance(hooks, dict):
+        for when in ("before", "after"):
+            for i, hook in enumerate(hooks.get(when) or []):
+                if isinstance(hook, dict):
+                    found.append((f"hooks.{when}[{i}].run", hook.get("run"), HOOK_PLACEHOLDERS))
     return [
         f"{key}: {problem}"
         for key, template, known in found

@@ -8,7 +8,6 @@ directory; several processes may read it while one writes.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -274,11 +273,14 @@ def _decode_event(row: dict[str, Any]) -> Event:
 
 
 def process_alive(pid: Any) -> bool:
-    """Whether ``pid`` runs on this machine (the journal records the deploying process)."""
+    """Whether ``pid`` runs on this machine (the journal records the deploying process);
+    a zombie (exited, not reaped) is gone. psutil: the same answer on Linux, macOS, BSD."""
+    import psutil
+
     try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
+        return psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, ValueError, TypeError):
         return False
-    except PermissionError:
+    except psutil.AccessDenied:  # another user's process: it exists
         return True
     return True

@@ -242,3 +242,22 @@ def test_deploy_command_writes_the_metrics_file(tmp_path: Path) -> None:
         got[("portal_ops_rollbacks_total", (("outcome", "succeeded"), ("target", "ci-portal")))]
         == 1
     )
+
+
+async def test_control_room_deploys_export_the_same_metrics(tmp_path: Path) -> None:
+    """The room attaches the deploy metrics to its engine's bus, as the CLI does: a deploy
+    run by the room's engine lands in the textfile collector's file."""
+    from backend.config import load_config
+    from tests.test_ci_mode import Site
+    from tui.app import make_room
+
+    site = Site(tmp_path)
+    prom = tmp_path / "textfile" / "portal_ops.prom"
+    site.config.write_text(site.config.read_text() + f'\n[metrics]\ntextfile = "{prom}"\n')
+    room = make_room(load_config(site.config), load_flags=False, live_health=False)
+    async with room.run_test(size=(120, 40)):
+        result = await room.engine.deploy(revision="v1", skip_validation=True)
+        assert result.ok, result.error
+    got = samples(prom)
+    key = (("outcome", "succeeded"), ("target", "ci-portal"))
+    assert got[("portal_ops_deployments_total", key)] == 1

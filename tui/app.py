@@ -264,6 +264,9 @@ class RoomApp(App[int]):
 
         self.notifier = Notifier.from_config(self.config, self.engine.bus)
         self.notifier.attach(self.engine.bus)
+        from backend.observe.metrics import attach_metrics
+
+        attach_metrics(self.config, self.engine.bus)  # [metrics]: as the CLI's deploys do
 
     async def on_unmount(self) -> None:
         if self.health is not None:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "notify": "tui.commands.notify:notify",
     "feature": "tui.commands.feature:feature",
     "validate": "tui.commands.validate:validate",
+    "completion": "tui.commands.completion:completion",
 }
 
 
@@ -60,7 +61,13 @@ def cli(ctx: click.Context, no_color: bool, debug: bool) -> None:
     from .commands.logfile import setup_logging
 
     setup_logging(debug, ctx.invoked_subcommand)
-    if ctx.invoked_subcommand not in (None, "ui", "watch", "demo"):  # full-screen apps excepted
+    if ctx.invoked_subcommand not in (
+        None,
+        "ui",
+        "watch",
+        "demo",
+        "completion",
+    ):  # full-screen apps excepted
         from backend.redact import RedactingStream
 
         sys.stdout = RedactingStream(sys.stdout)  # type: ignore[assignment]

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..durations import Duration
+
 PRE_IDS = tuple(f"P{n:02d}" for n in range(1, 16))
 POST_IDS = tuple(f"Q{n:02d}" for n in range(1, 19))
 CHECK_IDS = PRE_IDS + POST_IDS
@@ -98,8 +100,8 @@ class SmokePage(_Strict):
 
 class ValidationConfig(_Strict):
     pass_score: float = Field(90.0, ge=0, le=100)  # go at or above, when no critical failed
-    timeout: float = Field(20.0, gt=0)  # seconds per check (and per command in it)
-    http_timeout: float = Field(5.0, gt=0)  # seconds per HTTP request
+    timeout: Duration = Field(20.0, gt=0)  # seconds per check (and per command in it)
+    http_timeout: Duration = Field(5.0, gt=0)  # seconds per HTTP request
     max_sessions_per_host: int = Field(4, ge=1, le=10)  # concurrent commands per connection
     # concurrent commands over all hosts: 33 checks on 50 hosts at once would otherwise
     # start ~1,600 remote shells together and time out on the slowest machine

@@ -50,9 +50,13 @@ class DeployOptions:
     dry_run: bool = False
     force: bool = False
     skip_validation: bool = False
+    limit: list[str] | None = None  # --hosts/--roles: only these hosts (the rest untouched)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"force": self.force, "skip_validation": self.skip_validation}
+        out: dict[str, Any] = {"force": self.force, "skip_validation": self.skip_validation}
+        if self.limit is not None:
+            out["limit"] = list(self.limit)
+        return out
 
 
 @dataclass
@@ -105,12 +109,14 @@ class Deployment(Run):
     ) -> None:
         config = engine.config
         revision = options.revision or config.portal.revision
-        plan = Plan(deployment_id, release_id, revision, DEPLOY_PHASES)
+        plan = Plan(deployment_id, release_id, revision, DEPLOY_PHASES, limit=options.limit)
+        # a limited deployment (--hosts/--roles) acts on its hosts alone, also when resumed
+        self.fleet = [h.name for h in config.hosts if not options.limit or h.name in options.limit]
         super().__init__(
             config,
             engine.bus,
             deployment_id,
-            engine.make_hosts(),
+            engine.make_hosts(self.fleet),
             dry_run=options.dry_run,
             plan=plan,
         )
@@ -121,7 +127,7 @@ class Deployment(Run):
         self.resolved_revision = ""
         self.states: dict[str, HostState] = {}
         self.previous: dict[str, str | None] = {}
-        self.active: list[str] = [h.name for h in config.hosts]
+        self.active: list[str] = list(self.fleet)
         self.failed_hosts: dict[str, str] = {}
         self.switched: list[str] = []
         self.migrations_applied = 0
@@ -217,7 +223,7 @@ class Deployment(Run):
                 revision=self.revision,
                 release=self.release_id,
                 operator=self.engine.operator.to_dict(),
-                hosts=[h.name for h in self.config.hosts],
+                hosts=list(self.fleet),
                 options=self.options.to_dict(),
                 dry_run=self.dry_run,
                 pid=os.getpid(),
@@ -314,7 +320,7 @@ class Deployment(Run):
                 "previous": self.previous.get(name),
                 **({"error": self.failed_hosts[name]} if name in self.failed_hosts else {}),
             }
-            for name in (h.name for h in self.config.hosts)
+            for name in self.fleet
         }
         result = DeploymentResult(
             deployment_id=self.deployment_id,
@@ -781,7 +787,7 @@ class Deployment(Run):
         for name, why in failed.items():
             self.failed_hosts[name] = why
             self.set_host_state(name, "failed", release=self.previous.get(name), error=why)
-        total = len(self.config.hosts)
+        total = len(self.fleet)
         percent = 100.0 * len(self.failed_hosts) / total
         if percent > self.config.rollout.max_fail_percentage or len(failed) == len(self.active):
             raise PhaseFailed(

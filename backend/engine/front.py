@@ -58,7 +58,7 @@ class Engine:
         force: bool = False,
         skip_validation: bool = False,
     ) -> DeploymentResult:
-        options = DeployOptions(revision, dry_run, force, skip_validation)
+        options = DeployOptions(revision, dry_run, force, skip_validation, self.config.limit)
         # unique across machines; phase 1 also refuses one that exists on any host
         release_id = new_deployment_id(self.journal.deployment_ids())
         deployment_id = f"dry-{release_id}" if dry_run else release_id

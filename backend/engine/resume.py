@@ -89,7 +89,7 @@ async def resume_deployment(engine: Engine, deployment_id: str) -> DeploymentRes
     if view is not None and view.started_at:
         deployment.started = view.started_at
     deployment.lock_owner["token"] = checkpoint.get("lock_token", deployment.lock_owner["token"])
-    deployment.lock_taken = [h.name for h in engine.config.hosts]
+    deployment.lock_taken = list(deployment.fleet)
     if row is None and view is not None:
         journal.cache_deployment(view.to_dict() | {"target": engine.config.portal.name})
     deployment.start_lease()  # renewed (and fenced) from now on, as in the first run

@@ -857,6 +857,12 @@ async def rollback_deployment(
     except BaseException:
         await asyncio.gather(*(h.close() for h in hosts.values()), return_exceptions=True)
         raise
+    limit = ((row or {}).get("options") or (view.options if view else {}) or {}).get("limit")
+    if limit:  # a limited deployment (--hosts/--roles): the other hosts were never touched
+        await asyncio.gather(
+            *(h.close() for n, h in hosts.items() if n not in limit), return_exceptions=True
+        )
+        hosts = {n: h for n, h in hosts.items() if n in limit}
     checkpoint = journal.last_checkpoint(deployment_id) if row is not None else {}
     if not checkpoint and view is not None:
         checkpoint = view.checkpoint()
@@ -876,6 +882,7 @@ async def rollback_deployment(
         owns_lock_token=checkpoint.get("lock_token") or (view.lock_token if view else None),
         restore_dump=restore_dump,
     )
+    run.plan.limit = list(limit) if limit else engine.config.limit
     if force and view is not None:
         newer = newer_than(views, view)
         if newer:

@@ -54,12 +54,18 @@ class Plan:
     phase_titles: tuple[tuple[str, str], ...]
     commands: list[PlannedCommand] = field(default_factory=list)
     actions: list[PlannedAction] = field(default_factory=list)
+    limit: list[str] | None = None  # --hosts/--roles: the only hosts this run touches
 
     def render(self) -> str:
         lines = [
             f"Plan for {self.deployment_id}: release {self.release_id}, revision {self.revision}",
             "(read-only probes marked 'probe' were run to build this plan; nothing was changed)",
         ]
+        if self.limit is not None:
+            lines.append(
+                f"LIMITED to {len(self.limit)} host(s): {', '.join(self.limit)}"
+                " (--hosts/--roles); every other host is left untouched"
+            )
         for number, (name, title) in enumerate(self.phase_titles, 1):
             lines.append(f"\n[{number}/{len(self.phase_titles)}] {title} ({name})")
             items = [a for a in self.actions if a.phase == name]
@@ -84,6 +90,7 @@ class Plan:
             "deployment_id": self.deployment_id,
             "release_id": self.release_id,
             "revision": self.revision,
+            "limit": self.limit,
             "phases": [
                 {
                     "name": name,
@@ -433,7 +440,9 @@ class Run:
 
         status, detail = "succeeded", ""
         try:
-            detail = (await body()) or ""
+            from .hooks import with_hooks  # [hooks]: commands before/after this phase
+
+            detail = (await with_hooks(self, name, body)) or ""
             if detail.startswith("skipped"):
                 status = "skipped"
         except PhaseFailed as exc:

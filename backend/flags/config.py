@@ -11,6 +11,7 @@ from itertools import pairwise
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..durations import Duration
 from .model import NAME_RULE, is_valid_name
 
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
@@ -22,10 +23,10 @@ class FlagsConfig(BaseModel):
     # flags this release introduces: created off in phase 3, rolled out in phase 8
     release_flags: list[str] = Field(default_factory=list)
     rollout_steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
-    rollout_hold: float = Field(5.0, ge=0)  # seconds each step is held and watched
+    rollout_hold: Duration = Field(5.0, ge=0)  # seconds each step is held and watched
     # how often health is checked while a step is held (default: hold / 5, at most 10 s)
-    rollout_check_interval: float | None = Field(None, gt=0)
-    gate_timeout: float = Field(10.0, gt=0)  # a health gate silent this long is a failure
+    rollout_check_interval: Duration | None = Field(None, gt=0)
+    gate_timeout: Duration = Field(10.0, gt=0)  # a health gate silent this long is a failure
     stickiness: str = "company"  # the context field new flags bucket on
     # rollback phase 2: the whole kill switch (every flag off) instead of the release's flags
     kill_switch_on_rollback: bool = False

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,20 +43,16 @@ def parse_steps(text: str | Sequence[int]) -> list[int]:
     return steps
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+def parse_duration(text: str | float, key: str = "duration") -> float:
+    """``"5m"`` -> 300.0; also ``"30s"``, ``"1h30m"``, ``"250ms"``, or plain seconds
+    (the one parser of :mod:`backend.durations`, raising a FlagError)."""
+    from ..durations import DurationError
+    from ..durations import parse_duration as parse
 
-
-def parse_duration(text: str | float) -> float:
-    """``"5m"`` -> 300.0; also ``"30s"``, ``"1h"``, ``"250ms"``, or plain seconds."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        if text < 0:
-            raise FlagError(f"bad duration {text!r}: must not be negative")
-        return float(text)
-    m = _DURATION.match(str(text))
-    if not m:
-        raise FlagError(f"bad duration {text!r}: use e.g. 30s, 5m, 1h (or seconds)")
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
-    return float(m.group(1)) * scale
+    try:
+        return parse(text, key)
+    except DurationError as exc:
+        raise FlagError(str(exc)) from None
 
 
 @dataclass

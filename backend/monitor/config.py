@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..durations import Duration
+
 Metric = Literal[
     "p50", "p95", "p99", "error_rate", "rps", "requests", "uptime", "probe_failures"
 ]  # fmt: skip
@@ -43,8 +45,8 @@ class ProbesConfig(_Strict):
     enabled: bool = True  # only runs when there is a URL (urls, or the portal's health_url)
     urls: list[str] = Field(default_factory=list)  # "{address}"/"{name}": one probe per host
     use_health_url: bool = True  # with no urls: probe [portal] health_url on every host
-    interval_seconds: float = Field(5.0, gt=0)
-    timeout_seconds: float = Field(3.0, gt=0)
+    interval_seconds: Duration = Field(5.0, gt=0)
+    timeout_seconds: Duration = Field(3.0, gt=0)
     ok_status_max: int = Field(399, ge=100, le=599)  # a probe passes with a status <= this
     verify_tls: bool = True
 
@@ -54,8 +56,8 @@ class PrometheusConfig(_Strict):
 
     enabled: bool = False
     urls: list[str] = Field(default_factory=list)  # "{address}"/"{name}": one per host
-    interval_seconds: float = Field(5.0, gt=0)
-    timeout_seconds: float = Field(3.0, gt=0)
+    interval_seconds: Duration = Field(5.0, gt=0)
+    timeout_seconds: Duration = Field(3.0, gt=0)
     requests_metric: str = "http_requests_total"  # counter with a status label
     status_label: str = "status"  # "code" for some exporters; values 200, 503 or 5xx
     latency_metric: str = "http_request_duration_seconds"  # histogram, in seconds
@@ -75,7 +77,7 @@ class HAProxyStatsConfig(_Strict):
     enabled: bool = False
     socket: str | None = None  # default: [load_balancer] socket
     backend: str | None = None  # default: [load_balancer] backend
-    interval_seconds: float = Field(1.0, gt=0)
+    interval_seconds: Duration = Field(1.0, gt=0)
 
 
 class AccessLogConfig(_Strict):
@@ -158,11 +160,11 @@ class RuleConfig(_Strict):
 class MonitorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    window_seconds: float = Field(30.0, gt=0)
+    window_seconds: Duration = Field(30.0, gt=0)
     auto_rollback: bool = True  # for the engine's phase-9 monitoring; the CLI asks explicitly
-    bake_seconds: float = Field(0.0, ge=0)  # phase 9's monitoring window; 0: none (>= 600 ok)
-    duration_seconds: float = Field(900.0, gt=0)  # `portal-ops monitor` without --duration
-    baseline_seconds: float = Field(60.0, ge=0)  # recorded before the switch; 0: none
+    bake_seconds: Duration = Field(0.0, ge=0)  # phase 9's monitoring window; 0: none (>= 600 ok)
+    duration_seconds: Duration = Field(900.0, gt=0)  # `portal-ops monitor` without --duration
+    baseline_seconds: Duration = Field(60.0, ge=0)  # recorded before the switch; 0: none
     min_requests: int = Field(50, ge=0)  # fewer in a window: INCONCLUSIVE, never pass/fail
     min_probes: int = Field(1, ge=0)  # the same for probe metrics (uptime, probe_failures)
     clear_windows: int = Field(2, ge=1)  # good windows in a row before a firing rule clears

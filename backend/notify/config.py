@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..durations import Duration
 from .catalog import DEFAULT_ROUTES, EVENTS, NotifySeverity, event_names
 
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -45,7 +46,9 @@ def _check_env_names(raw: Any, keys: tuple[str, ...]) -> Any:
 
 class _ChannelBase(_Strict):
     enabled: bool = True
-    timeout: float | None = Field(None, gt=0, le=300)  # seconds per attempt; None: [notify] timeout
+    timeout: Duration | None = Field(
+        None, gt=0, le=300
+    )  # seconds per attempt; None: [notify] timeout
     attempts: int | None = Field(None, ge=1, le=10)  # None: [notify] attempts
 
 
@@ -57,7 +60,7 @@ class SlackChannel(_ChannelBase):
     username: str | None = None  # honoured by Mattermost; Slack app webhooks ignore it
     icon_emoji: str | None = None
     channel: str | None = None  # Mattermost override; Slack webhooks post where created
-    min_interval: float = Field(1.0, ge=0, le=60)  # Slack allows about 1 message/s per webhook
+    min_interval: Duration = Field(1.0, ge=0, le=60)  # Slack allows about 1 message/s per webhook
 
     @model_validator(mode="before")
     @classmethod
@@ -238,12 +241,12 @@ class NotifyConfig(_Strict):
     events: dict[str, EventSettings] = Field(default_factory=dict)
     templates_dir: str | None = None  # overrides: <event>.j2 files, looked up first
     links: dict[str, str] = Field(default_factory=dict)  # name -> URL; {deployment_id} etc.
-    timeout: float = Field(10.0, gt=0, le=300)  # seconds per delivery attempt
+    timeout: Duration = Field(10.0, gt=0, le=300)  # seconds per delivery attempt
     attempts: int = Field(4, ge=1, le=10)  # tries per delivery, the first included
     backoff: float = Field(1.0, ge=0, le=60)  # first retry delay; doubles each time
     backoff_max: float = Field(30.0, ge=0, le=600)
     retry_after_max: float = Field(60.0, ge=0, le=600)  # cap on a server's Retry-After
-    drain_timeout: float = Field(60.0, gt=0, le=3600)  # how long the CLI waits at exit
+    drain_timeout: Duration = Field(60.0, gt=0, le=3600)  # how long the CLI waits at exit
 
     @field_validator("channels")
     @classmethod

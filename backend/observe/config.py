@@ -6,6 +6,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..durations import Duration
+
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -16,7 +18,7 @@ class MetricsConfig(BaseModel):
     textfile: str | None = None
     pushgateway: str | None = None  # http(s)://host:9091
     job: str = "portal-ops"  # the Pushgateway job label
-    push_timeout: float = Field(3.0, gt=0, le=30)  # seconds; a slow gateway delays the exit
+    push_timeout: Duration = Field(3.0, gt=0, le=30)  # seconds; a slow gateway delays the exit
 
     @field_validator("textfile")
     @classmethod

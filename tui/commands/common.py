@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -49,13 +50,54 @@ def exit_code(
     return EXIT_NEEDS_PERSON
 
 
+_FLEET_META = "portal_ops.fleet"
+
+
+def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        ctx.meta.setdefault(_FLEET_META, {})[key] = value
+        return value
+
+    return callback
+
+
 def config_option(func: F) -> F:
+    """``--config``, and what every command shares with it: ``-e/--env`` (an overlay over
+    the config) and ``--hosts``/``--roles`` (act on part of the fleet). The last three are
+    kept in the click context, where :func:`load_or_exit` applies them: no command's
+    signature changes for them."""
+    func = click.option(
+        "--roles",
+        multiple=True,
+        metavar="ROLES",
+        expose_value=False,
+        callback=_remember("roles"),
+        help="Act only on hosts with one of these roles (comma-separated, repeatable).",
+    )(func)
+    func = click.option(
+        "--hosts",
+        multiple=True,
+        metavar="HOSTS",
+        expose_value=False,
+        callback=_remember("hosts"),
+        help="Act only on these hosts (names or patterns like 'web-*'; comma-separated).",
+    )(func)
+    func = click.option(
+        "-e",
+        "--env",
+        metavar="NAME",
+        envvar="PORTAL_OPS_ENV",
+        expose_value=False,
+        callback=_remember("env"),
+        help="Merge portal-ops.NAME.toml over the config (default: $PORTAL_OPS_ENV).",
+    )(func)
     return click.option(
         "--config",
         "config_path",
         metavar="FILE",
         envvar="PORTAL_OPS_CONFIG",
-        help="portal-ops.toml to use (default: $PORTAL_OPS_CONFIG, then ./portal-ops.toml).",
+        help="portal-ops.toml to use (default: $PORTAL_OPS_CONFIG, then portal-ops.toml in"
+        " this directory or a parent, then ~/.config/portal-ops/).",
     )(func)
 
 
@@ -125,9 +167,12 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 def load_or_exit(config_path: str | None) -> Config:
-    """Load the config or print every problem in it and exit 2."""
+    """Load the config (overlay and ``--hosts``/``--roles`` applied) or print every problem
+    in it and exit 2."""
+    ctx = click.get_current_context(silent=True)
+    fleet = (ctx.meta.get(_FLEET_META) if ctx is not None else None) or {}
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, environment=fleet.get("env") or None)
     except ConfigError as exc:
         click.echo(redact(exc.render()), err=True)
         if json_mode():
@@ -137,6 +182,14 @@ def load_or_exit(config_path: str | None) -> Config:
                 problems=[redact(str(p)) for p in exc.problems],
             )
         sys.exit(EXIT_USAGE)
+    if not config_path and Path(config.source).resolve().parent != Path.cwd().resolve():
+        click.echo(f"portal-ops: using {config.source}", err=True)  # found by discovery
+    from backend.fleet.limit import LimitError, limit_hosts, split
+
+    try:
+        config = limit_hosts(config, split(fleet.get("hosts")), split(fleet.get("roles")))
+    except LimitError as exc:
+        fail(str(exc))
     warn_unfinished(config)
     return config
 

@@ -36,6 +36,9 @@ def check(config_path: str | None, as_json: bool) -> None:
         print_json(
             {
                 "source": cfg.source,
+                "environment": cfg.environment,
+                "sources": cfg.sources,  # each key -> the file that set it (-e overlays)
+                "limit": cfg.limit,
                 "config": cfg.model_dump(mode="json"),
                 "batches": [[h.name for h in g] for g in groups],
                 "primary": cfg.primary_host().name,
@@ -45,6 +48,13 @@ def check(config_path: str | None, as_json: bool) -> None:
         return
     p = cfg.portal
     say(f"{cfg.source}: OK")
+    if cfg.environment:
+        overlaid = {k: f for k, f in cfg.sources.items() if f != cfg.source}
+        say(f"overlay   -e {cfg.environment}: {len(overlaid)} key(s) set by it")
+        for key, file in overlaid.items():
+            say(f"  {key}  <- {file}")
+    if cfg.limit is not None:
+        say(f"limited   to {', '.join(cfg.limit)} (--hosts/--roles) of {len(cfg.fleet)} host(s)")
     say(
         f"portal    {p.name}: {p.repository} @ {p.revision} -> {p.deploy_path} (recipe {p.recipe}, keep {p.keep_releases})"
     )

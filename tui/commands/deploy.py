@@ -23,6 +23,7 @@ from .common import (
     load_or_exit,
     print_json,
 )
+from .completion import complete_deployment_ids
 from .printer import progress_printer
 
 
@@ -128,7 +129,7 @@ def deploy(
 
 @click.command()
 @config_option
-@click.argument("deployment_id", required=False)  # checked below, with a hint
+@click.argument("deployment_id", required=False, shell_complete=complete_deployment_ids)
 @click.argument("reason_arg", metavar="[REASON]", required=False, default="", callback=checked_text)
 @click.option(
     "--reason", default="", callback=checked_text, help="Why: recorded, notified, in the report."
@@ -205,7 +206,7 @@ def rollback(
 
 @click.command()
 @config_option
-@click.argument("deployment_id", callback=checked_id)
+@click.argument("deployment_id", callback=checked_id, shell_complete=complete_deployment_ids)
 @json_option
 @events_option
 def resume(config_path: str | None, deployment_id: str, as_json: bool, events: bool) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from backend.config import DEFAULT_CONFIG, Config
+from backend.config import Config, resolve_config_path
 from backend.events import EventBus
 from backend.flags.describe import strategy_lines
 from backend.flags.model import Context, FlagError
@@ -41,6 +41,7 @@ from .common import (
     open_journal,
     print_json,
 )
+from .completion import complete_flag_names
 
 
 @click.group()
@@ -54,7 +55,7 @@ def feature() -> None:
 def _config(config_path: str | None) -> Config | None:
     if config_path:
         return load_or_exit(config_path)
-    if Path(DEFAULT_CONFIG).exists():
+    if resolve_config_path(None).exists():  # ./portal-ops.toml, a parent's, ~/.config's
         return load_or_exit(None)
     return None
 
@@ -179,7 +180,7 @@ def _clip(text: str, width: int) -> str:
 
 
 @feature.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_flag_names)
 @config_option
 @json_option
 def show(name: str, config_path: str | None, as_json: bool) -> None:
@@ -207,7 +208,7 @@ def show(name: str, config_path: str | None, as_json: bool) -> None:
 
 
 @feature.command("set-strategies")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_flag_names)
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @_reason_option
 @config_option
@@ -232,7 +233,7 @@ def set_strategies(
 
 
 @feature.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_flag_names)
 @click.option("--company", help="Company (tenant) id.")
 @click.option("--user", help="User id.")
 @click.option("--session", help="Session id.")
@@ -300,7 +301,7 @@ def check(
 
 
 @feature.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_flag_names)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
 @config_option
 @json_option
@@ -335,7 +336,7 @@ _BARS = "·▁▂▃▄▅▆▇█"  # "·": no evaluations in that column
 
 
 @feature.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_flag_names)
 @click.option("--since", default="1h", show_default=True, help="Window: 30m, 1h, 24h (max 48h).")
 @click.option(
     "--top",
@@ -351,7 +352,7 @@ def stats(name: str, since: str, top: int, config_path: str | None, as_json: boo
     from backend.flags.rollout import parse_duration
 
     with _service(config_path) as (service, _):
-        seconds = parse_duration(since)
+        seconds = parse_duration(since, "--since")
         if not 60 <= seconds <= 48 * 3600:
             fail(f"bad --since {since!r}: from 1m to 48h")
         try:
@@ -389,7 +390,7 @@ def _spark(series: list[tuple[int, int, int]], width: int = 60) -> str:
 
 
 @feature.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_flag_names)
 @click.option("--description", default="", callback=checked_text, help="What the flag gates.")
 @click.option(
     "--stickiness",
@@ -420,7 +421,7 @@ def create(
 
 
 @feature.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_flag_names)
 @click.option("--yes", is_flag=True, help="Do not ask.")
 @_reason_option
 @config_option
@@ -441,7 +442,7 @@ def delete(name: str, yes: bool, reason: str, config_path: str | None, as_json: 
 
 
 @feature.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_flag_names)
 @click.option(
     "--percentage",
     default=None,
@@ -464,7 +465,7 @@ def enable(
 
 
 @feature.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_flag_names)
 @_reason_option
 @config_option
 @json_option
@@ -477,7 +478,7 @@ def disable(name: str, reason: str, config_path: str | None, as_json: bool) -> N
 
 
 @feature.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_flag_names)
 @click.option("--company", help="Company (tenant) id.")
 @click.option("--user", help="User id.")
 @click.option("--on", "on", is_flag=True, help="Always serve the flag to it.")
@@ -712,7 +713,7 @@ def publish(only_check: bool, config_path: str | None, as_json: bool) -> None:
 
 
 @feature.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_flag_names)
 @click.option(
     "--steps", default=None, help="Percentages, e.g. 10,50,100 (default: [flags] rollout_steps)."
 )
@@ -755,9 +756,15 @@ def rollout(
     with _service(config_path) as (service, config):
         cfg = config.flags if config else None
         step_list: str | list[int] = steps or (cfg.rollout_steps if cfg else [10, 50, 100])
-        hold_s = parse_duration(hold) if hold is not None else (cfg.rollout_hold if cfg else 300.0)
+        hold_s = (
+            parse_duration(hold, "--hold")
+            if hold is not None
+            else (cfg.rollout_hold if cfg else 300.0)
+        )
         every = (
-            parse_duration(interval) if interval else (cfg.rollout_check_interval if cfg else None)
+            parse_duration(interval, "--interval")
+            if interval
+            else (cfg.rollout_check_interval if cfg else None)
         )
         urls = list(health_urls) or _config_health_urls(config)
         if no_gate and health_urls:

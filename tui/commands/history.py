@@ -19,6 +19,7 @@ from .common import (
     open_journal,
     print_json,
 )
+from .completion import complete_deployment_ids
 
 
 def _rows_from_hosts(config: Any, limit: int) -> list[dict[str, Any]]:
@@ -119,7 +120,7 @@ def history(
 
 @click.command()
 @config_option
-@click.argument("deployment_id", callback=checked_id)
+@click.argument("deployment_id", callback=checked_id, shell_complete=complete_deployment_ids)
 @click.option("--events", "with_events", is_flag=True, help="Also list every journaled event.")
 @json_option
 def show(config_path: str | None, deployment_id: str, with_events: bool, as_json: bool) -> None:

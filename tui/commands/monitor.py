@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import shutil
 import signal
 import sys
@@ -32,19 +31,24 @@ from .common import (
     print_json,
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _COLOURS = {"pass": "green", "warn": "yellow", "fail": "red", "inconclusive": "bright_black"}
 
 
 def parse_duration(value: str, option: str) -> float:
-    """``90``, ``90s``, ``15m``, ``1h``, ``500ms`` -> seconds; anything else is a usage error."""
-    match = _DURATION.match(value or "")
-    if not match or float(match.group(1)) <= 0:
+    """``90``, ``90s``, ``15m``, ``1h30m``, ``500ms`` -> seconds; anything else (or zero)
+    is a usage error naming the option (the one parser of :mod:`backend.durations`)."""
+    from backend.durations import DurationError
+    from backend.durations import parse_duration as parse
+
+    try:
+        seconds = parse(value, option)
+    except DurationError:
+        seconds = 0.0
+    if seconds <= 0:
         raise click.BadParameter(
-            f"{value!r}: give a positive duration such as 90s, 15m, 1h", param_hint=option
+            f"{value!r}: give a positive duration such as 90s, 15m, 1h30m", param_hint=option
         )
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    return seconds
 
 
 def _ms(value: Any) -> str:
