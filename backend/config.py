@@ -238,6 +238,10 @@ class RolloutConfig(Strict):
     drain_seconds: float = Field(1.0, ge=0)
     health_timeout: float = Field(30.0, gt=0)
     analysis_seconds: float = Field(0.0, ge=0)  # judge each batch this long before the next
+    # traffic analysis (HAProxy stats): fewer requests to the switched hosts is inconclusive;
+    # bad is worse than analysis_factor x the hosts not yet switched (and past a floor)
+    analysis_min_requests: int = Field(20, ge=1)
+    analysis_factor: float = Field(2.0, gt=1)
 
     @field_validator("batches")
     @classmethod

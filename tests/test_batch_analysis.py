@@ -85,3 +85,34 @@ async def test_a_good_release_passes_every_batch_analysis(sshd, stack, tmp_path:
     assert result.ok, result.error
     assert [current(stack.root, n) for n in stack.names] == [result.release] * 3
     assert load.failed == 0, dict(load.statuses)
+
+
+async def test_real_traffic_stops_a_canary_the_probes_cannot_see(
+    sshd, stack, tmp_path: Path
+) -> None:
+    """No smoke pages and no per-host base URL: only the users' requests through HAProxy
+    show that the new release's pages fail. The switched host's 5xx rate against the hosts
+    not yet switched stops the rollout at the canary."""
+    repo = make_app_repo(tmp_path, {"pages": 500, "health": 200})
+    cfg = stack_config(sshd, stack, repo)
+    first = await engine_for(cfg).deploy(revision="v1")
+    assert first.ok, first.error
+    cfg["rollout"] = {**cfg["rollout"], "analysis_seconds": 3, "analysis_min_requests": 10}
+    engine = engine_for(cfg)
+    with LoadGenerator(stack.haproxy.url, rate=60, workers=4) as load:
+        result = await engine.deploy(revision="v2")
+    switch = next(p for p in result.phases if p.name == "switch")
+    assert switch.status == "failed", switch.detail
+    assert "batch 1/2 failed its analysis: real traffic: error_rate" in switch.detail
+    assert [current(stack.root, n) for n in stack.names] == [first.release] * 3
+    assert set(load.failed_by_release) <= {result.release}
+    events = engine.journal.events(result.deployment_id)
+    rounds = [e.data for e in events if e.data.get("step") == "analysis"]
+    last = rounds[-1]
+    assert last["final"] and not last["ok"]
+    traffic = last["traffic"]
+    assert traffic["switched"]["hosts"] == ["host-1"]
+    assert traffic["not_switched"]["hosts"] == ["host-2", "host-3"]
+    assert traffic["switched"]["errors"] > 0 and traffic["not_switched"]["errors"] == 0
+    verdicts = {j["metric"]: j["verdict"] for j in traffic["judgments"]}
+    assert verdicts["error_rate"] == "bad" and verdicts["throughput_share"] == "ok"

@@ -8,7 +8,10 @@ within it, the failed hosts go back to their previous release, leave the rollout
 batch goes on.
 
 Batch analysis: after a batch switches and before the next one starts, judge the batch's
-hosts on what users would get from them, not only on their health URL.
+hosts on what users would get from them, not only on their health URL: the health URL and
+smoke pages requested from each host directly, and, with HAProxy in front, the real user
+traffic of the switched hosts against the hosts not yet switched (error rate, response
+time, share of the requests), from HAProxy's per-server ``show stat`` counters.
 
 For ``[rollout] analysis_seconds`` the switched hosts are watched: their health URL and
 the configured smoke pages (``[validation] smoke_pages``) requested from each host
@@ -21,13 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ..events import Kind, Severity
+from ..haproxy import HAProxyRuntime, RuntimeAPIError, server_of
+from ..judge import Judgment, worse_than
+from ..monitor.sources.haproxy import ServerDelta, StatCounters
 from .run import PhaseFailed
-from .traffic import health_url
+from .traffic import backend_name, health_url
 
 if TYPE_CHECKING:
     from .deploy import Deployment
@@ -146,33 +153,217 @@ async def probe_host(run: Run, name: str, client: httpx.AsyncClient) -> list[str
     return problems
 
 
+@dataclass
+class Traffic:
+    """Real user requests to a group of hosts during the hold (HAProxy counters)."""
+
+    requests: int = 0
+    errors: int = 0
+    rtime_total: float = 0.0  # response time (ms) x requests, for a weighted mean
+    timed: int = 0
+
+    def add(self, delta: ServerDelta) -> None:
+        self.requests += delta.requests
+        self.errors += delta.errors
+        if delta.rtime_ms is not None and delta.requests:
+            self.rtime_total += delta.rtime_ms * delta.requests
+            self.timed += delta.requests
+
+    @property
+    def error_rate(self) -> float | None:
+        return round(self.errors / self.requests, 4) if self.requests else None
+
+    @property
+    def rtime_ms(self) -> float | None:
+        return round(self.rtime_total / self.timed, 1) if self.timed else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "rtime_ms": self.rtime_ms,
+        }
+
+
+class TrafficWatch:
+    """HAProxy's per-server counters read during one hold, summed per host from the first
+    read on. HAProxy keeps only a mean response time per server (``rtime``, its last 1024
+    answers), so "p95" here is that mean, weighted by requests."""
+
+    def __init__(self, api: HAProxyRuntime, servers: dict[tuple[str, str], str]) -> None:
+        self.api = api
+        self.servers = servers
+        self.counters = StatCounters()
+        self.hosts: dict[str, Traffic] = {}
+
+    async def read(self) -> None:
+        for host, delta in self.counters.update(await self.api.show_stat(), self.servers).items():
+            self.hosts.setdefault(host, Traffic()).add(delta)
+
+    def group(self, names: list[str]) -> Traffic:
+        total = Traffic()
+        for name in names:
+            t = self.hosts.get(name, Traffic())
+            total.requests += t.requests
+            total.errors += t.errors
+            total.rtime_total += t.rtime_total
+            total.timed += t.timed
+        return total
+
+
+def traffic_watch(run: Run) -> TrafficWatch | None:
+    """A watch on HAProxy's stats when HAProxy is the load balancer or ``[monitor.haproxy]``
+    is enabled (its socket and backend default to the load balancer's); else None."""
+    lb, stats = run.config.load_balancer, run.config.monitor.haproxy
+    if not (lb.kind == "haproxy" or stats.enabled):
+        return None
+    socket = stats.socket or lb.socket
+    if not socket:
+        return None
+    backend = stats.backend or lb.backend or ""
+    servers = {server_of(backend_name(h), backend): h.name for h in run.config.hosts}
+    return TrafficWatch(HAProxyRuntime(socket, timeout=5.0), servers)
+
+
+def judge_traffic(run: Run, canary: Traffic, control: Traffic, share: float) -> list[Judgment]:
+    """The switched hosts (``canary``) against the hosts not yet switched (``control``);
+    ``share``: the canary's share of the servers. Too little traffic is inconclusive."""
+    rollout, monitor = run.config.rollout, run.config.monitor
+    minimum, factor = rollout.analysis_min_requests, rollout.analysis_factor
+    if canary.requests + control.requests < minimum:
+        return [
+            Judgment(
+                "traffic",
+                "inconclusive",
+                float(canary.requests + control.requests),
+                None,
+                float(minimum),
+                f"{canary.requests + control.requests} requests < {minimum}",
+            )
+        ]
+    out: list[Judgment] = []
+    has_control = control.requests >= minimum
+    if control.requests + canary.requests and share < 1:
+        got = canary.requests / (canary.requests + control.requests)
+        want = share / factor
+        bad = got < want
+        out.append(
+            Judgment(
+                "throughput_share",
+                "bad" if bad else "ok",
+                round(got, 3),
+                round(share, 3),
+                round(want, 3),
+                f"switched hosts got {got:.0%} of the requests, "
+                f"{'under' if bad else 'at least'} {want:.0%} (their share {share:.0%} / {factor:g})",
+            )
+        )
+    if canary.requests >= minimum:
+        out.append(
+            worse_than(
+                "error_rate",
+                canary.error_rate,
+                control.error_rate if has_control else None,
+                factor=factor,
+                floor=monitor.error_rate_acceptable,
+                ceiling=monitor.error_rate_acceptable,
+            )
+        )
+        out.append(
+            worse_than(
+                "rtime",
+                canary.rtime_ms,
+                control.rtime_ms if has_control else None,
+                factor=factor,
+                floor=monitor.response_time_target_ms,
+                ceiling=monitor.response_time_acceptable_ms,
+                unit=" ms",
+            )
+        )
+    else:
+        out.append(
+            Judgment(
+                "error_rate",
+                "inconclusive",
+                float(canary.requests),
+                None,
+                float(minimum),
+                f"{canary.requests} requests to the switched hosts < {minimum}",
+            )
+        )
+    return out
+
+
 async def analyse_batch(run: Run, batch: list[str], index: int, total: int) -> list[str]:
-    """Hold ``analysis_seconds`` and judge ``batch``; the problems found (empty: go on)."""
+    """Hold ``analysis_seconds`` and judge ``batch``; the problems found (empty: go on).
+
+    Every round is one ``step_output`` event with ``step = "analysis"`` (see
+    docs/traffic.md): ``line`` says it in words, ``ok``, ``batch``, ``problems`` and, with
+    HAProxy, ``traffic`` (the switched and not-yet-switched groups' counts and each
+    judgment)."""
     seconds = run.config.rollout.analysis_seconds
     if seconds <= 0 or not batch:
         return []
-    run.note(f"analyse batch {index}/{total} for {seconds:g}s: health and smoke pages per host")
+    watch = traffic_watch(run)
+    what = "health, smoke pages per host" + (
+        ", real traffic from HAProxy (switched vs not yet switched)" if watch else ""
+    )
+    run.note(f"analyse batch {index}/{total} for {seconds:g}s: {what}")
     if run.dry_run:
         return []
+    switched = [n for n in getattr(run, "switched", batch) if n in getattr(run, "active", batch)]
+    others = [n for n in getattr(run, "active", batch) if n not in switched]
+    share = len(switched) / max(1, len(switched) + len(others))
+    if watch is not None:
+        try:
+            await watch.read()  # the counters' starting point
+        except RuntimeAPIError as exc:
+            return [f"traffic analysis: {exc}"]
     interval = min(1.0, seconds / 3)
     deadline = time.monotonic() + seconds
     problems: list[str] = []
     rounds = 0
     async with httpx.AsyncClient(timeout=min(5.0, seconds), follow_redirects=False) as client:
         while True:
+            await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
             rounds += 1
             found = await asyncio.gather(*(probe_host(run, n, client) for n in batch))
             problems = [p for host_problems in found for p in host_problems]
+            traffic: dict[str, Any] | None = None
+            if watch is not None:
+                try:
+                    await watch.read()
+                except RuntimeAPIError as exc:
+                    problems.append(f"traffic analysis: {exc}")
+                else:
+                    canary, control = watch.group(switched), watch.group(others)
+                    judgments = judge_traffic(run, canary, control, share)
+                    traffic = {
+                        "switched": {"hosts": switched, **canary.to_dict()},
+                        "not_switched": {"hosts": others, **control.to_dict()},
+                        "judgments": [j.to_dict() for j in judgments],
+                    }
+                    problems += [
+                        f"real traffic: {j.metric} {j.why}" for j in judgments if j.verdict == "bad"
+                    ]
+            done = bool(problems) or time.monotonic() >= deadline
+            summary = "; ".join(problems) if problems else "healthy"
+            if traffic and not problems:
+                summary += " ({} requests to switched hosts, {} to the others)".format(
+                    traffic["switched"]["requests"], traffic["not_switched"]["requests"]
+                )
             run.emit(
                 Kind.STEP_OUTPUT,
                 host=None,
                 step="analysis",
                 stream="portal-ops",
-                line=f"batch {index}/{total} round {rounds}: "
-                + ("; ".join(problems) if problems else "healthy"),
+                line=f"batch {index}/{total} round {rounds}: {summary}",
                 batch=batch,
                 ok=not problems,
+                problems=problems,
+                traffic=traffic,
+                final=done,
             )
-            if problems or time.monotonic() >= deadline:
+            if done:
                 return problems
-            await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
