@@ -100,6 +100,22 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
+def bands(ctx: Context, check_id: str, warn: float, fail: float) -> tuple[float, float, str]:
+    """(warn, fail, note): the absolute lines, or, with a baseline measured before the switch
+    in this deployment, ``baseline_factor x baseline`` where that is higher (the absolute
+    lines are the floor), so a machine already loaded does not fail a healthy release."""
+    vc = ctx.vc
+    base = (ctx.baseline or {}).get(check_id) if vc.relative_to_baseline else None
+    if base is None:
+        return warn, fail, ""
+    relative = vc.baseline_factor * base
+    return (
+        max(warn, relative),
+        max(fail, relative),
+        f"; baseline before the switch {base:g}, x{vc.baseline_factor:g}",
+    )
+
+
 def _sample_urls(ctx: Context, paths: list[str], count: int) -> list[str] | None:
     urls = [ctx.public(p) for p in paths]
     if not urls or any(u is None for u in urls):
@@ -113,7 +129,8 @@ async def latency(ctx: Context) -> list[Outcome]:
     urls = _sample_urls(ctx, vc.latency_paths, vc.latency_samples)
     if urls is None:
         return [skipped("no public_url configured")]
-    threshold = f"p95 <= {vc.latency_warn_ms:g} ms (fail > {vc.latency_fail_ms:g} ms)"
+    warn_ms, fail_ms, note_base = bands(ctx, "Q05", vc.latency_warn_ms, vc.latency_fail_ms)
+    threshold = f"p95 <= {warn_ms:g} ms (fail > {fail_ms:g} ms){note_base}"
     timings: list[float] = []
     failures: list[str] = []
     started = time.perf_counter()
@@ -134,7 +151,7 @@ async def latency(ctx: Context) -> list[Outcome]:
         ]
     p95 = round(percentile(timings, 95), 1)
     p50 = round(percentile(timings, 50), 1)
-    status = banded(p95, vc.latency_warn_ms, vc.latency_fail_ms)
+    status = banded(p95, warn_ms, fail_ms)
     note = f", {len(failures)} without answer" if failures else ""
     return [
         Outcome(
@@ -148,6 +165,7 @@ async def latency(ctx: Context) -> list[Outcome]:
                 "max_ms": round(max(timings), 1),
                 "samples": len(timings),
                 "unanswered": failures[:5],
+                "baseline_ms": (ctx.baseline or {}).get("Q05"),
             },
             duration_ms=duration,
         )
@@ -160,7 +178,10 @@ async def error_rate(ctx: Context) -> list[Outcome]:
     urls = _sample_urls(ctx, vc.error_rate_paths, vc.error_rate_samples)
     if urls is None:
         return [skipped("no public_url configured")]
-    threshold = f"<= {vc.error_rate_warn_percent:g} % 5xx (fail > {vc.error_rate_fail_percent:g} %)"
+    warn_pct, fail_pct, note_base = bands(
+        ctx, "Q06", vc.error_rate_warn_percent, vc.error_rate_fail_percent
+    )
+    threshold = f"<= {warn_pct:g} % 5xx (fail > {fail_pct:g} %){note_base}"
     gate = asyncio.Semaphore(vc.error_rate_concurrency)
     started = time.perf_counter()
 
@@ -175,7 +196,7 @@ async def error_rate(ctx: Context) -> list[Outcome]:
     results = await asyncio.gather(*(one(u) for u in urls))
     errors = [r for r in results if r]
     rate = round(100.0 * len(errors) / len(urls), 2)
-    status = banded(rate, vc.error_rate_warn_percent, vc.error_rate_fail_percent)
+    status = banded(rate, warn_pct, fail_pct)
     examples = sorted(set(errors))[:5]
     return [
         Outcome(
@@ -185,7 +206,12 @@ async def error_rate(ctx: Context) -> list[Outcome]:
             value=rate,
             unit="% errors",
             threshold=threshold,
-            meta={"requests": len(urls), "errors": len(errors), "examples": examples},
+            meta={
+                "requests": len(urls),
+                "errors": len(errors),
+                "examples": examples,
+                "baseline_percent": (ctx.baseline or {}).get("Q06"),
+            },
             duration_ms=(time.perf_counter() - started) * 1000,
         )
     ]

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 async def switch_batches(run: Deployment, groups: list[list[str]]) -> None:
     """Switch ``groups`` one batch after the other, each judged before the next starts;
     raises PhaseFailed when a batch must not spread further."""
+    await record_web_baseline(run)
     for index, names in enumerate(groups, 1):
         label = f"batch {index}/{len(groups)}"
         run.note(f"{label}: {', '.join(names)}")
@@ -57,6 +58,44 @@ async def switch_batches(run: Deployment, groups: list[list[str]]) -> None:
         problems = await analyse_batch(run, live, index, len(groups))
         if problems:
             raise PhaseFailed(f"{label} failed its analysis: " + "; ".join(problems), live)
+
+
+BASELINE_CHECKS = ("Q05", "Q06")  # p95 latency and error rate through the public URL
+
+
+async def record_web_baseline(run: Deployment) -> None:
+    """Before the first host switches: measure Q05 (p95) and Q06 (error rate) exactly as
+    phase 7 will, on the old release, so phase 7 judges the new one against this machine's
+    load rather than against absolute lines alone (``run.web_baseline``)."""
+    vc = run.config.validation
+    ids = [i for i in BASELINE_CHECKS if i not in vc.disabled]
+    if not (vc.relative_to_baseline and ids and run.config.portal.public_url):
+        return
+    run.note(f"measure {' and '.join(ids)} on the live release: the baseline phase 7 compares to")
+    if run.dry_run:
+        return
+    from ..checks import run_validation
+
+    report = await run_validation(
+        run.config, "post", hosts={}, only=ids, store_report=False, bus=None
+    )
+    baseline = {
+        c.id: float(c.value)
+        for c in report.checks
+        if c.id in ids
+        and isinstance(c.value, int | float)
+        and c.status.value in ("pass", "warn", "fail")
+    }
+    run.web_baseline = baseline
+    run.emit(
+        Kind.STEP_OUTPUT,
+        host=None,
+        step="baseline",
+        stream="portal-ops",
+        line="before the switch: "
+        + (", ".join(f"{k} {v:g}" for k, v in baseline.items()) or "nothing measured"),
+        web_baseline=baseline,
+    )
 
 
 async def switch_until_failure(
