@@ -84,6 +84,38 @@ def _strings(data: Any) -> list[str]:
     return [str(data)] if data is not None else []
 
 
+def lookup(data: Any, path: str) -> Any:
+    """The value at dotted ``path`` in a JSON document (a number indexes a list); KeyError
+    naming the first missing part and what was there instead."""
+    node = data
+    for depth, part in enumerate(path.split(".")):
+        where = ".".join(path.split(".")[:depth]) or "the document"
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            there = (
+                "keys " + ", ".join(sorted(map(str, node))[:8])
+                if isinstance(node, dict)
+                else f"a {type(node).__name__}"
+            )
+            raise KeyError(f"{part!r} is not in {where} ({there})")
+    return node
+
+
+def version_urls(ctx: Context, template: str) -> dict[str | None, str] | None:
+    """Where Q04 asks: per host when the URL names ``{address}``/``{name}``, or is a path
+    and the hosts have a ``base_url``; else once through the public URL. None: nowhere."""
+    hosts = [ctx.host_config(n) for n in ctx.host_names]
+    if "{address}" in template or "{name}" in template:
+        return {h.name: template.format(address=h.address, name=h.name) for h in hosts}
+    if template.startswith("/") and hosts and all(h.base_url for h in hosts):
+        return {h.name: (h.base_url or "").rstrip("/") + template for h in hosts}
+    url = ctx.public(template)
+    return {None: url} if url else None
+
+
 def reports_expected(found: list[str], expected: list[str]) -> bool:
     """A reported token matches an expected revision/release; a short hash matches its
     full form either way round (7 characters at least)."""
@@ -141,6 +173,24 @@ async def version_endpoint(ctx: Context) -> list[Outcome]:
             return failed(f"no answer from {url}: {exc or type(exc).__name__}", threshold=threshold)
         if not 200 <= response.status_code < 300:
             return answered(failed, url, response.status_code, threshold)
+        key = ctx.vc.version_key
+        if key:
+            try:
+                value = lookup(response.json(), key)
+            except ValueError:
+                return failed(f"{url} did not answer JSON (version_key {key})", threshold=threshold)
+            except KeyError as exc:
+                return failed(
+                    f"{url}: version_key {key}: {exc.args[0]}", value=None, threshold=threshold
+                )
+            shown = str(value)[:80]
+            if reports_expected(_strings(value), expected):
+                return passed(f"{url} reports {key} = {shown}", value=shown, threshold=threshold)
+            return failed(
+                f"{url} reports {key} = {shown!r}, expected {' or '.join(expected)}",
+                value=shown,
+                threshold=threshold,
+            )
         try:
             data = response.json()
             found = _strings(data)
@@ -165,15 +215,21 @@ async def version_endpoint(ctx: Context) -> list[Outcome]:
             threshold=threshold,
         )
 
-    if "{address}" in template or "{name}" in template:
+    urls = version_urls(ctx, template)
+    if urls is None:
+        return [
+            errored(
+                f"version_url {template} is a path: needs [portal] public_url or a base_url per host"
+            )
+        ]
+    if None not in urls:
 
         async def one(name: str) -> Outcome:
-            host = ctx.host_config(name)
-            return await fetch(template.format(address=host.address, name=host.name))
+            return await fetch(urls[name])
 
         return await ctx.each_host(one, needs_ssh=False)
     started = time.perf_counter()
-    outcome = await fetch(template)
+    outcome = await fetch(urls[None])
     outcome.duration_ms = (time.perf_counter() - started) * 1000
     return [outcome]
 
