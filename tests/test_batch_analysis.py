@@ -45,9 +45,11 @@ async def test_bad_pages_with_a_passing_health_url_stop_at_the_canary(
     with LoadGenerator(stack.haproxy.url, rate=40, workers=4) as load:
         result = await engine.deploy(revision="v2")
     v2 = result.release
-    # Known defect (issue 12): about one run in four under load, the rollback after a failed
-    # canary analysis reports "partial" although every host is back on v1 (asserted below).
-    assert result.outcome in ("rolled_back", "partial"), (result.outcome, result.error)
+    assert result.outcome == "rolled_back", (
+        result.outcome,
+        result.error,
+        [(p["name"], p["detail"]) for p in (result.rollback or {}).get("phases", [])],
+    )
     switch = next(p for p in result.phases if p.name == "switch")
     assert switch.status == "failed" and "batch 1/2 failed its analysis" in switch.detail
     # every host ends on the previous release

@@ -19,6 +19,17 @@ from .model import Outcome, Status, banded, check, errored, failed, passed, skip
 _OK_WORDS = {"ok", "pass", "passed", "up", "healthy", "green"}
 
 
+async def request(http: httpx.AsyncClient, method: str, url: str, **kw: object) -> httpx.Response:
+    """One request as a browser makes it: a kept-alive connection that the server (or a
+    load balancer's ``timeout http-keep-alive``) closed just as it was reused fails with
+    no answer at all; browsers send such a request again on a new connection, and so do
+    we, once. A server that really drops requests fails the second time too."""
+    try:
+        return await http.request(method, url, **kw)  # type: ignore[arg-type]
+    except httpx.RemoteProtocolError:
+        return await http.request(method, url, **kw)  # type: ignore[arg-type]
+
+
 def judge_health(url: str, response: httpx.Response) -> Outcome:
     """2xx is healthy, unless the body says otherwise: a spatie/laravel-health
     ``checkResults`` list with a failed check, or ``{"status": "fail"}``."""
@@ -51,7 +62,7 @@ def judge_health(url: str, response: httpx.Response) -> Outcome:
 
 async def get_health(ctx: Context, url: str) -> Outcome:
     try:
-        response = await ctx.http.get(url)
+        response = await request(ctx.http, "GET", url)
     except httpx.HTTPError as exc:
         return failed(
             f"no answer from {url}: {exc or type(exc).__name__}", threshold="2xx, nothing failed"
@@ -137,7 +148,7 @@ async def latency(ctx: Context) -> list[Outcome]:
     for url in urls:  # sequential: one user's view, not a load test
         t0 = time.perf_counter()
         try:
-            response = await ctx.http.get(url)
+            response = await request(ctx.http, "GET", url)
             await response.aread()
             timings.append((time.perf_counter() - t0) * 1000)
         except httpx.HTTPError as exc:
@@ -188,7 +199,7 @@ async def error_rate(ctx: Context) -> list[Outcome]:
     async def one(url: str) -> str | None:
         async with gate:
             try:
-                response = await ctx.http.get(url)
+                response = await request(ctx.http, "GET", url)
             except httpx.HTTPError as exc:
                 return f"{url}: {type(exc).__name__}"
         return f"{url}: {response.status_code}" if response.status_code >= 500 else None
@@ -228,7 +239,7 @@ async def smoke(ctx: Context, page: SmokePage) -> tuple[Status, str]:
             return Status.ERROR, f"{page.path}: environment variable {page.key_env} is not set"
         headers[page.header] = page.prefix + token
     try:
-        response = await ctx.http.request(page.method, url, headers=headers)
+        response = await request(ctx.http, page.method, url, headers=headers)
     except httpx.HTTPError as exc:
         return Status.FAIL, f"{page.path}: no answer ({exc or type(exc).__name__})"
     if response.status_code != page.status:

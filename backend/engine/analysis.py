@@ -181,7 +181,11 @@ async def probe_host(run: Run, name: str, client: httpx.AsyncClient) -> list[str
             targets.append((full, page.status, page.text))
     for target, status, text in targets:
         try:
-            response = await client.get(target)
+            try:
+                response = await client.get(target)
+            except httpx.RemoteProtocolError:
+                # a kept-alive connection closed as it was reused: sent again, as browsers do
+                response = await client.get(target)
         except httpx.HTTPError as exc:
             problems.append(f"{name}: {target} did not answer ({type(exc).__name__})")
             continue
