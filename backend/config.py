@@ -29,7 +29,7 @@ DEFAULT_CONFIG = "portal-ops.toml"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _BATCH = re.compile(r"^(?:[1-9][0-9]*|(?:[1-9][0-9]?|100)%)$")
 
-Recipe = Literal["generic", "laravel", "python"]
+Recipe = Literal["generic", "laravel", "python", "django"]
 Step = Literal[
     "fetch",
     "link_shared",
@@ -196,6 +196,7 @@ class PortalConfig(Strict):
     revision: str = "main"
     deploy_path: str = Field(min_length=1)
     recipe: Recipe = "generic"
+    php_fpm_service: str | None = None  # laravel's reload; default: the php*-fpm unit running
     keep_releases: int = Field(5, ge=2, le=100)
     shared_dirs: list[str] = Field(default_factory=list)
     shared_files: list[str] = Field(default_factory=list)
