@@ -57,6 +57,11 @@ async def test_a_failed_host_stops_its_batch(sshd, tmp_path: Path) -> None:
     switch = next(p for p in result.phases if p.name == "switch")
     assert "not switched: host-3, host-4, host-5" in switch.detail, switch.detail
     assert [current(tmp_path, n) for n in HOSTS] == [first.release] * 5
+    # the rollback says how long users waited for the previous release everywhere
+    serving = result.rollback["alarm_to_serving_seconds"]
+    assert 0 < serving <= result.rollback["seconds"], result.rollback
+    switch_back = next(p for p in result.rollback["phases"] if p["name"] == "rb-switch")
+    assert "previous release serving" in switch_back["detail"]
 
 
 async def test_max_fail_percentage_counts_code_and_switch_failures(sshd, tmp_path: Path) -> None:
