@@ -19,14 +19,18 @@ from .model import Outcome, Status, banded, check, errored, failed, passed, skip
 _OK_WORDS = {"ok", "pass", "passed", "up", "healthy", "green"}
 
 
+# a connection closed as it was used: FIN (no answer) or RST (reset reading or writing)
+CLOSED_AS_REUSED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 async def request(http: httpx.AsyncClient, method: str, url: str, **kw: object) -> httpx.Response:
     """One request as a browser makes it: a kept-alive connection that the server (or a
     load balancer's ``timeout http-keep-alive``) closed just as it was reused fails with
-    no answer at all; browsers send such a request again on a new connection, and so do
-    we, once. A server that really drops requests fails the second time too."""
+    no answer at all, or a reset; browsers send such a request again on a new connection,
+    and so do we, once. A server that really drops requests fails the second time too."""
     try:
         return await http.request(method, url, **kw)  # type: ignore[arg-type]
-    except httpx.RemoteProtocolError:
+    except CLOSED_AS_REUSED:
         return await http.request(method, url, **kw)  # type: ignore[arg-type]
 
 
