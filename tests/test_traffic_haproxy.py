@@ -137,6 +137,40 @@ async def test_preflight_names_every_problem_before_anything_changes(stack, tmp_
     assert "HAProxy runtime API 127.0.0.1:1 unreachable" in problem
 
 
+async def test_preflight_checks_the_stats_socket_the_batch_analysis_reads(stack, tmp_path) -> None:
+    """Traffic judged from [monitor.haproxy] (no haproxy load balancer): its socket and
+    backend are asked in phase 1, before anything switches."""
+    base = {
+        "portal": {"repository": "x", "deploy_path": str(stack.root / "host-1")},
+        "hosts": [{"name": n, "address": "127.0.0.1"} for n in stack.names],
+        "rollout": {"analysis_seconds": 1},
+    }
+    good = parse_config(
+        {
+            **base,
+            "monitor": {
+                "haproxy": {"enabled": True, "socket": stack.haproxy.socket, "backend": "portal"}
+            },
+        }
+    )
+    assert await preflight(good, list(good.hosts)) == []
+    wrong = parse_config(
+        {
+            **base,
+            "monitor": {
+                "haproxy": {"enabled": True, "socket": stack.haproxy.socket, "backend": "web"}
+            },
+        }
+    )
+    problems = await preflight(wrong, list(wrong.hosts))
+    assert problems[0] == "[monitor.haproxy] host-1: HAProxy has no backend 'web'"
+    gone = parse_config(
+        {**base, "monitor": {"haproxy": {"enabled": True, "socket": str(tmp_path / "x.sock")}}}
+    )
+    (problem,) = await preflight(gone, list(gone.hosts))
+    assert problem.startswith("[monitor.haproxy] HAProxy runtime API") and "unreachable" in problem
+
+
 def test_haproxy_config_is_complete_or_refused() -> None:
     base = {
         "portal": {"repository": "x", "deploy_path": "/srv"},
