@@ -150,3 +150,32 @@ async def test_a_healthy_release_on_a_slow_machine_passes_its_latency_check(
     )
     assert q05["status"] == "pass" and "baseline before the switch" in q05["threshold"], q05
     assert q05["value"] > cfg["validation"]["latency_fail_ms"]
+
+
+async def test_a_batch_with_no_host_left_to_compare_to_is_judged_against_before(
+    sshd, stack, tmp_path: Path
+) -> None:
+    """One batch of every host: nobody is left on the old release, so the switched hosts'
+    traffic is compared with their own HAProxy counters from before the switch."""
+    repo = make_app_repo(tmp_path, {"pages": 500, "health": 200})
+    cfg = stack_config(sshd, stack, repo)
+    first = await engine_for(cfg).deploy(revision="v1")
+    assert first.ok, first.error
+    cfg["rollout"] = {
+        **cfg["rollout"],
+        "batches": ["100%"],
+        "analysis_seconds": 3,
+        "analysis_min_requests": 10,
+    }
+    engine = engine_for(cfg)
+    with LoadGenerator(stack.haproxy.url, rate=60, workers=4):
+        result = await engine.deploy(revision="v2")
+    switch = next(p for p in result.phases if p.name == "switch")
+    assert "batch 1/1 failed its analysis: real traffic: error_rate" in switch.detail
+    assert [current(stack.root, n) for n in stack.names] == [first.release] * 3
+    events = engine.journal.events(result.deployment_id)
+    last = [e.data for e in events if e.data.get("step") == "analysis"][-1]
+    assert last["traffic"]["not_switched"]["hosts"] == []
+    judged = {j["metric"]: j for j in last["traffic"]["judgments"]}
+    assert judged["error_rate"]["verdict"] == "bad"
+    assert judged["error_rate"]["reference"] == 0.0  # the same hosts before the switch

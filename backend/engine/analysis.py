@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ import httpx
 from ..events import Kind, Severity
 from ..haproxy import HAProxyRuntime, RuntimeAPIError, server_of
 from ..judge import Judgment, worse_than
-from ..monitor.sources.haproxy import ServerDelta, StatCounters
+from ..monitor.sources.haproxy import STATUS_COLUMNS, ServerDelta, StatCounters
 from .run import PhaseFailed
 from .traffic import backend_name, health_url
 
@@ -45,6 +46,7 @@ async def switch_batches(run: Deployment, groups: list[list[str]]) -> None:
     """Switch ``groups`` one batch after the other, each judged before the next starts;
     raises PhaseFailed when a batch must not spread further."""
     await record_web_baseline(run)
+    await record_traffic_baseline(run)
     for index, names in enumerate(groups, 1):
         label = f"batch {index}/{len(groups)}"
         run.note(f"{label}: {', '.join(names)}")
@@ -58,6 +60,25 @@ async def switch_batches(run: Deployment, groups: list[list[str]]) -> None:
         problems = await analyse_batch(run, live, index, len(groups))
         if problems:
             raise PhaseFailed(f"{label} failed its analysis: " + "; ".join(problems), live)
+
+
+async def record_traffic_baseline(run: Deployment) -> None:
+    """Before the first host switches, with HAProxy: each server's counters so far (all its
+    requests and 5xx since HAProxy started, its recent mean response time), the reference
+    for a batch with no host left on the old release to compare to (the last one)."""
+    watch = traffic_watch(run) if run.config.rollout.analysis_seconds > 0 else None
+    run.traffic_before = {}
+    if watch is None or run.dry_run:
+        return
+    try:
+        rows = await watch.api.show_stat()
+    except RuntimeAPIError as exc:
+        run.note(f"no traffic baseline: {exc}")
+        return
+    for row in rows:
+        host = watch.servers.get((row.get("pxname", ""), row.get("svname", "")))
+        if host is not None:
+            run.traffic_before[host] = Traffic.so_far(row)
 
 
 BASELINE_CHECKS = ("Q05", "Q06")  # p95 latency and error rate through the public URL
@@ -209,6 +230,36 @@ class Traffic:
     rtime_total: float = 0.0  # response time (ms) x requests, for a weighted mean
     timed: int = 0
 
+    @classmethod
+    def so_far(cls, row: dict[str, str]) -> Traffic:
+        """A server's counters since HAProxy started (``show stat`` row), its recent mean
+        response time weighted by all its requests."""
+
+        def number(key: str) -> int:
+            value = row.get(key) or "0"
+            return int(value) if value.isdigit() else 0
+
+        out = cls()
+        rtime = row.get("rtime") or ""
+        out.add(
+            ServerDelta(
+                requests=sum(number(c) for c in STATUS_COLUMNS),
+                errors=number("hrsp_5xx"),
+                rtime_ms=float(rtime) if rtime.isdigit() else None,
+            )
+        )
+        return out
+
+    @classmethod
+    def total(cls, parts: Iterable[Traffic]) -> Traffic:
+        out = cls()
+        for t in parts:
+            out.requests += t.requests
+            out.errors += t.errors
+            out.rtime_total += t.rtime_total
+            out.timed += t.timed
+        return out
+
     def add(self, delta: ServerDelta) -> None:
         self.requests += delta.requests
         self.errors += delta.errors
@@ -249,14 +300,7 @@ class TrafficWatch:
             self.hosts.setdefault(host, Traffic()).add(delta)
 
     def group(self, names: list[str]) -> Traffic:
-        total = Traffic()
-        for name in names:
-            t = self.hosts.get(name, Traffic())
-            total.requests += t.requests
-            total.errors += t.errors
-            total.rtime_total += t.rtime_total
-            total.timed += t.timed
-        return total
+        return Traffic.total(self.hosts[n] for n in names if n in self.hosts)
 
 
 def traffic_watch(run: Run) -> TrafficWatch | None:
@@ -273,9 +317,12 @@ def traffic_watch(run: Run) -> TrafficWatch | None:
     return TrafficWatch(HAProxyRuntime(socket, timeout=5.0), servers)
 
 
-def judge_traffic(run: Run, canary: Traffic, control: Traffic, share: float) -> list[Judgment]:
-    """The switched hosts (``canary``) against the hosts not yet switched (``control``);
-    ``share``: the canary's share of the servers. Too little traffic is inconclusive."""
+def judge_traffic(
+    run: Run, canary: Traffic, control: Traffic, share: float, before: Traffic | None = None
+) -> list[Judgment]:
+    """The switched hosts (``canary``) against the hosts not yet switched (``control``), or,
+    with none left, against their own counters before the switch (``before``); ``share``:
+    the canary's share of the servers. Too little traffic is inconclusive."""
     rollout, monitor = run.config.rollout, run.config.monitor
     minimum, factor = rollout.analysis_min_requests, rollout.analysis_factor
     if canary.requests + control.requests < minimum:
@@ -291,6 +338,8 @@ def judge_traffic(run: Run, canary: Traffic, control: Traffic, share: float) -> 
         ]
     out: list[Judgment] = []
     has_control = control.requests >= minimum
+    if not has_control and before is not None and before.requests >= minimum:
+        control, has_control = before, True  # the same hosts before the switch
     if control.requests + canary.requests and share < 1:
         got = canary.requests / (canary.requests + control.requests)
         want = share / factor
@@ -385,7 +434,13 @@ async def analyse_batch(run: Run, batch: list[str], index: int, total: int) -> l
                     problems.append(f"traffic analysis: {exc}")
                 else:
                     canary, control = watch.group(switched), watch.group(others)
-                    judgments = judge_traffic(run, canary, control, share)
+                    before = getattr(run, "traffic_before", {})
+                    reference = (
+                        Traffic.total(before[n] for n in switched if n in before)
+                        if not others and before
+                        else None
+                    )
+                    judgments = judge_traffic(run, canary, control, share, reference)
                     traffic = {
                         "switched": {"hosts": switched, **canary.to_dict()},
                         "not_switched": {"hosts": others, **control.to_dict()},
