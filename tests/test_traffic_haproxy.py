@@ -126,8 +126,8 @@ async def test_preflight_names_every_problem_before_anything_changes(stack, tmp_
     ]
     problems = await preflight(config, hosts)
     assert problems == [
-        "host-1: HAProxy backend 'portal' has no server 'web-9'",
-        "host-2: HAProxy has no backend 'portl'",
+        "load balancer: host-1: HAProxy backend 'portal' has no server 'web-9'",
+        "load balancer: host-2: HAProxy has no backend 'portl'",
     ]
     gone = lb_config(stack, socket=str(tmp_path / "no.sock"))
     (problem,) = await preflight(gone, list(gone.hosts))
@@ -261,3 +261,29 @@ async def test_command_balancer_complaint_fails_the_switch_and_is_journaled(
     # the canary failed before its switch: no host moved
     v1 = {current(stack.root, n) for n in stack.names}
     assert len(v1) == 1 and result.release not in v1
+
+
+async def test_preflight_refuses_a_version_key_the_live_document_lacks(stack) -> None:
+    """``/version`` answers ``{"revision": ...}`` on every host: ``version_key = "revision"``
+    is fine; ``build.sha`` is refused in phase 1, naming what the document holds."""
+    for name in stack.names:
+        seed_release(stack.root, name, "r1", GOOD)
+    raw = {
+        "portal": {
+            "repository": "x",
+            "deploy_path": str(stack.root / "host-1"),
+            "version_url": "/version",
+        },
+        "hosts": [
+            {"name": n, "address": "127.0.0.1", "base_url": stack.apps[n].url} for n in stack.names
+        ],
+    }
+    good = parse_config({**raw, "validation": {"version_key": "revision"}})
+    assert await preflight(good, list(good.hosts)) == []
+    bad = parse_config({**raw, "validation": {"version_key": "build.sha"}})
+    problems = await preflight(bad, list(bad.hosts))
+    assert len(problems) == 3
+    assert problems[0] == (
+        f"[validation] version_key build.sha: {stack.apps['host-1'].url}/version:"
+        " 'build' is not in the document (keys revision)"
+    )

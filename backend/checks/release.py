@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from ..config import Config, HostConfig
 from ..engine.layout import UNFINISHED_MARKER
 from ..recipes import command as recipe_command
 from ..recipes import parse_pending
@@ -104,16 +105,45 @@ def lookup(data: Any, path: str) -> Any:
     return node
 
 
-def version_urls(ctx: Context, template: str) -> dict[str | None, str] | None:
+def version_urls(
+    config: Config, hosts: list[HostConfig], template: str
+) -> dict[str | None, str] | None:
     """Where Q04 asks: per host when the URL names ``{address}``/``{name}``, or is a path
-    and the hosts have a ``base_url``; else once through the public URL. None: nowhere."""
-    hosts = [ctx.host_config(n) for n in ctx.host_names]
+    and the hosts have a ``base_url``; else once (a path through the public URL). None:
+    nowhere (a path and no public URL)."""
     if "{address}" in template or "{name}" in template:
         return {h.name: template.format(address=h.address, name=h.name) for h in hosts}
     if template.startswith("/") and hosts and all(h.base_url for h in hosts):
         return {h.name: (h.base_url or "").rstrip("/") + template for h in hosts}
-    url = ctx.public(template)
-    return {None: url} if url else None
+    if template.startswith(("http://", "https://")):
+        return {None: template}
+    base = config.portal.public_url
+    return {None: base.rstrip("/") + "/" + template.lstrip("/")} if base else None
+
+
+async def version_key_problems(config: Config, hosts: list[HostConfig]) -> list[str]:
+    """Phase 1: a ``version_key`` the live release's version document does not hold is a
+    config error found before anything changes. An endpoint that does not answer JSON yet
+    (a first deployment, or a release that adds it) is left to Q04 after the switch."""
+    key, template = config.validation.version_key, config.portal.version_url
+    if not key or not template or "Q04" in config.validation.disabled:
+        return []
+    urls = version_urls(config, hosts, template) or {}
+    problems: list[str] = []
+    async with httpx.AsyncClient(timeout=config.validation.http_timeout) as http:
+        for url in dict.fromkeys(urls.values()):
+            try:
+                response = await http.get(url)
+                data = response.json() if response.is_success else None
+            except (httpx.HTTPError, ValueError):
+                continue
+            if data is None:
+                continue
+            try:
+                lookup(data, key)
+            except KeyError as exc:
+                problems.append(f"[validation] version_key {key}: {url}: {exc.args[0]}")
+    return problems
 
 
 def reports_expected(found: list[str], expected: list[str]) -> bool:
@@ -215,7 +245,7 @@ async def version_endpoint(ctx: Context) -> list[Outcome]:
             threshold=threshold,
         )
 
-    urls = version_urls(ctx, template)
+    urls = version_urls(ctx.config, [ctx.host_config(n) for n in ctx.host_names], template)
     if urls is None:
         return [
             errored(

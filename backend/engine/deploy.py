@@ -504,7 +504,7 @@ class Deployment(Run):
 
         lb_problems = await preflight(self.config, [self.host_config(n) for n in self.active])
         if lb_problems:
-            raise PhaseFailed("load balancer: " + "; ".join(lb_problems))
+            raise PhaseFailed("; ".join(lb_problems))  # each names its source
 
         unfinished = [  # a deploy refused the lock in a race never held it: not unfinished
             d

@@ -50,12 +50,13 @@ def runtime(config: Config) -> HAProxyRuntime:
 async def preflight(config: Config, hosts: list[HostConfig]) -> list[str]:
     """Problems that would make a switch unsafe, found before anything changes: the runtime
     API unreachable, or a host's backend/server unknown to HAProxy; the same for the stats
-    socket the batch analysis reads (``[monitor.haproxy]``, when it is another one). Empty
-    when all is well (and always for load balancers that cannot be asked)."""
+    socket the batch analysis reads (``[monitor.haproxy]``, when it is another one); a
+    ``[validation] version_key`` missing from the live version document. Each problem
+    names its source. Empty when all is well."""
     lb, stats = config.load_balancer, config.monitor.haproxy
     targets: list[tuple[str, str, str]] = []  # (what, socket, default backend)
     if lb.kind == "haproxy" and lb.socket:
-        targets.append(("", lb.socket, lb.backend or ""))
+        targets.append(("load balancer: ", lb.socket, lb.backend or ""))
     if stats.enabled and config.rollout.analysis_seconds > 0:
         socket, backend = stats.socket or lb.socket, stats.backend or lb.backend or ""
         if not socket:
@@ -63,6 +64,9 @@ async def preflight(config: Config, hosts: list[HostConfig]) -> list[str]:
         elif (socket, backend) != (lb.socket, lb.backend or "") or lb.kind != "haproxy":
             targets.append(("[monitor.haproxy] ", socket, backend))
     problems: list[str] = []
+    from ..checks.release import version_key_problems
+
+    problems += await version_key_problems(config, hosts)
     for what, socket, default in targets:
         if not socket:
             problems.append(f"{what}has no socket (and [load_balancer] names none)")
