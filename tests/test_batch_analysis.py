@@ -50,6 +50,8 @@ async def test_bad_pages_with_a_passing_health_url_stop_at_the_canary(
         result.error,
         [(p["name"], p["detail"]) for p in (result.rollback or {}).get("phases", [])],
     )
+    serving = result.rollback["alarm_to_serving_seconds"]  # the canary back on v1
+    assert 0 < serving <= result.rollback["seconds"], result.rollback
     switch = next(p for p in result.phases if p.name == "switch")
     assert switch.status == "failed" and "batch 1/2 failed its analysis" in switch.detail
     # every host ends on the previous release
