@@ -30,7 +30,7 @@ DEFAULT_CONFIG = "portal-ops.toml"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _BATCH = re.compile(r"^(?:[1-9][0-9]*|(?:[1-9][0-9]?|100)%)$")
 
-Recipe = Literal["generic", "laravel", "python"]
+Recipe = Literal["generic", "laravel", "python", "django"]
 Step = Literal[
     "fetch",
     "link_shared",
@@ -197,6 +197,7 @@ class PortalConfig(Strict):
     revision: str = "main"
     deploy_path: str = Field(min_length=1)
     recipe: Recipe = "generic"
+    php_fpm_service: str | None = None  # laravel's reload; default: the php*-fpm unit running
     keep_releases: int = Field(5, ge=2, le=100)
     shared_dirs: list[str] = Field(default_factory=list)
     shared_files: list[str] = Field(default_factory=list)
@@ -239,6 +240,10 @@ class RolloutConfig(Strict):
     drain_seconds: Duration = Field(1.0, ge=0)
     health_timeout: Duration = Field(30.0, gt=0)
     analysis_seconds: Duration = Field(0.0, ge=0)  # judge each batch this long before the next
+    # traffic analysis (HAProxy stats): fewer requests to the switched hosts is inconclusive;
+    # bad is worse than analysis_factor x the hosts not yet switched (and past a floor)
+    analysis_min_requests: int = Field(20, ge=1)
+    analysis_factor: float = Field(2.0, gt=1)
 
     @field_validator("batches")
     @classmethod

@@ -116,6 +116,7 @@ async def manual_rollback(
         "setup": setup,
         "total": total,
         "engine_seconds": result.seconds,
+        "alarm_to_serving": result.alarm_to_serving_seconds,
         "phases": {p.name: p.seconds for p in result.phases},
         "phase_status": {p.name: p.status for p in result.phases},
     }
@@ -172,19 +173,21 @@ def markdown(manual: list[dict[str, Any]], failed: list[dict[str, Any]]) -> str:
     lines = [
         '### Manual rollback (`engine.rollback(id, "bench")`) after v1 -> v2, batches ["100%"]',
         "",
-        "| N | rollback total (s) | per host (ms) | outcome | hosts on v1 after"
-        " | setup: deploy v1 (s) | setup: deploy v2 (s) |",
-        "|---:|---:|---:|---|---:|---:|---:|",
+        "| N | rollback total (s) | alarm -> v1 serving (s) | per host (ms) | outcome"
+        " | hosts on v1 after | setup: deploy v1 (s) | setup: deploy v2 (s) |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in done:
+        serving = r.get("alarm_to_serving")
         lines.append(
-            f"| {r['n']} | {r['total']:.2f} | {1000 * r['total'] / r['n']:.0f} | {r['outcome']}"
+            f"| {r['n']} | {r['total']:.2f} | {'-' if serving is None else f'{serving:.2f}'}"
+            f" | {1000 * r['total'] / r['n']:.0f} | {r['outcome']}"
             f" | {r['hosts_on_old_release']}/{r['n']}"
             f" | {r['setup']['v1']:.1f} | {r['setup']['v2']:.1f} |"
         )
     for r in manual:
         if "skipped" in r:
-            lines.append(f"| {r['n']} | skipped: {r['skipped']} | | | | | |")
+            lines.append(f"| {r['n']} | skipped: {r['skipped']} | | | | | | |")
     if done:
         lines += [
             "",

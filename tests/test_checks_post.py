@@ -137,6 +137,28 @@ async def test_wrong_version_fails(tmp_path: Path, portal_app: PortalApp) -> Non
     assert status(await post(config, ["Q04"], revision="main"), "Q04") == "pass"
 
 
+async def test_version_key_reads_one_value_per_host(tmp_path: Path, portal_app: PortalApp) -> None:
+    """``/version`` returning ``{"revision": ...}``: a key path reads that value alone (a
+    matching SHA elsewhere in the document does not count); a path URL with a base_url per
+    host asks every host; a key missing from the document is a clear failure."""
+    layout(tmp_path)
+    config = post_config(tmp_path, portal_app, version_key="build.revision")
+    config.portal.version_url = "/version"
+    for host in config.hosts:
+        host.base_url = portal_app.url
+    portal_app.version = {"build": {"revision": SHA}, "release": "x"}
+    report = await post(config, ["Q04"])
+    q04 = rows(report, "Q04")
+    assert [r.host for r in q04] == ["web-1", "web-2"]
+    assert all(r.status == "pass" and "build.revision" in r.message for r in q04)
+    portal_app.version = {"build": {"revision": "b" * 40}, "previous": SHA}
+    assert status(await post(config, ["Q04"]), "Q04") == "fail"
+    portal_app.version = {"revision": SHA}
+    missing = rows(await post(config, ["Q04"]), "Q04")[0]
+    assert missing.status == "fail"
+    assert "'build' is not in the document (keys revision)" in missing.message
+
+
 async def test_slow_app_fails_latency(tmp_path: Path, portal_app: PortalApp) -> None:
     layout(tmp_path)
     config = post_config(

@@ -126,8 +126,8 @@ async def test_preflight_names_every_problem_before_anything_changes(stack, tmp_
     ]
     problems = await preflight(config, hosts)
     assert problems == [
-        "host-1: HAProxy backend 'portal' has no server 'web-9'",
-        "host-2: HAProxy has no backend 'portl'",
+        "load balancer: host-1: HAProxy backend 'portal' has no server 'web-9'",
+        "load balancer: host-2: HAProxy has no backend 'portl'",
     ]
     gone = lb_config(stack, socket=str(tmp_path / "no.sock"))
     (problem,) = await preflight(gone, list(gone.hosts))
@@ -135,6 +135,40 @@ async def test_preflight_names_every_problem_before_anything_changes(stack, tmp_
     tcp = lb_config(stack, socket="127.0.0.1:1")
     (problem,) = await preflight(tcp, list(tcp.hosts))
     assert "HAProxy runtime API 127.0.0.1:1 unreachable" in problem
+
+
+async def test_preflight_checks_the_stats_socket_the_batch_analysis_reads(stack, tmp_path) -> None:
+    """Traffic judged from [monitor.haproxy] (no haproxy load balancer): its socket and
+    backend are asked in phase 1, before anything switches."""
+    base = {
+        "portal": {"repository": "x", "deploy_path": str(stack.root / "host-1")},
+        "hosts": [{"name": n, "address": "127.0.0.1"} for n in stack.names],
+        "rollout": {"analysis_seconds": 1},
+    }
+    good = parse_config(
+        {
+            **base,
+            "monitor": {
+                "haproxy": {"enabled": True, "socket": stack.haproxy.socket, "backend": "portal"}
+            },
+        }
+    )
+    assert await preflight(good, list(good.hosts)) == []
+    wrong = parse_config(
+        {
+            **base,
+            "monitor": {
+                "haproxy": {"enabled": True, "socket": stack.haproxy.socket, "backend": "web"}
+            },
+        }
+    )
+    problems = await preflight(wrong, list(wrong.hosts))
+    assert problems[0] == "[monitor.haproxy] host-1: HAProxy has no backend 'web'"
+    gone = parse_config(
+        {**base, "monitor": {"haproxy": {"enabled": True, "socket": str(tmp_path / "x.sock")}}}
+    )
+    (problem,) = await preflight(gone, list(gone.hosts))
+    assert problem.startswith("[monitor.haproxy] HAProxy runtime API") and "unreachable" in problem
 
 
 def test_haproxy_config_is_complete_or_refused() -> None:
@@ -227,3 +261,29 @@ async def test_command_balancer_complaint_fails_the_switch_and_is_journaled(
     # the canary failed before its switch: no host moved
     v1 = {current(stack.root, n) for n in stack.names}
     assert len(v1) == 1 and result.release not in v1
+
+
+async def test_preflight_refuses_a_version_key_the_live_document_lacks(stack) -> None:
+    """``/version`` answers ``{"revision": ...}`` on every host: ``version_key = "revision"``
+    is fine; ``build.sha`` is refused in phase 1, naming what the document holds."""
+    for name in stack.names:
+        seed_release(stack.root, name, "r1", GOOD)
+    raw = {
+        "portal": {
+            "repository": "x",
+            "deploy_path": str(stack.root / "host-1"),
+            "version_url": "/version",
+        },
+        "hosts": [
+            {"name": n, "address": "127.0.0.1", "base_url": stack.apps[n].url} for n in stack.names
+        ],
+    }
+    good = parse_config({**raw, "validation": {"version_key": "revision"}})
+    assert await preflight(good, list(good.hosts)) == []
+    bad = parse_config({**raw, "validation": {"version_key": "build.sha"}})
+    problems = await preflight(bad, list(bad.hosts))
+    assert len(problems) == 3
+    assert problems[0] == (
+        f"[validation] version_key build.sha: {stack.apps['host-1'].url}/version:"
+        " 'build' is not in the document (keys revision)"
+    )

@@ -167,6 +167,13 @@ class ValidationConfig(_Strict):
     error_rate_concurrency: int = Field(5, ge=1, le=50)
     error_rate_warn_percent: float = Field(0.1, ge=0, le=100)
     error_rate_fail_percent: float = Field(1.0, ge=0, le=100)
+    # Q04: a dotted key path into the version endpoint's JSON ("revision", "git.sha",
+    # "versions.0.revision"); without it any value of the document may match
+    version_key: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    # Q05/Q06 in a deployment: measured the same way before the switch (the baseline), and
+    # judged against baseline_factor x it, the absolute lines above being the floor
+    relative_to_baseline: bool = True
+    baseline_factor: float = Field(2.0, gt=1)
     smoke_pages: list[SmokePage] = Field(default_factory=list)
     asset_manifest: str | None = None  # relative to the release, e.g. public/build/manifest.json
     asset_base: str = "/build/"  # URL path the manifest's files are served under

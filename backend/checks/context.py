@@ -53,6 +53,7 @@ class Context:
     release: str | None = None
     revision: str | None = None
     since: float | None = None
+    baseline: dict[str, float] | None = None  # Q05/Q06 values measured before the switch
     secrets: set[str] = field(default_factory=set)
     _sessions: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _commands: asyncio.Semaphore | None = None

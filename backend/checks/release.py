@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from ..config import Config, HostConfig
 from ..hostpaths import UNFINISHED_MARKER
 from ..recipes import command as recipe_command
 from ..recipes import parse_pending
@@ -84,6 +85,67 @@ def _strings(data: Any) -> list[str]:
     return [str(data)] if data is not None else []
 
 
+def lookup(data: Any, path: str) -> Any:
+    """The value at dotted ``path`` in a JSON document (a number indexes a list); KeyError
+    naming the first missing part and what was there instead."""
+    node = data
+    for depth, part in enumerate(path.split(".")):
+        where = ".".join(path.split(".")[:depth]) or "the document"
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            there = (
+                "keys " + ", ".join(sorted(map(str, node))[:8])
+                if isinstance(node, dict)
+                else f"a {type(node).__name__}"
+            )
+            raise KeyError(f"{part!r} is not in {where} ({there})")
+    return node
+
+
+def version_urls(
+    config: Config, hosts: list[HostConfig], template: str
+) -> dict[str | None, str] | None:
+    """Where Q04 asks: per host when the URL names ``{address}``/``{name}``, or is a path
+    and the hosts have a ``base_url``; else once (a path through the public URL). None:
+    nowhere (a path and no public URL)."""
+    if "{address}" in template or "{name}" in template:
+        return {h.name: template.format(address=h.address, name=h.name) for h in hosts}
+    if template.startswith("/") and hosts and all(h.base_url for h in hosts):
+        return {h.name: (h.base_url or "").rstrip("/") + template for h in hosts}
+    if template.startswith(("http://", "https://")):
+        return {None: template}
+    base = config.portal.public_url
+    return {None: base.rstrip("/") + "/" + template.lstrip("/")} if base else None
+
+
+async def version_key_problems(config: Config, hosts: list[HostConfig]) -> list[str]:
+    """Phase 1: a ``version_key`` the live release's version document does not hold is a
+    config error found before anything changes. An endpoint that does not answer JSON yet
+    (a first deployment, or a release that adds it) is left to Q04 after the switch."""
+    key, template = config.validation.version_key, config.portal.version_url
+    if not key or not template or "Q04" in config.validation.disabled:
+        return []
+    urls = version_urls(config, hosts, template) or {}
+    problems: list[str] = []
+    async with httpx.AsyncClient(timeout=config.validation.http_timeout) as http:
+        for url in dict.fromkeys(urls.values()):
+            try:
+                response = await http.get(url)
+                data = response.json() if response.is_success else None
+            except (httpx.HTTPError, ValueError):
+                continue
+            if data is None:
+                continue
+            try:
+                lookup(data, key)
+            except KeyError as exc:
+                problems.append(f"[validation] version_key {key}: {url}: {exc.args[0]}")
+    return problems
+
+
 def reports_expected(found: list[str], expected: list[str]) -> bool:
     """A reported token matches an expected revision/release; a short hash matches its
     full form either way round (7 characters at least)."""
@@ -141,6 +203,24 @@ async def version_endpoint(ctx: Context) -> list[Outcome]:
             return failed(f"no answer from {url}: {exc or type(exc).__name__}", threshold=threshold)
         if not 200 <= response.status_code < 300:
             return answered(failed, url, response.status_code, threshold)
+        key = ctx.vc.version_key
+        if key:
+            try:
+                value = lookup(response.json(), key)
+            except ValueError:
+                return failed(f"{url} did not answer JSON (version_key {key})", threshold=threshold)
+            except KeyError as exc:
+                return failed(
+                    f"{url}: version_key {key}: {exc.args[0]}", value=None, threshold=threshold
+                )
+            shown = str(value)[:80]
+            if reports_expected(_strings(value), expected):
+                return passed(f"{url} reports {key} = {shown}", value=shown, threshold=threshold)
+            return failed(
+                f"{url} reports {key} = {shown!r}, expected {' or '.join(expected)}",
+                value=shown,
+                threshold=threshold,
+            )
         try:
             data = response.json()
             found = _strings(data)
@@ -165,15 +245,21 @@ async def version_endpoint(ctx: Context) -> list[Outcome]:
             threshold=threshold,
         )
 
-    if "{address}" in template or "{name}" in template:
+    urls = version_urls(ctx.config, [ctx.host_config(n) for n in ctx.host_names], template)
+    if urls is None:
+        return [
+            errored(
+                f"version_url {template} is a path: needs [portal] public_url or a base_url per host"
+            )
+        ]
+    if None not in urls:
 
         async def one(name: str) -> Outcome:
-            host = ctx.host_config(name)
-            return await fetch(template.format(address=host.address, name=host.name))
+            return await fetch(urls[name])
 
         return await ctx.each_host(one, needs_ssh=False)
     started = time.perf_counter()
-    outcome = await fetch(template)
+    outcome = await fetch(urls[None])
     outcome.duration_ms = (time.perf_counter() - started) * 1000
     return [outcome]
 

@@ -65,6 +65,7 @@ async def run_validation(
     release: str | None = None,
     revision: str | None = None,
     since: float | None = None,
+    baseline: dict[str, float] | None = None,
     only: Iterable[str] | None = None,
     store_report: bool = True,
 ) -> ValidationReport:
@@ -73,7 +74,8 @@ async def run_validation(
     ``hosts``: the engine's connected hosts, reused and left open; without them every
     configured host is connected here and closed at the end. ``release``/``revision`` are
     what post checks expect to find live; ``since`` (epoch seconds) is the switch time
-    from which new log errors count. The report is stored in the state directory.
+    from which new log errors count; ``baseline``: Q05/Q06's values before the switch,
+    which they are then judged against. The report is stored in the state directory.
     """
     if phase not in ("pre", "post"):
         raise ValueError(f"phase must be 'pre' or 'post', not {phase!r}")
@@ -110,6 +112,7 @@ async def run_validation(
         release=release,
         revision=revision,
         since=since,
+        baseline=baseline,
     )
     try:
         groups = await asyncio.gather(*(_run_check(ctx, spec, bus) for spec in specs))

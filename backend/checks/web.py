@@ -19,6 +19,21 @@ from .model import Outcome, Status, banded, check, errored, failed, passed, skip
 _OK_WORDS = {"ok", "pass", "passed", "up", "healthy", "green"}
 
 
+# a connection closed as it was used: FIN (no answer) or RST (reset reading or writing)
+CLOSED_AS_REUSED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+async def request(http: httpx.AsyncClient, method: str, url: str, **kw: object) -> httpx.Response:
+    """One request as a browser makes it: a kept-alive connection that the server (or a
+    load balancer's ``timeout http-keep-alive``) closed just as it was reused fails with
+    no answer at all, or a reset; browsers send such a request again on a new connection,
+    and so do we, once. A server that really drops requests fails the second time too."""
+    try:
+        return await http.request(method, url, **kw)  # type: ignore[arg-type]
+    except CLOSED_AS_REUSED:
+        return await http.request(method, url, **kw)  # type: ignore[arg-type]
+
+
 def judge_health(url: str, response: httpx.Response) -> Outcome:
     """2xx is healthy, unless the body says otherwise: a spatie/laravel-health
     ``checkResults`` list with a failed check, or ``{"status": "fail"}``."""
@@ -51,7 +66,7 @@ def judge_health(url: str, response: httpx.Response) -> Outcome:
 
 async def get_health(ctx: Context, url: str) -> Outcome:
     try:
-        response = await ctx.http.get(url)
+        response = await request(ctx.http, "GET", url)
     except httpx.HTTPError as exc:
         return failed(
             f"no answer from {url}: {exc or type(exc).__name__}", threshold="2xx, nothing failed"
@@ -100,6 +115,22 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
+def bands(ctx: Context, check_id: str, warn: float, fail: float) -> tuple[float, float, str]:
+    """(warn, fail, note): the absolute lines, or, with a baseline measured before the switch
+    in this deployment, ``baseline_factor x baseline`` where that is higher (the absolute
+    lines are the floor), so a machine already loaded does not fail a healthy release."""
+    vc = ctx.vc
+    base = (ctx.baseline or {}).get(check_id) if vc.relative_to_baseline else None
+    if base is None:
+        return warn, fail, ""
+    relative = vc.baseline_factor * base
+    return (
+        max(warn, relative),
+        max(fail, relative),
+        f"; baseline before the switch {base:g}, x{vc.baseline_factor:g}",
+    )
+
+
 def _sample_urls(ctx: Context, paths: list[str], count: int) -> list[str] | None:
     urls = [ctx.public(p) for p in paths]
     if not urls or any(u is None for u in urls):
@@ -113,14 +144,15 @@ async def latency(ctx: Context) -> list[Outcome]:
     urls = _sample_urls(ctx, vc.latency_paths, vc.latency_samples)
     if urls is None:
         return [skipped("no public_url configured")]
-    threshold = f"p95 <= {vc.latency_warn_ms:g} ms (fail > {vc.latency_fail_ms:g} ms)"
+    warn_ms, fail_ms, note_base = bands(ctx, "Q05", vc.latency_warn_ms, vc.latency_fail_ms)
+    threshold = f"p95 <= {warn_ms:g} ms (fail > {fail_ms:g} ms){note_base}"
     timings: list[float] = []
     failures: list[str] = []
     started = time.perf_counter()
     for url in urls:  # sequential: one user's view, not a load test
         t0 = time.perf_counter()
         try:
-            response = await ctx.http.get(url)
+            response = await request(ctx.http, "GET", url)
             await response.aread()
             timings.append((time.perf_counter() - t0) * 1000)
         except httpx.HTTPError as exc:
@@ -134,7 +166,7 @@ async def latency(ctx: Context) -> list[Outcome]:
         ]
     p95 = round(percentile(timings, 95), 1)
     p50 = round(percentile(timings, 50), 1)
-    status = banded(p95, vc.latency_warn_ms, vc.latency_fail_ms)
+    status = banded(p95, warn_ms, fail_ms)
     note = f", {len(failures)} without answer" if failures else ""
     return [
         Outcome(
@@ -148,6 +180,7 @@ async def latency(ctx: Context) -> list[Outcome]:
                 "max_ms": round(max(timings), 1),
                 "samples": len(timings),
                 "unanswered": failures[:5],
+                "baseline_ms": (ctx.baseline or {}).get("Q05"),
             },
             duration_ms=duration,
         )
@@ -160,14 +193,17 @@ async def error_rate(ctx: Context) -> list[Outcome]:
     urls = _sample_urls(ctx, vc.error_rate_paths, vc.error_rate_samples)
     if urls is None:
         return [skipped("no public_url configured")]
-    threshold = f"<= {vc.error_rate_warn_percent:g} % 5xx (fail > {vc.error_rate_fail_percent:g} %)"
+    warn_pct, fail_pct, note_base = bands(
+        ctx, "Q06", vc.error_rate_warn_percent, vc.error_rate_fail_percent
+    )
+    threshold = f"<= {warn_pct:g} % 5xx (fail > {fail_pct:g} %){note_base}"
     gate = asyncio.Semaphore(vc.error_rate_concurrency)
     started = time.perf_counter()
 
     async def one(url: str) -> str | None:
         async with gate:
             try:
-                response = await ctx.http.get(url)
+                response = await request(ctx.http, "GET", url)
             except httpx.HTTPError as exc:
                 return f"{url}: {type(exc).__name__}"
         return f"{url}: {response.status_code}" if response.status_code >= 500 else None
@@ -175,7 +211,7 @@ async def error_rate(ctx: Context) -> list[Outcome]:
     results = await asyncio.gather(*(one(u) for u in urls))
     errors = [r for r in results if r]
     rate = round(100.0 * len(errors) / len(urls), 2)
-    status = banded(rate, vc.error_rate_warn_percent, vc.error_rate_fail_percent)
+    status = banded(rate, warn_pct, fail_pct)
     examples = sorted(set(errors))[:5]
     return [
         Outcome(
@@ -185,7 +221,12 @@ async def error_rate(ctx: Context) -> list[Outcome]:
             value=rate,
             unit="% errors",
             threshold=threshold,
-            meta={"requests": len(urls), "errors": len(errors), "examples": examples},
+            meta={
+                "requests": len(urls),
+                "errors": len(errors),
+                "examples": examples,
+                "baseline_percent": (ctx.baseline or {}).get("Q06"),
+            },
             duration_ms=(time.perf_counter() - started) * 1000,
         )
     ]
@@ -202,7 +243,7 @@ async def smoke(ctx: Context, page: SmokePage) -> tuple[Status, str]:
             return Status.ERROR, f"{page.path}: environment variable {page.key_env} is not set"
         headers[page.header] = page.prefix + token
     try:
-        response = await ctx.http.request(page.method, url, headers=headers)
+        response = await request(ctx.http, page.method, url, headers=headers)
     except httpx.HTTPError as exc:
         return Status.FAIL, f"{page.path}: no answer ({exc or type(exc).__name__})"
     if response.status_code != page.status:

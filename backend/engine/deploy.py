@@ -22,7 +22,7 @@ from ..phases import DEPLOY_PHASES
 from ..redact import redact
 from ..shell import in_dir, q
 from ..transport import connect_all
-from .analysis import analyse_batch
+from .analysis import switch_batches
 from .hoststate import record_for, write_record
 from .layout import HostState, parse_probe, prune_candidates
 from .lock import (
@@ -510,7 +510,7 @@ class Deployment(Run):
 
         lb_problems = await preflight(self.config, [self.host_config(n) for n in self.active])
         if lb_problems:
-            raise PhaseFailed("load balancer: " + "; ".join(lb_problems))
+            raise PhaseFailed("; ".join(lb_problems))  # each names its source
 
         unfinished = [  # a deploy refused the lock in a race never held it: not unfinished
             d
@@ -889,26 +889,7 @@ class Deployment(Run):
         self.switch_started = time.time()
         hosts = [self.host_config(n) for n in self.active]
         groups = batches(hosts, self.config.rollout.batches)
-        for index, group in enumerate(groups, 1):
-            names = [h.name for h in group]
-            self.note(f"batch {index}/{len(groups)}: {', '.join(names)}")
-            errors = await self.on_hosts(names, self.switch_host)
-            failed = {n: str(e) for n, e in errors.items() if e}
-            if failed:
-                for name, why in failed.items():
-                    self.failed_hosts[name] = why
-                raise PhaseFailed(
-                    f"batch {index}/{len(groups)} failed on {', '.join(failed)}: "
-                    + "; ".join(failed.values())
-                    + f". Hosts already switched: {', '.join(self.switched) or 'none'}",
-                    list(failed),
-                )
-            problems = await analyse_batch(self, names, index, len(groups))
-            if problems:
-                raise PhaseFailed(
-                    f"batch {index}/{len(groups)} failed its analysis: " + "; ".join(problems),
-                    names,
-                )
+        await switch_batches(self, [[h.name for h in group] for group in groups])
         return f"{len(self.switched)} host(s) live on {self.release_id} in {len(groups)} batch(es)"
 
     async def switch_host(self, name: str) -> None:

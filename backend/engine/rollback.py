@@ -59,11 +59,15 @@ class RollbackResult:
     unreachable: list[str] = field(default_factory=list)
     dry_run: bool = False
     plan: Plan | None = None
+    # from the alarm (the monitor rule firing, else the rollback's start) until every host
+    # that had to go back serves the previous release again (switched, reloaded, healthy)
+    alarm_to_serving_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "deployment_id": self.deployment_id,
             "outcome": self.outcome,
+            "alarm_to_serving_seconds": self.alarm_to_serving_seconds,
             "reason": self.reason,
             "trigger": self.trigger,
             "seconds": round(self.seconds, 3),
@@ -125,6 +129,7 @@ class RollbackRun(Run):
         self.lock_owner = new_owner(deployment_id, engine.operator, os.getpid())
         self.connected = connected
         self.started = time.time()
+        self.serving_at: dict[str, float] = {}  # host -> when it served the target again
         self.maintenance_on = False
         self.host_tokens: dict[str, str] = {}  # hosts whose lock we adopted with its own token
         self.restore_dump_asked = restore_dump
@@ -232,6 +237,7 @@ class RollbackRun(Run):
             unreachable=list(self.unreachable),
             dry_run=self.dry_run,
             plan=self.plan if self.dry_run else None,
+            alarm_to_serving_seconds=self.alarm_to_serving(),
         )
         self.phase = ""
         self.emit(
@@ -482,7 +488,17 @@ class RollbackRun(Run):
             if no_target
             else ""
         )
+        serving = self.alarm_to_serving()
+        if serving is not None:
+            note += f"; previous release serving {serving:.1f}s after the alarm"
         return f"{len(need)} host(s) switched back, {len(settled)} already on target{note}"
+
+    def alarm_to_serving(self) -> float | None:
+        """Seconds from the alarm to the last host serving the previous release again."""
+        if not self.serving_at:
+            return None
+        alarm = self.trigger.get("fired_at") or self.started
+        return round(max(self.serving_at.values()) - float(alarm), 3)
 
     async def switch_back(self, name: str) -> None:
         target = self.targets[name]
@@ -500,6 +516,7 @@ class RollbackRun(Run):
             retry=True,
             on_switched=switched,
         )
+        self.serving_at[name] = time.time()
 
     async def serves_healthy(self, name: str) -> bool:
         url = health_url(self.config, self.host_config(name))

@@ -43,23 +43,43 @@ def runtime(config: Config) -> HAProxyRuntime:
 
 async def preflight(config: Config, hosts: list[HostConfig]) -> list[str]:
     """Problems that would make a switch unsafe, found before anything changes: the runtime
-    API unreachable, or a host's backend/server unknown to HAProxy. Empty when all is well
-    (and always for load balancers that cannot be asked)."""
-    if config.load_balancer.kind != "haproxy":
-        return []
-    try:
-        rows = await runtime(config).show_stat()
-    except LoadBalancerError as exc:
-        return [str(exc)]
-    known = {(r.get("pxname"), r.get("svname")) for r in rows}
-    backends = {r.get("pxname") for r in rows}
-    problems = []
-    for host in hosts:
-        backend, server = haproxy_server(config.load_balancer, host)
-        if backend not in backends:
-            problems.append(f"{host.name}: HAProxy has no backend {backend!r}")
-        elif (backend, server) not in known:
-            problems.append(f"{host.name}: HAProxy backend {backend!r} has no server {server!r}")
+    API unreachable, or a host's backend/server unknown to HAProxy; the same for the stats
+    socket the batch analysis reads (``[monitor.haproxy]``, when it is another one); a
+    ``[validation] version_key`` missing from the live version document. Each problem
+    names its source. Empty when all is well."""
+    lb, stats = config.load_balancer, config.monitor.haproxy
+    targets: list[tuple[str, str, str]] = []  # (what, socket, default backend)
+    if lb.kind == "haproxy" and lb.socket:
+        targets.append(("load balancer: ", lb.socket, lb.backend or ""))
+    if stats.enabled and config.rollout.analysis_seconds > 0:
+        socket, backend = stats.socket or lb.socket, stats.backend or lb.backend or ""
+        if not socket:
+            targets.append(("[monitor.haproxy] ", "", backend))
+        elif (socket, backend) != (lb.socket, lb.backend or "") or lb.kind != "haproxy":
+            targets.append(("[monitor.haproxy] ", socket, backend))
+    problems: list[str] = []
+    from ..checks.release import version_key_problems
+
+    problems += await version_key_problems(config, hosts)
+    for what, socket, default in targets:
+        if not socket:
+            problems.append(f"{what}has no socket (and [load_balancer] names none)")
+            continue
+        try:
+            rows = await HAProxyRuntime(socket, min(lb.timeout, 10.0)).show_stat()
+        except LoadBalancerError as exc:
+            problems.append(f"{what}{exc}")
+            continue
+        known = {(r.get("pxname"), r.get("svname")) for r in rows}
+        backends = {r.get("pxname") for r in rows}
+        for host in hosts:
+            backend, server = server_of(backend_name(host), default)
+            if backend not in backends:
+                problems.append(f"{what}{host.name}: HAProxy has no backend {backend!r}")
+            elif (backend, server) not in known:
+                problems.append(
+                    f"{what}{host.name}: HAProxy backend {backend!r} has no server {server!r}"
+                )
     return problems
 
 

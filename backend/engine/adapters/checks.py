@@ -29,6 +29,8 @@ async def run_checks(deployment: Deployment, phase: str) -> str:
         revision=deployment.resolved_revision or deployment.revision,
         # new errors in the app log count from the switch, not from the deployment's start
         since=deployment.switch_started or deployment.started,
+        # Q05/Q06 judged against what they measured before the switch (batch analysis)
+        baseline=getattr(deployment, "web_baseline", None) if phase == "post" else None,
     )
     line = f"score {report.score:.0f}/100, {report.decision}"
     if report.go:
