@@ -166,6 +166,7 @@ async def validate_run(
     only: Iterable[str] | None = None,
     store_report: bool = True,
     publish: bool = True,
+    baseline: dict[str, float] | None = None,
 ) -> ValidationReport:
     """The checks as a step of a run: on the run's hosts, under its deployment id, each
     result published on its bus. ``publish=False`` keeps them off the bus (a rollback's
@@ -181,6 +182,7 @@ async def validate_run(
         since=since,
         only=only,
         store_report=store_report,
+        baseline=baseline,
     )
 
 
