@@ -2,8 +2,9 @@
 
 Textual's Footer recomposes (one widget per key, ~30 here) on every bindings update, and
 moving the focus between panes is one: 40-60 ms of every pane key went there while the
-footer showed the same keys. This one compares what it would show and keeps its widgets
-when nothing differs, so it draws exactly what Textual's would.
+footer showed the same keys, and opening a dialog rebuilt the covered footer twice (for
+the dialog's keys, then the room's again). This one compares what it would show and
+keeps its widgets when nothing differs, so it draws exactly what Textual's would.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class KeyFooter(Footer):
         if not screen.app.app_focus or not (self.is_attached and screen is self.screen):
             super().bindings_changed(screen)
             return
+        if self.app.screen is not self.screen and self._bindings_ready:
+            return  # covered by a dialog: what it shows meanwhile is not seen (nor kept)
         keys = self._keys(screen)
         if keys == self._shown and self._bindings_ready:
             return
