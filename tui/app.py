@@ -204,7 +204,7 @@ class RoomApp(App[int]):
             self._refresh_flags()
             self.set_interval(FLAG_REFRESH_SECONDS, self._refresh_flags)
         self._start_publisher()
-        self._start_notifier()
+        self._load_notifier()
         self._start_live_health()
 
     def _start_live_health(self) -> None:
@@ -256,9 +256,25 @@ class RoomApp(App[int]):
             self.engine.bus, self.config.redis.url, stream=stream_key(self.config.redis.prefix)
         ).start()
 
+    def _load_notifier(self) -> None:
+        """Import the notifier (Jinja2, Apprise: ~0.3 s) in a thread, then attach it.
+
+        Imported on the event loop it held back the first frame; a run started before the
+        thread ends attaches it itself (``_start_run``), so no event goes unnotified."""
+        if self.WATCH or self.engine is None or self.config is None:
+            return
+
+        def load() -> None:
+            import backend.notify.notifier  # noqa: F401  # the slow part, off the loop
+
+            with contextlib.suppress(RuntimeError):  # the room closed meanwhile
+                self.call_from_thread(self._start_notifier)
+
+        self.run_worker(load, thread=True, name="notifier", group="notify", exit_on_error=False)
+
     def _start_notifier(self) -> None:
         """A room that runs the engine sends its notifications, like the CLI does."""
-        if self.WATCH or self.engine is None or self.config is None:
+        if self.WATCH or self.engine is None or self.config is None or self.notifier is not None:
             return
         from backend.notify import Notifier
 
@@ -604,6 +620,7 @@ class OperatorRoom(RoomApp):
     BINDINGS: ClassVar[list[BindingType]] = bindings(available(watch=False))
 
     def _start_run(self, kind: str, make: Callable[[], Any]) -> None:
+        self._start_notifier()  # if its thread has not attached it yet
         self.engine_worker = self.run_worker(
             self._run(kind, make), name=kind, group="engine", exit_on_error=False
         )
