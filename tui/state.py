@@ -17,6 +17,10 @@ from typing import Any
 from backend.events import Event, Kind
 from backend.phases import DEPLOY_PHASES, ROLLBACK_PHASES
 
+from .triggers import number as _num
+from .triggers import operator_text as _operator
+from .triggers import trigger_text
+
 MAX_SAMPLES = 600  # ten minutes of 1 s samples: more than any graph is wide
 
 # Log severities, in order; the label is what makes a line readable without colour.
@@ -310,13 +314,6 @@ def accepts(state: RoomState, event: Event) -> bool:
     return kind in (Kind.DEPLOYMENT_STARTED, Kind.ROLLBACK_STARTED)
 
 
-def _operator(raw: Any) -> str:
-    if isinstance(raw, Mapping):
-        user, host = raw.get("user", ""), raw.get("host", "")
-        return f"{user}@{host}" if host else str(user)
-    return str(raw or "")
-
-
 def _host_names(raw: Any) -> tuple[str, ...]:
     names: list[str] = []
     for item in raw or ():
@@ -340,15 +337,6 @@ def _status(raw: Any) -> str:
     if text in _CANCELLED:
         return "cancelled"
     return text or "done"
-
-
-def _num(raw: Any) -> float | None:
-    if isinstance(raw, bool) or raw is None:
-        return None
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        return None
 
 
 def _on_deployment_started(state: RoomState, event: Event) -> RoomState:
@@ -693,49 +681,6 @@ def _on_rollback_started(state: RoomState, event: Event) -> RoomState:
         rollback_phases=_phases(ROLLBACK_PHASES),
         marks=_mark(state, event.ts, "rollback"),
     )
-
-
-def trigger_text(raw: Any) -> str:
-    """Who started a rollback: ``operator alice@bastion``, ``automatic: phase switch failed
-    (reload)``, ``automatic: rule p95 (p95 612 ms > 500 ms)``."""
-    if not isinstance(raw, Mapping):
-        return f"operator ({raw})" if raw else "operator (unknown)"
-    kind = str(raw.get("kind") or ("rule" if raw.get("rule") else "manual"))
-    if kind in ("rule", "monitor") and raw.get("rule"):
-        return f"automatic: rule {raw['rule']}{_rule_values(raw)}"
-    if kind == "failure":
-        detail = raw.get("detail")
-        return f"automatic: phase {raw.get('phase') or '?'} failed" + (
-            f" ({detail})" if detail else ""
-        )
-    if kind == "manual":
-        who = _operator(raw.get("operator"))
-        return f"operator {who}" if who else "operator (unknown)"
-    extra = raw.get("phase") or raw.get("rule") or ""
-    return f"{kind} ({extra})" if extra else kind
-
-
-def _metric_value(metric: str, value: Any) -> str:
-    number = _num(value)
-    if number is None:
-        return "?"
-    if "rate" in metric or metric in ("uptime", "errors"):
-        return f"{number * 100:.3g}%"
-    if metric.startswith("p") or "latency" in metric or metric.endswith("_ms"):
-        return f"{number:.0f} ms"
-    return f"{number:g}"
-
-
-def _rule_values(raw: Mapping[str, Any]) -> str:
-    """`` (error_rate 3.45% > 1%)``: the last bad value against its threshold."""
-    metric = str(raw.get("metric") or "")
-    values = raw.get("values")
-    if not metric or not isinstance(values, list) or not values:
-        return ""
-    text = f"{metric} {_metric_value(metric, values[-1])}"
-    if raw.get("threshold") is not None:
-        text += f" {raw.get('op') or '>'} {_metric_value(metric, raw['threshold'])}"
-    return f" ({text})"
 
 
 def _on_rollback_finished(state: RoomState, event: Event) -> RoomState:
