@@ -217,6 +217,16 @@ class Sandbox:
         return self.root / "sandbox.json"
 
     @property
+    def notify_url(self) -> str:
+        """The webhook receiver in the sandbox's front: it lives as long as the sandbox."""
+        return f"{self.url}/_lb/notify"
+
+    @property
+    def notifications_path(self) -> Path:
+        """What the receiver got, one JSON line per notification."""
+        return self.root / "notifications.jsonl"
+
+    @property
     def state_dir(self) -> Path:
         return self.root / "state"
 
@@ -589,6 +599,7 @@ class Sandbox:
         for host in self.hosts:
             cmd += ["--backend", f"{host.name}={host.url}"]
         cmd += ["--pidfile", str(self.lb_pidfile), "--watch", str(self.root)]
+        cmd += ["--notify-log", str(self.notifications_path)]
         if self.redis_pid and pid_alive(self.redis_pid):
             # Redis cannot watch the root itself: the front stops it if root is deleted
             cmd += ["--also-stop", str(self.redis_pid)]
