@@ -78,6 +78,8 @@ class FlagsScreen(Screen[None]):
             lines.append(Content.styled("no flags yet", "$foreground-muted"))
         else:
             lines.append(Content.assemble((flag.name, "bold"), "  ", flag.description))
+            if flag.rules:
+                lines.append(Content.assemble(("rules ", "$foreground-muted"), flag.rules))
             if flag.changed_at:
                 lines.append(
                     Content.assemble(
