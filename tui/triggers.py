@@ -70,3 +70,14 @@ def _rule_values(raw: Mapping[str, Any]) -> str:
     if raw.get("threshold") is not None:
         text += f" {raw.get('op') or '>'} {_metric_value(metric, raw['threshold'])}"
     return f" ({text})"
+
+
+def _holder(raw: Any) -> str:
+    """Who holds a lock: the engine's owner record names the operator and deployment."""
+    if isinstance(raw, Mapping):
+        if raw.get("operator"):
+            return str(raw["operator"])
+        if raw.get("user"):
+            return operator_text(raw)
+        return str(raw.get("deployment_id") or "")
+    return str(raw or "")
