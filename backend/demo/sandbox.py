@@ -34,7 +34,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -45,6 +44,22 @@ from typing import Any
 from urllib.parse import quote
 
 from ..paths import state_dir
+from .processes import _read_pid, _redis_ping, free_ports, pid_alive, port_open
+from .tomlfile import dump_toml
+
+__all__ = [
+    "RELEASE_FLAG",
+    "SCENARIOS",
+    "Sandbox",
+    "SandboxError",
+    "SandboxHost",
+    "default_root",
+    "dump_toml",  # backend/demo/tomlfile.py: the one TOML writer
+    "find_redis_server",
+    "free_ports",
+    "pid_alive",
+    "port_open",
+]
 
 APP_SOURCE = Path(__file__).resolve().parent / "portal_app"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `backend` is importable from
@@ -122,49 +137,6 @@ def default_root() -> Path:
     if os.environ.get("PORTAL_OPS_DEMO_DIR"):
         return Path(os.environ["PORTAL_OPS_DEMO_DIR"]).expanduser()
     return state_dir() / "demo"
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports the kernel hands out now (all held open until all are known)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def port_open(port: int, timeout: float = 0.2) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reaps it if it is our own child
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 class Sandbox:
@@ -766,86 +738,9 @@ class Sandbox:
         return hashlib.sha256(json.dumps(snap, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _redis_ping(port: int, timeout: float = 0.5) -> bool:
-    """True when a Redis on 127.0.0.1:port answers PING with PONG (no client library)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge(base[key], value)
         else:
             base[key] = value
-
-
-# -- a small TOML writer (tomllib only reads) -------------------------------------------------------
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return (
-            "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-        )
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
-
-
-def dump_toml(data: dict[str, Any]) -> str:
-    """Top-level tables and arrays of tables, scalars and inline values inside them."""
-    out: list[str] = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict | list) or _inline(v)}
-    for key, value in scalars.items():
-        out.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for key, value in data.items():
-        if key in scalars:
-            continue
-        if isinstance(value, dict):
-            out.append(f"\n[{_toml_key(key)}]")
-            out += _table_body(value, key)
-        else:
-            for item in value:
-                out.append(f"\n[[{_toml_key(key)}]]")
-                out += _table_body(item, key)
-    return "\n".join(out).lstrip("\n") + "\n"
-
-
-def _inline(value: Any) -> bool:
-    return not (
-        isinstance(value, dict)
-        or (isinstance(value, list) and value and all(isinstance(v, dict) for v in value))
-    )
-
-
-def _table_body(table: dict[str, Any], prefix: str) -> list[str]:
-    lines = [
-        f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)
-    ]
-    for key, value in table.items():
-        if isinstance(value, dict):
-            lines.append(f"\n[{prefix}.{_toml_key(key)}]")
-            lines += _table_body(value, f"{prefix}.{_toml_key(key)}")
-    return lines
