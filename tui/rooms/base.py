@@ -144,7 +144,9 @@ class RoomApp(App[int]):
             self._refresh_flags()
             self.set_interval(FLAG_REFRESH_SECONDS, self._refresh_flags)
         self._start_publisher()
-        self._load_notifier()
+        self.call_after_refresh(
+            self._load_notifier
+        )  # after the first frame: it is not needed for it
         self._start_live_health()
 
     def _start_live_health(self) -> None:
