@@ -131,17 +131,22 @@ def environment(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"TERM": "xterm-256color", "COLORTERM": "truecolor", "TZ": "UTC"})
     env.pop("NO_COLOR", None)
+    # this checkout's code, not the one the console script was installed from
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     env.update(extra)
     return env
 
 
 def measure(argv: list[str], marks: list[bytes], runs: int) -> list[list[float]]:
-    results: list[list[float]] = [[] for _ in marks]
+    """Seconds to each mark, then the child's CPU seconds by the first mark, per run."""
+    results: list[list[float]] = [[] for _ in [*marks, "cpu"]]
     for _ in range(runs):
         term = Terminal(argv, environment(), (120, 36))
         try:
             for i, mark in enumerate(marks):
                 results[i].append(term.wait_for(mark))
+                if i == 0:
+                    results[-1].append(term.cpu_seconds())
         finally:
             term.stop()
     return results
@@ -179,13 +184,15 @@ def main(argv: list[str] | None = None) -> int:
             ("portal-ops watch", [PORTAL_OPS, "watch", "--config", config]),
         ]
         for label, cmd in cases:
-            panes, data = measure(cmd, [b"[1] Phases", DEPLOY_ID.encode()], args.runs)
+            panes, data, cpu = measure(cmd, [b"[1] Phases", DEPLOY_ID.encode()], args.runs)
             lines.append(report(f"{label}: first frame (panes)", panes))
             lines.append(report(f"{label}: deployment shown (history)", data))
+            lines.append(report(f"{label}: CPU used by the first frame", cpu))
     show: Callable[[str], None] = print
     lines.append(
         report("python -c 'import tui.app' (imports alone)", import_time("tui.app", args.runs))
     )
+    show(f"load average {os.getloadavg()[0]:.1f}")
     for line in lines:
         show(line)
     return 0

@@ -4,7 +4,10 @@ A room over the recorded rollback (tests/tui/recorded.py) at 80x24 and 120x36; f
 the clock runs from the press to the moment the room names nothing pending
 (``RoomApp.unsettled()``: the new state drawn, tables laid out, the screen repainted) —
 the earliest the terminal can show the answer. Keys that open a screen are closed again
-(escape) before the next. Best and median of N rounds; run by hand:
+(escape) before the next. Best and median of N rounds, in wall time and in CPU time of
+this process (on a shared machine the CPU figure is what the room costs, the wall figure
+adds the wait for a core); the first round is also shown alone (a screen or dialog built
+for the first time). Run by hand:
 
     python bench/tui_keys.py [--rounds 5]
 """
@@ -50,10 +53,13 @@ async def _settle(app: object, timeout: float = 30.0) -> None:
             raise TimeoutError(reason)
 
 
-async def measure(size: tuple[int, int], rounds: int) -> dict[str, list[float]]:
+Timings = dict[str, list[tuple[float, float]]]  # key -> (wall, cpu) seconds per round
+
+
+async def measure(size: tuple[int, int], rounds: int) -> Timings:
     from tests.tui.recorded import build_room
 
-    out: dict[str, list[float]] = {k: [] for k, _ in KEYS}
+    out: Timings = {k: [] for k, _ in KEYS}
     with tempfile.TemporaryDirectory() as tmp:
         app = build_room(Path(tmp) / "journal.db", "rollback")
         async with app.run_test(size=size) as pilot:
@@ -61,10 +67,10 @@ async def measure(size: tuple[int, int], rounds: int) -> dict[str, list[float]]:
             await _settle(app)
             for _ in range(rounds):
                 for key, undo in KEYS:
-                    started = time.perf_counter()
+                    started, cpu = time.perf_counter(), time.process_time()
                     await pilot.press(key)
                     await _settle(app)
-                    out[key].append(time.perf_counter() - started)
+                    out[key].append((time.perf_counter() - started, time.process_time() - cpu))
                     if undo:
                         await pilot.press(*undo)
                         await _settle(app)
@@ -77,10 +83,18 @@ def main() -> None:
     args = parser.parse_args()
     for size in ((80, 24), (120, 36)):
         timings = asyncio.run(measure(size, args.rounds))
-        print(f"\n{size[0]}x{size[1]}: key, best ms, median ms, worst ms")
+        print(
+            f"\n{size[0]}x{size[1]} (load {os.getloadavg()[0]:.1f}): key,"
+            " wall best/median/worst/first ms, cpu best/median/first ms"
+        )
         for key, values in timings.items():
-            ms = [v * 1000 for v in values]
-            print(f"  {key:<14} {min(ms):7.1f} {statistics.median(ms):7.1f} {max(ms):7.1f}")
+            wall = [w * 1000 for w, _ in values]
+            cpu = [c * 1000 for _, c in values]
+            print(
+                f"  {key:<14} {min(wall):7.1f} {statistics.median(wall):7.1f}"
+                f" {max(wall):7.1f} {wall[0]:7.1f}   {min(cpu):6.1f}"
+                f" {statistics.median(cpu):6.1f} {cpu[0]:6.1f}"
+            )
 
 
 if __name__ == "__main__":

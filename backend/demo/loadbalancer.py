@@ -4,6 +4,8 @@ It does what the deploy engine needs from a real load balancer and nothing more:
 over enabled backends, ``POST /_lb/drain/{name}`` that answers only once the backend has no
 request in flight, ``POST /_lb/enable/{name}``, and ``GET /_lb/status``. There are no silent
 retries: an upstream that fails answers 502, so a deploy that drops requests shows it.
+With ``--notify-log`` it is also the demo's notification sink (``POST /_lb/notify``): it
+lives as long as the sandbox, so notifications of commands run after ``demo up`` land.
 
 Run as its own process::
 
@@ -121,7 +123,13 @@ class Backend:
 class LoadBalancer:
     """Routing, the admin API and graceful shutdown; one instance per process."""
 
-    def __init__(self, backends: list[tuple[str, str]], upstream_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        backends: list[tuple[str, str]],
+        upstream_timeout: float = 30.0,
+        notify_log: Path | None = None,
+    ) -> None:
+        self.notify_log = notify_log  # POST /_lb/notify appends here (the demo's sink)
         self.backends = {name: Backend(name, url.rstrip("/")) for name, url in backends}
         self.order = list(self.backends)
         self._next = 0
@@ -203,6 +211,10 @@ class LoadBalancer:
         parts = [p for p in path.split("/") if p][1:]  # after "_lb"
         if parts == ["status"] and req.method in ("GET", "HEAD"):
             return Response.json(200, self.status())
+        if parts == ["notify"] and self.notify_log is not None:
+            if req.method != "POST":
+                return Response.json(405, {"error": "use POST /_lb/notify"})
+            return Response.json(200, self.received(req))
         if len(parts) == 2 and parts[0] in ("drain", "enable"):
             if req.method != "POST":
                 return Response.json(405, {"error": f"use POST /_lb/{parts[0]}/{{backend}}"})
@@ -231,6 +243,14 @@ class LoadBalancer:
                 ],
             },
         )
+
+    def received(self, req: Request) -> dict[str, object]:
+        """A notification for the demo's sink: one JSON line (time, body) in the log."""
+        assert self.notify_log is not None
+        line = {"at": time.time(), "body": req.body.decode("utf-8", errors="replace")}
+        with self.notify_log.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(line) + "\n")
+        return {"received": True}
 
     def status(self) -> dict[str, object]:
         return {
@@ -428,7 +448,8 @@ async def watch(path: Path, stop: asyncio.Event, also_stop: list[int] | None = N
 
 
 async def run(args: argparse.Namespace) -> int:
-    lb = LoadBalancer(args.backend, upstream_timeout=args.timeout)
+    notify_log = Path(args.notify_log) if args.notify_log else None
+    lb = LoadBalancer(args.backend, upstream_timeout=args.timeout, notify_log=notify_log)
     try:
         await lb.serve(args.host, args.port)
     except OSError as exc:
@@ -491,6 +512,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with --watch: a redis-server to stop too when PATH is removed",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="upstream timeout in seconds")
+    p.add_argument(
+        "--notify-log",
+        metavar="FILE",
+        help="serve POST /_lb/notify, a webhook receiver appending each body to FILE",
+    )
     args = p.parse_args(argv)
     names = [n for n, _ in args.backend]
     if len(set(names)) != len(names):

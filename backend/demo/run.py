@@ -28,7 +28,8 @@ from .probe import LoadProbe
 from .sandbox import Sandbox, default_root
 
 # Every notification the demo sends goes to a webhook receiver on loopback, whatever its
-# severity, so the room shows messages being sent (and `portal-ops notify` has a channel).
+# severity, so the room shows messages being sent (and `portal-ops notify` has a channel):
+# the sandbox's front serves it and logs each one to <sandbox>/notifications.jsonl.
 NOTIFY_CHANNEL = "demo-sink"
 NOTIFY_ENV = "PORTAL_OPS_DEMO_WEBHOOK"
 NOTIFY_CONFIG: dict[str, Any] = {
@@ -43,8 +44,9 @@ NOTIFY_CONFIG: dict[str, Any] = {
 
 
 def start_notify_sink(setenv: Callable[[str, str], Any] = os.environ.__setitem__) -> Any:
-    """Start the demo's webhook receiver (a thread on 127.0.0.1) and point
-    ``$PORTAL_OPS_DEMO_WEBHOOK`` at it; the caller stops it."""
+    """A webhook receiver in this process (a thread on 127.0.0.1), with
+    ``$PORTAL_OPS_DEMO_WEBHOOK`` pointed at it; the caller stops it. For tests that read
+    what arrived; a sandbox's own receiver is its front's (``Sandbox.notify_url``)."""
     from ..notify.sink import WebhookSink
 
     sink = WebhookSink().start()
@@ -113,21 +115,26 @@ async def bring_up(
     scenario: str | None = None,
     on_event: Callable[[Event], None] | None = None,
     redis: bool | None = None,
+    state: Path | None = None,
 ) -> DemoSession:
     """Build the sandbox, start its Redis (when redis-server is installed; ``redis``
-    forces it on or off) and its front, deploy version 1 with the real engine."""
-    sink = start_notify_sink()
+    forces it on or off) and its front, deploy version 1 with the real engine. ``state``:
+    the journal and reports go there instead of inside the sandbox (they outlive it)."""
     sandbox = Sandbox(root, hosts=3, scenario=scenario, redis=redis)
-    config_path = await asyncio.to_thread(sandbox.create, demo_overrides(Path(root)))
+    overrides = demo_overrides(Path(root))
+    if state is not None:
+        overrides["state"] = {"dir": str(state)}
+    config_path = await asyncio.to_thread(sandbox.create, overrides)
     try:
         await asyncio.to_thread(sandbox.start_redis)  # first: the front watches it
         await asyncio.to_thread(sandbox.start_load_balancer)
     except BaseException:
-        sink.stop()
         await asyncio.to_thread(sandbox.stop)
         raise
+    # the receiver is the front's (it outlives this process: `demo up` returns at once)
+    os.environ[NOTIFY_ENV] = sandbox.notify_url
     config = load_config(config_path)
-    session = DemoSession(sandbox, config, sink)
+    session = DemoSession(sandbox, config)
     # version 1 is the starting point, not the subject: no monitoring window for it, and
     # no release flag (ui-improvements is version 2's: created and rolled out with it)
     first = config.model_copy(deep=True)
@@ -152,13 +159,16 @@ async def run_headless(
     ``requests_sent``, ``requests_failed``, ``rollback``, ``flags``...). Tears everything
     down, unless ``keep``: then the sandbox stays up (in ``demo_root()``, where
     ``portal-ops demo down`` stops it, unless ``root`` is given) and ``sandbox`` in the
-    summary says where its config is."""
+    summary says where its config is. A sandbox torn down keeps its journal and reports
+    in ``state_dir`` of the summary (``kept_runs_root()``): every path the run printed
+    still exists afterwards."""
     started = time.monotonic()
     own_root = root is None and not keep
     root = root or (demo_root() if keep else Path(tempfile.mkdtemp(prefix="portal-ops-demo-")))
+    state = None if keep else kept_run_dir()
     sandbox: Sandbox | None = None
     try:
-        session = await bring_up(root, scenario)
+        session = await bring_up(root, scenario, state=state)
         sandbox = session.sandbox
         engine = session.engine(
             host_factory=dropping_factory("host-2") if scenario == "host" else None
@@ -180,6 +190,7 @@ async def run_headless(
                 "probe": stats.to_dict(),
                 "live_releases": {h.name: sandbox.current_release(h.name) for h in sandbox.hosts},
                 "demo_seconds": round(time.monotonic() - started, 2),
+                "state_dir": str(session.config.state.dir or sandbox.state_dir),
             }
         )
         if result.rollback:
@@ -206,6 +217,24 @@ async def run_headless(
                 await asyncio.to_thread(sandbox.stop)
         if own_root and not keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+KEPT_RUNS = 10  # headless runs whose journal and reports are kept (older ones pruned)
+
+
+def kept_runs_root() -> Path:
+    """Where headless runs keep their journal and reports: ``<demo dir>/runs``."""
+    return default_root() / "runs"
+
+
+def kept_run_dir() -> Path:
+    """A new directory for one headless run's state; the oldest beyond ``KEPT_RUNS`` go."""
+    parent = kept_runs_root()
+    parent.mkdir(parents=True, exist_ok=True)
+    runs = sorted((p for p in parent.iterdir() if p.is_dir()), key=lambda p: p.name)
+    for old in runs[: max(0, len(runs) - KEPT_RUNS + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=parent))
 
 
 def demo_root() -> Path:

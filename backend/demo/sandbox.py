@@ -34,7 +34,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -45,6 +44,22 @@ from typing import Any
 from urllib.parse import quote
 
 from ..paths import state_dir
+from .processes import _read_pid, _redis_ping, free_ports, pid_alive, port_open
+from .tomlfile import dump_toml
+
+__all__ = [
+    "RELEASE_FLAG",
+    "SCENARIOS",
+    "Sandbox",
+    "SandboxError",
+    "SandboxHost",
+    "default_root",
+    "dump_toml",  # backend/demo/tomlfile.py: the one TOML writer
+    "find_redis_server",
+    "free_ports",
+    "pid_alive",
+    "port_open",
+]
 
 APP_SOURCE = Path(__file__).resolve().parent / "portal_app"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `backend` is importable from
@@ -124,49 +139,6 @@ def default_root() -> Path:
     return state_dir() / "demo"
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports the kernel hands out now (all held open until all are known)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def port_open(port: int, timeout: float = 0.2) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reaps it if it is our own child
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-
-
 class Sandbox:
     """Build, start, stop and remove the demo sandbox under ``root``."""
 
@@ -215,6 +187,16 @@ class Sandbox:
     @property
     def info_path(self) -> Path:
         return self.root / "sandbox.json"
+
+    @property
+    def notify_url(self) -> str:
+        """The webhook receiver in the sandbox's front: it lives as long as the sandbox."""
+        return f"{self.url}/_lb/notify"
+
+    @property
+    def notifications_path(self) -> Path:
+        """What the receiver got, one JSON line per notification."""
+        return self.root / "notifications.jsonl"
 
     @property
     def state_dir(self) -> Path:
@@ -589,6 +571,7 @@ class Sandbox:
         for host in self.hosts:
             cmd += ["--backend", f"{host.name}={host.url}"]
         cmd += ["--pidfile", str(self.lb_pidfile), "--watch", str(self.root)]
+        cmd += ["--notify-log", str(self.notifications_path)]
         if self.redis_pid and pid_alive(self.redis_pid):
             # Redis cannot watch the root itself: the front stops it if root is deleted
             cmd += ["--also-stop", str(self.redis_pid)]
@@ -755,33 +738,9 @@ class Sandbox:
         return hashlib.sha256(json.dumps(snap, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _redis_ping(port: int, timeout: float = 0.5) -> bool:
-    """True when a Redis on 127.0.0.1:port answers PING with PONG (no client library)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge(base[key], value)
         else:
             base[key] = value
-
-
-def dump_toml(data: dict[str, Any]) -> str:
-    """The config as TOML (tomli-w: valid for any key or string, non-ASCII and \\x7f too)."""
-    import tomli_w
-
-    return tomli_w.dumps(data)

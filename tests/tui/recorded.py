@@ -24,6 +24,7 @@ PREVIOUS = "20250731161500"
 HOSTS = ("web-1", "web-2", "web-3")
 OPERATOR = {"user": "alice", "host": "bastion", "via": "ssh from 10.0.0.5"}
 FLAGS = ("company-dashboard", "invoice-pdf-v2", "new-checkout")
+RULES = {"new-checkout": "2 strategies, 3 rules"}  # the others: a gradual rollout by company
 
 DEPLOY_PHASES = (
     ("validate-pre", "Pre-deployment validation", 6.2),
@@ -156,6 +157,8 @@ def _flag(name: str, enabled: bool, pct: int, overrides: int = 0) -> dict[str, A
         "stickiness": "company",
         "group": name,
         "overrides": {"company": {f"c{i}": True for i in range(overrides)}, "user": {}},
+        # the strategies in words, as the flag service lists them (describe.summary)
+        "summary": RULES.get(name, f"{pct}% by company"),
         "version": 1,
         "updated_at": 0.0,
     }

@@ -82,3 +82,48 @@ def test_without_a_terminal_the_room_commands_say_what_to_use(
     assert result.exit_code == 2, result.output
     assert "no terminal" in result.output
     assert ("--headless" in result.output) if args == ["demo"] else ("history" in result.output)
+
+
+@pytest.mark.slow
+def test_two_demo_ups_run_side_by_side_and_their_sinks_outlive_the_command(
+    tmp_path: Path,
+) -> None:
+    """`demo up` returns with the sandbox up: its notification receiver (the front's) still
+    answers and logs, and a second sandbox gets its own directory, ports and receiver."""
+    import json
+    import os
+    import re
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = {**os.environ, "PORTAL_OPS_STATE_DIR": str(tmp_path / "state")}
+    env.pop("PORTAL_OPS_DEMO_DIR", None)
+    env.pop("PORTAL_OPS_DEMO_WEBHOOK", None)
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "tui.cli", "demo", *args],
+            capture_output=True, text=True, timeout=180, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout
+
+    roots: list[str] = []
+    try:
+        hooks = []
+        for _ in range(2):
+            out = cli("up")
+            roots.append(re.search(r"portal-ops demo down (\S+)", out)[1])  # type: ignore[index]
+            hooks.append(re.search(r"PORTAL_OPS_DEMO_WEBHOOK=(\S+)", out)[1])  # type: ignore[index]
+        assert roots[0] != roots[1] and hooks[0] != hooks[1]
+        for root, hook in zip(roots, hooks, strict=True):
+            log = Path(root) / "notifications.jsonl"
+            request = urllib.request.Request(hook, data=b'{"text": "after up returned"}')
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                assert reply.status == 200
+            assert "after up returned" in json.loads(log.read_text().splitlines()[-1])["body"]
+    finally:
+        for root in roots:
+            cli("down", root)
+    assert not any(Path(root).exists() for root in roots)

@@ -520,3 +520,28 @@ def test_compact_check_counts_never_hide_warnings() -> None:
     parts = checks_text(Checks(passed=14, warned=1, decision="go"), compact=True)
     text = "".join(p if isinstance(p, str) else p[0] for p in parts)
     assert "1w" in text and "14/15 ok" in text
+
+
+async def test_rollback_dialog_takes_type_ahead_after_enter_as_the_reason(room: Room) -> None:
+    """An operator types the id, enter, the reason and enter without waiting (or a terminal
+    delivers them in one read): the reason goes to the reason box, not onto the id."""
+    from textual import events
+    from textual.widgets import Input
+
+    from tui.screens.confirm import ConfirmRollback
+
+    app = room("done")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settled(pilot)
+        await pilot.press("R")
+        await settled(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmRollback)
+        burst = [*recorded.DEPLOY_ID, "enter", *"p95 high"]
+        for key in burst:  # posted at once, as one read from the terminal is
+            char = None if key == "enter" else key
+            name = "space" if key == " " else key
+            app.post_message(events.Key(name, char if key != "enter" else "\r"))
+        await settled(pilot)
+        assert dialog.query_one("#typed-id", Input).value == recorded.DEPLOY_ID
+        assert dialog.query_one("#reason", Input).value == "p95 high"

@@ -88,13 +88,10 @@ def _print_summary(s: dict) -> None:
         click.echo(
             f"  rollback     {rb['outcome']} in {rb['seconds']:.1f}s; database: {rb['database']}"
         )
-        if rb.get("trigger"):  # who acted, in words: the rule and its values, or a person
-            from tui.state import trigger_text
+        if rb.get("trigger"):  # who acted, in words (the rule's full message is above)
+            from tui.triggers import trigger_text
 
-            trigger = rb["trigger"]
-            click.echo(f"  trigger      {trigger_text(trigger)}")
-            if isinstance(trigger, dict) and trigger.get("reason"):
-                click.echo(f"               {trigger['reason']}")
+            click.echo(f"  trigger      {trigger_text(rb['trigger'])}")
     click.echo(f"  hosts now on {', '.join(f'{k}: {v}' for k, v in s['live_releases'].items())}")
     click.echo(f"  load probe   {s['requests_sent']} requests sent, {s['requests_failed']} failed")
     if s["requests_failed"]:
@@ -108,6 +105,8 @@ def _print_summary(s: dict) -> None:
         )
         click.echo(f"  flag         {name}: {state} at {flag.get('percentage')}%{usage}")
     click.echo(f"  demo took    {s['demo_seconds']:.1f}s")
+    if s.get("state_dir") and not s.get("sandbox"):  # the sandbox is gone, its reports kept
+        click.echo(f"  reports      {Path(s['state_dir']) / 'reports'}")
     if s.get("sandbox"):
         config = s["sandbox"].get("config") if isinstance(s["sandbox"], dict) else s["sandbox"]
         click.echo(f"\nThe sandbox is still up. Try it:\n  export PORTAL_OPS_CONFIG={config}")
@@ -190,7 +189,8 @@ def up(scenario: str | None) -> None:
     path = session.sandbox.config_path
     click.echo(f"\nSandbox up: 3 hosts behind {session.sandbox.url}")
     click.echo(f"Config: {path}\n")
-    click.echo(f"  export PORTAL_OPS_CONFIG={path}\n")
+    click.echo(f"  export PORTAL_OPS_CONFIG={path}")
+    click.echo(f"  export PORTAL_OPS_DEMO_WEBHOOK={session.sandbox.notify_url}\n")
     click.echo(
         "Then try: portal-ops deploy --dry-run | portal-ops deploy | portal-ops history |"
         " portal-ops rollback | portal-ops validate pre | portal-ops feature list | portal-ops ui"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -85,6 +85,41 @@ class RollbackRequest:
     reason: str
 
 
+class IdInput(Input):
+    """The typed-id box. Once enter was pressed on it, keys still addressed to it (typed
+    ahead, or read in one burst before the focus moved) go to the reason box: focus moves
+    after the keys already queued, and an operator's reason used to land on the id."""
+
+    def __init__(self, *, then: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.then = then  # the id of the box enter moves to
+        self.hand_off: Input | None = None
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter" and self.hand_off is None:
+            # here: the enter binding (and the dialog's move of the focus) run only after
+            # the keys already queued behind it
+            self.hand_off = self.screen.query_one(f"#{self.then}", Input)
+            await super()._on_key(event)
+            return
+        target = self.hand_off
+        if target is not None and (event.is_printable or event.key in ("enter", "backspace")):
+            event.stop()
+            event.prevent_default()
+            if event.key == "enter":
+                await target.action_submit()
+            elif event.key == "backspace":
+                target.action_delete_left()
+            elif event.character:
+                target.insert_text_at_cursor(event.character)
+            return
+        await super()._on_key(event)
+
+    def _on_focus(self, event: events.Focus) -> None:
+        self.hand_off = None  # back on the id: keys are the id's again
+        super()._on_focus(event)
+
+
 class ConfirmRollback(_Dialog):
     """Type the deployment id to arm the rollback; a reason is required and audited."""
 
@@ -98,7 +133,9 @@ class ConfirmRollback(_Dialog):
             yield Label(f"Roll back {self.deployment_id}?", classes="title")
             yield Static(self.what, classes="explain", markup=False)
             yield Label(f"Type the deployment id ({self.deployment_id}) to confirm:")
-            yield Input(id="typed-id", compact=True, placeholder="(type the id shown above)")
+            yield IdInput(
+                then="reason", id="typed-id", compact=True, placeholder="(type the id shown above)"
+            )
             yield Label("Reason (recorded in the journal and the report):")
             yield Input(id="reason", compact=True, placeholder="(e.g. p95 above 500 ms)")
             yield Label(self._status(), id="problem", classes="problem")

@@ -8,10 +8,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from ..state import RoomState
 from ..widgets import _format as fmt
+from ..widgets.footer import KeyFooter
 from ..widgets.header import DeployHeader
 from ..widgets.tables import FlagTable
 
@@ -31,7 +32,7 @@ class FlagsScreen(Screen[None]):
         yield DeployHeader(id="flags-header", watch=self.watch_mode)
         yield FlagTable(id="all-flags", classes="pane", detailed=True)
         yield Static(id="flag-detail")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeyFooter(compact=True, show_command_palette=False)
 
     def show(self, state: RoomState, now: float, *, force: bool = False) -> None:
         self.query_one(DeployHeader).show(state, now)
@@ -77,6 +78,8 @@ class FlagsScreen(Screen[None]):
             lines.append(Content.styled("no flags yet", "$foreground-muted"))
         else:
             lines.append(Content.assemble((flag.name, "bold"), "  ", flag.description))
+            if flag.rules:
+                lines.append(Content.assemble(("rules ", "$foreground-muted"), flag.rules))
             if flag.changed_at:
                 lines.append(
                     Content.assemble(

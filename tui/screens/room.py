@@ -12,10 +12,11 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from ..state import RoomState
 from ..widgets import _format as fmt
+from ..widgets.footer import KeyFooter
 from ..widgets.graphs import HealthGraphs
 from ..widgets.header import DeployHeader
 from ..widgets.hoststrip import HostStrip
@@ -86,7 +87,7 @@ class RoomScreen(Screen[None]):
                 yield Input(
                     id="log-filter", placeholder="filter the log (enter keeps, escape clears)"
                 )
-        yield Footer(id="footer", compact=True, show_command_palette=False)
+        yield KeyFooter(id="footer", compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.ready = True

@@ -146,8 +146,9 @@ class FlagTable(_Table):
         ("flag", "Flag"),
         ("state", "State"),
         ("pct", "%"),
+        ("rules", "Rules"),  # the strategies in a few words (backend.flags.describe.summary)
         ("over", "Overrides"),
-        ("evals", "Evaluations"),
+        ("evals", "Evals"),
     )
     DETAIL_COLUMNS = (("by", "Changed by"), ("reason", "Reason"), ("desc", "Description"))
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -175,6 +176,7 @@ class FlagTable(_Table):
             Text(flag.name),
             Text(state, style=self.style_for(f"flags--{state}")),
             Text(f"{flag.percentage}%" if flag.enabled and not emergency else "-", justify="right"),
+            Text(flag.rules or "-"),
             Text(str(flag.overrides) if flag.overrides else "-", justify="right"),
             Text("-" if flag.evaluations is None else f"{flag.evaluations:,}", justify="right"),
         )

@@ -1,0 +1,559 @@
+"""What both control rooms share: panes, feed, bridge, themes, the read-only actions.
+
+The feed runs in an App worker and reaches the panes through the bridge; the operator's
+room (tui/rooms/operator.py) adds the engine and the dangerous actions, the watcher's
+(tui/rooms/watch.py) flashes "read-only" instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any, ClassVar
+
+from textual.app import App, SystemCommand
+from textual.command import Provider
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import DataTable
+from textual.worker import Worker
+
+from backend.config import Config
+from backend.feed import BusFeed, Feed, JournalFeed, journal_history, stream_key
+from backend.journal import Journal
+from themes import CYCLE, DEFAULT_THEME, STYLESHEET, THEMES, derive_variables
+
+from ..actions import DANGEROUS_NAMES, Action, available
+from ..bridge import DEFAULT_FLUSH_INTERVAL, Bridge
+from ..messages import FeedCaughtUp, FeedFailed, LogLines, RoomChanged, RunFinished
+from ..palette import ActionCommands
+from ..screens.confirm import ConfirmQuit
+from ..screens.flags import FlagsScreen
+from ..screens.help import HelpScreen
+from ..screens.room import RoomScreen
+from ..state import HostView, RoomState, reduce, with_flags
+from ..widgets.graphs import HealthGraphs
+
+DEFAULT_GRAPH_INTERVAL = 1.0  # seconds between graph redraws (the `[`/`]` keys change it)
+ARM_SECONDS = 2.0  # a single-key change (flag step, resume) needs a second press within this
+FLAG_REFRESH_SECONDS = 30.0  # re-read the flag listing (evaluation counts) this often
+ROOM_ONLY = frozenset(
+    {"focus_pane", "zoom", "filter_log", "cycle_severity", "follow_log", "graph_rate", "wrap_log"}
+)
+
+
+class RoomApp(App[int]):
+    """What both rooms share: panes, feed, bridge, themes, the read-only actions."""
+
+    CSS_PATH = STYLESHEET
+    TITLE = "portal-ops"
+    WATCH: ClassVar[bool] = False
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {
+        *App.COMMANDS,
+        ActionCommands,
+    }
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        engine: Any = None,
+        journal: Journal | None = None,
+        feed: Feed | None = None,
+        flag_service: Any = None,
+        deployment_id: str | None = None,
+        theme: str | None = None,
+        clock: Callable[[], float] = time.time,
+        graph_interval: float = DEFAULT_GRAPH_INTERVAL,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_log_lines: int = 10_000,
+        source: str = "",
+        load_flags: bool = True,
+        live_health: bool = True,
+        keymap: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.engine = engine
+        self.journal = journal or (engine.journal if engine is not None else None)
+        self.deployment_id = deployment_id
+        self.clock = clock
+        self.graph_interval = graph_interval
+        self.flush_interval = flush_interval
+        self.source = source
+        self.requested_theme = theme
+        self.flag_service = flag_service
+        self.load_flags = load_flags
+        self.live_health = live_health
+        from ..keymap import keymap_for
+
+        keys = keymap if keymap is not None else (config.ui.keys if config is not None else {})
+        self.user_keymap = keymap_for(keys)  # a bad [ui.keys] fails here, before any screen
+        self.health: Any = None  # tui.health.LiveHealth while the room samples the sources
+        hosts = tuple(HostView(h.name) for h in config.hosts) if config is not None else ()
+        self.state = RoomState(pinned=deployment_id, hosts=hosts)
+        self.caught_up = asyncio.Event()
+        self.engine_worker: Worker[Any] | None = None
+        self.publisher: Any = None
+        self.notifier: Any = None
+        self._feed = feed
+        self._armed: dict[str, float] = {}
+        self._graphed: tuple[Any, ...] | None = None
+        self._graph_timer: Any = None
+        self.room = RoomScreen(
+            watch=self.WATCH,
+            target_ms=config.monitor.response_time_target_ms if config else 200.0,
+            acceptable_ms=config.monitor.response_time_acceptable_ms if config else 500.0,
+            max_log_lines=max_log_lines,
+            source=source,
+            error_rate_limit=config.monitor.error_rate_acceptable if config else 0.01,
+        )
+        self.bridge: Bridge | None = None
+
+    # -- set-up -------------------------------------------------------------------------
+
+    @property
+    def available_actions(self) -> tuple[Action, ...]:
+        return available(self.WATCH)
+
+    def get_default_screen(self) -> Screen[Any]:
+        return self.room
+
+    def get_css_variables(self) -> dict[str, str]:
+        variables = derive_variables(super().get_css_variables())
+        self.theme_variables = variables
+        return variables
+
+    def on_mount(self) -> None:
+        for theme in THEMES:
+            self.register_theme(theme)
+        self._apply_theme(self.requested_theme or DEFAULT_THEME)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        if self.user_keymap:
+            self.set_keymap(self.user_keymap)
+        self.bridge = Bridge(
+            self._make_feed(), self.post_message, self.state, flush_interval=self.flush_interval
+        )
+        self.run_worker(self.bridge.run(), name="feed", group="feed", exit_on_error=False)
+        self.set_interval(1.0, self._tick)
+        self._graph_timer = self.set_interval(self.graph_interval, self._redraw_graphs)
+        if self.load_flags and self.config is not None:
+            self._refresh_flags()
+            self.set_interval(FLAG_REFRESH_SECONDS, self._refresh_flags)
+        self._start_publisher()
+        self.call_after_refresh(
+            self._load_notifier
+        )  # after the first frame: it is not needed for it
+        self._start_live_health()
+
+    def _start_live_health(self) -> None:
+        """Sample the portal's sources in this room, deployment or not (tui/health.py)."""
+        if not self.live_health or self.config is None:
+            return
+        from ..health import LiveHealth
+
+        hosts: dict[str, Any] = {}
+        if self.engine is not None and self.config.monitor.access_log.enabled:
+            with contextlib.suppress(Exception):
+                hosts = self.engine.make_hosts()
+        health = LiveHealth(self.config, self._live_sample, hosts=hosts)
+        if not health.has_sources:
+            return
+        self.health = health
+        self.run_worker(health.start(), name="live-health", group="feed", exit_on_error=False)
+
+    def _live_sample(self, event: Any) -> None:
+        if self.bridge is not None:
+            self.bridge.apply(lambda state: reduce(state, event))
+
+    def _apply_theme(self, name: str) -> None:
+        if name in self.available_themes:
+            self.theme = name
+        else:
+            self.theme = DEFAULT_THEME
+            known = ", ".join(CYCLE)
+            self.notify(f"unknown theme {name!r}; using {DEFAULT_THEME} (try {known})")
+
+    def _make_feed(self) -> Feed:
+        if self._feed is not None:
+            return self._feed
+        if self.engine is not None:
+            journal = self.journal
+            history = partial(journal_history, journal) if journal is not None else ()
+            return BusFeed(self.engine.bus, history=history)
+        if self.journal is None:
+            raise RuntimeError("the control room needs an engine, a journal or a feed")
+        return JournalFeed(self.journal, self.deployment_id)
+
+    def _start_publisher(self) -> None:
+        """A room that runs the engine copies its events to Redis for remote watchers."""
+        if self.WATCH or self.engine is None or self.config is None or not self.config.redis.url:
+            return
+        from backend.feed import RedisPublisher
+
+        self.publisher = RedisPublisher(
+            self.engine.bus, self.config.redis.url, stream=stream_key(self.config.redis.prefix)
+        ).start()
+
+    def _load_notifier(self) -> None:
+        """Import the notifier (Jinja2, Apprise: ~0.3 s) in a thread, then attach it.
+
+        Imported on the event loop it held back the first frame; a run started before the
+        thread ends attaches it itself (``_start_run``), so no event goes unnotified."""
+        if self.WATCH or self.engine is None or self.config is None:
+            return
+
+        def load() -> None:
+            import backend.notify.notifier  # noqa: F401  # the slow part, off the loop
+
+            with contextlib.suppress(RuntimeError):  # the room closed meanwhile
+                self.call_from_thread(self._start_notifier)
+
+        self.run_worker(load, thread=True, name="notifier", group="notify", exit_on_error=False)
+
+    def _start_notifier(self) -> None:
+        """A room that runs the engine sends its notifications, like the CLI does."""
+        if self.WATCH or self.engine is None or self.config is None or self.notifier is not None:
+            return
+        from backend.notify import Notifier
+
+        self.notifier = Notifier.from_config(self.config, self.engine.bus)
+        self.notifier.attach(self.engine.bus)
+        from backend.observe.metrics import attach_metrics
+
+        attach_metrics(self.config, self.engine.bus)  # [metrics]: as the CLI's deploys do
+
+    async def on_unmount(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
+        if self.notifier is not None:
+            await self.notifier.aclose()
+
+    # -- flags --------------------------------------------------------------------------
+
+    def _service(self) -> Any:
+        if self.flag_service is None and self.config is not None:
+            try:
+                from backend.flags.service import FlagService
+            except ImportError:
+                return None
+            self.flag_service = FlagService.from_config(self.config)
+        return self.flag_service
+
+    def _refresh_flags(self) -> None:
+        self.run_worker(
+            self._read_flags, thread=True, group="flags", exclusive=True, exit_on_error=False
+        )
+
+    def _read_flags(self) -> None:
+        """A thread: read the flag listing (SQLite, Redis counters) and hand it over."""
+        service = self._service()
+        if service is None:
+            return
+        listed_at = time.time()  # events up to now are in what is read next
+        rows = [row.to_json() for row in service.list_flags()]
+        emergency = service.emergency()
+        reason = (emergency.reason or "kill switch") if emergency.active else ""
+        self.call_from_thread(self._apply_flags, rows, reason, listed_at)
+
+    def _apply_flags(self, rows: list[dict[str, Any]], emergency: str, listed_at: float) -> None:
+        if self.bridge is not None:
+            self.bridge.apply(lambda state: with_flags(state, rows, emergency, listed_at))
+            self.bridge.flush()
+
+    # -- drawing ------------------------------------------------------------------------
+
+    def _drawing_screens(self) -> list[Any]:
+        """The screens the clock, the feed and the graphs draw on: not one being torn down
+        (the timers can still fire while the app exits and removes the panes; these are
+        Textual's own teardown flags, which its widgets check the same way)."""
+        return [
+            s
+            for s in self.screen_stack
+            if isinstance(s, RoomScreen | FlagsScreen)
+            and not (getattr(s, "_closing", False) or getattr(s, "_pruning", False))
+            and not getattr(self, "_closing", False)
+        ]
+
+    def on_room_changed(self, message: RoomChanged) -> None:
+        old, self.state = self.state, message.state
+        now = self.clock()
+        with self.batch_update():
+            for screen in self._drawing_screens():
+                screen.show(self.state, now)
+        if old.status != self.state.status or old.deployment is not self.state.deployment:
+            self.refresh_bindings()  # what the footer dims depends on these only
+
+    def on_log_lines(self, message: LogLines) -> None:
+        self.room.append_log(message.lines)
+
+    def on_feed_caught_up(self, message: FeedCaughtUp) -> None:
+        if not self.room.ready:  # the history beat the first paint: wait for the panes
+            self.set_timer(0.05, partial(self.on_feed_caught_up, message))
+            return
+        self._redraw_graphs()
+        self.caught_up.set()
+
+    def on_feed_failed(self, message: FeedFailed) -> None:
+        self.notify(f"the event feed stopped: {message.error}", severity="error", timeout=30)
+
+    def _tick(self) -> None:
+        now = self.clock()
+        for screen in self._drawing_screens():
+            screen.tick(now)
+        if self.room.ready:
+            self.room.query_one(HealthGraphs).tick(now)
+
+    def _redraw_graphs(self) -> None:
+        """On the graph timer: redraw only when samples arrived since the last drawing."""
+        health = self.state.health
+        if health is self._graphed or not self.room.ready:
+            return
+        self._graphed = health
+        state = self.state
+        self.room.query_one(HealthGraphs).plot(
+            health, self.clock(), state.marks, live=state.health_live
+        )
+
+    def _theme_changed(self, _theme: Any) -> None:
+        if not self.room.ready:
+            return
+        for screen in self._drawing_screens():
+            screen.restyle()
+        self._graphed = None
+        self._redraw_graphs()
+
+    async def wait_caught_up(self, timeout: float = 10.0) -> None:
+        """For tests and scripts: the history is shown and the feed is live."""
+        await asyncio.wait_for(self.caught_up.wait(), timeout)
+
+    def unsettled(self) -> str | None:
+        """What could still change the screen without new input, or None once settled.
+
+        Snapshot tests, screenshots and benches wait on this instead of a pause or a guess
+        from CPU time: a loaded machine makes a busy process look idle, and a picture taken
+        then shows tables that have not yet recomputed their column widths."""
+        if not self.caught_up.is_set():
+            return "the feed has not caught up"
+        bridge = self.bridge
+        if bridge is not None and not bridge.flushed:
+            return "the newest state is not posted yet"
+        if self.room.ready and (self.room.drawn is not self.state or bridge is None):
+            return "the newest state is not drawn yet"
+        if self.room.ready and self.state.health is not self._graphed:
+            return "the graphs are not drawn yet"
+        found = self.room.query(HealthGraphs) if self.room.ready else None
+        graphs = found.first() if found else None  # none while the room is torn down
+        shown = graphs is not None and graphs.region.area > 0  # a zoomed pane hides them
+        if shown and graphs.drawn_for != graphs.fitted_sizes():
+            return "the graphs were drawn for another size"
+        busy = [w.name for w in self.workers if w.is_running and w.group != "feed"]
+        if busy:
+            return f"worker(s) running: {', '.join(busy)}"
+        if self.message_queue_size:
+            return "the app has messages queued"
+        for screen in self.screen_stack:
+            for node in screen.walk_children(with_self=True):
+                if isinstance(node, DataTable) and (
+                    node._require_update_dimensions or node._new_rows or node._updated_cells
+                ):
+                    return f"table {node.id or node!r} has not laid out its new cells"
+                if node.message_queue_size:
+                    return f"{node!r} has messages queued"
+                if (
+                    screen is self.screen  # screens underneath repaint when uncovered
+                    and isinstance(node, Widget)
+                    and (node._layout_required or node._repaint_required)
+                ):
+                    return f"{node!r} waits for layout or repaint"
+        return None
+
+    # -- guards -------------------------------------------------------------------------
+
+    @property
+    def engine_running(self) -> bool:
+        return self.engine_worker is not None and self.engine_worker.is_running
+
+    def unavailable(self, name: str) -> str | None:
+        """Why an action cannot run right now (None: it can). Shown in help and toasts."""
+        if self.WATCH and name in DANGEROUS_NAMES:
+            return "read-only watch mode"
+        if name in ("deploy", "rollback", "pause_rollout") and self.engine is None:
+            return "no engine in this room"
+        if name == "deploy" and (self.engine_running or self.state.running):
+            return "a deployment or rollback is running"
+        if name == "rollback" and self._rollback_target() is None:
+            return "no deployment to roll back"
+        worker = self.engine_worker
+        if name == "rollback" and worker and worker.is_running and worker.name == "rollback":
+            return "a rollback is already running"
+        if name == "pause_rollout" and not (
+            self.engine_running and worker is not None and worker.name == "deploy"
+        ):
+            return "no deployment of this room is running (phase 8 is where it acts)"
+        if name in ("emergency_disable", "flag_step") and self._service() is None:
+            return "no flag service configured"
+        return None
+
+    def unavailable_action(self, action: Action) -> str | None:
+        return self.unavailable(action.name)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in DANGEROUS_NAMES:
+            if self.WATCH:
+                return False  # absent from the footer, and refused if reached at all
+            return None if self.unavailable(action) else True
+        return action not in ROOM_ONLY or isinstance(self.screen, RoomScreen)
+
+    async def run_action(
+        self,
+        action: Any,
+        default_namespace: Any = None,
+        namespaces: Any = None,
+    ) -> bool:
+        """As Textual's, but a refused dangerous action says why (a dimmed key, a palette hit)."""
+        handled = await super().run_action(action, default_namespace, namespaces)
+        if not handled and isinstance(action, str):
+            name = action.removeprefix("app.").split("(", 1)[0]
+            why = self.unavailable(name) if name in DANGEROUS_NAMES else None
+            if why and not self.WATCH:
+                self.notify(f"{name.replace('_', ' ')}: {why}", severity="warning", timeout=4)
+        return handled
+
+    def _allowed(self, name: str) -> bool:
+        why = self.unavailable(name)
+        if why:
+            self.notify(f"{name.replace('_', ' ')}: {why}", severity="warning")
+            return False
+        return True
+
+    def _arm(self, key: str, message: str) -> bool:
+        """True on the second press within ARM_SECONDS; the first press says what comes."""
+        now = time.monotonic()
+        if now - self._armed.pop(key, -1e9) <= ARM_SECONDS:
+            return True
+        self._armed[key] = now
+        self.notify(message, timeout=ARM_SECONDS)
+        return False
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        for command in super().get_system_commands(screen):
+            if command.title == "Quit":  # ours asks first while a run is going
+                yield SystemCommand("Quit", "Quit portal-ops", self.action_quit)
+            else:
+                yield command
+
+    # -- looking (both modes) -----------------------------------------------------------
+
+    def action_focus_pane(self, pane: str) -> None:
+        self.room.focus_pane(pane)
+
+    def action_zoom(self) -> None:
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+            return
+        widget: Widget | None = screen.focused
+        while widget is not None and not widget.has_class("pane"):
+            parent = widget.parent
+            widget = parent if isinstance(parent, Widget) else None
+        if widget is None:
+            self.notify("focus a pane first (1-5 or tab), then z")
+            return
+        screen.maximize(widget, container=False)
+
+    def action_show_flags(self) -> None:
+        if isinstance(self.screen, FlagsScreen):
+            self.pop_screen()
+            return
+        self.push_screen(FlagsScreen(watch=self.WATCH))
+        self.call_after_refresh(self._draw_flags_screen)
+
+    def _draw_flags_screen(self) -> None:
+        if isinstance(self.screen, FlagsScreen):
+            self.screen.show(self.state, self.clock(), force=True)
+
+    def action_filter_log(self) -> None:
+        self.room.open_filter()
+
+    def action_cycle_severity(self) -> None:
+        level = self.room.cycle_severity()
+        self.notify(f"log: {level.upper() if level != 'debug' else 'all lines'}", timeout=2)
+
+    def action_wrap_log(self) -> None:
+        wrapped = self.room.toggle_wrap()
+        self.notify(
+            "log: long lines wrapped" if wrapped else "log: lines cut at the edge", timeout=2
+        )
+
+    def action_follow_log(self) -> None:
+        self.room.log_widget.follow()
+
+    def action_graph_rate(self, factor: float) -> None:
+        self.graph_interval = min(10.0, max(0.25, self.graph_interval * factor))
+        if self._graph_timer is not None:
+            self._graph_timer.stop()
+        self._graph_timer = self.set_interval(self.graph_interval, self._redraw_graphs)
+        self.notify(f"graphs redrawn every {self.graph_interval:g} s", timeout=2)
+
+    def action_cycle_theme(self) -> None:
+        names = [n for n in CYCLE if n in self.available_themes]
+        index = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(index + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(
+            HelpScreen(
+                self.available_actions, watch=self.WATCH, unavailable=self.unavailable_action
+            )
+        )
+
+    async def action_quit(self) -> None:
+        if self.WATCH or not self.engine_running:
+            self.exit(0)
+            return
+        assert self.engine_worker is not None
+        what = "rollback" if self.engine_worker.name == "rollback" else "deployment"
+        dep = self.state.deployment
+        self.push_screen(ConfirmQuit(dep.id if dep else "(starting)", what), self._quit_confirmed)
+
+    def _quit_confirmed(self, ok: object) -> None:
+        if ok:
+            self.run_worker(self._cancel_and_exit(), name="quit", group="control")
+
+    async def _cancel_and_exit(self) -> None:
+        worker = self.engine_worker
+        if worker is not None and worker.is_running:
+            worker.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker.wait(), 15)
+        self.exit(1, return_code=1)
+
+    # -- the engine's results -------------------------------------------------------------
+
+    def on_run_finished(self, message: RunFinished) -> None:
+        if message.error and message.outcome == "error":
+            self.notify(f"{message.run} did not run: {message.error}", severity="error", timeout=20)
+        else:
+            good = message.outcome in ("succeeded", "rolled_back")
+            self.notify(
+                f"{message.run} {message.deployment_id}: {message.outcome}"
+                + (f" ({message.error})" if message.error else ""),
+                severity="information" if good else "error",
+                timeout=15,
+            )
+        self.refresh_bindings()
+
+    def _rollback_target(self) -> str | None:
+        dep = self.state.deployment
+        if dep is not None and dep.id and not dep.dry_run:
+            return dep.id
+        return None
