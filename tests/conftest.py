@@ -96,6 +96,22 @@ def _test_operator() -> Iterator[None]:
         os.environ.pop("PORTAL_OPS_OPERATOR", None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the suite out of the developer's ~/.local/state and ~/.config: the demo keeps
+    its runs' journals there, and a config in ~/.config/portal-ops would be discovered."""
+    saved = {k: os.environ.get(k) for k in ("XDG_STATE_HOME", "XDG_CONFIG_HOME")}
+    root = tmp_path_factory.mktemp("user-dirs")
+    os.environ["XDG_STATE_HOME"] = str(root / "state")
+    os.environ["XDG_CONFIG_HOME"] = str(root / "config")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
     """One real OpenSSH server for the whole run (about 0.2 s to start); shared, keep it up."""
