@@ -1,5 +1,5 @@
 """The fault matrix: portal-ops killed (SIGKILL) at phase boundaries and inside the commands
-of deploy phases 4, 5, 6 and rollback phases 4, 5; the SSH link killed mid-migrate; a
+of deploy phases 4, 5, 6 and rollback phases 4, 5; the SSH link killed inside phases 4, 5, 6; a
 migrate timing out. Each scenario is then recovered, by ``rollback`` from a second machine
 (another state dir, no journal) or by ``resume`` from the first, and judged: one release on
 every host, the database matching it, no process of the old run left, the lock released,
@@ -42,6 +42,7 @@ class Scenario:
     at: str  # "phase:N" or "step:NAME" (deploy) / "rbstep:NAME" (rollback)
     recovery: str  # rollback-elsewhere | resume | none
     slow: str = ""  # the step made slow so the fault lands inside it
+    expect: str = "rolled_back"  # the outcome of a run left to recover on its own ("none")
 
 
 SCENARIOS = [
@@ -62,7 +63,9 @@ SCENARIOS = [
         "rbstep:migrate_rollback",
         "rollback-elsewhere",
     ),
+    Scenario("SSH link killed in phase 4", "ssh", "step:install", "none", "install", "failed"),
     Scenario("SSH link killed in phase 5", "ssh", "step:migrate", "none", "migrate"),
+    Scenario("SSH link killed in phase 6", "ssh", "step:reload", "none", "reload"),
     Scenario("migrate times out in phase 5", "timeout", "step:migrate", "none", "migrate"),
 ]
 
@@ -180,7 +183,7 @@ async def run_scenario(
     else:
         row = engine_at(cfg).journal.get_deployment(deployment_id) or {}
         outcome = str(row.get("outcome"))
-        ok_outcome = outcome == "rolled_back"
+        ok_outcome = outcome == s.expect
     seconds = time.monotonic() - started
     problems = [leftover] if leftover else []
     if not ok_outcome:
