@@ -340,17 +340,20 @@ class SSHHost(Host):
             )
         return left
 
-    async def _stop_remote(self, proc: Any, pidfile: str | None) -> None:
+    async def _stop_remote(self, proc: Any, pidfile: str | None) -> str:
         """A timeout or a cancel: close the channel (the watcher kills the group) and, while
-        the link is up, kill the group ourselves and wait until it is gone."""
+        the link is up, kill the group ourselves and wait until it is gone. What happened."""
         if proc is not None:
             proc.close()
         if pidfile is None:
-            return
+            return "its session was closed"
         try:
             await asyncio.shield(self._confirm_dead(pidfile))
+        except CommandTimeout as exc:
+            return f"it could NOT be stopped ({exc})"
         except (TransportError, asyncio.CancelledError):
-            pass  # link gone: the closed session's watcher does it
+            return "its session was closed (the host's watcher stops it)"  # link gone
+        return "was killed on the host"
 
     async def _run_once(
         self,
@@ -389,9 +392,9 @@ class SSHHost(Host):
             await self._stop_remote(proc, pidfile)
             raise
         except TimeoutError:
-            await self._stop_remote(proc, pidfile)
+            stopped = await self._stop_remote(proc, pidfile)
             raise CommandTimeout(
-                self.name, f"command timed out after {limit:.0f}s and was killed on the host"
+                self.name, f"command timed out after {limit:g}s and {stopped}"
             ) from None
         except _LOST as exc:
             await self._drop()
