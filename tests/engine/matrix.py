@@ -137,6 +137,11 @@ async def run_scenario(
     slow_cfg = json.loads(json.dumps(cfg))
     if s.slow == "migrate":
         slow_cfg["commands"]["migrate"] += f" && sh -c 'sleep 20' {marker}"
+    elif s.slow and s.fault == "ssh":  # slow once: the automatic rollback reloads quickly
+        once = root / "slow-once"
+        slow_cfg["commands"][s.slow] = (
+            f"if [ ! -e {once} ]; then touch {once}; sh -c 'sleep 20' {marker}; fi"
+        )
     elif s.slow:
         slow_cfg["commands"][s.slow] = f"sh -c 'sleep 20' {marker}"
     journal_path = root / "state" / "journal.db"
