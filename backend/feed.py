@@ -117,6 +117,9 @@ class BusFeed(Feed):
         self.history = ()
         history = list(await asyncio.to_thread(source)) if callable(source) else list(source)
         last = max((e.seq for e in history), default=0)
+        # a journal batching its writes hands events on before they have a seq (0): those
+        # already in the history are known by what they are
+        seen = {_identity(e) for e in history}
         if history:
             yield history
         self.caught_up.set()
@@ -125,7 +128,11 @@ class BusFeed(Feed):
             batch = [first]
             while not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-            fresh = [e for e in batch if not (e.seq and e.seq <= last)]
+            fresh = [
+                e
+                for e in batch
+                if not (e.seq and e.seq <= last) and not (not e.seq and _identity(e) in seen)
+            ]
             if fresh:
                 yield fresh
 
@@ -192,6 +199,10 @@ class JournalFeed(Feed):
             if len(rows) < self.batch_limit:
                 self.caught_up.set()
                 await asyncio.sleep(self.poll_interval)
+
+
+def _identity(event: Event) -> tuple[Any, ...]:
+    return (str(event.kind), event.ts, event.deployment_id, event.run, event.phase, event.host)
 
 
 def _encode(event: Event) -> dict[str, str]:

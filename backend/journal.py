@@ -1,14 +1,26 @@
 """The journal: every event, as it happens, in SQLite (sqlite-utils, WAL).
 
-It is the record that ``history``, ``show``, ``watch``, ``resume`` and ``rollback`` read, so
-that a crash of portal-ops never loses where a deployment stopped. One file in the state
-directory; several processes may read it while one writes.
+It is this machine's record that ``history``, ``show`` and ``watch`` read, and a cache of
+what the hosts hold (``resume`` and ``rollback`` read the hosts first). One file in the
+state directory; several processes may read it while one writes.
+
+A running engine writes in batches off the event loop (:meth:`Journal.batch_writes`): a
+writer thread commits whatever queued up while it committed the last batch, so a command
+printing thousands of lines costs the loop a queue put per line, not an SQLite commit. A
+SIGKILL loses at most the batch being written (milliseconds of events); what a resume or
+a rollback needs was written to the hosts before each irreversible step. Reads through the
+same journal flush first, so a process always reads its own writes.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
+import queue
+import threading
 import time
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +30,18 @@ from .paths import state_dir
 from .sqlite import immediate, open_database
 
 UNFINISHED = "running"
+BATCH_SECONDS = 0.05  # how long the writer gathers more writes after the first of a batch
+BATCH_MAX = 1000  # writes per commit at most
+
+log = logging.getLogger(__name__)
+_OPEN: weakref.WeakSet[Journal] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    """A process ending normally keeps every event it emitted."""
+    for journal in list(_OPEN):
+        journal.flush(timeout=10)
 
 
 class Journal:
@@ -27,6 +51,20 @@ class Journal:
         self.db = open_database(self.path)
         with immediate(self.db):
             self._ensure_schema()
+        self._writer: _Writer | None = None
+        self.commits = 0  # batches the writer committed (a test's measure of batching)
+
+    def batch_writes(self) -> None:
+        """From now on, writes go to a writer thread (see the module's docstring); events
+        are handed on before they have a ``seq``."""
+        if self._writer is None:
+            self._writer = _Writer(self)
+            _OPEN.add(self)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every write queued so far is committed."""
+        if self._writer is not None:
+            self._writer.flush(timeout)
 
     def _ensure_schema(self) -> None:
         if "deployments" not in self.db.table_names():
@@ -71,33 +109,36 @@ class Journal:
     # -- writing --------------------------------------------------------------------------
 
     def record(self, event: Event) -> Event:
-        """Write one event and keep the deployments table in step with it."""
+        """Write one event and keep the deployments table in step with it (queued, with
+        ``seq`` 0, when writes are batched)."""
+        if self._writer is not None:
+            self._writer.put(self._write_event, event)
+            return event
         with self.db.conn:
-            cursor = self.db.execute(
-                "INSERT INTO events (deployment_id, ts, kind, run, phase, host, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    event.deployment_id,
-                    event.ts,
-                    str(event.kind),
-                    event.run,
-                    event.phase,
-                    event.host,
-                    json.dumps(event.data, default=str),
-                ],
-            )
-            seq = cursor.lastrowid or 0
-            if (
-                event.deployment_id
-                and event.kind == Kind.DEPLOYMENT_STARTED
-                and event.run == "deploy"
-            ):
-                self._insert_deployment(event)
+            return self._write_event(self.db, event)
+
+    def _write_event(self, db: Any, event: Event) -> Event:
+        cursor = db.execute(
+            "INSERT INTO events (deployment_id, ts, kind, run, phase, host, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                event.deployment_id,
+                event.ts,
+                str(event.kind),
+                event.run,
+                event.phase,
+                event.host,
+                json.dumps(event.data, default=str),
+            ],
+        )
+        seq = cursor.lastrowid or 0
+        if event.deployment_id and event.kind == Kind.DEPLOYMENT_STARTED and event.run == "deploy":
+            self._insert_deployment(db, event)
         return replace(event, seq=seq)
 
-    def _insert_deployment(self, event: Event) -> None:
+    def _insert_deployment(self, db: Any, event: Event) -> None:
         d = event.data
-        self.db["deployments"].upsert(
+        db["deployments"].upsert(
             {
                 "id": event.deployment_id,
                 "target": d.get("target", ""),
@@ -123,6 +164,9 @@ class Journal:
             k: json.dumps(v, default=str) if isinstance(v, dict | list) else v
             for k, v in fields.items()
         }
+        if self._writer is not None:
+            self._writer.put(lambda db: db["deployments"].update(deployment_id, encoded))
+            return
         with self.db.conn:
             self.db["deployments"].update(deployment_id, encoded)
 
@@ -138,13 +182,16 @@ class Journal:
     # -- reading --------------------------------------------------------------------------
 
     def deployment_ids(self) -> list[str]:
+        self.flush()
         return [r["id"] for r in self.db.query("SELECT id FROM deployments")]
 
     def get_deployment(self, deployment_id: str) -> dict[str, Any] | None:
+        self.flush()
         rows = list(self.db.query("SELECT * FROM deployments WHERE id = ?", [deployment_id]))
         return _decode_deployment(rows[0]) if rows else None
 
     def list_deployments(self, limit: int = 20, target: str | None = None) -> list[dict[str, Any]]:
+        self.flush()
         sql = "SELECT * FROM deployments"
         args: list[Any] = []
         if target:
@@ -164,6 +211,7 @@ class Journal:
         return None
 
     def unfinished(self, target: str | None = None) -> list[dict[str, Any]]:
+        self.flush()
         sql = "SELECT * FROM deployments WHERE status = ? AND dry_run = 0"
         args: list[Any] = [UNFINISHED]
         if target:
@@ -178,6 +226,7 @@ class Journal:
     def events(
         self, deployment_id: str | None = None, after_seq: int = 0, limit: int | None = None
     ) -> list[Event]:
+        self.flush()
         sql = "SELECT * FROM events WHERE seq > ?"
         args: list[Any] = [after_seq]
         if deployment_id:
@@ -191,6 +240,7 @@ class Journal:
 
     def last_checkpoint(self, deployment_id: str) -> dict[str, Any]:
         """The deployment's last checkpoint, read alone (not every event of the run)."""
+        self.flush()
         rows = list(
             self.db.query(
                 "SELECT data FROM events WHERE deployment_id = ? AND kind = ? AND data LIKE ?"
@@ -204,6 +254,7 @@ class Journal:
 
     def phase_numbers(self, deployment_id: str, statuses: tuple[str, ...]) -> list[int]:
         """Numbers of the deploy phases that finished with one of ``statuses``."""
+        self.flush()
         rows = self.db.query(
             "SELECT data FROM events WHERE deployment_id = ? AND kind = ? AND run = 'deploy'",
             [deployment_id, str(Kind.PHASE_FINISHED)],
@@ -217,36 +268,134 @@ class Journal:
 
     def cache_deployment(self, view: dict[str, Any]) -> None:
         """Remember a deployment another machine made, as its hosts recorded it."""
+        if self._writer is not None:
+            self._writer.put(lambda db: self._cache(db, view))
+            return
         with self.db.conn:
-            self.db["deployments"].upsert(
-                {
-                    "id": view["id"],
-                    "target": view.get("target", ""),
-                    "kind": "deploy",
-                    "revision": view.get("revision", ""),
-                    "release": view.get("release", ""),
-                    "previous_release": "{}",
-                    "operator": json.dumps({"user": view.get("operator", "")}),
-                    "started_at": view.get("started_at") or time.time(),
-                    "status": UNFINISHED
-                    if view.get("status") in ("running", "interrupted", "paused", "rolling_back")
-                    else "finished",
-                    "outcome": view.get("status", ""),
-                    "dry_run": 0,
-                    "options": "{}",
-                    "hosts": json.dumps(view.get("hosts", [])),
-                    "summary": json.dumps({"from_hosts": True, "machine": view.get("machine")}),
-                    "pid": 0,
-                },
-                pk="id",
-            )
+            self._cache(self.db, view)
+
+    def _cache(self, db: Any, view: dict[str, Any]) -> None:
+        db["deployments"].upsert(
+            {
+                "id": view["id"],
+                "target": view.get("target", ""),
+                "kind": "deploy",
+                "revision": view.get("revision", ""),
+                "release": view.get("release", ""),
+                "previous_release": "{}",
+                "operator": json.dumps({"user": view.get("operator", "")}),
+                "started_at": view.get("started_at") or time.time(),
+                "status": UNFINISHED
+                if view.get("status") in ("running", "interrupted", "paused", "rolling_back")
+                else "finished",
+                "outcome": view.get("status", ""),
+                "dry_run": 0,
+                "options": "{}",
+                "hosts": json.dumps(view.get("hosts", [])),
+                "summary": json.dumps({"from_hosts": True, "machine": view.get("machine")}),
+                "pid": 0,
+            },
+            pk="id",
+        )
+
+    def of_kind(self, deployment_id: str, kind: str, run: str | None = None) -> list[Event]:
+        """A deployment's events of one kind (and run), read alone: rollback and resume ask
+        one question of the journal, never load every output line of a run."""
+        self.flush()
+        sql = "SELECT * FROM events WHERE deployment_id = ? AND kind = ?"
+        args: list[Any] = [deployment_id, str(kind)]
+        if run:
+            sql += " AND run = ?"
+            args.append(run)
+        return [_decode_event(r) for r in self.db.query(sql + " ORDER BY seq", args)]
 
     def last_seq(self) -> int:
+        self.flush()
         row = next(self.db.query("SELECT MAX(seq) AS m FROM events"))
         return int(row["m"] or 0)
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self.db.conn.close()
+
+
+def _nudge(db: Any) -> None:
+    """A write that writes nothing: a flush queues it to end the batch being gathered."""
+
+
+class _Writer:
+    """The journal's writer thread: one connection of its own, one commit per batch."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self.queued = 0  # writes put so far
+        self.done = 0  # writes committed (or given up) so far, in order
+        self.idle = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, write: Any, *args: Any) -> None:
+        with self.idle:
+            self.queued += 1
+        self.queue.put((write, *args))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for the writes queued before this call (not for those that keep coming)."""
+        if threading.current_thread() is self.thread:
+            return
+        with self.idle:
+            if self.done >= self.queued:
+                return
+        self.put(_nudge)  # ends the batch being gathered: commit now, not in 50 ms
+        with self.idle:
+            target = self.queued
+            self.idle.wait_for(lambda: self.done >= target or not self.thread.is_alive(), timeout)
+
+    def close(self) -> None:
+        self.flush(10)
+        self.queue.put(None)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        db = open_database(self.journal.path)
+        try:
+            while True:
+                first = self.queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                deadline = time.monotonic() + BATCH_SECONDS
+                while len(batch) < BATCH_MAX and first[0] is not _nudge:
+                    try:
+                        item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        self.queue.put(None)  # end after this batch
+                        break
+                    batch.append(item)
+                    if item[0] is _nudge:
+                        break
+                self._commit(db, batch)
+        finally:
+            db.conn.close()
+            with self.idle:
+                self.idle.notify_all()
+
+    def _commit(self, db: Any, batch: list[tuple[Any, ...]]) -> None:
+        try:
+            with db.conn:
+                for write, *args in batch:
+                    write(db, *args)
+            self.journal.commits += 1
+        except Exception:  # the journal is a cache: a failed write is logged, never fatal
+            log.exception("journal: %d write(s) lost", len(batch))
+        with self.idle:
+            self.done += len(batch)
+            self.idle.notify_all()
 
 
 def _decode_deployment(row: dict[str, Any]) -> dict[str, Any]:

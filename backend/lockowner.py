@@ -89,6 +89,5 @@ def held_lock(journal: Any, deployment_id: str) -> bool:
     """Did this deployment ever hold the lock? A run refused it in a race never changed a
     host, so it is not an unfinished deployment to resume or roll back."""
     return any(
-        e.kind == "lock" and (e.data or {}).get("action") == "acquired"
-        for e in journal.events(deployment_id)
+        (e.data or {}).get("action") == "acquired" for e in journal.of_kind(deployment_id, "lock")
     )

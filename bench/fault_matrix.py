@@ -2,8 +2,9 @@
 
 Each scenario (tests/engine/matrix.py) kills portal-ops with SIGKILL at a phase boundary or
 inside the commands of deploy phases 4, 5, 6 or rollback phases 4, 5, kills the SSH link
-mid-migrate, or lets a migrate time out; then recovers by ``rollback`` from a second state
-dir (no journal: the hosts' records) or ``resume`` from the first, and checks convergence:
+inside the same commands, or lets a migrate time out; then recovers on its own, by
+``rollback`` from a second state dir (no journal: the hosts' records) or by ``resume`` from
+the first, and checks convergence:
 one release on every host, the database matching it, no process of the old run left, the
 lock released, the outcome truthful. Seconds: from the copy of the v1 template to the end
 of the recovery.

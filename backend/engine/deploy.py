@@ -140,6 +140,7 @@ class Deployment(Run):
         self.rollback_summary: dict[str, Any] | None = None
         self.resumed_from = resumed_from or {}
         self.created: list[str] = []  # hosts where this run created the release folder
+        self.traffic: dict[str, str] = {}  # host -> drained | serving, as its record says
         self.baseline: dict[str, Any] | None = None  # migrate_status before migrate ran
         self.number = 0  # the phase in flight
 
@@ -187,7 +188,14 @@ class Deployment(Run):
             backups=self.backups,
             options=self.options.to_dict(),
             created=name in self.created,
+            traffic=self.traffic.get(name, ""),
         )
+
+    async def mark_traffic(self, name: str, traffic: str) -> None:
+        """The host's record says it is drained before the drain (a crash warning read from
+        any machine then names it), and serving once it is back."""
+        self.traffic[name] = traffic
+        await self.write_host_records(names=[name], strict=traffic == "drained")
 
     async def write_host_records(
         self, status: str = "running", *, strict: bool = True, names: list[str] | None = None

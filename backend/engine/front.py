@@ -8,6 +8,7 @@ is an event on its bus, and so in the journal.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,7 @@ class Engine:
         self.config = config
         self.host_factory = host_factory or make_host
         self.journal = journal or Journal(state_dir(config.state.dir) / "journal.db")
+        self.journal.batch_writes()  # every output line a queue put, not a commit on the loop
         self.bus = bus or EventBus()
         self.bus.set_stamper(self.journal.record)
         self.operator = operator or current_operator()
@@ -68,6 +70,12 @@ class Engine:
             return await deployment.execute()
         finally:
             self.current = None
+            await self.flush_journal()
+
+    async def flush_journal(self) -> None:
+        """Wait, off the loop, until the run's events are in the journal (other processes
+        reading it, a watcher, see the end of the run when the call returns)."""
+        await asyncio.to_thread(self.journal.flush, 30)
 
     def pause_rollout(self) -> bool:
         """Pause the running gradual rollout (phase 8), or resume it; the new state.
@@ -91,7 +99,10 @@ class Engine:
     async def resume(self, deployment_id: str) -> DeploymentResult:
         from .resume import resume_deployment
 
-        return await resume_deployment(self, deployment_id)
+        try:
+            return await resume_deployment(self, deployment_id)
+        finally:
+            await self.flush_journal()
 
     async def rollback(
         self,
@@ -105,12 +116,15 @@ class Engine:
     ) -> Any:
         from .rollback import rollback_deployment
 
-        return await rollback_deployment(
-            self,
-            deployment_id,
-            reason,
-            trigger=trigger or {"kind": "manual"},
-            dry_run=dry_run,
-            force=force,
-            restore_dump=restore_dump,
-        )
+        try:
+            return await rollback_deployment(
+                self,
+                deployment_id,
+                reason,
+                trigger=trigger or {"kind": "manual"},
+                dry_run=dry_run,
+                force=force,
+                restore_dump=restore_dump,
+            )
+        finally:
+            await self.flush_journal()

@@ -80,6 +80,11 @@ class DeploymentView:
     def unfinished(self) -> bool:
         return self.status in UNFINISHED
 
+    @property
+    def drained(self) -> list[str]:
+        """Hosts this deployment took out of the load balancer and has not put back."""
+        return sorted(h for h, r in self.hosts.items() if r.get("traffic") == "drained")
+
     def checkpoint(self) -> dict[str, Any]:
         """The same shape the journal's checkpoints have, for rollback and resume."""
         return {

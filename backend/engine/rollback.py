@@ -622,11 +622,11 @@ class RollbackRun(Run):
         return int(applied)
 
     def database_already_restored(self) -> bool:
-        for event in self.engine.journal.events(self.deployment_id):
+        for event in self.engine.journal.of_kind(
+            self.deployment_id, Kind.PHASE_FINISHED, run="rollback"
+        ):
             if (
-                event.run == "rollback"
-                and event.kind == Kind.PHASE_FINISHED
-                and event.phase == "rb-database"
+                event.phase == "rb-database"
                 and event.data.get("status") == "succeeded"
                 and not event.data.get("dry_run")
             ):
@@ -935,6 +935,28 @@ async def survey(config: Any, hosts: dict[str, Host]) -> dict[str, HostState]:
 
 
 problems: dict[str, str] = {}  # hosts the last survey could not read, and why
+
+
+async def unfinished_on_hosts(config: Any, dead: set[str] | None = None) -> list[DeploymentView]:
+    """The deployments the hosts record as unfinished (running, interrupted, paused, rolling
+    back) whose lock is no longer renewed, whatever machine started them: what a crash
+    warning names. A run whose lease is live is running somewhere, not crashed, unless it is
+    in ``dead`` (this machine's journal saw its process die)."""
+    from ..transport import make_host
+    from .lock import read_locks
+
+    hosts = {h.name: make_host(config, h) for h in config.hosts}
+    try:
+        states = await survey(config, hosts)
+        holders = await read_locks(config, {n: h for n, h in hosts.items() if n in states})
+    finally:
+        await asyncio.gather(*(h.close() for h in hosts.values()), return_exceptions=True)
+    live = {str(h.owner.get("deployment_id")) for h in holders if not h.stale} - (dead or set())
+    views = merge(states)
+    return sorted(
+        (v for v in views.values() if v.unfinished and v.deployment_id not in live),
+        key=lambda v: v.started_at,
+    )
 
 
 def pick_deployment(

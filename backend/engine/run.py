@@ -340,6 +340,7 @@ class Run:
         rollout = self.config.rollout
         if lb_action(self.config, self.host_config(name), "drain"):
             self.set_host_state(name, "draining", release=before)
+            await self.mark_traffic(name, "drained")
             await self.load_balancer(name, "drain", strict=strict)
             if not self.dry_run:
                 drained = await wait_drained(self.config, self.host_config(name))
@@ -368,7 +369,13 @@ class Run:
                     self.set_host_state(name, "unhealthy", release=release, error=detail)
                     raise PhaseFailed(f"{name}: health check failed on {release}: {detail}", [name])
         await self.load_balancer(name, "enable", strict=strict)
+        if lb_action(self.config, self.host_config(name), "enable"):
+            await self.mark_traffic(name, "serving")
         self.set_host_state(name, "live", release=release)
+
+    async def mark_traffic(self, name: str, traffic: str) -> None:
+        """Record on the host that it is ``drained`` (before the drain) or ``serving`` again:
+        a deployment writes it to its host record; a rollback has no record of its own."""
 
     async def load_balancer(self, name: str, action: str, *, strict: bool) -> None:
         """``drain`` or ``enable`` one host in the load balancer, if one is configured."""

@@ -1,11 +1,25 @@
 """Remote commands that die with their session.
 
-Each command runs on the host in a process group of its own (``setsid``), its group id in a
-pid file named after the run it belongs to. A watcher reads the session's stdin: when the
-SSH channel closes (portal-ops killed, the link lost, a timeout or a cancel closing it), the
+Each command runs on the host in a process group of its own (``setsid``), recorded in a pid
+file named after the run it belongs to. A watcher reads the session's stdin: when the SSH
+channel closes (portal-ops killed, the link lost, a timeout or a cancel closing it), the
 watcher gets end-of-file and kills the whole group. A retry or a database rollback first
 runs :func:`kill_tagged` / :func:`kill_pidfile`, which stop what is left and wait until it
 is gone ("confirmed dead").
+
+Two windows make this hard, and the pid file's protocol closes both:
+
+- The session may end before the command's group exists (a SIGKILL or a timeout while the
+  remote shell starts). ``kill -TERM -<pgid>`` of a group that ``setsid`` has not created
+  yet hits nothing, and the command then runs on unwatched. So the group id ``p`` is
+  signalled both as a group and as a process: before ``setsid`` the process ``p`` is the
+  forked shell about to become the group, and it dies; after, the group does.
+- A kill may run before the wrapper has started at all (sshd still forking it). The wrapper
+  therefore *claims* its pid file first, with an exclusive create (``set -C``), writing its
+  own pid; the kill claims the same name with ``cancelled``. Whoever creates the file
+  first wins: a wrapper that finds ``cancelled`` never starts its command (exit 125), and a
+  kill that finds the wrapper's pid waits until the group id is written (line 2) or the
+  wrapper is gone, then kills the group. So "confirmed dead" holds in every window.
 """
 
 from __future__ import annotations
@@ -17,27 +31,55 @@ from ..shell import q
 
 RUN_DIR = '"${TMPDIR:-/tmp}/portal-ops-run-$(id -u)"'
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+CANCELLED_EXIT = 125  # the wrapper found its pid file claimed by a kill: it never started
 
-# $1 the command, $2 the pid file. The watcher's output goes nowhere, so the channel closes
+# alive "$1": the group "$1", or the process "$1", has a member that is not a zombie (a
+# zombie orphan waits for init to reap it, which some containers' init does only slowly)
+_ALIVE = (
+    'alive() { kill -0 -"$1" 2>/dev/null || kill -0 "$1" 2>/dev/null || return 1; '
+    "[ -r /proc/self/stat ] || return 0; "
+    'for s in /proc/[0-9]*/stat; do { read -r l <"$s"; } 2>/dev/null || continue; '
+    'r=${l##*") "}; set -- "$1" $r; '
+    '[ "$2" != Z ] && { [ "$4" = "$1" ] || [ "${l%% *}" = "$1" ]; } && return 0; '
+    "done; return 1; }; "
+)
+
+# stop "$1" (a group id that is also the pid of its leader, possibly not yet a leader):
+# TERM to the group and the process, up to 5 s, then KILL; 0 when gone
+_STOP = _ALIVE + (
+    'stop() { kill -TERM -"$1" 2>/dev/null; kill -TERM "$1" 2>/dev/null; i=0; '
+    'while alive "$1" && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; '
+    'kill -KILL -"$1" 2>/dev/null; kill -KILL "$1" 2>/dev/null; i=0; '
+    'while alive "$1" && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; '
+    '! alive "$1"; }; '
+)
+
+# $1 the command, $2 the pid file. Line 1 of the pid file: the wrapper's pid (its claim);
+# line 2: the command's group id. The watcher's output goes nowhere, so the channel closes
 # when the command ends; it kills only while the pid file is there (no stale pid reused).
 WRAPPER = (
-    'f="$2"; mkdir -p "$(dirname "$f")"; exec 3<&0; '
-    'command -v setsid >/dev/null 2>&1 || exec sh -c "$1"; '
-    'setsid sh -c "$1" </dev/null 3<&- & p=$!; echo "$p" > "$f"; '
-    '( cat >/dev/null; if [ -f "$f" ]; then kill -TERM -"$p" 2>/dev/null; n=0; '
-    'while kill -0 -"$p" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done; '
-    'kill -KILL -"$p" 2>/dev/null; rm -f "$f"; fi ) <&3 >/dev/null 2>&1 & exec 3<&-; '
+    _STOP + 'f="$2"; d="${f%/*}"; [ -d "$d" ] || mkdir -p "$d"; '
+    'set -C; { echo "$$" > "$f"; } 2>/dev/null || '
+    f'{{ echo "portal-ops: cancelled before it started" >&2; exit {CANCELLED_EXIT}; }}; set +C; '
+    'command -v setsid >/dev/null 2>&1 || { echo "$$" >> "$f"; exec sh -c "$1"; }; '
+    'exec 3<&0; setsid sh -c "$1" </dev/null 3<&- & p=$!; echo "$p" >> "$f"; '
+    '( cat >/dev/null; [ -f "$f" ] && stop "$p" ) <&3 >/dev/null 2>&1 & exec 3<&-; '
     'wait "$p"; rc=$?; rm -f "$f"; exit $rc'
 )
 
-# stop every group of the pid files given (a glob), wait until gone, print LEFT=<n>
+# for each pid file (a glob, or one name to claim): wait for its group id while its wrapper
+# starts, stop the group, wait until gone; print LEFT=<running when asked> ALIVE=<unkillable>
 _KILL = (
-    'n=0; for f in {files}; do [ -f "$f" ] || continue; {skip}p=$(cat "$f"); '
-    'if kill -0 -"$p" 2>/dev/null; then n=$((n+1)); kill -TERM -"$p" 2>/dev/null; i=0; '
-    'while kill -0 -"$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; '
-    'kill -KILL -"$p" 2>/dev/null; i=0; '
-    'while kill -0 -"$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; fi; '
-    'rm -f "$f"; done; echo "LEFT=$n"'
+    _STOP + 'n=0; a=0; @CLAIM@for f in @FILES@; do @CANCEL@[ -f "$f" ] || continue; @SKIP@'
+    'j=0; while :; do w=; p=; { read -r w; read -r p; } 2>/dev/null <"$f"; '
+    '[ "$w" = cancelled ] || [ -n "$p" ] || [ ! -f "$f" ] && break; '
+    '[ -n "$w" ] && ! kill -0 "$w" 2>/dev/null && break; '
+    "[ $j -ge 100 ] && break; j=$((j+1)); sleep 0.05; done; "
+    'if [ "$w" = cancelled ]; then '
+    '[ -n "$(find "$f" -mmin +1440 2>/dev/null)" ] && rm -f "$f"; continue; fi; '
+    'if [ -z "$p" ] && [ -n "$w" ] && kill -0 "$w" 2>/dev/null; then a=$((a+1)); continue; fi; '
+    'if [ -n "$p" ] && alive "$p"; then n=$((n+1)); '
+    'stop "$p" || a=$((a+1)); fi; rm -f "$f"; done; echo "LEFT=$n ALIVE=$a"'
 )
 
 
@@ -55,18 +97,31 @@ def wrap(command: str, pidfile: str) -> str:
 
 
 def kill_pidfile(pidfile: str) -> str:
-    return _KILL.format(files=pidfile, skip="")
+    """Stop the one command of ``pidfile``, whatever point of its start it reached: a
+    wrapper not started yet is cancelled (the name is claimed, so it never starts)."""
+    return _kill(
+        claim=f'd={RUN_DIR}; [ -d "$d" ] || mkdir -p "$d"; ',
+        files=pidfile,
+        cancel='if (set -C; echo cancelled > "$f") 2>/dev/null; then continue; fi; ',
+    )
 
 
 def kill_tagged(prefix: str, exclude: str | None = None) -> str:
     """Every leftover command of the runs whose tag starts with ``prefix`` (a deployment's
     id), except those of the run tagged ``exclude`` (the one asking)."""
     skip = f'case "$f" in */{q(safe_tag(exclude))}.*) continue;; esac; ' if exclude else ""
-    return _KILL.format(files=f"{RUN_DIR}/{safe_tag(prefix)}*.pid", skip=skip)
+    return _kill(files=f"{RUN_DIR}/{safe_tag(prefix)}*.pid", skip=skip)
 
 
-def parse_left(output: str) -> int:
-    for line in output.splitlines():
-        if line.startswith("LEFT="):
-            return int(line[5:] or 0)
-    return 0
+def _kill(files: str, claim: str = "", cancel: str = "", skip: str = "") -> str:
+    parts = {"@CLAIM@": claim, "@FILES@": files, "@CANCEL@": cancel, "@SKIP@": skip}
+    text = _KILL
+    for mark, value in parts.items():
+        text = text.replace(mark, value)
+    return f"sh -c {q(text)}"  # sh whatever the login shell is, as the wrapper
+
+
+def parse_left(output: str) -> tuple[int, int]:
+    """(commands that were still running and were stopped, commands that could not be)."""
+    found = dict(re.findall(r"\b(LEFT|ALIVE)=(\d+)", output))
+    return int(found.get("LEFT", 0)), int(found.get("ALIVE", 0))

@@ -251,15 +251,17 @@ class SSHHost(Host):
     ) -> CommandResult:
         attempts = 1 + (self.options.max_reconnects if retry_safe else 0)
         delay = 0.5
-        # the command runs in its own process group on the host, killed with the session
-        pidfile = new_pidfile(command_tag.get()) if input is None else None
-        remote = wrap(command, pidfile) if pidfile else command
+        # the command runs in its own process group on the host, killed with the session;
+        # each attempt has a pid file of its own (a kill claims the name of the one it stops)
+        pidfile: str | None = None
         for attempt in range(1, attempts + 1):
             try:
                 if self._conn is None:
                     await self.connect()
-                if attempt > 1 and pidfile:
+                if pidfile:
                     await self._confirm_dead(pidfile)  # the cut-off run first, then the retry
+                pidfile = new_pidfile(command_tag.get()) if input is None else None
+                remote = wrap(command, pidfile) if pidfile else command
                 return await self._run_once(remote, timeout, on_line, input, pidfile, command)
             except (ConnectionLost, HostUnreachable) as exc:
                 if isinstance(exc, HostKeyMismatch) or attempt == attempts:
@@ -320,23 +322,38 @@ class SSHHost(Host):
         return str(result.stdout or "")
 
     async def _confirm_dead(self, pidfile: str) -> None:
-        await self._raw(kill_pidfile(pidfile))
+        """Stop the command of ``pidfile`` wherever its start got to (not started yet: it
+        never will) and wait until it is gone."""
+        self._dead_or_raise(await self._raw(kill_pidfile(pidfile)))
 
     async def kill_tagged(self, prefix: str) -> int:
         """Stop every leftover command of a deployment (a crashed or cut-off run) and wait
         until gone; how many were still running. Commands of the asking run are spared."""
-        return parse_left(await self._raw(kill_tagged(prefix + ".", exclude=command_tag.get())))
+        output = await self._raw(kill_tagged(prefix + ".", exclude=command_tag.get()))
+        return self._dead_or_raise(output)
 
-    async def _stop_remote(self, proc: Any, pidfile: str | None) -> None:
+    def _dead_or_raise(self, output: str) -> int:
+        left, alive = parse_left(output)
+        if alive:
+            raise CommandTimeout(
+                self.name, f"{alive} earlier command(s) could not be stopped on the host"
+            )
+        return left
+
+    async def _stop_remote(self, proc: Any, pidfile: str | None) -> str:
         """A timeout or a cancel: close the channel (the watcher kills the group) and, while
-        the link is up, kill the group ourselves and wait until it is gone."""
-        proc.close()
+        the link is up, kill the group ourselves and wait until it is gone. What happened."""
+        if proc is not None:
+            proc.close()
         if pidfile is None:
-            return
+            return "its session was closed"
         try:
             await asyncio.shield(self._confirm_dead(pidfile))
-        except (Exception, asyncio.CancelledError):
-            pass  # link gone: the closed session's watcher does it
+        except CommandTimeout as exc:
+            return f"it could NOT be stopped ({exc})"
+        except (TransportError, asyncio.CancelledError):
+            return "its session was closed (the host's watcher stops it)"  # link gone
+        return "was killed on the host"
 
     async def _run_once(
         self,
@@ -352,7 +369,13 @@ class SSHHost(Host):
         out: list[str] = []
         err: list[str] = []
         limit = timeout or self.options.command_timeout
-        proc = await self._open_process(command, input, on_line, started + limit)
+        try:
+            proc = await self._open_process(command, input, on_line, started + limit)
+        except asyncio.CancelledError:
+            # cancelled while the session opened: the command may be starting on the host
+            if pidfile is not None:
+                await self._stop_remote(None, pidfile)
+            raise
         try:
             await asyncio.wait_for(
                 _quiet(
@@ -369,9 +392,9 @@ class SSHHost(Host):
             await self._stop_remote(proc, pidfile)
             raise
         except TimeoutError:
-            await self._stop_remote(proc, pidfile)
+            stopped = await self._stop_remote(proc, pidfile)
             raise CommandTimeout(
-                self.name, f"command timed out after {limit:.0f}s and was killed on the host"
+                self.name, f"command timed out after {limit:g}s and {stopped}"
             ) from None
         except _LOST as exc:
             await self._drop()

@@ -1,5 +1,5 @@
 """The fault matrix: portal-ops killed (SIGKILL) at phase boundaries and inside the commands
-of deploy phases 4, 5, 6 and rollback phases 4, 5; the SSH link killed mid-migrate; a
+of deploy phases 4, 5, 6 and rollback phases 4, 5; the SSH link killed inside phases 4, 5, 6; a
 migrate timing out. Each scenario is then recovered, by ``rollback`` from a second machine
 (another state dir, no journal) or by ``resume`` from the first, and judged: one release on
 every host, the database matching it, no process of the old run left, the lock released,
@@ -38,10 +38,11 @@ HOSTS = ("host-1", "host-2")
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    fault: str  # sigkill | sigkill-rollback | ssh | timeout
+    fault: str  # sigkill | sigkill-rollback | ssh | ssh-rollback | timeout
     at: str  # "phase:N" or "step:NAME" (deploy) / "rbstep:NAME" (rollback)
     recovery: str  # rollback-elsewhere | resume | none
     slow: str = ""  # the step made slow so the fault lands inside it
+    expect: str = "rolled_back"  # the outcome of a run left to recover on its own ("none")
 
 
 SCENARIOS = [
@@ -62,7 +63,18 @@ SCENARIOS = [
         "rbstep:migrate_rollback",
         "rollback-elsewhere",
     ),
+    Scenario("SSH link killed in phase 4", "ssh", "step:install", "none", "install", "failed"),
     Scenario("SSH link killed in phase 5", "ssh", "step:migrate", "none", "migrate"),
+    Scenario("SSH link killed in phase 6", "ssh", "step:reload", "none", "reload"),
+    Scenario(
+        "SSH link killed in rollback 4", "ssh-rollback", "rbstep:reload", "none", "", "succeeded"
+    ),
+    Scenario(
+        "SSH link killed in rollback 5",
+        "ssh-rollback",
+        "rbstep:migrate_rollback",
+        "rollback-elsewhere",  # migrate:rollback is never repeated blindly: partial, then this
+    ),
     Scenario("migrate times out in phase 5", "timeout", "step:migrate", "none", "migrate"),
 ]
 
@@ -125,10 +137,16 @@ async def run_scenario(
     slow_cfg = json.loads(json.dumps(cfg))
     if s.slow == "migrate":
         slow_cfg["commands"]["migrate"] += f" && sh -c 'sleep 20' {marker}"
+    elif s.slow and s.fault == "ssh":  # slow once: the automatic rollback reloads quickly
+        once = root / "slow-once"
+        slow_cfg["commands"][s.slow] = (
+            f"if [ ! -e {once} ]; then touch {once}; sh -c 'sleep 20' {marker}; fi"
+        )
     elif s.slow:
         slow_cfg["commands"][s.slow] = f"sh -c 'sleep 20' {marker}"
     journal_path = root / "state" / "journal.db"
     deployment_id = ""
+    row: dict[str, Any] = {}
     if s.fault in ("sigkill", "sigkill-rollback"):
         if s.fault == "sigkill-rollback":
             done = await engine_at(cfg).deploy(revision="v2")
@@ -149,6 +167,23 @@ async def run_scenario(
         kill_sshd_sessions(sshd)
         result = await task
         deployment_id = result.deployment_id
+    elif s.fault == "ssh-rollback":
+        done = await engine_at(cfg).deploy(revision="v2")
+        assert done.ok, done.error
+        deployment_id = done.deployment_id
+        rb_cfg = json.loads(json.dumps(cfg))
+        step = s.at.split(":")[1]
+        once = root / "slow-once"  # slow the first time only: the retry after the reconnect
+        rb_cfg["commands"][step] = (
+            f"if [ ! -e {once} ]; then touch {once}; sh -c 'sleep 20' {marker}; fi; "
+            + rb_cfg["commands"].get(step, "true")
+        )
+        rb_engine = engine_at(rb_cfg)
+        task = asyncio.create_task(rb_engine.rollback(deployment_id, "link test"))
+        await wait_until(lambda: bool(processes_with(f"sleep 20 {marker}")), 120, step)
+        kill_sshd_sessions(sshd)
+        rolled = await task
+        row = {"outcome": rolled.outcome}
     elif s.fault == "timeout":
         slow_cfg["ssh"]["step_timeouts"] = {"migrate": 2}
         result = await engine_at(slow_cfg).deploy(revision="v2")
@@ -178,9 +213,10 @@ async def run_scenario(
         expect_release = res.release
         expect_db = db_v1 + "002_more\n"
     else:
-        row = engine_at(cfg).journal.get_deployment(deployment_id) or {}
+        if s.fault != "ssh-rollback":
+            row = engine_at(cfg).journal.get_deployment(deployment_id) or {}
         outcome = str(row.get("outcome"))
-        ok_outcome = outcome == "rolled_back"
+        ok_outcome = outcome == s.expect
     seconds = time.monotonic() - started
     problems = [leftover] if leftover else []
     if not ok_outcome:

@@ -19,23 +19,10 @@ def template(sshd: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
     return root, cfg, old
 
 
-# Known, intermittent: SIGKILLed while a step of phase 4 or 6 runs on two hosts, the
-# host's wrapper sometimes never sees its session's stdin close, so the step runs on until
-# it ends by itself (seen in 3 of 6 such runs; phase 5 and the rollback's steps never).
-# The verdict names the leftover processes; finding who keeps that stdin open is open.
-INTERMITTENT = pytest.mark.xfail(
-    reason="leftover step after SIGKILL inside phase 4/6 (wrapper's stdin not closed)",
-    strict=False,
-)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "scenario",
-    [
-        pytest.param(s, marks=INTERMITTENT) if s.slow in ("install", "reload") else s
-        for s in SCENARIOS
-    ],
+    SCENARIOS,
     ids=[f"{s.name}-{s.recovery}".replace(" ", "_") for s in SCENARIOS],
 )
 async def test_fault_converges(sshd, template, tmp_path: Path, scenario: Scenario) -> None:

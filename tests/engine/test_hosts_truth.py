@@ -190,11 +190,11 @@ async def test_timed_out_and_cut_off_commands_die_on_the_host(sshd, tmp_path: Pa
     )
     done = tmp_path / "finished"
     marker = "mark-timeout-" + tmp_path.name
-    # 3 s: the remote shell's start-up (rc files) must be over when the timeout fires; a
-    # timeout inside that start-up, before the wrapper wrote its pid file, is a known gap
+    # timeouts inside the remote shell's start-up: tests/engine/test_remote_group.py
     with pytest.raises(CommandTimeout, match="killed on the host"):
-        await host.run(f"sh -c 'sleep 30' {marker}; touch {done}", timeout=3)
-    assert not processes_with(marker)  # confirmed dead before run() returned
+        await host.run(f"sh -c 'sleep 30' {marker}; touch {done}", timeout=0.5)
+    assert not processes_with(f"sleep 30 {marker}")  # confirmed dead before run() returned
+    await wait_until(lambda: not processes_with(marker), 10, "its wrapper to end")
     marker2 = marker + "-lost"
     task = asyncio.create_task(host.run(f"sh -c 'sleep 30' {marker2}; touch {done}"))
     await wait_until(lambda: bool(processes_with(f"sleep 30 {marker2}")), what="running")
@@ -356,3 +356,25 @@ async def test_backups_leave_out_backup_exclude(sshd, tmp_path: Path) -> None:
         names = archive.getnames()
     assert any(n.endswith("/VERSION") for n in names)
     assert not any("/.venv" in n for n in names)
+
+
+async def test_a_resume_that_cannot_continue_exits_2_says_what_to_run_and_changes_nothing(
+    sshd, tmp_path: Path
+) -> None:
+    from .helpers import tree
+
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo)
+    await deploy_v1(cfg)
+    done = await engine_for(cfg).deploy(revision="v2")
+    assert done.ok, done.error
+    config_file = write_toml(second_machine(cfg, tmp_path), tmp_path / "elsewhere.toml")
+    before = {h: tree(tmp_path / h) for h in ("host-1", "host-2")}
+    finished = run_cli(config_file, "resume", done.deployment_id)
+    assert finished.returncode == 2, finished.stdout + finished.stderr
+    assert "nothing to resume" in finished.stderr and "portal-ops deploy" in finished.stderr
+    assert f"portal-ops rollback {done.deployment_id}" in finished.stderr
+    unknown = run_cli(config_file, "resume", "bp-20990101-000000-abcdef")
+    assert unknown.returncode == 2 and "unknown deployment id" in unknown.stderr
+    assert "portal-ops history" in unknown.stderr
+    assert {h: tree(tmp_path / h) for h in ("host-1", "host-2")} == before

@@ -3,6 +3,7 @@ and the exit codes a pipeline reads (the one place they are decided)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -194,32 +195,76 @@ def load_or_exit(config_path: str | None) -> Config:
     return config
 
 
+# commands that read the hosts for the crash warning even when this machine's journal knows
+# of no unfinished deployment (one started from CI or a laptop that died)
+HOST_WARNING_COMMANDS = frozenset({"deploy", "unlock"})
+
+
 def warn_unfinished(config: Config) -> None:
-    """Say so, on stderr, when the journal holds a deployment whose process died before it
-    finished (portal-ops killed, SSH session to the bastion lost): its lock is still on the
-    hosts and its hosts may be on different releases."""
+    """Say so, on stderr, when a deployment stopped without finishing (portal-ops killed, the
+    SSH session to the bastion lost): its lock is still on the hosts and they may be on
+    different releases, some drained. The hosts' records say which, so the warning names
+    the switched and drained hosts from any machine; this machine's journal only tells which
+    of its own runs died, and so when to look."""
     try:
         journal = open_journal(config)
         stale = journal.abandoned(config.portal.name)
     except Exception:  # the warning must never stop a command
         return
-    from backend.engine.rollback import last_checkpoint
+    context = click.get_current_context(silent=True)
+    command = context.info_name if context is not None else None
+    if not stale and command not in HOST_WARNING_COMMANDS:
+        return
+    from backend.engine.rollback import unfinished_on_hosts
 
-    for row in stale:
-        switched = last_checkpoint(journal.events(row["id"])).get("switched") or []
-        click.echo(
-            f"portal-ops: deployment {row['id']} did not finish (its process {row.get('pid')} is"
-            " gone); its deploy lock is still held on the hosts"
-            + (
-                f"; already switched: {', '.join(switched)}"
-                if switched
-                else "; no host switched yet"
+    dead = {str(row["id"]): row for row in stale}
+    try:
+        views = asyncio.run(asyncio.wait_for(unfinished_on_hosts(config, set(dead)), 30))
+    except Exception:  # hosts unreachable (or a loop running): the journal's view
+        views = None
+    if views is not None:
+        for view in views:
+            row = dead.pop(view.deployment_id, None)
+            if row is None and view.pid and view.machine == _machine():
+                from backend.journal import process_alive
+
+                if process_alive(view.pid):
+                    continue  # this machine's run, alive: not a crash
+            who = (
+                f"its process {row.get('pid')} is gone"
+                if row is not None
+                else f"started by {view.operator or '?'} on {view.machine or '?'}"
             )
-            + f". Continue: portal-ops resume {row['id']}  |  undo: portal-ops rollback {row['id']}",
-            err=True,
-        )
+            _warn(
+                view.deployment_id,
+                f"did not finish ({who}; {view.status} on the hosts at phase {view.number},"
+                f" {view.phase})",
+                view.live_on,
+                view.drained,
+            )
+    for row in dead.values():  # the hosts could not be read: what this journal recorded
+        checkpoint = journal.last_checkpoint(row["id"])
+        switched = list(checkpoint.get("switched") or [])
+        _warn(row["id"], f"did not finish (its process {row.get('pid')} is gone)", switched, None)
 
-    return True
+
+def _machine() -> str:
+    from backend.identity import current_operator
+
+    return current_operator().host
+
+
+def _warn(deployment_id: str, what: str, switched: list[str], drained: list[str] | None) -> None:
+    parts = [f"portal-ops: deployment {deployment_id} {what}; its deploy lock is still held"]
+    parts.append("switched: " + (", ".join(switched) if switched else "none"))
+    if drained is not None:
+        parts.append("drained: " + (", ".join(drained) if drained else "none"))
+    click.echo(
+        "; ".join(parts)
+        + f". Continue: portal-ops resume {deployment_id}  |  undo: portal-ops rollback"
+        f" {deployment_id}",
+        err=True,
+    )
 
 
 def open_journal(config: Config | None = None) -> Journal:
