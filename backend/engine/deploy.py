@@ -35,7 +35,12 @@ from .lock import (
     redis_release,
 )
 from .run import PhaseFailed, PhaseResult, Plan, Run
+from .script import Step
 from .traffic import batches
+
+# phases that change feature flags (in Redis, not on the hosts): their host record is
+# written before they start, not held for a later command
+FLAG_PHASES = {3, 8}
 
 if TYPE_CHECKING:
     from .front import Engine
@@ -184,13 +189,29 @@ class Deployment(Run):
         )
 
     async def write_host_records(
-        self, status: str = "running", *, strict: bool = True, names: list[str] | None = None
+        self,
+        status: str = "running",
+        *,
+        strict: bool = True,
+        names: list[str] | None = None,
+        hold: bool = False,
     ) -> None:
         """Record the deployment on its hosts before an irreversible step. ``strict``: a host
-        that cannot record it fails the phase (the truth must be written before the change)."""
+        that cannot record it fails the phase (the truth must be written before the change).
+        ``hold``: the record goes out with the host's next command, as the first step of
+        its script (a failed write stops the script before the step); Run.flush sends it
+        earlier where a change needs no command on the host (a load balancer's drain)."""
         if self.dry_run:
             return
         targets = [n for n in (names if names is not None else self.active) if n in self.hosts]
+        for name in targets:
+            command = write_record(self.layout(name).meta, self.host_record(name, status))
+            if hold:
+                self.hold(name, Step("record", command, quiet=True))
+            else:  # written now: a record held from earlier is out of date
+                self.prelude.pop(name, None)
+        if hold:
+            return
 
         async def one(name: str) -> None:
             meta = self.layout(name).meta
@@ -301,7 +322,9 @@ class Deployment(Run):
 
         async def run() -> str | None:
             if number > 1:
-                await self.write_host_records("running")
+                # phases that change flags in Redis write it now; the others hold it for
+                # their first command on each host (one script: one round trip fewer)
+                await self.write_host_records("running", hold=number not in FLAG_PHASES)
             return await body()
 
         return run
@@ -513,7 +536,7 @@ class Deployment(Run):
         ]
         await self.take_lock()
         await self.resolve_revision()
-        await self.write_host_records("running")
+        await self.write_host_records("running", hold=True)  # nothing changes in phase 1
         if unfinished and not self.options.force:
             ids = ", ".join(d["id"] for d in unfinished)
             raise PhaseFailed(
