@@ -35,7 +35,7 @@ from .lock import (
     redis_release,
 )
 from .run import PhaseFailed, PhaseResult, Plan, Run
-from .script import Step
+from .script import Step, first_failure
 from .traffic import batches
 
 # phases that change feature flags (in Redis, not on the hosts): their host record is
@@ -303,16 +303,22 @@ class Deployment(Run):
             await self.close_hosts()
             self.finish(outcome, error)
             raise
-        finally:
+        except BaseException:
             if outcome not in ("paused", "interrupted"):
                 await self.close_hosts()
+            raise
         if outcome == "succeeded" and self.failed_hosts:
             # within max_fail_percentage, but not everywhere: say so, and name the hosts
             outcome = "partial"
             error = "not deployed on " + ", ".join(sorted(self.failed_hosts))
-        if self.number > 1 and not self.dry_run and outcome != "rolled_back":
-            # the automatic rollback records its own outcome; a paused one stays resumable
-            await self.write_host_records(outcome, strict=False)
+        try:
+            if self.number > 1 and not self.dry_run and outcome != "rolled_back":
+                # the automatic rollback records its own outcome; a paused one stays
+                # resumable. Written before the hosts close: no second login for it
+                await self.write_host_records(outcome, strict=False)
+        finally:
+            if outcome not in ("paused", "interrupted"):
+                await self.close_hosts()
         return self.finish(outcome, error)
 
     def recorded(
@@ -324,7 +330,8 @@ class Deployment(Run):
             if number > 1:
                 # phases that change flags in Redis write it now; the others hold it for
                 # their first command on each host (one script: one round trip fewer)
-                await self.write_host_records("running", hold=number not in FLAG_PHASES)
+                flags = number in FLAG_PHASES and bool(self.config.flags.release_flags)
+                await self.write_host_records("running", hold=not flags)
             return await body()
 
         return run
@@ -751,14 +758,19 @@ class Deployment(Run):
                 )
                 return  # prepared before the interruption
             self.set_host_state(name, "preparing", release=self.previous.get(name))
-            await self.step_ok(name, "prepare", layout.prepare_dirs())
-            result = await self.sh(
-                name,
-                "fetch",
-                layout.fetch(
-                    portal.repository, commit, self.release_id, replace_unfinished=resuming
-                ),
+            # one script: prepare, then fetch (whose status is read here)
+            fetch = layout.fetch(
+                portal.repository, commit, self.release_id, replace_unfinished=resuming
             )
+            ran = await self.sh_script(
+                name,
+                [Step("prepare", layout.prepare_dirs()), Step("fetch", fetch, may_fail=True)],
+            )
+            if len(ran) < 2:
+                raise PhaseFailed(
+                    f"{name}: prepare exited {ran[0].exit_status}: {ran[0].tail()}", [name]
+                )
+            result = ran[1]
             if result.exit_status != 4:  # 4: the folder was there already, not ours
                 self.created.append(name)
             if not result.ok:
@@ -771,11 +783,14 @@ class Deployment(Run):
                     if self.resolved_revision and got != self.resolved_revision:
                         raise PhaseFailed(f"{name}: exported {got}, not {self.resolved_revision}")
                     self.resolved_revision = got
-            await self.step_ok(
-                name,
-                "link_shared",
-                layout.link_shared(self.release_id, portal.shared_dirs, portal.shared_files),
-            )
+            # link shared, install, build, mark finished: no decision here in between, so
+            # one script; it stops at a failing step, which fails the host as before
+            steps = [
+                Step(
+                    "link_shared",
+                    layout.link_shared(self.release_id, portal.shared_dirs, portal.shared_files),
+                )
+            ]
             for step in ("install", "build"):
                 command = self.cmd(
                     step,
@@ -784,10 +799,16 @@ class Deployment(Run):
                     shared=layout.shared,
                 )
                 if command:
-                    await self.step_ok(
-                        name, step, in_dir(self.release_dir(name), command, portal.env)
-                    )
-            await self.step_ok(name, "finish", layout.mark_finished(self.release_id))
+                    steps.append(Step(step, in_dir(self.release_dir(name), command, portal.env)))
+            steps.append(Step("finish", layout.mark_finished(self.release_id)))
+            ran = await self.sh_script(name, steps)
+            failed = first_failure(steps, ran)
+            if failed is not None:
+                raise PhaseFailed(
+                    f"{name}: {steps[failed].name} exited {ran[failed].exit_status}:"
+                    f" {ran[failed].tail()}",
+                    [name],
+                )
             self.set_host_state(
                 name, "prepared", release=self.previous.get(name), next_release=self.release_id
             )
@@ -850,7 +871,9 @@ class Deployment(Run):
                 return "skipped: no pending migrations"
         else:
             self.baseline = self.baseline or {"pending": None, "output": ""}
-        await self.write_host_records("running")  # baseline on the hosts before migrate
+        # the baseline on the hosts before migrate: held, it goes out as the first step of
+        # the primary's next script (a failed write stops it before migrate)
+        await self.write_host_records("running", hold=True)
         maintenance = self.config.portal.maintenance_during_migrations and self.cmd(
             "maintenance_on"
         )
@@ -959,8 +982,15 @@ class Deployment(Run):
 
         async def finalize(name: str) -> None:
             layout = self.layout(name)
-            await self.sh(name, "release_log", layout.log_release(entry), retry_safe=True)
-            result = await self.sh(name, "probe", layout.probe(), readonly=True)
+            # one script: the release log, then the probe that decides what to prune
+            _, result = await self.sh_script(
+                name,
+                [
+                    Step("release_log", layout.log_release(entry), may_fail=True),
+                    Step("probe", layout.probe(), readonly=True),
+                ],
+                retry_safe=True,
+            )
             state = parse_probe(result.stdout)
             if self.dry_run:
                 state.current = self.release_id
