@@ -4,7 +4,14 @@ Runs the composed scripts with the real /bin/sh through the local transport."""
 
 from __future__ import annotations
 
-from backend.engine.script import ScriptParser, Step, compose, first_failure, new_nonce
+from backend.script import (
+    ScriptParser,
+    Step,
+    compose,
+    compose_parallel,
+    first_failure,
+    new_nonce,
+)
 from backend.transport.local import LocalHost
 
 
@@ -73,3 +80,21 @@ async def test_output_cannot_forge_a_marker_or_escape_quoting() -> None:
     results = parser.results("local")
     assert [r.exit_status for r in results] == [0, 3]
     assert results[0].stdout == f"{forged}\nit's 2"
+
+
+async def test_parallel_commands_each_get_their_own_result() -> None:
+    steps = [
+        Step("a", "sleep 0.2; echo slow", may_fail=True),
+        Step("b", "echo fast; echo warn >&2; exit 2", may_fail=True),
+        Step("c", "printf 'x'", may_fail=True),
+    ]
+    nonce = new_nonce()
+    parser = ScriptParser(steps, nonce, lambda i: None, lambda i, s, line: None, lambda i, s: None)
+    await LocalHost("local").run(compose_parallel(steps, nonce), on_line=parser.feed, timeout=20)
+    parser.close()
+    results = parser.results("local")
+    assert [(r.exit_status, r.stdout, r.stderr) for r in results] == [
+        (0, "slow", ""),
+        (2, "fast", "warn"),
+        (0, "x", ""),
+    ]

@@ -1,0 +1,101 @@
+"""Remote commands per host: every exec channel is a round trip and a remote shell, so the
+steps that need no decision on this machine in between go as one script (script.py).
+
+Counts the SSH session channels each host's connection opens (asyncssh's own
+``create_session``, wrapped to count, nothing replaced) during real deployments and a
+rollback against the loopback sshd."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from backend.config import parse_config
+from backend.engine import Engine
+from backend.journal import Journal
+
+from .helpers import current, make_repo, ssh_config
+
+# measured bounds (host-1 the primary: it also resolves the revision, dumps and migrates
+# the database; host-2 a web host); the issue's target with checks skipped is 8 per host
+BOUNDS = {
+    "first deploy, checks skipped": {"host-1": 9, "host-2": 7},
+    "upgrade, checks skipped": {"host-1": 10, "host-2": 8},
+    "upgrade, with checks": {"host-1": 12, "host-2": 10},  # checks batch by timing
+    "rollback": {"host-1": 10, "host-2": 7},
+}
+BEFORE = {  # the same runs before script.py, one channel per step and per record
+    "upgrade, checks skipped": {"host-1": 31, "host-2": 25},
+    "rollback": {"host-1": 13, "host-2": 11},
+}
+
+
+class ChannelCounter:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[int, str]] = []
+        original = asyncssh.SSHClientConnection.create_session
+
+        async def counting(conn: Any, factory: Any, command: Any = (), *a: Any, **k: Any) -> Any:
+            self.calls.append((id(conn), command if isinstance(command, str) else ""))
+            return await original(conn, factory, command, *a, **k)
+
+        monkeypatch.setattr(asyncssh.SSHClientConnection, "create_session", counting)
+
+    def take(self) -> dict[str, int]:
+        """Channels per host since the last call (a connection is its host's: the deploy
+        path its commands name)."""
+        by_conn: dict[int, list[str]] = defaultdict(list)
+        for conn, command in self.calls:
+            by_conn[conn].append(command)
+        self.calls.clear()
+        per_host: Counter[str] = Counter()
+        for commands in by_conn.values():
+            named = Counter(m for c in commands for m in re.findall(r"/(host-\d+)\b", c))
+            per_host[named.most_common(1)[0][0] if named else "?"] += len(commands)
+        return dict(per_host)
+
+
+async def test_commands_per_host_per_deploy_and_rollback(
+    sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo)
+    counter = ChannelCounter(monkeypatch)
+
+    def engine() -> Engine:
+        config = parse_config(cfg)
+        return Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+
+    seen: dict[str, dict[str, int]] = {}
+    result = await engine().deploy(revision="v1", skip_validation=True)
+    assert result.ok, result.error
+    seen["first deploy, checks skipped"] = counter.take()
+    result = await engine().deploy(revision="v2", skip_validation=True)
+    assert result.ok, result.error
+    seen["upgrade, checks skipped"] = counter.take()
+    v2 = result.release
+    back = await engine().rollback(result.deployment_id, "test")
+    assert back.outcome == "succeeded"
+    seen["rollback"] = counter.take()
+    assert current(tmp_path, "host-1") != v2
+    result = await engine().deploy(revision="v2")
+    assert result.ok, result.error
+    seen["upgrade, with checks"] = counter.take()
+    print(seen)
+    for run, bounds in BOUNDS.items():
+        assert set(seen[run]) == set(bounds), (run, seen[run])
+        for host, bound in bounds.items():
+            assert seen[run][host] <= bound, (run, host, seen[run][host])
+    for run, before in BEFORE.items():
+        for host, was in before.items():
+            assert seen[run][host] < was
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13's target: <= 8 on the primary too, not yet")
+def test_target_eight_per_host_with_checks_skipped() -> None:
+    assert max(BOUNDS["upgrade, checks skipped"].values()) <= 8
