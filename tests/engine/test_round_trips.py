@@ -99,3 +99,43 @@ async def test_commands_per_host_per_deploy_and_rollback(
 @pytest.mark.xfail(strict=True, reason="issue 13's target: <= 8 on the primary too, not yet")
 def test_target_eight_per_host_with_checks_skipped() -> None:
     assert max(BOUNDS["upgrade, checks skipped"].values()) <= 8
+
+
+async def test_a_failing_step_inside_a_script_is_reported_like_a_step_alone(
+    sshd, tmp_path: Path
+) -> None:
+    """link_shared, install, build and finish go as one script: each still has its own
+    events and exit status, a failing install stops there (finish never runs) and fails
+    the phase with the same words as before; the plan lists every step."""
+    from backend.events import Kind
+
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo, hosts=1)
+    cfg["commands"]["install"] = "echo installing; echo broken >&2; exit 3"
+    config = parse_config(cfg)
+    engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+    result = await engine.deploy(revision="v1", skip_validation=True)
+    assert result.outcome == "failed"
+    assert "host-1: install exited 3: broken" in (result.error or "")
+    events = [e for e in engine.journal.events(result.deployment_id) if e.phase == "code"]
+    steps = [(e.kind, e.data.get("step")) for e in events if e.kind != Kind.HOST_STATE]
+    started = [s for k, s in steps if k == Kind.STEP_STARTED]
+    # then the failure path (abandon, unlock); finish never ran
+    assert started[:4] == ["prepare", "fetch", "link_shared", "install"]
+    assert "finish" not in started
+    finished = {e.data["step"]: e.data for e in events if e.kind == Kind.STEP_FINISHED}
+    assert finished["install"]["exit_status"] == 3 and not finished["install"]["ok"]
+    assert finished["link_shared"]["exit_status"] == 0
+    output = [
+        (e.data["stream"], e.data["line"])
+        for e in events
+        if e.kind == Kind.STEP_OUTPUT and e.data.get("step") == "install"
+    ]
+    assert ("stdout", "installing") in output and ("stderr", "broken") in output
+    assert not any("@@portal-ops" in e.data.get("line", "") for e in events)
+    # the dry-run plan still shows each step as its own command
+    plan = (await engine.deploy(revision="v1", dry_run=True)).plan
+    assert plan is not None
+    text = plan.render()
+    for step in ("prepare", "fetch", "link_shared", "install", "finish"):
+        assert f"[run:{step}]" in text
