@@ -590,7 +590,9 @@ class Deployment(Run):
         if self.dry_run:
             await self.take_lock()
         await self.resolve_revision()
-        await self.write_host_records("running", hold=True)  # nothing changes in phase 1
+        # written now, not held: from here the lock is on the hosts, and a run killed
+        # before its next command must still be found there (rollback from elsewhere)
+        await self.write_host_records("running")
         if unfinished and not self.options.force:
             ids = ", ".join(d["id"] for d in unfinished)
             raise PhaseFailed(
