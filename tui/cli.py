@@ -10,26 +10,81 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import NamedTuple
 
 import click
 
-# name -> "module:attribute"; each module defines one click command or group.
-COMMANDS: dict[str, str] = {
-    "ui": "tui.commands.ui:ui",
-    "watch": "tui.commands.ui:watch",
-    "deploy": "tui.commands.deploy:deploy",
-    "rollback": "tui.commands.deploy:rollback",
-    "resume": "tui.commands.deploy:resume",
-    "history": "tui.commands.history:history",
-    "show": "tui.commands.history:show",
-    "unlock": "tui.commands.lock:unlock",
-    "config": "tui.commands.config:config",
-    "demo": "tui.commands.demo:demo",
-    "monitor": "tui.commands.monitor:monitor",
-    "notify": "tui.commands.notify:notify",
-    "feature": "tui.commands.feature:feature",
-    "validate": "tui.commands.validate:validate",
-    "completion": "tui.commands.completion:completion",
+
+class Entry(NamedTuple):
+    """Where a subcommand lives, and its one-line summary for ``--help``: listing the
+    commands must not import them (that would load the engine, asyncssh and Textual).
+    tests/test_cli_startup.py checks each summary against the command's own."""
+
+    target: str  # "module:attribute"; each module defines one click command or group
+    summary: str
+
+
+COMMANDS: dict[str, Entry] = {
+    "ui": Entry(
+        "tui.commands.ui:ui",
+        "Open the control room on the configured portal: deploy, watch, roll back.",
+    ),
+    "watch": Entry(
+        "tui.commands.ui:watch", "Follow a deployment another portal-ops is running, read-only."
+    ),
+    "deploy": Entry(
+        "tui.commands.deploy:deploy",
+        "Deploy the portal: the nine phases, on every host, in batches.",
+    ),
+    "rollback": Entry(
+        "tui.commands.deploy:rollback",
+        "Roll back DEPLOYMENT_ID (default: the newest deployment the hosts record) to the "
+        "release live before it.",
+    ),
+    "resume": Entry(
+        "tui.commands.deploy:resume",
+        "Continue an unfinished deployment from the phase where it stopped (exit codes as deploy).",
+    ),
+    "history": Entry(
+        "tui.commands.history:history",
+        "List past deployments, newest first (dry runs are plans: only with --all).",
+    ),
+    "show": Entry(
+        "tui.commands.history:show",
+        "Show one deployment in full: phases, hosts, durations, outcome, operator.",
+    ),
+    "unlock": Entry(
+        "tui.commands.lock:unlock",
+        "Remove the deploy lock from every host and Redis, after confirmation.",
+    ),
+    "config": Entry("tui.commands.config:config", "Configuration commands."),
+    "demo": Entry(
+        "tui.commands.demo:demo",
+        "Run portal-ops on a sandbox portal on this machine: no config, no root, no services.",
+    ),
+    "monitor": Entry(
+        "tui.commands.monitor:monitor",
+        "Follow the portal's health live: p50/p95/p99, errors and throughput per host and in "
+        "total, judged by the [monitor] rules; a report at the end (or on Ctrl-C).",
+    ),
+    "notify": Entry(
+        "tui.commands.notify:notify",
+        "Send a deployment notification: EVENT is one of pre-deployment, deployment-success, "
+        "deployment-failed, rollback, emergency (also rollback-started, rollback-finished, "
+        "incident, check-failed).",
+    ),
+    "feature": Entry(
+        "tui.commands.feature:feature",
+        "Feature flags: percentage rollouts, overrides, the kill switch, audit, usage.",
+    ),
+    "validate": Entry(
+        "tui.commands.validate:validate",
+        "Pre- and post-deployment checks: weighted score and go/no-go (exit 0 go, 1 no-go).",
+    ),
+    "completion": Entry(
+        "tui.commands.completion:completion",
+        "Print the completion script of SHELL (bash, zsh, fish; default: $SHELL's).",
+    ),
 }
 
 
@@ -39,9 +94,25 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in COMMANDS:
-            module, attr = COMMANDS[name].split(":")
+            module, attr = COMMANDS[name].target.split(":")
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands' list from the summaries above, importing none of them."""
+        width = formatter.width - 6 - max(len(name) for name in self.list_commands(ctx))
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in COMMANDS:
+                stand_in = click.Command(name, help=COMMANDS[name].summary)
+                rows.append((name, stand_in.get_short_help_str(width)))
+            else:
+                command = super().get_command(ctx, name)
+                if command is not None and not command.hidden:
+                    rows.append((name, command.get_short_help_str(width)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(

@@ -22,6 +22,7 @@ from ..redact import redact
 from ..shell import exports as shell_exports
 from ..shell import q
 from ..transport import CommandResult, CommandTimeout, Host, TransportError
+from .batch import HostBatcher
 from .config import CommandProbe, ValidationConfig
 from .model import Outcome, Phase, errored, failed, passed
 
@@ -57,6 +58,7 @@ class Context:
     secrets: set[str] = field(default_factory=set)
     _sessions: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _commands: asyncio.Semaphore | None = None
+    _batchers: dict[str, HostBatcher] = field(default_factory=dict)
 
     @property
     def vc(self) -> ValidationConfig:
@@ -118,11 +120,16 @@ class Context:
 
     async def sh(self, name: str, command: str, *, timeout: float | None = None) -> CommandResult:
         """Run a read-only command on a host (or ``LOCAL``), a few at a time per connection
-        (OpenSSH allows 10 sessions per connection by default)."""
+        (OpenSSH allows 10 sessions per connection by default). On a host, the commands
+        of the checks asking at the same moment go as one script (one exec channel)."""
         host = self.local if name == LOCAL else self.hosts[name]
         sem = self._sessions.setdefault(name, asyncio.Semaphore(self.vc.max_sessions_per_host))
         if self._commands is None:
             self._commands = asyncio.Semaphore(self.vc.max_commands)
+        if name != LOCAL:  # the checks starting together share one script (batch.py)
+            if name not in self._batchers:
+                self._batchers[name] = HostBatcher(host, self._commands)
+            return await self._batchers[name].run(command, timeout or self.timeout)
         async with sem, self._commands:
             return await host.run(command, timeout=timeout or self.timeout, retry_safe=True)
 

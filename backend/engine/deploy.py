@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import posixpath
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,9 +22,9 @@ from ..events import Kind, Severity
 from ..phases import DEPLOY_PHASES
 from ..redact import redact
 from ..shell import in_dir, q
-from ..transport import connect_all
+from ..transport import CommandResult, connect_all
 from .analysis import switch_batches
-from .hoststate import record_for, write_record
+from .hoststate import record_dir, record_for, write_record
 from .layout import HostState, parse_probe, prune_candidates
 from .lock import (
     Lease,
@@ -35,7 +36,12 @@ from .lock import (
     redis_release,
 )
 from .run import PhaseFailed, PhaseResult, Plan, Run
+from .script import Step, first_failure
 from .traffic import batches
+
+# phases that change feature flags (in Redis, not on the hosts): their host record is
+# written before they start, not held for a later command
+FLAG_PHASES = {3, 8}
 
 if TYPE_CHECKING:
     from .front import Engine
@@ -135,6 +141,9 @@ class Deployment(Run):
         self.switch_started: float | None = None
         self.lock_owner = new_owner(deployment_id, engine.operator, os.getpid())
         self.lock_taken: list[str] = []
+        self.early_locks: dict[str, CommandResult] = {}  # phase 1: locks taken with the probe
+        self.outcome_recorded = ""  # the outcome the hosts' records got with the unlock
+        self.early_resolve: CommandResult | None = None  # phase 1: resolved with the probe
         self.backups: dict[str, Any] = {}
         self.started = time.time()
         self.rollback_summary: dict[str, Any] | None = None
@@ -198,13 +207,30 @@ class Deployment(Run):
         await self.write_host_records(names=[name], strict=traffic == "drained")
 
     async def write_host_records(
-        self, status: str = "running", *, strict: bool = True, names: list[str] | None = None
+        self,
+        status: str = "running",
+        *,
+        strict: bool = True,
+        names: list[str] | None = None,
+        hold: bool = False,
+        may_fail: bool = False,
     ) -> None:
         """Record the deployment on its hosts before an irreversible step. ``strict``: a host
-        that cannot record it fails the phase (the truth must be written before the change)."""
+        that cannot record it fails the phase (the truth must be written before the change).
+        ``hold``: the record goes out with the host's next command, as the first step of
+        its script (a failed write stops the script before the step); Run.flush sends it
+        earlier where a change needs no command on the host (a load balancer's drain)."""
         if self.dry_run:
             return
         targets = [n for n in (names if names is not None else self.active) if n in self.hosts]
+        for name in targets:
+            command = write_record(self.layout(name).meta, self.host_record(name, status))
+            if hold:
+                self.hold(name, Step("record", command, quiet=True, may_fail=may_fail))
+            else:  # written now: a record held from earlier is out of date
+                self.prelude.pop(name, None)
+        if hold:
+            return
 
         async def one(name: str) -> None:
             meta = self.layout(name).meta
@@ -296,16 +322,26 @@ class Deployment(Run):
             await self.close_hosts()
             self.finish(outcome, error)
             raise
-        finally:
+        except BaseException:
             if outcome not in ("paused", "interrupted"):
                 await self.close_hosts()
+            raise
         if outcome == "succeeded" and self.failed_hosts:
             # within max_fail_percentage, but not everywhere: say so, and name the hosts
             outcome = "partial"
             error = "not deployed on " + ", ".join(sorted(self.failed_hosts))
-        if self.number > 1 and not self.dry_run and outcome != "rolled_back":
-            # the automatic rollback records its own outcome; a paused one stays resumable
-            await self.write_host_records(outcome, strict=False)
+        try:
+            if (
+                self.number > 1
+                and not self.dry_run
+                and outcome not in ("rolled_back", self.outcome_recorded)
+            ):
+                # the automatic rollback records its own outcome; a paused one stays
+                # resumable. Written before the hosts close: no second login for it
+                await self.write_host_records(outcome, strict=False)
+        finally:
+            if outcome not in ("paused", "interrupted"):
+                await self.close_hosts()
         return self.finish(outcome, error)
 
     def recorded(
@@ -315,7 +351,10 @@ class Deployment(Run):
 
         async def run() -> str | None:
             if number > 1:
-                await self.write_host_records("running")
+                # phases that change flags in Redis write it now; the others hold it for
+                # their first command on each host (one script: one round trip fewer)
+                flags = number in FLAG_PHASES and bool(self.config.flags.release_flags)
+                await self.write_host_records("running", hold=not flags)
             return await body()
 
         return run
@@ -502,18 +541,55 @@ class Deployment(Run):
                 "unreachable: " + "; ".join(str(e) for e in failures.values()), list(failures)
             )
 
+        # a real run probes and takes the lock in one script per host (the first host
+        # alone, then the others: see take_lock). The lock step first looks for this
+        # release id on the host: there (another machine's run), it takes nothing and
+        # refuse_existing_id refuses the id, as before, with no lock taken anywhere
+        lock = not self.dry_run
+
         async def probe(name: str) -> None:
             layout = self.layout(name)
-            result = await self.sh(name, "probe", layout.probe(), readonly=True)
-            state = parse_probe(result.stdout)
+            steps = [Step("probe", layout.probe(), readonly=True, may_fail=True)]
+            if lock:
+                steps.append(Step("lock", self.lock_unless_clash(name), may_fail=True))
+            if name == self.resolver() and not self.resolved_revision:
+                resolve = layout.resolve(self.config.portal.repository, self.revision)
+                steps.append(Step("resolve", resolve, readonly=True, may_fail=True))
+            ran = await self.sh_script(name, steps)
+            if lock and len(ran) > 1 and ran[1].stdout.strip() != "CLASH":
+                self.early_locks[name] = ran[1]
+            if steps[-1].name == "resolve" and len(ran) == len(steps):
+                self.early_resolve = ran[-1]
+            state = parse_probe(ran[0].stdout)
             self.states[name] = state
             self.previous[name] = state.current
             self.set_host_state(name, "ready", release=state.current)
 
-        errors = await self.on_hosts(list(self.hosts), probe)
+        def give_back() -> None:  # what the scripts locked, released by on_failure
+            for name, result in self.early_locks.items():
+                if parse_lock_output(result.stdout)[0] == "LOCKED":
+                    self.lock_taken.append(name)
+            self.early_locks.clear()
+
+        names = sorted(self.hosts)
+        errors = await self.on_hosts(names[:1], probe)
+        early = self.early_locks.get(names[0])
+        if early is not None and parse_lock_output(early.stdout)[0] != "LOCKED":
+            await self.take_lock()  # the first host decides: refused, nothing else is asked
+        if lock and early is None:
+            lock = False  # the first host has this id (or failed): the others only probe
+        if not any(errors.values()):
+            errors |= await self.on_hosts(names[1:], probe)
         if any(errors.values()):
+            give_back()
             raise PhaseFailed("; ".join(str(e) for e in errors.values() if e))
-        self.refuse_existing_id()
+        try:
+            self.refuse_existing_id()
+        except PhaseFailed:
+            give_back()
+            raise
+        if not self.dry_run:
+            await self.take_lock()  # the locks taken with the probes; the rest now
         from .traffic import preflight
 
         lb_problems = await preflight(self.config, [self.host_config(n) for n in self.active])
@@ -525,8 +601,11 @@ class Deployment(Run):
             for d in self.engine.journal.unfinished(self.config.portal.name)
             if d["id"] != self.deployment_id and held_lock(self.engine.journal, d["id"])
         ]
-        await self.take_lock()
+        if self.dry_run:
+            await self.take_lock()
         await self.resolve_revision()
+        # written now, not held: from here the lock is on the hosts, and a run killed
+        # before its next command must still be found there (rollback from elsewhere)
         await self.write_host_records("running")
         if unfinished and not self.options.force:
             ids = ", ".join(d["id"] for d in unfinished)
@@ -563,20 +642,36 @@ class Deployment(Run):
                 clash,
             )
 
+    def lock_unless_clash(self, name: str) -> str:
+        """The lock, unless this release id is on the host already (its folder, its record
+        or its line in the release log): then ``CLASH``, and nothing is taken."""
+        layout = self.layout(name)
+        record = posixpath.join(record_dir(layout.meta), f"{self.deployment_id}.json")
+        return (
+            f"if [ -e {q(layout.release(self.release_id))} ] || [ -e {q(record)} ]"
+            f" || grep -qF {q(self.release_id)} {q(layout.release_log)} 2>/dev/null;"
+            f" then echo CLASH; else {layout.lock_acquire(self.lock_owner)}; fi"
+        )
+
+    def resolver(self) -> str:
+        """The host whose mirror resolves the revision: the primary, if in this run."""
+        primary = self.config.primary_host().name
+        return primary if primary in self.hosts else next(iter(self.hosts))
+
     async def resolve_revision(self) -> None:
         """Resolve the revision to one commit SHA, once, on the primary host's mirror: every
         host then deploys that commit even if the branch moves during phase 4."""
         if self.resolved_revision:
             return
-        primary = self.config.primary_host().name
-        name = primary if primary in self.hosts else next(iter(self.hosts))
+        name = self.resolver()
         layout = self.layout(name)
-        result = await self.sh(
+        result = self.early_resolve or await self.sh(  # asked with the probe (phase 1)
             name,
             "resolve",
             layout.resolve(self.config.portal.repository, self.revision),
             readonly=True,
         )
+        self.early_resolve = None
         if self.dry_run and not result.stdout:
             return
         if not result.ok:
@@ -601,7 +696,12 @@ class Deployment(Run):
             return
 
         async def one(name: str) -> None:
-            result = await self.sh(name, "lock", self.layout(name).lock_acquire(self.lock_owner))
+            early = self.early_locks.pop(name, None)  # asked with the probe (phase 1)
+            if early is not None:
+                result = early
+            else:
+                layout = self.layout(name)
+                result = await self.sh(name, "lock", layout.lock_acquire(self.lock_owner))
             status, owner = parse_lock_output(result.stdout)
             if status != "LOCKED":
                 shown = {k: v for k, v in owner.items() if k != "token"}
@@ -667,12 +767,18 @@ class Deployment(Run):
             parts.append(
                 "sha256sum *.tar.gz > SHA256SUMS && sha256sum -c --quiet SHA256SUMS && cat SHA256SUMS"
             )
-            result = await self.sh(
+            steps = [Step("backup-code", " && ".join(parts))]
+            if name == primary and dump_command:  # the primary's dump in the same script
+                steps.append(Step("backup-db", dump_command))
+            ran = await self.sh_script(
                 name,
-                "backup-code",
-                " && ".join(parts),
-                retry_safe=True,  # rewrites the same files: safe to repeat after a lost link
+                steps,
+                # rewrites the same files: safe to repeat after a lost link
+                retry_safe=not dump_command or name != primary,
             )
+            result = ran[0]
+            if len(ran) > 1:
+                dumped.append(ran[1])
             if not result.ok:
                 raise PhaseFailed(f"{name}: code backup failed: {result.tail()}", [name])
             self.backups.setdefault("hosts", {})[name] = {
@@ -681,13 +787,10 @@ class Deployment(Run):
             }
             done.append(name)
 
-        errors = await self.on_hosts(self.active, code_and_assets)
-        failed = [n for n, e in errors.items() if e]
-        if failed:
-            raise PhaseFailed("; ".join(str(errors[n]) for n in failed), failed)
-
         primary = self.config.primary_host().name
         db_note = "no database dump command configured"
+        dump_command = ""
+        dumped: list[CommandResult] = []
         if primary in self.hosts and not self.previous.get(primary):
             db_note = f"no live release on {primary} yet: no database dump (first deployment)"
         elif primary in self.hosts and recipes.command(self.config, "db_dump"):
@@ -696,12 +799,20 @@ class Deployment(Run):
             file = f"{bdir}/db.dump"
             dump = self.cmd("db_dump", file=file)
             cwd = layout.current
-            command = (
+            dump_command = (
                 f"mkdir -p {q(bdir)} && {in_dir(cwd, dump or 'false', self.config.portal.env)}"
                 f" && test -s {q(file)} && sha256sum {q(file)} > {q(file + '.sha256')}"
                 f" && sha256sum -c --quiet {q(file + '.sha256')} && cat {q(file + '.sha256')}"
             )
-            result = await self.sh(primary, "backup-db", command)
+
+        errors = await self.on_hosts(self.active, code_and_assets)
+        failed = [n for n, e in errors.items() if e]
+        if failed:
+            raise PhaseFailed("; ".join(str(errors[n]) for n in failed), failed)
+
+        if dump_command:
+            # with the primary's code backup; on its own where that had nothing to back up
+            result = dumped[0] if dumped else await self.sh(primary, "backup-db", dump_command)
             if not result.ok:
                 raise PhaseFailed(
                     f"{primary}: database dump failed or empty: {result.tail()}", [primary]
@@ -742,14 +853,19 @@ class Deployment(Run):
                 )
                 return  # prepared before the interruption
             self.set_host_state(name, "preparing", release=self.previous.get(name))
-            await self.step_ok(name, "prepare", layout.prepare_dirs())
-            result = await self.sh(
-                name,
-                "fetch",
-                layout.fetch(
-                    portal.repository, commit, self.release_id, replace_unfinished=resuming
-                ),
+            # one script: prepare, then fetch (whose status is read here)
+            fetch = layout.fetch(
+                portal.repository, commit, self.release_id, replace_unfinished=resuming
             )
+            ran = await self.sh_script(
+                name,
+                [Step("prepare", layout.prepare_dirs()), Step("fetch", fetch, may_fail=True)],
+            )
+            if len(ran) < 2:
+                raise PhaseFailed(
+                    f"{name}: prepare exited {ran[0].exit_status}: {ran[0].tail()}", [name]
+                )
+            result = ran[1]
             if result.exit_status != 4:  # 4: the folder was there already, not ours
                 self.created.append(name)
             if not result.ok:
@@ -762,11 +878,14 @@ class Deployment(Run):
                     if self.resolved_revision and got != self.resolved_revision:
                         raise PhaseFailed(f"{name}: exported {got}, not {self.resolved_revision}")
                     self.resolved_revision = got
-            await self.step_ok(
-                name,
-                "link_shared",
-                layout.link_shared(self.release_id, portal.shared_dirs, portal.shared_files),
-            )
+            # link shared, install, build, mark finished: no decision here in between, so
+            # one script; it stops at a failing step, which fails the host as before
+            steps = [
+                Step(
+                    "link_shared",
+                    layout.link_shared(self.release_id, portal.shared_dirs, portal.shared_files),
+                )
+            ]
             for step in ("install", "build"):
                 command = self.cmd(
                     step,
@@ -775,10 +894,16 @@ class Deployment(Run):
                     shared=layout.shared,
                 )
                 if command:
-                    await self.step_ok(
-                        name, step, in_dir(self.release_dir(name), command, portal.env)
-                    )
-            await self.step_ok(name, "finish", layout.mark_finished(self.release_id))
+                    steps.append(Step(step, in_dir(self.release_dir(name), command, portal.env)))
+            steps.append(Step("finish", layout.mark_finished(self.release_id)))
+            ran = await self.sh_script(name, steps)
+            failed = first_failure(steps, ran)
+            if failed is not None:
+                raise PhaseFailed(
+                    f"{name}: {steps[failed].name} exited {ran[failed].exit_status}:"
+                    f" {ran[failed].tail()}",
+                    [name],
+                )
             self.set_host_state(
                 name, "prepared", release=self.previous.get(name), next_release=self.release_id
             )
@@ -841,7 +966,9 @@ class Deployment(Run):
                 return "skipped: no pending migrations"
         else:
             self.baseline = self.baseline or {"pending": None, "output": ""}
-        await self.write_host_records("running")  # baseline on the hosts before migrate
+        # the baseline on the hosts before migrate: held, it goes out as the first step of
+        # the primary's next script (a failed write stops it before migrate)
+        await self.write_host_records("running", hold=True)
         maintenance = self.config.portal.maintenance_during_migrations and self.cmd(
             "maintenance_on"
         )
@@ -852,12 +979,17 @@ class Deployment(Run):
                 primary, "maintenance_on", in_dir(live, self.cmd("maintenance_on") or "true", env)
             )
         try:
-            result = await self.sh(primary, "migrate", in_dir(rel, migrate, env))
+            # migrate, then (whatever its status) the count against the baseline: one script
+            measure = bool(status_cmd and self.pending_before is not None and not self.dry_run)
+            steps = [Step("migrate", in_dir(rel, migrate, env), may_fail=True)]
+            if measure:
+                status_now = in_dir(rel, status_cmd or "true", env)
+                steps.append(Step("migrate_status", status_now, readonly=True, may_fail=True))
+            ran = await self.sh_script(primary, steps)
+            result = ran[0]
             applied = recipes.parse_applied(result.stdout)
-            if status_cmd and self.pending_before is not None and not self.dry_run:
-                after = await self.sh(
-                    primary, "migrate_status", in_dir(rel, status_cmd, env), readonly=True
-                )
+            if measure and len(ran) > 1:
+                after = ran[1]
                 pending_after = recipes.parse_pending(after.stdout)
                 if pending_after is not None:  # measured against the baseline: exact
                     applied = max(0, self.pending_before - pending_after)
@@ -931,8 +1063,15 @@ class Deployment(Run):
 
         async def finalize(name: str) -> None:
             layout = self.layout(name)
-            await self.sh(name, "release_log", layout.log_release(entry), retry_safe=True)
-            result = await self.sh(name, "probe", layout.probe(), readonly=True)
+            # one script: the release log, then the probe that decides what to prune
+            _, result = await self.sh_script(
+                name,
+                [
+                    Step("release_log", layout.log_release(entry), may_fail=True),
+                    Step("probe", layout.probe(), readonly=True),
+                ],
+                retry_safe=True,
+            )
             state = parse_probe(result.stdout)
             if self.dry_run:
                 state.current = self.release_id
@@ -957,7 +1096,13 @@ class Deployment(Run):
         from .adapters.monitor import monitoring_window
 
         monitor_note = await monitoring_window(self)
+        if not self.dry_run:
+            # the outcome record goes out with the unlock, one script per host (a failed
+            # write never keeps the lock); whatever the unlock did not carry goes now
+            self.outcome_recorded = "partial" if self.failed_hosts else "succeeded"
+            await self.write_host_records(self.outcome_recorded, hold=True, may_fail=True)
         await self.release_lock()
+        await self.flush()
         report = self.write_report()
         removed = sum(len(v) for v in pruned.values())
         return f"pruned {removed} old release(s); {monitor_note}; report {report}"

@@ -31,6 +31,7 @@ from .hoststate import DeploymentView, merge, newer_than, newest, write_record
 from .layout import HostState, parse_probe
 from .lock import Lease, LockHolder, new_owner, parse_lock_output, redis_release
 from .run import PhaseFailed, PhaseResult, Plan, Run
+from .script import Step
 from .traffic import health_url, wait_healthy
 
 if TYPE_CHECKING:
@@ -302,7 +303,9 @@ class RollbackRun(Run):
         self.database_must_go_back = (self.checkpoint.get("migrations_applied") or 0) > 0 or bool(
             self.checkpoint.get("pending_before")
         )
-        await self.write_host_records("rolling_back")
+        # held: written as the first step of each host's next script (its switch), or
+        # before a load balancer's drain or a flag change (Run.flush)
+        await self.write_host_records("rolling_back", hold=True)
         moves = {n: f"{self.current.get(n)} -> {self.targets.get(n)}" for n in self.reachable()}
         return "targets: " + ", ".join(f"{n} {m}" for n, m in moves.items())
 
@@ -339,34 +342,46 @@ class RollbackRun(Run):
             self.lock_token = str(record["lock_token"])
         self.release = self.release or str(record.get("release") or "")
 
-    async def write_host_records(self, status: str, names: list[str] | None = None) -> None:
+    async def write_host_records(
+        self, status: str, names: list[str] | None = None, *, hold: bool = False
+    ) -> None:
         """Say on the hosts that the deployment is being (or has been) rolled back, before
-        the switch and the database change: a rollback killed midway is found and redone."""
+        the switch and the database change: a rollback killed midway is found and redone.
+        ``hold``: the record goes out as the first step of the host's next script (its
+        switch, its database step), which stops there if the record cannot be written."""
         if self.dry_run or not self.release:
+            return
+        if hold:
+            for name in names if names is not None else self.reachable():
+                self.hold(name, self.record_step(name, status))
             return
 
         async def one(name: str) -> None:
-            base = self.records.get(name) or {
-                "deployment_id": self.deployment_id,
-                "kind": "deploy",
-                "release": self.release,
-                "previous": self.previous.get(name),
-                "revision": self.checkpoint.get("revision", ""),
-                "started_at": self.started,
-            }
-            record = {
-                **base,
-                "status": status,
-                "rollback_phase": self.phase,
-                "rollback_operator": str(self.engine.operator),
-                "updated_at": time.time(),
-            }
-            self.records[name] = record
-            await self.sh(
-                name, "record", write_record(self.layout(name).meta, record), retry_safe=True
-            )
+            step = self.record_step(name, status)
+            await self.sh(name, step.name, step.command, retry_safe=True)
 
         await self.each(one, names)
+
+    def record_step(self, name: str, status: str) -> Step:
+        """The step that writes this rollback's record on ``name``."""
+        base = self.records.get(name) or {
+            "deployment_id": self.deployment_id,
+            "kind": "deploy",
+            "release": self.release,
+            "previous": self.previous.get(name),
+            "revision": self.checkpoint.get("revision", ""),
+            "started_at": self.started,
+        }
+        record = {
+            **base,
+            "status": status,
+            "rollback_phase": self.phase,
+            "rollback_operator": str(self.engine.operator),
+            "updated_at": time.time(),
+        }
+        self.records[name] = record
+        # never stops what follows: a rollback gets back even where it cannot write
+        return Step("record", write_record(self.layout(name).meta, record), may_fail=True)
 
     async def take_lock(self) -> None:
         """Adopt the deployment's own lock (a crashed or failing run of the same deployment);
@@ -407,6 +422,9 @@ class RollbackRun(Run):
 
     async def phase_flags(self) -> str:
         from .adapters.flags import rollback_flags
+
+        if self.config.flags.release_flags:
+            await self.flush()  # the hosts' records before the flags change
 
         return await rollback_flags(self)
 
@@ -554,7 +572,7 @@ class RollbackRun(Run):
         env = self.config.portal.env
         release_dir = self.layout(primary).release(self.release) if self.release else None
         await self.confirm_dead(primary)  # an interrupted migrate must not run on
-        await self.write_host_records("rolling_back")
+        await self.write_host_records("rolling_back", hold=True)  # before the primary's next
         steps = await self.migrations_to_undo(primary, release_dir)
         if steps is None:
             self.database_action = "UNKNOWN: cannot tell which migrations this deployment applied"
@@ -792,16 +810,21 @@ class RollbackRun(Run):
             return f"partial: lock kept; report {path}"
 
         async def finish(name: str) -> None:
+            # one script: the record, the release log, the unlock (each as before: a
+            # failure of one does not stop the next)
             layout = self.layout(name)
-            await self.sh(name, "release_log", layout.log_release(entry), retry_safe=True)
+            steps = [
+                self.record_step(name, "rolled_back"),
+                Step("release_log", layout.log_release(entry), may_fail=True),
+            ]
             token = self.host_tokens.get(name, self.lock_token)
             if token:
-                await self.sh(name, "unlock", layout.lock_release(token), retry_safe=True)
+                steps.append(Step("unlock", layout.lock_release(token), may_fail=True))
+            await self.sh_script(name, steps, retry_safe=True)
 
         if self.lease is not None:
             await self.lease.stop()
         if self.release:
-            await self.write_host_records("rolled_back")
             await self.each(finish)
         if not self.dry_run:
             try:

@@ -25,6 +25,7 @@ from ..transport import CommandResult, Host, TransportError
 from ..transport.base import command_tag
 from .layout import Layout
 from .lock import Lease, LockLost
+from .script import Step, first_failure, run_script
 from .traffic import health_url, lb_action, perform, wait_drained, wait_healthy
 
 
@@ -176,6 +177,9 @@ class Run:
         self.lease: Lease | None = None  # the lock's lease, once taken: the fencing check
         # this run's remote commands carry it in their pid files (see transport.remote_group)
         self.tag = f"{deployment_id}.{self.kind}-{secrets.token_hex(3)}"
+        # steps that need no decision here, held until the next command on their host goes
+        # out with them as one script (backend/engine/script.py): the host record
+        self.prelude: dict[str, list[Step]] = {}
 
     async def confirm_dead(self, name: str) -> None:
         """Stop what is left of this deployment's earlier runs on ``name`` (a run cut off by
@@ -271,6 +275,12 @@ class Run:
         timeout: float | None = None,
     ) -> CommandResult:
         """Run (or, in a dry-run, record) one command on one host, streaming its output."""
+        if self.prelude.get(host) and not self.dry_run:
+            step_ = Step(step, command, readonly=readonly, may_fail=True)
+            (result,) = await self.sh_script(
+                host, [step_], retry_safe=retry_safe or readonly, timeout=timeout
+            )
+            return result
         self.plan.commands.append(PlannedCommand(self.phase, host, step, command, readonly))
         if self.dry_run and not readonly:
             return CommandResult(host, command, 0, "", "", 0.0)
@@ -317,6 +327,52 @@ class Run:
             seconds=round(result.seconds, 3),
         )
         return result
+
+    async def sh_script(
+        self,
+        host: str,
+        steps: list[Step],
+        *,
+        retry_safe: bool = False,
+        timeout: float | None = None,
+    ) -> list[CommandResult]:
+        """Several steps as one remote script (see script.py), after the host's held
+        prelude; the results of ``steps`` that ran, up to the first failing one. A failing
+        prelude step (the host record) fails the phase on this host before any step."""
+        held = [] if self.dry_run else self.prelude.pop(host, [])
+        every = held + steps
+        results = await run_script(
+            self,
+            host,
+            every,
+            retry_safe=retry_safe or not steps,  # held steps (records) are safe to repeat
+            timeout=timeout,
+        )
+        failed = first_failure(every, results)
+        if failed is not None and failed < len(held):
+            raise PhaseFailed(f"{host}: {held[failed].name}: {results[failed].tail()}", [host])
+        return results[len(held) :]
+
+    def hold(self, host: str, step: Step) -> None:
+        """Hold ``step`` until the next command on ``host`` (or :meth:`flush`), replacing a
+        held step of the same name (a newer host record supersedes the older)."""
+        kept = [s for s in self.prelude.get(host, []) if s.name != step.name]
+        self.prelude[host] = [*kept, step]
+
+    async def flush(self, names: list[str] | None = None) -> None:
+        """Send what is held for ``names`` (default: every host) now, one script each."""
+        targets = [
+            n for n in (names if names is not None else list(self.prelude)) if n in self.hosts
+        ]
+
+        async def one(name: str) -> None:
+            if self.prelude.get(name):
+                await self.sh_script(name, [], retry_safe=True)
+
+        errors = await self.on_hosts([n for n in targets if self.prelude.get(n)], one)
+        bad = [e for e in errors.values() if e]
+        if bad:
+            raise PhaseFailed("; ".join(map(str, bad)), [n for n, e in errors.items() if e])
 
     # -- moving one host's traffic ----------------------------------------------------------
 
@@ -382,6 +438,7 @@ class Run:
         target = lb_action(self.config, self.host_config(name), action)
         if target is None:
             return
+        await self.flush([name])  # the host's record first: a drain changes its traffic
         self.note(f"load balancer: {target[0]} {target[1]} ({action})", name)
         if self.dry_run:
             return

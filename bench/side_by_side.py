@@ -1,0 +1,400 @@
+"""portal-ops beside a bare asyncssh script and Fabric 3: the same work, interleaved, in
+one run, against one loopback sshd.
+
+Every measurement is its own Python process (``--one TOOL WORK N``), so each figure has a
+whole-process wall time and peak memory (the child's own rusage) as well as the time of its
+timed section (in-process). Within a repetition the tools take turns in a rotating order.
+Every tool checks the server's host key against the same known_hosts file (Fabric is told to
+reject unknown keys, it adds them by default) and logs in with the same key; the sshd
+fixture gives sessions an empty HOME, so no tool pays for shell rc files.
+
+The work:
+
+- ``fanout``: connect N hosts and run ``true`` on each (in-process: connect included);
+- ``first``: a first deployment to N fresh hosts;
+- ``upgrade``: a deployment over the live one (portal-ops: checks skipped, or ``upgrade+checks``
+  with its pre- and post-deployment checks);
+- ``rollback``: back to the release live before.
+
+The peers run a minimal Capistrano-style deployment, 6 commands per host (mkdir, git clone,
+link shared, write a marker, ``ln -s`` + ``mv -T``, readlink) and rollback (2 per host);
+portal-ops runs its full engine (lock, probes, host records, backups, release log, checks),
+with ``rollout.concurrency`` = N so that every tool works on all hosts at once.
+
+Run by hand (about 4 min for 3 repetitions on a quiet 2-core machine)::
+
+    .venv/bin/python bench/side_by_side.py [--reps 3] [--small 10] [--big 50] [--json]
+
+Needs the bench extra (``pip install -e '.[bench]'``: Fabric). Everything runs on 127.0.0.1;
+sshd and the temp dir are removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# a child measuring another checkout (--base) imports that checkout's portal-ops
+sys.path.insert(0, os.environ.get("SIDE_BY_SIDE_ROOT") or str(ROOT))
+
+TOOLS: tuple[str, ...] = ("portal-ops", "asyncssh", "fabric")
+
+# -- the peers' deployment: what a minimal Capistrano-style script runs on each host -------
+
+
+def peer_deploy(path: str, repo: str, tag: str, release: str) -> list[str]:
+    q = shlex.quote
+    rel = f"{path}/releases/{release}"
+    return [
+        f"mkdir -p {q(path + '/releases')} {q(path + '/shared')}",
+        f"git clone -q --depth 1 --branch {q(tag)} {q('file://' + repo)} {q(rel)}",
+        f"touch {q(path + '/shared/db.txt')} && ln -sfn {q(path + '/shared/db.txt')} {q(rel + '/db.txt')}",
+        f"printf '%s\\n' {q(release)} > {q(rel + '/REVISION')}",
+        f"ln -sfn {q('releases/' + release)} {q(path + '/current.tmp')}"
+        f" && mv -T {q(path + '/current.tmp')} {q(path + '/current')}",
+        f"readlink {q(path + '/current')}",
+    ]
+
+
+def peer_rollback(path: str, release: str) -> list[str]:
+    q = shlex.quote
+    return [
+        f"ln -sfn {q('releases/' + release)} {q(path + '/current.tmp')}"
+        f" && mv -T {q(path + '/current.tmp')} {q(path + '/current')}",
+        f"readlink {q(path + '/current')}",
+    ]
+
+
+# -- one measurement, in its own process ----------------------------------------------------
+
+
+def host_paths(base: Path, n: int) -> list[str]:
+    return [str(base / f"host-{i}") for i in range(1, n + 1)]
+
+
+def peer_commands(args: argparse.Namespace) -> list[list[str]]:
+    paths = host_paths(Path(args.dir), args.n)
+    if args.work == "fanout":
+        return [["true"] for _ in paths]
+    if args.work == "rollback":
+        return [peer_rollback(p, args.previous) for p in paths]
+    return [peer_deploy(p, args.repo, args.tag, args.release) for p in paths]
+
+
+async def run_asyncssh(args: argparse.Namespace, sshd: dict[str, Any]) -> None:
+    import asyncssh
+
+    async def one(commands: list[str]) -> None:
+        async with asyncssh.connect(
+            sshd["host"],
+            port=sshd["port"],
+            username=sshd["user"],
+            known_hosts=sshd["known_hosts"],
+            client_keys=[sshd["client_key"]],
+            agent_path=None,
+        ) as conn:
+            for command in commands:
+                await conn.run(command, check=True)
+
+    await asyncio.gather(*(one(c) for c in peer_commands(args)))
+
+
+def run_fabric(args: argparse.Namespace, sshd: dict[str, Any]) -> None:
+    from fabric import Connection
+    from paramiko import RejectPolicy
+
+    def one(commands: list[str]) -> None:
+        conn = Connection(
+            sshd["host"],
+            user=sshd["user"],
+            port=sshd["port"],
+            connect_kwargs={
+                "key_filename": sshd["client_key"],
+                "look_for_keys": False,
+                "allow_agent": False,
+            },
+        )
+        conn.client.load_host_keys(sshd["known_hosts"])
+        conn.client.set_missing_host_key_policy(RejectPolicy())
+        with conn:
+            for command in commands:
+                conn.run(command, hide=True)
+
+    work = peer_commands(args)
+    with ThreadPoolExecutor(max_workers=len(work)) as pool:
+        list(pool.map(one, work))
+
+
+async def run_portal_ops(args: argparse.Namespace, sshd: dict[str, Any]) -> dict[str, Any]:
+    if args.work == "fanout":
+        from backend.transport import connect_all
+        from backend.transport.ssh import SSHHost, SSHOptions
+
+        options = SSHOptions(
+            known_hosts=sshd["known_hosts"], identity_files=[sshd["client_key"]], use_agent=False
+        )
+        hosts = [
+            SSHHost(f"h{i}", sshd["host"], sshd["port"], sshd["user"], options=options)
+            for i in range(args.n)
+        ]
+        failures = await connect_all(hosts)
+        assert not failures, failures
+        results = await asyncio.gather(*(h.run("true") for h in hosts))
+        assert all(r.ok for r in results)
+        await asyncio.gather(*(h.close() for h in hosts))
+        return {}
+    from backend.config import parse_config
+    from backend.engine import Engine
+    from backend.journal import Journal
+
+    config = parse_config(json.loads(Path(args.config).read_text()))
+    engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+    if args.work == "rollback":
+        result = await engine.rollback(None, "bench")
+        assert result.outcome == "succeeded", result.outcome
+        return {}
+    result = await engine.deploy(revision=args.tag, skip_validation=not args.checks)
+    assert result.ok, result.error
+    return {"release": result.release}
+
+
+def one(args: argparse.Namespace) -> None:
+    sshd = json.loads(Path(args.sshd).read_text())
+    os.environ.setdefault("PORTAL_OPS_OPERATOR", "bench")
+    # imports before the clock: the in-process figure is the work; start-up is in the
+    # whole-process figure
+    if args.tool == "portal-ops":
+        import backend.transport.ssh
+
+        if args.work != "fanout":
+            import backend.engine  # noqa: F401
+    elif args.tool == "asyncssh":
+        import asyncssh  # noqa: F401
+    else:
+        import fabric  # noqa: F401
+    started = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if args.tool == "portal-ops":
+        extra = asyncio.run(run_portal_ops(args, sshd))
+    elif args.tool == "asyncssh":
+        asyncio.run(run_asyncssh(args, sshd))
+    else:
+        run_fabric(args, sshd)
+    print(json.dumps({"seconds": time.perf_counter() - started, **extra}))
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+
+BASE: Path | None = None  # --base: another checkout, measured as "portal-ops (before)"
+BEFORE = "portal-ops (before)"
+
+
+def child(argv: list[str]) -> dict[str, Any]:
+    """Run one measurement; its in-process seconds, whole-process wall and peak RSS."""
+    root = ROOT
+    if argv[0] == BEFORE and BASE is not None:
+        root, argv = BASE, ["portal-ops", *argv[1:]]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--one", *argv],
+        cwd=root,
+        env={**os.environ, "SIDE_BY_SIDE_ROOT": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    out = proc.stdout.read() if proc.stdout else ""
+    err = proc.stderr.read() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} exited {proc.returncode}: {err[-2000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return {**result, "wall": wall, "peak_mb": usage.ru_maxrss / 1024}
+
+
+def measure(work_dir: Path, reps: int, small: int, big: int) -> dict[str, Any]:
+    from tests.engine.helpers import make_repo, ssh_config
+    from tests.fixtures.sshd import SSHServer
+
+    repo = make_repo(work_dir)
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
+
+    def record(work: str, tool: str, got: dict[str, Any]) -> None:
+        samples.setdefault(work, {}).setdefault(tool, []).append(got)
+
+    with SSHServer(work_dir / "sshd").start() as sshd:
+        info = {
+            "host": sshd.host,
+            "port": sshd.port,
+            "user": sshd.user,
+            "known_hosts": str(sshd.known_hosts),
+            "client_key": str(sshd.client_key),
+        }
+        sshd_file = work_dir / "sshd.json"
+        sshd_file.write_text(json.dumps(info))
+
+        def config_for(base: Path, n: int) -> str:
+            cfg = ssh_config(sshd, base, repo, hosts=n)
+            cfg["rollout"] = {"batches": ["1", "100%"], "drain_seconds": 0, "concurrency": n}
+            path = base / "config.json"
+            base.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(cfg))
+            return str(path)
+
+        counter = iter(range(10**6))
+
+        def run(tool: str, work: str, n: int, base: Path, **kw: Any) -> dict[str, Any]:
+            argv = [tool, work, str(n), "--dir", str(base), "--sshd", str(sshd_file)]
+            argv += ["--repo", str(repo), "--tag", kw.get("tag", "v2")]
+            argv += ["--release", kw.get("release", f"r{next(counter):06d}")]
+            argv += ["--previous", kw.get("previous", "")]
+            if tool in ("portal-ops", BEFORE) and work != "fanout":
+                argv += ["--config", config_for(base, n)]
+            if kw.get("checks"):
+                argv.append("--checks")
+            return child(argv)
+
+        # the big fleet: a first deployment, once, untimed
+        def slug(tool: str) -> str:  # a shell word: the test recipe's paths are unquoted
+            return tool.replace(" (before)", "-before")
+
+        big_base = {t: work_dir / f"{slug(t)}-big" for t in TOOLS}
+        live: dict[str, str] = {}
+        for tool in TOOLS:
+            live[tool] = run(tool, "first", big, big_base[tool], tag="v1").get("release") or ""
+        for rep in range(reps):
+            order = TOOLS[rep % len(TOOLS) :] + TOOLS[: rep % len(TOOLS)]
+            for tool in order:
+                record(f"fanout {big}", tool, run(tool, "fanout", big, work_dir))
+            for tool in order:  # small fleet: first deploy, upgrade, rollback
+                base = work_dir / f"{slug(tool)}-small-{rep}"
+                first = run(tool, "first", small, base, tag="v1", release=f"a{rep}")
+                record(f"first deploy {small}", tool, first)
+                record(
+                    f"upgrade {small}", tool, run(tool, "upgrade", small, base, release=f"b{rep}")
+                )
+                record(
+                    f"rollback {small}",
+                    tool,
+                    run(tool, "rollback", small, base, previous=f"a{rep}"),
+                )
+            for tool in order:  # big fleet: upgrade, rollback
+                previous = live[tool]
+                release = f"c{rep}"
+                up = run(tool, "upgrade", big, big_base[tool], release=release)
+                record(f"upgrade {big}", tool, up)
+                record(
+                    f"rollback {big}",
+                    tool,
+                    run(tool, "rollback", big, big_base[tool], previous=previous or "x"),
+                )
+            for tool in [t for t in order if t.startswith("portal-ops")]:
+                got = run(tool, "upgrade", big, big_base[tool], checks=True)
+                record(f"upgrade {big} with checks", tool, got)
+                got = run(tool, "rollback", big, big_base[tool])
+                record(f"rollback {big} after checks", tool, got)
+                base = work_dir / f"{slug(tool)}-small-{rep}"
+                record(
+                    f"upgrade {small} with checks",
+                    tool,
+                    run(tool, "upgrade", small, base, checks=True),
+                )
+    return {"reps": reps, "samples": samples}
+
+
+def medians(samples: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for work, tools in samples.items():
+        for tool, runs in tools.items():
+            out.setdefault(work, {})[tool] = {
+                key: statistics.median(r[key] for r in runs)
+                for key in ("seconds", "wall", "peak_mb")
+            }
+    return out
+
+
+def render(result: dict[str, Any]) -> str:
+    med = medians(result["samples"])
+    before = any(BEFORE in tools for tools in med.values())
+    head = "| work | portal-ops |" + (" portal-ops before |" if before else "")
+    lines = [
+        f"Medians of {result['reps']} interleaved repetitions; in-process seconds (connect"
+        " included), whole-process wall seconds, peak RSS MB.\n",
+        head + " bare asyncssh | Fabric 3 | portal-ops / Fabric | portal-ops / asyncssh |",
+        "|---" * (7 if before else 6) + "|",
+    ]
+
+    def cell(work: str, tool: str, key: str) -> str:
+        value = med.get(work, {}).get(tool, {}).get(key)
+        return "" if value is None else (f"{value:.0f}" if key == "peak_mb" else f"{value:.2f}")
+
+    def ratio(work: str, peer_work: str, peer: str, key: str) -> str:
+        a = med.get(work, {}).get("portal-ops", {}).get(key)
+        b = med.get(peer_work, {}).get(peer, {}).get(key)
+        return f"{a / b:.2f}" if a and b else ""
+
+    def row(work: str, peer_work: str, key: str, label: str) -> str:
+        mine = f"| {work} ({label}) | {cell(work, 'portal-ops', key)} |"
+        if before:
+            mine += f" {cell(work, BEFORE, key)} |"
+        return (
+            mine + f" {cell(peer_work, 'asyncssh', key)} | {cell(peer_work, 'fabric', key)} |"
+            f" {ratio(work, peer_work, 'fabric', key)} | {ratio(work, peer_work, 'asyncssh', key)} |"
+        )
+
+    for work in med:
+        peer_work = work.replace(" with checks", "").replace(" after checks", "")
+        for key, label in (("seconds", "in-process s"), ("wall", "whole process s")):
+            if key == "seconds" and not work.startswith("fanout"):
+                continue  # a deployment's in-process time is its whole time less start-up
+            lines.append(row(work, peer_work, key, label))
+        if work.startswith(("upgrade", "fanout")):
+            lines.append(row(work, peer_work, "peak_mb", "peak MB"))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--small", type=int, default=10)
+    parser.add_argument("--big", type=int, default=50)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--one", nargs=3, metavar=("TOOL", "WORK", "N"))
+    for name in ("dir", "sshd", "repo", "tag", "release", "previous", "config"):
+        parser.add_argument(f"--{name}", default="")
+    parser.add_argument("--checks", action="store_true")
+    parser.add_argument("--base", default="", help="another checkout, measured beside")
+    args = parser.parse_args()
+    if args.base:
+        global BASE, TOOLS
+        BASE = Path(args.base).resolve()
+        TOOLS = (*TOOLS, BEFORE)
+    if args.one:
+        args.tool, args.work, n = args.one
+        args.n = int(n)
+        one(args)
+        return
+    from bench.harness import run_and_report
+
+    async def go(work: Path) -> dict[str, Any]:
+        return await asyncio.to_thread(measure, work, args.reps, args.small, args.big)
+
+    run_and_report(go, prefix="portal-ops-sbs-", as_json=args.json, render=render)
+
+
+if __name__ == "__main__":
+    main()
