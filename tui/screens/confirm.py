@@ -51,7 +51,8 @@ class ConfirmDeploy(_YesNoDialog):
     """The dry-run summary, then an explicit yes. On a short screen the dialog takes the
     whole height and the plan scrolls inside it, so its keys and buttons stay visible."""
 
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (40, "-tall")]
+    # textual declares these `ClassVar[...] | None`, which mypy reads as instance variables
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (40, "-tall")]  # type: ignore[misc]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "cancel", "Cancel"),
