@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from textual.app import ComposeResult, RenderResult
 from textual.color import Color
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
@@ -50,7 +51,7 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
 class HealthPlot(PlotextPlot):
     """A PlotextPlot that follows 16-colour themes (plotext's own "clear" theme there)."""
 
-    def render(self):  # type: ignore[no-untyped-def]
+    def render(self) -> RenderResult:
         self.theme = "clear" if self.app.current_theme.name.startswith("ansi") else "auto"
         return super().render()
 
@@ -95,7 +96,7 @@ class HealthGraphs(Vertical, can_focus=True):
         if self.drawn_for is not None and self.drawn_for != self.fitted_sizes():
             self.plot(self.samples, self.now, self._marks_given, live=self.live)
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield HealthPlot(id="rt-graph")
         with Horizontal(id="small-graphs"):
             yield HealthPlot(id="err-graph")

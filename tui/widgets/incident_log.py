@@ -302,7 +302,7 @@ class IncidentLog(ScrollView, can_focus=True):
         key = (number, start, index == self.cursor)
         strip = self._cache.get(key)
         if strip is None:
-            strip = self._render(line, base).crop_extend(start, start + width, base)
+            strip = self._line_strip(line, base).crop_extend(start, start + width, base)
             self._cache[key] = strip
         return strip.apply_offsets(start, row)
 
@@ -320,7 +320,7 @@ class IncidentLog(ScrollView, can_focus=True):
     def _style(self, component: str, base: Style) -> Style:
         return base + self.get_component_rich_style(component, partial=True)
 
-    def _render(self, line: LogLine, base: Style) -> Strip:
+    def _line_strip(self, line: LogLine, base: Style) -> Strip:
         when, label, source = self._prefix(line)
         sev = line.severity if line.severity in SEVERITY_RANK else "info"
         text_style = base
