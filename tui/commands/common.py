@@ -219,8 +219,6 @@ def warn_unfinished(config: Config) -> None:
             err=True,
         )
 
-    return True
-
 
 def open_journal(config: Config | None = None) -> Journal:
     directory = state_dir(config.state.dir if config else None)
