@@ -219,6 +219,8 @@ def warn_unfinished(config: Config) -> None:
             err=True,
         )
 
+    return True
+
 
 def open_journal(config: Config | None = None) -> Journal:
     directory = state_dir(config.state.dir if config else None)
