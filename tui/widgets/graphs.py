@@ -9,6 +9,7 @@ value, so the graphs read without colour.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Unpack
 
 from textual.app import ComposeResult, RenderResult
 from textual.color import Color
@@ -19,6 +20,7 @@ from textual_plotext import PlotextPlot
 
 from ..state import Sample
 from . import _format as fmt
+from ._options import WidgetOptions
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -73,9 +75,9 @@ class HealthGraphs(Vertical, can_focus=True):
         target_ms: float = 200.0,
         acceptable_ms: float = 500.0,
         window: int = 120,
-        **kwargs: object,
+        **kwargs: Unpack[WidgetOptions],
     ) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.target_ms = target_ms
         self.acceptable_ms = acceptable_ms
         self.window = window

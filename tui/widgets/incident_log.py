@@ -13,7 +13,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from itertools import accumulate
-from typing import ClassVar
+from typing import ClassVar, Unpack
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -27,6 +27,7 @@ from textual.strip import Strip
 
 from ..state import SEVERITY_LABEL, SEVERITY_RANK, LogLine
 from . import _format as fmt
+from ._options import WidgetOptions
 
 DEFAULT_MAX_LINES = 10_000
 LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")  # the severity filter cycle
@@ -75,8 +76,10 @@ class IncidentLog(ScrollView, can_focus=True):
         "incident-log--cursor",
     }
 
-    def __init__(self, *, max_lines: int = DEFAULT_MAX_LINES, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self, *, max_lines: int = DEFAULT_MAX_LINES, **kwargs: Unpack[WidgetOptions]
+    ) -> None:
+        super().__init__(**kwargs)
         self.max_lines = max_lines
         self._lines: list[tuple[int, LogLine]] = []  # (number, line), oldest first
         self._view: list[tuple[int, LogLine]] = self._lines

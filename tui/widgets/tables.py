@@ -8,13 +8,14 @@ themselves, so the tables read the same without colour.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Unpack
 
 from rich.text import Text
 from textual.widgets import DataTable
 
 from ..state import FlagView, HostView
 from . import _format as fmt
+from ._options import WidgetOptions
 
 HOST_STALE_SECONDS = 60.0  # a host figure older than this is shown as "stale", not as current
 _BAD_STATES = {"failed", "unhealthy", "error", "down"}
@@ -27,8 +28,8 @@ class _Table(DataTable[Text]):
     COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = ()  # (key, label)
     ALLOW_MAXIMIZE = True
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Unpack[WidgetOptions]) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._rows: dict[str, tuple[Text, ...]] = {}
         self._column_specs = self.COLUMNS  # this table's (key, label) pairs, in order
 
@@ -159,7 +160,7 @@ class FlagTable(_Table):
         "flags--killed",
     }
 
-    def __init__(self, *, detailed: bool = False, **kwargs: object) -> None:
+    def __init__(self, *, detailed: bool = False, **kwargs: Unpack[WidgetOptions]) -> None:
         super().__init__(**kwargs)
         self.detailed = detailed
         if detailed:
