@@ -507,7 +507,9 @@ def _with_inventory(raw: dict[str, Any], file: Path, sources: dict[str, str]) ->
         entries = host_entries(read_inventory(where), groups=groups, roles=roles)
     except InventoryError as exc:
         raise ConfigError(str(file), [f"inventory.file: {exc}"]) from None
-    hosts = raw.get("hosts") if isinstance(raw.get("hosts"), list) else []
+    hosts = raw.get("hosts")
+    if not isinstance(hosts, list):
+        hosts = []
     if entries and "hosts" not in sources:
         sources["hosts"] = str(where)
     return {**raw, "hosts": [*hosts, *entries]}
@@ -529,7 +531,8 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
 
 def template_errors(raw: dict[str, Any]) -> list[str]:
     """Every command template whose placeholders are unknown for its step or quoted."""
-    found: list[tuple[str, str, frozenset[str]]] = []
+    # (key, template, placeholders): a template that is not a string is the model's to refuse
+    found: list[tuple[str, object, frozenset[str]]] = []
     commands = raw.get("commands")
     if isinstance(commands, dict):
         for step, template in commands.items():

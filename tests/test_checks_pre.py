@@ -15,6 +15,7 @@ from backend.checks import run_validation
 from backend.config import parse_config
 from backend.events import Event, EventBus, Kind
 from backend.journal import Journal
+from backend.lockowner import redis_key
 from backend.transport import make_host
 from tests.fixtures import RedisServer, SSHServer
 from tests.test_checks_support import (  # noqa: F401
@@ -409,6 +410,20 @@ async def test_other_deployment_lock_and_journal(tmp_path: Path) -> None:
     assert status(ours, "P15") == "pass", rows(ours, "P15")
     someone = await run_validation(config, "pre", only=["P15"])  # no deployment: both count
     assert "bp-ours" in rows(someone, "P15")[-1].message
+
+
+async def test_a_garbled_redis_lock_read_as_text_is_still_reported(
+    tmp_path: Path, redis_server_private: RedisServer
+) -> None:
+    """A redis_url asking for decoded responses reads the lock as str, not bytes: a value
+    that is not JSON is still shown (it used to raise AttributeError on ``str.decode``)."""
+    config = make_config(tmp_path, redis={"url": redis_server_private.url + "?decode_responses=1"})
+    with redis_server_private.client() as admin:
+        admin.set(redis_key(config), "garbled lock value")
+    report = await run_validation(config, "pre", only=["P15"], deployment_id="bp-ours")
+    journal_row = next(r for r in rows(report, "P15") if r.host is None)
+    assert journal_row.status == "fail", journal_row
+    assert "the Redis lock is held for deployment ?" in journal_row.message
 
 
 async def test_disabled_check_is_reported_with_its_reason(tmp_path: Path) -> None:

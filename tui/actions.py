@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -223,8 +223,9 @@ def available(watch: bool) -> tuple[Action, ...]:
     return tuple(a for a in ACTIONS if not (watch and a.dangerous))
 
 
-def bindings(actions: Iterable[Action]) -> list[Binding]:
-    """Textual bindings for the given actions, with ids so a keymap can remap them."""
+def bindings(actions: Iterable[Action]) -> list[BindingType]:
+    """Textual bindings for the given actions, with ids so a keymap can remap them
+    (typed as the ``BINDINGS`` class variable they fill)."""
     return [
         Binding(
             a.keys,

@@ -184,39 +184,44 @@ def _update_phase(
     return tuple(out)
 
 
-def _phase_field(state: RoomState, event: Event) -> str:
-    return "rollback_phases" if event.run == "rollback" else "phases"
+def _phases_of(state: RoomState, event: Event) -> tuple[PhaseView, ...]:
+    """The phase list an event speaks of: the rollback's own, or the deployment's."""
+    return state.rollback_phases if event.run == "rollback" else state.phases
+
+
+def _with_phases(state: RoomState, event: Event, phases: tuple[PhaseView, ...]) -> RoomState:
+    if event.run == "rollback":
+        return replace(state, rollback_phases=phases)
+    return replace(state, phases=phases)
 
 
 def _on_phase_started(state: RoomState, event: Event) -> RoomState:
     if not event.phase:
         return state
-    attr = _phase_field(state, event)
     extra = {"title": event.data["title"]} if event.data.get("title") else {}
     phases = _update_phase(
-        getattr(state, attr), event.phase, status="running", started_at=event.ts, **extra
+        _phases_of(state, event), event.phase, status="running", started_at=event.ts, **extra
     )
-    return replace(state, **{attr: phases})
+    return _with_phases(state, event, phases)
 
 
 def _on_phase_finished(state: RoomState, event: Event) -> RoomState:
     if not event.phase:
         return state
-    attr = _phase_field(state, event)
     d = event.data
-    current = next((p for p in getattr(state, attr) if p.name == event.phase), None)
+    current = next((p for p in _phases_of(state, event) if p.name == event.phase), None)
     seconds = _num(d.get("seconds"))
     if seconds is None and current is not None and current.started_at is not None:
         seconds = max(0.0, event.ts - current.started_at)
     detail = d.get("detail") or ""
     phases = _update_phase(
-        getattr(state, attr),
+        _phases_of(state, event),
         event.phase,
         status=_status(d.get("status")),
         seconds=seconds,
         detail=str(detail) if not isinstance(detail, Mapping) else "",
     )
-    return replace(state, **{attr: phases})
+    return _with_phases(state, event, phases)
 
 
 def _update_host(room: RoomState, name: str, **changes: Any) -> RoomState:

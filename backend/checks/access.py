@@ -247,5 +247,6 @@ async def _redis_lock(ctx: Context, url: str) -> dict[str, object] | str | None:
     try:
         data = json.loads(raw)
         return data if isinstance(data, dict) else {"raw": str(data)}
-    except ValueError:
-        return {"raw": raw[:100].decode(errors="replace")}
+    except ValueError:  # str when the URL asks for decode_responses
+        head = raw[:100]
+        return {"raw": head.decode(errors="replace") if isinstance(head, bytes) else head}

@@ -62,6 +62,7 @@ async def flags_published(ctx: Context) -> list[Outcome]:
     except Exception as exc:
         return [errored(f"cannot compare flags: {type(exc).__name__}: {exc}", threshold=threshold)]
     elapsed = (time.perf_counter() - started) * 1000
+    mismatches: list[object]
     if isinstance(result, bool):
         ok, mismatches, message, checked = result, [], "", None
     elif isinstance(result, tuple) and len(result) == 2:

@@ -316,14 +316,15 @@ class FlagService:
     def enable(
         self,
         name: str,
-        percentage: int | None = None,
+        percentage: int | str | None = None,
         *,
         operator: Operator | None = None,
         reason: str = "",
         deployment_id: str | None = None,
         action: str = "enable",
     ) -> Change:
-        """Serve the flag; ``percentage`` None keeps the stored rollout percentage."""
+        """Serve the flag; ``percentage`` None keeps the stored rollout percentage. A string
+        (the CLI's ``--percentage``) is validated here, so "50%" is refused, not guessed at."""
         validate_name(name)
         fields: dict[str, Any] = {"enabled": True}
         if percentage is not None:

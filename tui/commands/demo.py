@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+
+from backend.events import Event
 
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
 from .printer import EventPrinter
@@ -56,18 +59,19 @@ def _headless(scenario: str | None, as_json: bool, keep: bool) -> None:
     from backend.demo.run import run_headless
 
     printer = None if as_json else EventPrinter()
+    on_event: Callable[[Event], None] | None = None
     if not as_json:
         click.echo("Building the sandbox: 3 hosts behind a load balancer; deploying version 1...")
         started = [False]
 
-        def on_event(event):  # type: ignore[no-untyped-def]
+        def print_event(event: Event) -> None:
             if event.kind == "deployment.started" and event.data.get("revision") == "v2":
                 started[0] = True
                 click.echo("Version 1 is live. Deploying version 2 while the load probe runs:\n")
             if started[0] and printer is not None:
                 printer(event)
-    else:
-        on_event = None  # type: ignore[assignment]
+
+        on_event = print_event
     summary = asyncio.run(run_headless(scenario, on_event=on_event, keep=keep))
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))

@@ -14,7 +14,7 @@ import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from backend.events import Event, Kind
 from backend.inputs import printable
@@ -146,7 +146,7 @@ class EventPrinter:
         elif kind == Kind.LOCK and d.get("action") == "refused":
             self.write(f"  lock refused: held by {d.get('holder')}")
 
-    def _why(self, d: dict) -> str:  # type: ignore[type-arg]
+    def _why(self, d: dict[str, Any]) -> str:
         """Who started a rollback, in words (the rule and its values, the operator), and
         the reason unless it only repeats a failure printed above."""
         from tui.triggers import trigger_text  # small, no Textual: fine on the CLI path

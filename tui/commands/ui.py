@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .common import EXIT_USAGE, config_option, fail, load_or_exit
+from .common import EXIT_USAGE, F, config_option, fail, load_or_exit
 
 THEME_HELP = (
     "Colour theme: portal-dark (default), portal-light, portal-high-contrast, ansi-dark or"
@@ -21,7 +21,7 @@ THEME_HELP = (
 )
 
 
-def _options(func):  # type: ignore[no-untyped-def]
+def _options(func: F) -> F:
     func = click.option("--theme", envvar="PORTAL_OPS_THEME", metavar="NAME", help=THEME_HELP)(func)
     func = click.option(
         "--refresh",

@@ -349,8 +349,11 @@ class RoomApp(App[int]):
             return "the graphs are not drawn yet"
         found = self.room.query(HealthGraphs) if self.room.ready else None
         graphs = found.first() if found else None  # none while the room is torn down
-        shown = graphs is not None and graphs.region.area > 0  # a zoomed pane hides them
-        if shown and graphs.drawn_for != graphs.fitted_sizes():
+        if (
+            graphs is not None
+            and graphs.region.area > 0  # a zoomed pane hides them
+            and graphs.drawn_for != graphs.fitted_sizes()
+        ):
             return "the graphs were drawn for another size"
         busy = [w.name for w in self.workers if w.is_running and w.group != "feed"]
         if busy:

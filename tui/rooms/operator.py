@@ -208,6 +208,7 @@ class OperatorRoom(RoomApp):
         if flag is None:
             self.notify("select a flag first (4 or f, then the arrow keys)", severity="warning")
             return
+        name = flag.name  # the selected name, now known to be set
         steps = sorted(self.config.flags.rollout_steps) if self.config else [10, 50, 100]
         current = flag.percentage if flag.enabled else 0
         if direction > 0:

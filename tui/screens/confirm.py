@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Unpack
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -19,6 +19,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+
+from ..widgets._options import InputOptions
 
 
 class _Dialog(ModalScreen[object]):
@@ -51,7 +53,8 @@ class ConfirmDeploy(_YesNoDialog):
     """The dry-run summary, then an explicit yes. On a short screen the dialog takes the
     whole height and the plan scrolls inside it, so its keys and buttons stay visible."""
 
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (40, "-tall")]
+    # textual declares these `ClassVar[...] | None`, which mypy reads as instance variables
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (40, "-tall")]  # type: ignore[misc]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,n", "cancel", "Cancel"),
@@ -90,8 +93,8 @@ class IdInput(Input):
     ahead, or read in one burst before the focus moved) go to the reason box: focus moves
     after the keys already queued, and an operator's reason used to land on the id."""
 
-    def __init__(self, *, then: str, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, then: str, **kwargs: Unpack[InputOptions]) -> None:
+        super().__init__(**kwargs)
         self.then = then  # the id of the box enter moves to
         self.hand_off: Input | None = None
 

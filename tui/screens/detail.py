@@ -19,7 +19,8 @@ from ..widgets import _format as fmt
 
 
 class LogDetail(ModalScreen[None]):
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
+    # textual declares these `ClassVar[...] | None`, which mypy reads as instance variables
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]  # type: ignore[misc]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,enter,q", "close", "Close", id="portal-ops.detail-close")
     ]

@@ -20,7 +20,8 @@ MAX_LINES = 2000  # the newest lines of this host: a long install is still reada
 
 
 class HostDetail(ModalScreen[None]):
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
+    # textual declares these `ClassVar[...] | None`, which mypy reads as instance variables
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]  # type: ignore[misc]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,enter,q", "close", "Close", id="portal-ops.host-close")
     ]

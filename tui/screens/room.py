@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.screen import Screen
 from textual.widgets import Input
 
-from ..state import RoomState
+from ..state import LogLine, RoomState
 from ..widgets import _format as fmt
 from ..widgets.footer import KeyFooter
 from ..widgets.graphs import HealthGraphs
@@ -36,11 +37,12 @@ PANES: dict[str, str] = {
 class RoomScreen(Screen[None]):
     """Draws a :class:`RoomState`; holds no state of its own beyond what it last drew."""
 
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [
+    # textual declares these `ClassVar[...] | None`, which mypy reads as instance variables
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [  # type: ignore[misc]
         (0, "-narrow"),
         (110, "-wide"),
     ]
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]  # type: ignore[misc]
     AUTO_FOCUS = "#log"
 
     def __init__(
@@ -177,7 +179,7 @@ class RoomScreen(Screen[None]):
 
         self.app.push_screen(LogDetail(message.line))
 
-    def append_log(self, lines: tuple) -> None:  # type: ignore[type-arg]
+    def append_log(self, lines: tuple[LogLine, ...]) -> None:
         self.log_widget.append(lines)
         self._log_title()
 
@@ -216,7 +218,7 @@ class RoomScreen(Screen[None]):
         self.log_widget.focus()
         self._log_title()
 
-    def on_key(self, event) -> None:  # type: ignore[no-untyped-def]
+    def on_key(self, event: events.Key) -> None:
         box = self.query_one("#log-filter", Input)
         if event.key != "escape":
             return

@@ -9,9 +9,11 @@ keeps its widgets when nothing differs, so it draws exactly what Textual's would
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from textual.widgets import Footer
+
+from ._options import FooterOptions
 
 if TYPE_CHECKING:
     from textual.screen import Screen
@@ -22,8 +24,8 @@ Shown = tuple[tuple[str, str, str, bool, str, str], ...]
 class KeyFooter(Footer):
     """A Footer that skips recomposing when its keys, labels and states are unchanged."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Unpack[FooterOptions]) -> None:
+        super().__init__(**kwargs)
         self._shown: Shown | None = None
 
     def _keys(self, screen: Screen[object]) -> Shown:

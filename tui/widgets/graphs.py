@@ -9,7 +9,9 @@ value, so the graphs read without colour.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Unpack
 
+from textual.app import ComposeResult, RenderResult
 from textual.color import Color
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
@@ -18,6 +20,7 @@ from textual_plotext import PlotextPlot
 
 from ..state import Sample
 from . import _format as fmt
+from ._options import WidgetOptions
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -50,7 +53,7 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
 class HealthPlot(PlotextPlot):
     """A PlotextPlot that follows 16-colour themes (plotext's own "clear" theme there)."""
 
-    def render(self):  # type: ignore[no-untyped-def]
+    def render(self) -> RenderResult:
         self.theme = "clear" if self.app.current_theme.name.startswith("ansi") else "auto"
         return super().render()
 
@@ -72,9 +75,9 @@ class HealthGraphs(Vertical, can_focus=True):
         target_ms: float = 200.0,
         acceptable_ms: float = 500.0,
         window: int = 120,
-        **kwargs: object,
+        **kwargs: Unpack[WidgetOptions],
     ) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.target_ms = target_ms
         self.acceptable_ms = acceptable_ms
         self.window = window
@@ -95,7 +98,7 @@ class HealthGraphs(Vertical, can_focus=True):
         if self.drawn_for is not None and self.drawn_for != self.fitted_sizes():
             self.plot(self.samples, self.now, self._marks_given, live=self.live)
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield HealthPlot(id="rt-graph")
         with Horizontal(id="small-graphs"):
             yield HealthPlot(id="err-graph")

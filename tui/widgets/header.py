@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from textual.content import Content
 from textual.widgets import Static
 
 from ..state import RoomState
 from . import _format as fmt
+from ._options import WidgetOptions
 
 #: status word -> (label, style): the label alone says it, the style only underlines it
 STATUS_STYLE: dict[str, tuple[str, str]] = {
@@ -46,9 +49,9 @@ class DeployHeader(Static):
         source: str = "",
         p95_limit_ms: float = 200.0,
         error_rate_limit: float = 0.01,
-        **kwargs: object,
+        **kwargs: Unpack[WidgetOptions],
     ) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.watch_mode = watch
         self.p95_limit_ms = p95_limit_ms  # a newer sample above either is shown as a breach
         self.error_rate_limit = error_rate_limit

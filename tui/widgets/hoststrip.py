@@ -8,11 +8,14 @@ plainly serving (``live``). Shown under the header whenever the hosts pane is hi
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from textual.content import Content
 from textual.widgets import Static
 
 from ..state import HostView, RoomState
 from . import _format as fmt
+from ._options import WidgetOptions
 
 _QUIET_STATES = {"live", "pending", ""}
 _BAD_STATES = {"failed", "unhealthy", "error", "down"}
@@ -56,8 +59,8 @@ class HostStrip(Static):
     }
     """
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Unpack[WidgetOptions]) -> None:
+        super().__init__(**kwargs)
         self._shown: Content | None = None
 
     def show(self, state: RoomState) -> None:

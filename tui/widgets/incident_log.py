@@ -13,7 +13,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from itertools import accumulate
-from typing import ClassVar
+from typing import ClassVar, Unpack
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -27,6 +27,7 @@ from textual.strip import Strip
 
 from ..state import SEVERITY_LABEL, SEVERITY_RANK, LogLine
 from . import _format as fmt
+from ._options import WidgetOptions
 
 DEFAULT_MAX_LINES = 10_000
 LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")  # the severity filter cycle
@@ -75,8 +76,10 @@ class IncidentLog(ScrollView, can_focus=True):
         "incident-log--cursor",
     }
 
-    def __init__(self, *, max_lines: int = DEFAULT_MAX_LINES, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self, *, max_lines: int = DEFAULT_MAX_LINES, **kwargs: Unpack[WidgetOptions]
+    ) -> None:
+        super().__init__(**kwargs)
         self.max_lines = max_lines
         self._lines: list[tuple[int, LogLine]] = []  # (number, line), oldest first
         self._view: list[tuple[int, LogLine]] = self._lines
@@ -302,7 +305,7 @@ class IncidentLog(ScrollView, can_focus=True):
         key = (number, start, index == self.cursor)
         strip = self._cache.get(key)
         if strip is None:
-            strip = self._render(line, base).crop_extend(start, start + width, base)
+            strip = self._line_strip(line, base).crop_extend(start, start + width, base)
             self._cache[key] = strip
         return strip.apply_offsets(start, row)
 
@@ -320,7 +323,7 @@ class IncidentLog(ScrollView, can_focus=True):
     def _style(self, component: str, base: Style) -> Style:
         return base + self.get_component_rich_style(component, partial=True)
 
-    def _render(self, line: LogLine, base: Style) -> Strip:
+    def _line_strip(self, line: LogLine, base: Style) -> Strip:
         when, label, source = self._prefix(line)
         sev = line.severity if line.severity in SEVERITY_RANK else "info"
         text_style = base

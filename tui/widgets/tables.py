@@ -8,13 +8,14 @@ themselves, so the tables read the same without colour.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Unpack
 
 from rich.text import Text
 from textual.widgets import DataTable
 
 from ..state import FlagView, HostView
 from . import _format as fmt
+from ._options import WidgetOptions
 
 HOST_STALE_SECONDS = 60.0  # a host figure older than this is shown as "stale", not as current
 _BAD_STATES = {"failed", "unhealthy", "error", "down"}
@@ -27,12 +28,13 @@ class _Table(DataTable[Text]):
     COLUMNS: ClassVar[tuple[tuple[str, str], ...]] = ()  # (key, label)
     ALLOW_MAXIMIZE = True
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Unpack[WidgetOptions]) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._rows: dict[str, tuple[Text, ...]] = {}
+        self._column_specs = self.COLUMNS  # this table's (key, label) pairs, in order
 
     def on_mount(self) -> None:
-        for key, label in self.COLUMNS:
+        for key, label in self._column_specs:
             self.add_column(label, key=key)
         self.show_cursor = self.has_focus
 
@@ -61,7 +63,7 @@ class _Table(DataTable[Text]):
             return
         for name, cells in rows:
             old = self._rows.get(name, ())
-            for (key, _), new, before in zip(self.COLUMNS, cells, old, strict=False):
+            for (key, _), new, before in zip(self._column_specs, cells, old, strict=False):
                 if new != before:
                     wider = new.cell_len > (before.cell_len if before is not None else 0)
                     self.update_cell(name, key, new, update_width=wider)
@@ -158,11 +160,11 @@ class FlagTable(_Table):
         "flags--killed",
     }
 
-    def __init__(self, *, detailed: bool = False, **kwargs: object) -> None:
+    def __init__(self, *, detailed: bool = False, **kwargs: Unpack[WidgetOptions]) -> None:
         super().__init__(**kwargs)
         self.detailed = detailed
         if detailed:
-            self.COLUMNS = self.COLUMNS + self.DETAIL_COLUMNS
+            self._column_specs = self.COLUMNS + self.DETAIL_COLUMNS
 
     def show(self, flags: Sequence[FlagView], emergency: bool = False) -> None:
         on = 0 if emergency else sum(1 for f in flags if f.enabled)
@@ -172,7 +174,7 @@ class FlagTable(_Table):
 
     def _cells(self, flag: FlagView, emergency: bool) -> tuple[Text, ...]:
         state = flag.state(emergency)
-        cells = (
+        cells: tuple[Text, ...] = (
             Text(flag.name),
             Text(state, style=self.style_for(f"flags--{state}")),
             Text(f"{flag.percentage}%" if flag.enabled and not emergency else "-", justify="right"),

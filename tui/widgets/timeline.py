@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from textual.content import Content
 from textual.widgets import Static
 
 from ..state import Checks, PhaseView, RoomState
 from . import _format as fmt
+from ._options import WidgetOptions
 
 #: status -> (glyph, style); the glyph's shape says the state without colour
 GLYPHS: dict[str, tuple[str, str]] = {
@@ -55,8 +58,8 @@ class PhaseTimeline(Static, can_focus=True):
     }
     """
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Unpack[WidgetOptions]) -> None:
+        super().__init__(**kwargs)
         self._last: tuple[RoomState, float] | None = None
         self._shown: Content | None = None
 

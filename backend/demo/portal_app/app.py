@@ -351,7 +351,7 @@ class Portal:
                 ):
                     features.setdefault(company_id, []).append(feature)
                 for row in rows:
-                    row["features"] = features.get(int(row["id"]), [])  # type: ignore[call-overload]
+                    row["features"] = features.get(int(row["id"]), [])
                     res = self.flags.resolve(str(row["id"]))
                     if res is not None:  # evaluated in-process: no network call per row
                         row["ui_improvements"] = res.value
