@@ -68,7 +68,7 @@ class Journal:
 
     def _ensure_schema(self) -> None:
         if "deployments" not in self.db.table_names():
-            self.db["deployments"].create(
+            self.db.table("deployments").create(
                 {
                     "id": str,
                     "target": str,
@@ -89,9 +89,9 @@ class Journal:
                 },
                 pk="id",
             )
-            self.db["deployments"].create_index(["target", "started_at"])
+            self.db.table("deployments").create_index(["target", "started_at"])
         if "events" not in self.db.table_names():
-            self.db["events"].create(
+            self.db.table("events").create(
                 {
                     "seq": int,
                     "deployment_id": str,
@@ -104,7 +104,7 @@ class Journal:
                 },
                 pk="seq",
             )
-            self.db["events"].create_index(["deployment_id", "seq"])
+            self.db.table("events").create_index(["deployment_id", "seq"])
 
     # -- writing --------------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ class Journal:
             self._writer.put(lambda db: db["deployments"].update(deployment_id, encoded))
             return
         with self.db.conn:
-            self.db["deployments"].update(deployment_id, encoded)
+            self.db.table("deployments").update(deployment_id, encoded)
 
     def finish_deployment(self, deployment_id: str, outcome: str, summary: dict[str, Any]) -> None:
         self.update_deployment(

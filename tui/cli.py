@@ -141,8 +141,8 @@ def cli(ctx: click.Context, no_color: bool, debug: bool) -> None:
     ):  # full-screen apps excepted
         from backend.redact import RedactingStream
 
-        sys.stdout = RedactingStream(sys.stdout)  # type: ignore[assignment]
-        sys.stderr = RedactingStream(sys.stderr)  # type: ignore[assignment]
+        sys.stdout = RedactingStream(sys.stdout)
+        sys.stderr = RedactingStream(sys.stderr)
     if ctx.invoked_subcommand is None:
         ui = cli.get_command(ctx, "ui")
         if ui is None:

@@ -23,7 +23,7 @@ from ..phases import DEPLOY_PHASES
 from ..redact import redact
 from ..shell import in_dir, q
 from ..transport import CommandResult, connect_all
-from .analysis import switch_batches
+from .analysis import Traffic, switch_batches
 from .hoststate import record_dir, record_for, write_record
 from .layout import HostState, parse_probe, prune_candidates
 from .lock import (
@@ -151,6 +151,8 @@ class Deployment(Run):
         self.created: list[str] = []  # hosts where this run created the release folder
         self.traffic: dict[str, str] = {}  # host -> drained | serving, as its record says
         self.baseline: dict[str, Any] | None = None  # migrate_status before migrate ran
+        self.traffic_before: dict[str, Traffic] = {}  # HAProxy counters before the switch
+        self.web_baseline: dict[str, float] | None = None  # web checks before the switch
         self.number = 0  # the phase in flight
 
     # -- helpers ---------------------------------------------------------------------------
@@ -991,7 +993,7 @@ class Deployment(Run):
             if measure and len(ran) > 1:
                 after = ran[1]
                 pending_after = recipes.parse_pending(after.stdout)
-                if pending_after is not None:  # measured against the baseline: exact
+                if pending_after is not None and self.pending_before is not None:  # exact
                     applied = max(0, self.pending_before - pending_after)
             self.migrations_applied = applied or 0
             self.emit(
@@ -1075,9 +1077,8 @@ class Deployment(Run):
             state = parse_probe(result.stdout)
             if self.dry_run:
                 state.current = self.release_id
-            protect = {self.release_id} | (
-                {self.previous[name]} if self.previous.get(name) else set()
-            )
+            previous = self.previous.get(name)
+            protect = {self.release_id} | ({previous} if previous else set())
             doomed = prune_candidates(state, self.config.portal.keep_releases, protect)
             if doomed:
                 # a release's backups go with it (backups are named by deployment id,

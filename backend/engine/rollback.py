@@ -204,10 +204,10 @@ class RollbackRun(Run):
         for number, ((name, title), body) in enumerate(
             zip(ROLLBACK_PHASES, bodies, strict=True), 1
         ):
-            result = await self.timed_phase(number, name, title, body)
-            if result.status == "failed":
-                failed.append(result)
-                self.failed_phases.append(f"{number} ({title}): {result.detail}")
+            ran = await self.timed_phase(number, name, title, body)
+            if ran.status == "failed":
+                failed.append(ran)
+                self.failed_phases.append(f"{number} ({title}): {ran.detail}")
                 if name == "rb-declare":
                     break
         if failed and failed[0].name == "rb-declare":

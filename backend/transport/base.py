@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Protocol
 
 LineCallback = Callable[[str, str], None]  # (stream: "stdout" | "stderr", line)
 
@@ -95,12 +95,18 @@ class Host(abc.ABC):
         await self.close()
 
 
+class LineReader(Protocol):
+    """What pump_lines reads: asyncio's StreamReader (bytes) or asyncssh's SSHReader."""
+
+    async def readline(self) -> bytes | str: ...
+
+
 async def pump_lines(
-    stream: asyncio.StreamReader | object, name: str, sink: list[str], on_line: LineCallback | None
+    stream: LineReader, name: str, sink: list[str], on_line: LineCallback | None
 ) -> None:
     """Read a stream line by line into ``sink``, reporting each line as it arrives."""
     while True:
-        raw = await stream.readline()  # type: ignore[attr-defined]
+        raw = await stream.readline()
         if not raw:
             return
         line = raw.decode(errors="replace") if isinstance(raw, bytes) else raw

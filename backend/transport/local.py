@@ -7,8 +7,11 @@ import contextlib
 import os
 import signal
 import time
+from typing import TypeVar
 
 from .base import CommandResult, CommandTimeout, Host, LineCallback, pump_lines
+
+T = TypeVar("T")
 
 
 class LocalHost(Host):
@@ -44,6 +47,7 @@ class LocalHost(Host):
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # so a timeout can kill the whole process group
         )
+        assert proc.stdout is not None and proc.stderr is not None  # both are PIPE above
         out: list[str] = []
         err: list[str] = []
         if input is not None and proc.stdin is not None:
@@ -89,7 +93,7 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _quiet(future: asyncio.Future[object]) -> asyncio.Future[object]:
+def _quiet(future: asyncio.Future[T]) -> asyncio.Future[T]:
     """Mark a gather's outcome as seen: when a timeout or a cancelled caller abandons it,
     asyncio must not log "exception was never retrieved" for every stream reader."""
     future.add_done_callback(lambda f: f.cancelled() or f.exception())

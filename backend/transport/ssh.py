@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncssh
 
@@ -37,6 +37,7 @@ from .base import (
 )
 from .remote_group import kill_pidfile, kill_tagged, new_pidfile, parse_left, wrap
 
+T = TypeVar("T")
 _LOST = (
     asyncssh.ConnectionLost,
     asyncssh.DisconnectError,
@@ -458,7 +459,7 @@ async def _close_quietly(conn: asyncssh.SSHClientConnection) -> None:
         pass
 
 
-def _quiet(future: asyncio.Future[object]) -> asyncio.Future[object]:
+def _quiet(future: asyncio.Future[T]) -> asyncio.Future[T]:
     """Mark a gather's outcome as seen: when a timeout or a cancelled caller abandons it,
     asyncio must not log "exception was never retrieved" for every stream reader."""
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
