@@ -16,6 +16,9 @@ developer's machine. With ``CI=true`` or ``PORTAL_OPS_REQUIRE_SERVICES=1`` it fa
 them instead, so CI can never go green by silently skipping the real-server tests.
 Tests using these fixtures get the ``sshd`` / ``redis`` markers automatically, so
 ``-m "not sshd"`` deselects them.
+
+The suite is CPU-bound: ``-p tests.fixtures.cpu_profile -n 0`` ranks tests by the CPU they
+cost, servers and CLI runs included (see tests/fixtures/cpu_profile.py).
 """
 
 from __future__ import annotations
