@@ -31,7 +31,7 @@ from tests.engine.matrix import SCENARIOS, deploy_template, run_scenario  # noqa
 from tests.fixtures.sshd import SSHServer  # noqa: E402
 
 
-async def measure(work: Path, only: str) -> dict[str, Any]:
+async def measure(work: Path, only: str, suite_only: bool = False) -> dict[str, Any]:
     sshd = SSHServer(root=work / "sshd").start()
     try:
         template = work / "template"
@@ -41,12 +41,15 @@ async def measure(work: Path, only: str) -> dict[str, Any]:
         for index, scenario in enumerate(SCENARIOS):
             if only and only not in scenario.name:
                 continue
+            if suite_only and not scenario.suite:
+                continue
             verdict = await run_scenario(sshd, template, cfg, old, work / f"case-{index}", scenario)
             rows.append(
                 {
                     "scenario": scenario.name,
                     "recovery": scenario.recovery,
                     "converged": verdict.converged,
+                    "suite": scenario.suite,
                     "seconds": round(verdict.seconds, 1),
                     "why": verdict.why,
                 }
@@ -70,10 +73,11 @@ def render(out: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="Scenarios whose name contains this.")
+    parser.add_argument("--suite", action="store_true", help="Only the test suite's subset.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     run_and_report(
-        lambda work: measure(work, args.only),
+        lambda work: measure(work, args.only, args.suite),
         prefix="fault-matrix-",
         as_json=args.json,
         render=render,
