@@ -1,17 +1,19 @@
 """The fault matrix as a table: scenario, recovery, converged, seconds.
 
-Each scenario (tests/engine/matrix.py) kills portal-ops with SIGKILL at a phase boundary or
-inside the commands of deploy phases 4, 5, 6 or rollback phases 4, 5, kills the SSH link
-inside the same commands, or lets a migrate time out; then recovers on its own, by
+Each scenario (tests/engine/matrix.py) kills portal-ops with SIGKILL at the start of a
+phase 2 to 9, after phase 9, or inside the commands of deploy phases 4, 5, 6 or rollback
+phases 4, 5, kills the SSH link at the same boundaries or inside the same commands, or lets
+a migrate time out; then recovers on its own, by
 ``rollback`` from a second state dir (no journal: the hosts' records) or by ``resume`` from
 the first, and checks convergence:
 one release on every host, the database matching it, no process of the old run left, the
 lock released, the outcome truthful. Seconds: from the copy of the v1 template to the end
 of the recovery.
 
-Run by hand (a few minutes on a busy 2-core machine)::
+Every scenario (40), where the test suite runs a subset of 19 (``--suite``). Run by hand
+(about 3 minutes on a busy 2-core machine)::
 
-    .venv/bin/python bench/fault_matrix.py [--only SUBSTRING] [--json]
+    .venv/bin/python bench/fault_matrix.py [--only SUBSTRING] [--suite] [--json]
 
 Everything runs on 127.0.0.1 through one real OpenSSH server; temp dirs are removed.
 """
