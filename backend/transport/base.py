@@ -35,6 +35,11 @@ class ConnectionLost(TransportError):
     pass
 
 
+class CommandNotSent(ConnectionLost):
+    """The link was found lost before the command reached the host (no channel opened):
+    running it after a reconnect runs it once, whatever the command."""
+
+
 class CommandTimeout(TransportError):
     pass
 
@@ -81,7 +86,8 @@ class Host(abc.ABC):
         """Run ``command`` through ``/bin/sh -c`` on the host.
 
         ``retry_safe`` marks commands that may be run again after a lost connection
-        (reads, idempotent switches); others fail with :class:`ConnectionLost`.
+        (reads, idempotent switches); others fail with :class:`ConnectionLost`, unless the link
+        was lost before they were sent (:class:`CommandNotSent`): those run after a reconnect.
         """
 
     @abc.abstractmethod

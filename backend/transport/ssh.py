@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import asyncssh
 
 from .base import (
+    CommandNotSent,
     CommandResult,
     CommandTimeout,
     ConnectionLost,
@@ -250,7 +251,8 @@ class SSHHost(Host):
         input: str | None = None,
         retry_safe: bool = False,
     ) -> CommandResult:
-        attempts = 1 + (self.options.max_reconnects if retry_safe else 0)
+        # any command may be sent again when the link was lost before it was sent at all
+        attempts = 1 + self.options.max_reconnects
         delay = 0.5
         # the command runs in its own process group on the host, killed with the session;
         # each attempt has a pid file of its own (a kill claims the name of the one it stops)
@@ -265,7 +267,8 @@ class SSHHost(Host):
                 remote = wrap(command, pidfile) if pidfile else command
                 return await self._run_once(remote, timeout, on_line, input, pidfile, command)
             except (ConnectionLost, HostUnreachable) as exc:
-                if isinstance(exc, HostKeyMismatch) or attempt == attempts:
+                again = retry_safe or isinstance(exc, CommandNotSent)
+                if isinstance(exc, HostKeyMismatch) or not again or attempt == attempts:
                     raise
                 if on_line is not None:
                     on_line("stderr", f"[portal-ops] connection lost; reconnecting in {delay:.1f}s")
@@ -287,14 +290,17 @@ class SSHHost(Host):
         while True:
             conn = self._conn
             assert conn is not None
+            if conn.is_closed():  # dropped while idle (between phases): nothing was sent
+                await self._drop()
+                raise CommandNotSent(self.name, "connection lost before the command was sent")
             try:
                 return await conn.create_process(
                     command, input=input, encoding="utf-8", errors="replace"
                 )
             except asyncssh.ChannelOpenError as exc:
-                if conn.is_closed():
+                if conn.is_closed():  # the channel never opened: the command never started
                     await self._drop()
-                    raise ConnectionLost(self.name, f"connection lost: {exc}") from None
+                    raise CommandNotSent(self.name, f"connection lost: {exc}") from None
                 if time.monotonic() + delay > deadline:
                     raise ChannelRefused(
                         self.name, f"the server kept refusing a session: {exc.reason}"

@@ -109,6 +109,10 @@ async def kill_when(
                 for event in journal.events(after_seq=seen):
                     seen = event.seq or seen
                     if match(event):
+                        if proc.poll() is not None:
+                            raise AssertionError(
+                                f"portal-ops ended (code {proc.returncode}) before the fault"
+                            )
                         os.kill(proc.pid, signal.SIGKILL)
                         proc.wait(timeout=10)
                         return event.deployment_id or ""
@@ -134,6 +138,13 @@ def phase_started(number: int, run: str = "deploy") -> Any:
     return lambda e: (
         e.kind == Kind.PHASE_STARTED and e.run == run and e.data.get("number") == number
     )
+
+
+def phase_finished(number: int, run: str = "deploy") -> Any:
+    from backend.phases import DEPLOY_PHASES, ROLLBACK_PHASES
+
+    name = (DEPLOY_PHASES if run == "deploy" else ROLLBACK_PHASES)[number - 1][0]
+    return lambda e: e.kind == Kind.PHASE_FINISHED and e.run == run and e.phase == name
 
 
 def converged(root: Path, hosts: tuple[str, ...]) -> tuple[bool, str]:

@@ -1,5 +1,8 @@
 """The fault matrix against a real sshd (see tests/engine/matrix.py): every scenario
-converges after its recovery. One sshd, v1 deployed once and copied per scenario."""
+converges after its recovery. One sshd, v1 deployed once and copied per scenario.
+
+The suite runs the representative subset (``Scenario.suite``); bench/fault_matrix.py runs
+every scenario."""
 
 from __future__ import annotations
 
@@ -19,11 +22,14 @@ def template(sshd: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
     return root, cfg, old
 
 
+SUITE = [s for s in SCENARIOS if s.suite]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "scenario",
-    SCENARIOS,
-    ids=[f"{s.name}-{s.recovery}".replace(" ", "_") for s in SCENARIOS],
+    SUITE,
+    ids=[f"{s.name}-{s.recovery}".replace(" ", "_") for s in SUITE],
 )
 async def test_fault_converges(sshd, template, tmp_path: Path, scenario: Scenario) -> None:
     root, cfg, old = template

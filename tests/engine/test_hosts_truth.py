@@ -206,6 +206,35 @@ async def test_timed_out_and_cut_off_commands_die_on_the_host(sshd, tmp_path: Pa
     await host.close()
 
 
+async def test_a_command_not_sent_before_the_link_dropped_is_sent_once(
+    sshd, tmp_path: Path
+) -> None:
+    """A link lost while idle (between phases) is found before the next command is sent:
+    that command, retry-safe or not, runs once after a reconnect (one cut while it runs is
+    not repeated: the test above; end to end: the fault matrix's SSH kills at phase
+    boundaries)."""
+    host = SSHHost(
+        "h",
+        sshd.host,
+        sshd.port,
+        sshd.user,
+        options=SSHOptions(
+            known_hosts=str(sshd.known_hosts),
+            identity_files=[str(sshd.client_key)],
+            use_agent=False,
+            max_reconnects=1,
+        ),
+    )
+    log = tmp_path / "ran"
+    assert (await host.run(f"echo first >> {log}")).ok
+    conn = host._conn
+    assert conn is not None and kill_sshd_sessions(sshd) > 0
+    await wait_until(conn.is_closed, 10, "the client to see the link gone")
+    assert (await host.run(f"echo second >> {log}")).ok  # not retry-safe, never sent
+    assert log.read_text().split() == ["first", "second"]
+    await host.close()
+
+
 async def test_per_step_timeout_from_the_config(sshd, tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
     cfg = ssh_config(sshd, tmp_path, repo, ssh={"step_timeouts": {"install": 1}})
