@@ -142,6 +142,7 @@ class Deployment(Run):
         self.lock_owner = new_owner(deployment_id, engine.operator, os.getpid())
         self.lock_taken: list[str] = []
         self.early_locks: dict[str, CommandResult] = {}  # phase 1: locks taken with the probe
+        self.recorded_early: list[str] = []  # phase 1: hosts recorded in their lock's script
         self.outcome_recorded = ""  # the outcome the hosts' records got with the unlock
         self.early_resolve: CommandResult | None = None  # phase 1: resolved with the probe
         self.backups: dict[str, Any] = {}
@@ -412,7 +413,12 @@ class Deployment(Run):
             return "failed"
         if number < FIRST_CHANGING_PHASE:
             await self.abandon_release()
+            recorded = list(self.recorded_early) if number == 1 else []
+            if recorded:  # the record taken with the lock says the run failed, with the unlock
+                await self.write_host_records("failed", names=recorded, hold=True, may_fail=True)
             await self.release_lock()
+            if recorded:
+                await self.flush(recorded)
             self.incident(
                 Severity.ERROR,
                 f"deployment stopped in phase {number} ({result.title}); the live release is"
@@ -554,12 +560,20 @@ class Deployment(Run):
             steps = [Step("probe", layout.probe(), readonly=True, may_fail=True)]
             if lock:
                 steps.append(Step("lock", self.lock_unless_clash(name), may_fail=True))
+                # the host record in the same script, where the lock was taken: from the
+                # lock on, a run killed before its next command is found on the hosts
+                steps.append(Step("record", self.record_if_locked(name), quiet=True, may_fail=True))
             if name == self.resolver() and not self.resolved_revision:
                 resolve = layout.resolve(self.config.portal.repository, self.revision)
                 steps.append(Step("resolve", resolve, readonly=True, may_fail=True))
             ran = await self.sh_script(name, steps)
             if lock and len(ran) > 1 and ran[1].stdout.strip() != "CLASH":
                 self.early_locks[name] = ran[1]
+                if parse_lock_output(ran[1].stdout)[0] == "LOCKED":
+                    if len(ran) < 3 or not ran[2].ok:
+                        why = ran[2].tail() if len(ran) > 2 else "the script stopped"
+                        raise PhaseFailed(f"{name}: cannot record the deployment: {why}", [name])
+                    self.recorded_early.append(name)
             if steps[-1].name == "resolve" and len(ran) == len(steps):
                 self.early_resolve = ran[-1]
             state = parse_probe(ran[0].stdout)
@@ -606,9 +620,11 @@ class Deployment(Run):
         if self.dry_run:
             await self.take_lock()
         await self.resolve_revision()
-        # written now, not held: from here the lock is on the hosts, and a run killed
-        # before its next command must still be found there (rollback from elsewhere)
-        await self.write_host_records("running")
+        # the record went out with each lock (see probe); a lock taken on its own (none,
+        # today, in a real run) gets it now: a run killed from here is found on the hosts
+        late = [n for n in self.lock_taken if n not in self.recorded_early]
+        if late:
+            await self.write_host_records("running", names=late)
         if unfinished and not self.options.force:
             ids = ", ".join(d["id"] for d in unfinished)
             raise PhaseFailed(
@@ -653,6 +669,19 @@ class Deployment(Run):
             f"if [ -e {q(layout.release(self.release_id))} ] || [ -e {q(record)} ]"
             f" || grep -qF {q(self.release_id)} {q(layout.release_log)} 2>/dev/null;"
             f" then echo CLASH; else {layout.lock_acquire(self.lock_owner)}; fi"
+        )
+
+    def record_if_locked(self, name: str) -> str:
+        """Phase 1's host record, written only where the lock step took this run's lock,
+        with the previous release read on the host (the probe in the same script read it);
+        the revision is the one asked for, resolved to its SHA in the next record."""
+        layout = self.layout(name)
+        token = self.lock_owner["token"]
+        record = write_record(
+            layout.meta, self.host_record(name, "running"), previous_from=layout.current
+        )
+        return (
+            f"if grep -qF {q(token)} {q(layout.lock_dir)}/owner.json 2>/dev/null; then {record}; fi"
         )
 
     def resolver(self) -> str:

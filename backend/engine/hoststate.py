@@ -33,14 +33,34 @@ def record_dir(meta: str) -> str:
     return posixpath.join(meta, RECORD_DIR)
 
 
-def write_record(meta: str, record: dict[str, Any]) -> str:
-    """The command that replaces this deployment's record on one host, atomically."""
+# stands for the previous release in a record whose ``previous`` the host fills in
+_PREVIOUS_ON_HOST = "@@portal-ops-previous@@"
+
+
+def write_record(meta: str, record: dict[str, Any], *, previous_from: str | None = None) -> str:
+    """The command that replaces this deployment's record on one host, atomically.
+    ``previous_from``: the ``current`` link whose release the host writes as ``previous``
+    (read there, when the record goes out in the same script as the probe that reads it)."""
     directory = record_dir(meta)
     name = str(record["deployment_id"])
     final = posixpath.join(directory, f"{name}.json")
     tmp = posixpath.join(directory, f".{name}.json.tmp")
-    body = json.dumps(record, sort_keys=True, default=str)
-    return f"mkdir -p {q(directory)} && printf '%s\\n' {q(body)} > {q(tmp)} && mv -f {q(tmp)} {q(final)}"
+
+    def write(body: str) -> str:
+        return f"mkdir -p {q(directory)} && printf '%s\\n' {body} > {q(tmp)} && mv -f {q(tmp)} {q(final)}"
+
+    if previous_from is None:
+        return write(q(json.dumps(record, sort_keys=True, default=str)))
+    body = json.dumps(record | {"previous": _PREVIOUS_ON_HOST}, sort_keys=True, default=str)
+    head, tail = body.split(json.dumps(_PREVIOUS_ON_HOST), 1)
+    # the release the link names, read as the probe reads it (its last part), as a JSON
+    # string; no link yet (a first deployment): null
+    previous = (
+        f"p=$(readlink {q(previous_from)} 2>/dev/null); "
+        + r"""p=${p%/}; p=${p##*/}; if [ -n "$p" ]; then """
+        + r"""p=$(printf '%s' "$p" | sed 's/[\\"]/\\&/g'); p="\"$p\""; else p=null; fi; """
+    )
+    return previous + write(f'{q(head)}"$p"{q(tail)}')
 
 
 def read_records(meta: str) -> str:

@@ -25,7 +25,7 @@ from ..transport import CommandResult, Host, TransportError
 from ..transport.base import command_tag
 from .layout import Layout
 from .lock import Lease, LockLost
-from .script import Step, first_failure, run_script
+from .script import Step, StepEnded, first_failure, run_script
 from .traffic import health_url, lb_action, perform, wait_drained, wait_healthy
 
 
@@ -335,10 +335,12 @@ class Run:
         *,
         retry_safe: bool = False,
         timeout: float | None = None,
+        on_end: StepEnded | None = None,
     ) -> list[CommandResult]:
         """Several steps as one remote script (see script.py), after the host's held
         prelude; the results of ``steps`` that ran, up to the first failing one. A failing
-        prelude step (the host record) fails the phase on this host before any step."""
+        prelude step (the host record) fails the phase on this host before any step.
+        ``on_end(step, status)`` is told as each step ends, while the script goes on."""
         held = [] if self.dry_run else self.prelude.pop(host, [])
         every = held + steps
         results = await run_script(
@@ -347,6 +349,7 @@ class Run:
             every,
             retry_safe=retry_safe or not steps,  # held steps (records) are safe to repeat
             timeout=timeout,
+            on_end=on_end,
         )
         failed = first_failure(every, results)
         if failed is not None and failed < len(held):
@@ -403,19 +406,44 @@ class Run:
                 if not drained.ok:
                     self.incident(Severity.WARNING, f"{name}: {drained.detail}; switching anyway")
         self.set_host_state(name, "switching", release=before)
-        await self.step_ok(name, "switch", layout.switch(release), retry_safe=True)
-        if on_switched is not None:
-            on_switched(name)
-        self.set_host_state(name, "switched", release=release)
+        # switch, reload, restart workers: no decision here in between, so one script (the
+        # host's held record first); each step keeps its events, status and output, and a
+        # failing step stops the script and fails the host with the words it always had
+        script = [Step("switch", layout.switch(release))]
         for step in steps:
             command = self.cmd(step, **self.release_values(name))
             if command:
-                await self.step_ok(
-                    name,
-                    step,
-                    in_dir(layout.current, command, self.config.portal.env),
-                    retry_safe=retry,
-                )
+                script.append(Step(step, in_dir(layout.current, command, self.config.portal.env)))
+        switched = False
+
+        def on_end(step: Step, status: int) -> None:
+            # the moment the switch ends well, the host counts as switched: a link lost in
+            # the reload after it must not hide the switch from the rollback
+            nonlocal switched
+            if step is script[0] and status == 0 and not switched:
+                switched = True
+                if on_switched is not None:
+                    on_switched(name)
+                self.set_host_state(name, "switched", release=release)
+
+        ran = await self.sh_script(
+            name,
+            script,
+            # the switch alone is safe to repeat; reload and restart only in a rollback's
+            retry_safe=retry or len(script) == 1,
+            on_end=on_end,
+        )
+        if ran and ran[0].ok:
+            on_end(script[0], 0)  # a dry-run: nothing ran, every step "ended" well
+        failed = first_failure(script, ran)
+        if failed is None and len(ran) < len(script):  # stopped without a status for it
+            raise PhaseFailed(f"{name}: {script[len(ran)].name} did not finish", [name])
+        if failed is not None:
+            raise PhaseFailed(
+                f"{name}: {script[failed].name} exited {ran[failed].exit_status}:"
+                f" {ran[failed].tail()}",
+                [name],
+            )
         url = health_url(self.config, self.host_config(name))
         if url:
             self.note(f"wait until {url} answers 2xx (up to {rollout.health_timeout:g}s)", name)

@@ -5,12 +5,17 @@ and result, the fencing check and the run's command tag apply to the whole scrip
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..script import ScriptParser, Step, compose, first_failure, new_nonce
 from ..transport import CommandResult
 
 __all__ = ["Step", "first_failure", "run_script"]
+
+# told as each step ends (its step, its exit status), while the script goes on: what a
+# caller must know the moment a step is done (a switched host), even if the link is then lost
+StepEnded = Callable[[Step, int], None]
 
 
 async def run_script(
@@ -20,6 +25,7 @@ async def run_script(
     *,
     retry_safe: bool = False,
     timeout: float | None = None,
+    on_end: StepEnded | None = None,
 ) -> list[CommandResult]:
     """Run (or, in a dry-run, record) ``steps`` on ``host`` as one script, with the events
     and results of each step as if each ran alone. Returns the results of the steps that
@@ -48,11 +54,13 @@ async def run_script(
             raise PhaseFailed(f"{host}: {steps[0].name} not run: {exc}", [host]) from None
     limits = run.config.ssh.step_timeouts
     if timeout is not None or len(steps) < 2 or not any(s.name in limits for s in steps):
-        return await _execute(run, host, steps, retry_safe=retry_safe, timeout=timeout)
+        return await _execute(
+            run, host, steps, retry_safe=retry_safe, timeout=timeout, on_end=on_end
+        )
     # a step with a timeout of its own ([ssh] step_timeouts) goes alone: the bound is its own
     results: list[CommandResult] = []
     for group in _segments(steps, limits):
-        got = await _execute(run, host, group, retry_safe=retry_safe, timeout=None)
+        got = await _execute(run, host, group, retry_safe=retry_safe, timeout=None, on_end=on_end)
         results += got
         if len(got) < len(group) or first_failure(group, got) is not None:
             break
@@ -77,6 +85,7 @@ async def _execute(
     *,
     retry_safe: bool,
     timeout: float | None,
+    on_end: StepEnded | None = None,
 ) -> list[CommandResult]:
     from ..events import Kind
     from ..transport import TransportError
@@ -103,6 +112,8 @@ async def _execute(
                 exit_status=status,
                 seconds=round(parser.seconds.get(index, 0.0), 3),
             )
+        if on_end is not None:
+            on_end(step, status)
 
     nonce = new_nonce()
     parser = ScriptParser(steps, nonce, start, line, end)
