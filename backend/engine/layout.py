@@ -88,7 +88,11 @@ class Layout(HostPaths):
             f"{replace}"
             f"if [ -e {q(rel)} ]; then echo {q(f'release folder exists already: {release_id}')} >&2; "
             "exit 4; fi; "
-            f"mkdir -p {q(rel)}; touch {marker}; "
+            # the folder appears with its marker or not at all: a kill between a mkdir and
+            # a touch left an unmarked, empty release that a resume took as prepared
+            f's={q(self.meta + "/staging/" + release_id)}; rm -rf "$s"; '
+            f'mkdir -p "$s" {q(self.releases)}; '
+            f'touch "$s"/{q(UNFINISHED_MARKER)}; mv -T "$s" {q(rel)}; '
             f'git --git-dir={mirror} archive --format=tar "$rev" | tar -x -C {q(rel)}; '
             f"printf '%s\\n' \"$rev\" > {q(rel + '/REVISION')}; "
             'echo "REVISION=$rev"'
