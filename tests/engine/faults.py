@@ -15,6 +15,7 @@ from typing import Any
 
 from backend.events import Kind
 from backend.journal import Journal
+from backend.transport.ssh import SSHHost, SSHOptions
 
 from .helpers import current
 
@@ -24,6 +25,22 @@ def write_toml(cfg: dict[str, Any], path: Path) -> Path:
 
     path.write_text(dump_toml(cfg))
     return path
+
+
+def ssh_host(sshd: Any, max_reconnects: int = 0) -> SSHHost:
+    """One asyncssh host on the test sshd, host key checked, for transport-level tests."""
+    return SSHHost(
+        "h",
+        sshd.host,
+        sshd.port,
+        sshd.user,
+        options=SSHOptions(
+            known_hosts=str(sshd.known_hosts),
+            identity_files=[str(sshd.client_key)],
+            use_agent=False,
+            max_reconnects=max_reconnects,
+        ),
+    )
 
 
 def processes_with(marker: str) -> list[int]:

@@ -18,9 +18,8 @@ from backend.engine.rollback import RollbackError
 from backend.events import Kind
 from backend.ids import new_deployment_id
 from backend.transport import CommandTimeout, ConnectionLost
-from backend.transport.ssh import SSHHost, SSHOptions
 
-from .faults import kill_sshd_sessions, processes_with, run_cli, wait_until, write_toml
+from .faults import kill_sshd_sessions, processes_with, run_cli, ssh_host, wait_until, write_toml
 from .helpers import current, git, make_repo, ssh_config
 from .test_deploy_ssh import deploy_v1, engine_for
 
@@ -176,18 +175,7 @@ async def test_migration_baseline_recorded_before_migrate_lets_another_machine_u
 
 
 async def test_timed_out_and_cut_off_commands_die_on_the_host(sshd, tmp_path: Path) -> None:
-    host = SSHHost(
-        "h",
-        sshd.host,
-        sshd.port,
-        sshd.user,
-        options=SSHOptions(
-            known_hosts=str(sshd.known_hosts),
-            identity_files=[str(sshd.client_key)],
-            use_agent=False,
-            max_reconnects=0,
-        ),
-    )
+    host = ssh_host(sshd, max_reconnects=0)
     done = tmp_path / "finished"
     marker = "mark-timeout-" + tmp_path.name
     # timeouts inside the remote shell's start-up: tests/engine/test_remote_group.py
@@ -213,18 +201,7 @@ async def test_a_command_not_sent_before_the_link_dropped_is_sent_once(
     that command, retry-safe or not, runs once after a reconnect (one cut while it runs is
     not repeated: the test above; end to end: the fault matrix's SSH kills at phase
     boundaries)."""
-    host = SSHHost(
-        "h",
-        sshd.host,
-        sshd.port,
-        sshd.user,
-        options=SSHOptions(
-            known_hosts=str(sshd.known_hosts),
-            identity_files=[str(sshd.client_key)],
-            use_agent=False,
-            max_reconnects=1,
-        ),
-    )
+    host = ssh_host(sshd, max_reconnects=1)
     log = tmp_path / "ran"
     assert (await host.run(f"echo first >> {log}")).ok
     conn = host._conn

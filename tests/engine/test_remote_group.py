@@ -12,24 +12,8 @@ import pytest
 
 from backend.transport import CommandTimeout
 from backend.transport.remote_group import CANCELLED_EXIT, kill_pidfile, new_pidfile, wrap
-from backend.transport.ssh import SSHHost, SSHOptions
 
-from .faults import processes_with, wait_until
-
-
-def ssh_host(sshd) -> SSHHost:
-    return SSHHost(
-        "h",
-        sshd.host,
-        sshd.port,
-        sshd.user,
-        options=SSHOptions(
-            known_hosts=str(sshd.known_hosts),
-            identity_files=[str(sshd.client_key)],
-            use_agent=False,
-            max_reconnects=0,
-        ),
-    )
+from .faults import processes_with, ssh_host, wait_until
 
 
 async def test_a_timeout_inside_the_remote_shells_start_is_killed(sshd, tmp_path: Path) -> None:
