@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import time
 from collections.abc import Callable, Iterable
@@ -44,6 +45,12 @@ FLAG_REFRESH_SECONDS = 30.0  # re-read the flag listing (evaluation counts) this
 ROOM_ONLY = frozenset(
     {"focus_pane", "zoom", "filter_log", "cycle_severity", "follow_log", "graph_rate", "wrap_log"}
 )
+
+
+@functools.cache
+def _redis_installed() -> bool:
+    """Asked once: the footer and the help ask on every key, and a look-up scans sys.path."""
+    return importlib.util.find_spec("redis") is not None
 
 
 class RoomApp(App[int]):
@@ -278,7 +285,7 @@ class RoomApp(App[int]):
         the first frame, and building it imports the flags and Redis (~0.1 s)."""
         if self.flag_service is not None:
             return True
-        return self.config is not None and importlib.util.find_spec("redis") is not None
+        return self.config is not None and _redis_installed()
 
     def _refresh_flags(self) -> None:
         self.run_worker(
