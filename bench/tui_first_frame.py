@@ -170,10 +170,21 @@ def import_time(module: str, runs: int) -> list[float]:
     return out
 
 
+def compile_sources() -> None:
+    """Bytecode for this checkout, as an install has: with PYTHONDONTWRITEBYTECODE set (or a
+    fresh checkout) every child would otherwise compile ~110 modules, ~0.45 s of CPU that
+    no installed portal-ops pays."""
+    import compileall
+
+    for package in ("backend", "tui", "themes"):
+        compileall.compile_dir(ROOT / package, quiet=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
+    compile_sources()
     from tests.tui.recorded import DEPLOY_ID
 
     lines = []

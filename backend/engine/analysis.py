@@ -28,8 +28,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from ..events import Kind, Severity
 from ..haproxy import HAProxyRuntime, RuntimeAPIError, server_of
 from ..judge import Judgment, worse_than
@@ -38,6 +36,8 @@ from .run import PhaseFailed
 from .traffic import backend_name, health_url
 
 if TYPE_CHECKING:
+    import httpx
+
     from .deploy import Deployment
     from .run import Run
 
@@ -194,6 +194,8 @@ async def tolerate_or_stop(
 
 async def probe_host(run: Run, name: str, client: httpx.AsyncClient) -> list[str]:
     """Problems seen on one host right now: health URL and smoke pages, requested directly."""
+    import httpx  # here, not at the top: importing the engine must stay cheap (~0.1 s)
+
     host = run.host_config(name)
     problems: list[str] = []
     url = health_url(run.config, host)
@@ -420,6 +422,8 @@ async def analyse_batch(run: Run, batch: list[str], index: int, total: int) -> l
     deadline = time.monotonic() + seconds
     problems: list[str] = []
     rounds = 0
+    import httpx
+
     async with httpx.AsyncClient(timeout=min(5.0, seconds), follow_redirects=False) as client:
         while True:
             await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))

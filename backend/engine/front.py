@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config, HostConfig
 from ..events import EventBus, Severity
@@ -22,6 +23,9 @@ from ..phases import DEPLOY_PHASES
 from ..transport import Host, make_host
 from .deploy import Deployment, DeploymentResult, DeployOptions
 from .run import Plan
+
+if TYPE_CHECKING:
+    from ..flags.rollout import RolloutControl
 
 __all__ = ["DEPLOY_PHASES", "DeployOptions", "Deployment", "DeploymentResult", "Engine"]
 
@@ -44,9 +48,13 @@ class Engine:
         self.bus.set_stamper(self.journal.record)
         self.operator = operator or current_operator()
         self.current: Deployment | None = None
+
+    @cached_property
+    def rollout_control(self) -> RolloutControl:
+        """Built on first use: importing the flags (Redis) is not every front's business."""
         from ..flags.rollout import RolloutControl
 
-        self.rollout_control = RolloutControl()
+        return RolloutControl()
 
     def make_hosts(self, names: list[str] | None = None) -> dict[str, Host]:
         chosen = [h for h in self.config.hosts if names is None or h.name in names]

@@ -14,8 +14,6 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-import httpx
-
 from ..config import Config, HostConfig, LoadBalancerConfig
 from ..haproxy import HAProxyRuntime, server_of
 from ..haproxy import RuntimeAPIError as LoadBalancerError
@@ -133,6 +131,8 @@ async def perform(config: Config, host: HostConfig, action: str) -> LBResult:
 
 async def run_lb_action(kind: str, target: str, timeout: float = 40.0) -> LBResult:
     if kind == "http":
+        import httpx  # here, not at the top: importing the engine must stay cheap (~0.1 s)
+
         try:
             async with httpx.AsyncClient(timeout=timeout) as client:
                 response = await client.post(target)
@@ -200,6 +200,8 @@ async def wait_drained(config: Config, host: HostConfig) -> LBResult:
 
 async def wait_healthy(url: str, timeout: float, interval: float = 0.25) -> tuple[bool, str]:
     """Poll ``url`` until it answers 2xx twice in a row, or ``timeout`` passes."""
+    import httpx
+
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     streak = 0

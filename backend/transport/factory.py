@@ -12,12 +12,13 @@ import asyncio
 from ..config import Config, HostConfig
 from .base import Host, TransportError
 from .local import LocalHost
-from .ssh import SSHHost, SSHOptions
 
 
 def make_host(config: Config, host: HostConfig) -> Host:
     if host.transport == "local":
         return LocalHost(host.name, host.address, command_timeout=config.ssh.command_timeout)
+    from .ssh import SSHHost, SSHOptions  # asyncssh (~0.2 s) only when a host needs SSH
+
     s = config.ssh
     options = SSHOptions(
         known_hosts=s.known_hosts,

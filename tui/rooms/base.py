@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import importlib.util
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -43,6 +45,12 @@ FLAG_REFRESH_SECONDS = 30.0  # re-read the flag listing (evaluation counts) this
 ROOM_ONLY = frozenset(
     {"focus_pane", "zoom", "filter_log", "cycle_severity", "follow_log", "graph_rate", "wrap_log"}
 )
+
+
+@functools.cache
+def _redis_installed() -> bool:
+    """Asked once: the footer and the help ask on every key, and a look-up scans sys.path."""
+    return importlib.util.find_spec("redis") is not None
 
 
 class RoomApp(App[int]):
@@ -112,6 +120,8 @@ class RoomApp(App[int]):
             error_rate_limit=config.monitor.error_rate_acceptable if config else 0.01,
         )
         self.bridge: Bridge | None = None
+        self._theme_before_parse(theme or DEFAULT_THEME)
+        self.background_started = False  # set by _after_first_frame
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -127,10 +137,29 @@ class RoomApp(App[int]):
         self.theme_variables = variables
         return variables
 
-    def on_mount(self) -> None:
+    def _theme_before_parse(self, name: str) -> None:
+        """Choose the theme before the stylesheet is first parsed, without its watcher.
+
+        Set in on_mount (Textual's way), the watcher made Textual reparse every rule and
+        restyle every widget before the first frame. This is what the watcher does, minus
+        that refresh; an unknown name is left to :meth:`_apply_theme` (it says so)."""
         for theme in THEMES:
             self.register_theme(theme)
-        self._apply_theme(self.requested_theme or DEFAULT_THEME)
+        from ..stylesheets import ThemeStylesheet
+
+        self.stylesheet = ThemeStylesheet(variables=self.get_css_variables())
+        if name not in self.available_themes:
+            return
+        self.set_reactive(App.theme, name)
+        dark = self.current_theme.dark
+        classes = {c: False for c in self.classes if c.startswith("-theme-")}
+        classes.update({f"-theme-{name}": True, "-dark-mode": dark, "-light-mode": not dark})
+        self.update_classes(classes, update=False)
+        self._refresh_truecolor_filter(self.ansi_theme)
+        self.stylesheet.set_variables(self.get_css_variables())
+
+    def on_mount(self) -> None:
+        self._apply_theme(self.requested_theme or DEFAULT_THEME)  # a no-op unless unknown
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
@@ -140,14 +169,20 @@ class RoomApp(App[int]):
         self.run_worker(self.bridge.run(), name="feed", group="feed", exit_on_error=False)
         self.set_interval(1.0, self._tick)
         self._graph_timer = self.set_interval(self.graph_interval, self._redraw_graphs)
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
+        """What the first frame does not need, started once it is painted: the flag listing
+        (flags, Redis), the Redis publisher, live health (httpx, prometheus_client) and the
+        notifier (Jinja2, Apprise). Started in on_mount, their imports and threads held the
+        first frame back by ~0.2 s of CPU."""
         if self.load_flags and self.config is not None:
             self._refresh_flags()
             self.set_interval(FLAG_REFRESH_SECONDS, self._refresh_flags)
         self._start_publisher()
-        self.call_after_refresh(
-            self._load_notifier
-        )  # after the first frame: it is not needed for it
+        self._load_notifier()
         self._start_live_health()
+        self.background_started = True
 
     def _start_live_health(self) -> None:
         """Sample the portal's sources in this room, deployment or not (tui/health.py)."""
@@ -245,6 +280,13 @@ class RoomApp(App[int]):
             self.flag_service = FlagService.from_config(self.config)
         return self.flag_service
 
+    def _has_service(self) -> bool:
+        """Whether :meth:`_service` would give one, without building it: the footer asks on
+        the first frame, and building it imports the flags and Redis (~0.1 s)."""
+        if self.flag_service is not None:
+            return True
+        return self.config is not None and _redis_installed()
+
     def _refresh_flags(self) -> None:
         self.run_worker(
             self._read_flags, thread=True, group="flags", exclusive=True, exit_on_error=False
@@ -340,6 +382,8 @@ class RoomApp(App[int]):
         then shows tables that have not yet recomputed their column widths."""
         if not self.caught_up.is_set():
             return "the feed has not caught up"
+        if not self.background_started:
+            return "the work after the first frame has not started"
         bridge = self.bridge
         if bridge is not None and not bridge.flushed:
             return "the newest state is not posted yet"
@@ -399,7 +443,7 @@ class RoomApp(App[int]):
             self.engine_running and worker is not None and worker.name == "deploy"
         ):
             return "no deployment of this room is running (phase 8 is where it acts)"
-        if name in ("emergency_disable", "flag_step") and self._service() is None:
+        if name in ("emergency_disable", "flag_step") and not self._has_service():
             return "no flag service configured"
         return None
 
