@@ -4,8 +4,10 @@ package, against a real redis-server with a flag published by portal-ops."""
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -43,11 +45,15 @@ print(on, of, backend.WHO, portal_ops_flags.__file__.startswith({site!r}), leake
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-         "--disable-pip-version-check", "-w", str(out), str(ROOT / "packages/portal-ops-flags")],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+    # setuptools builds in the package's own build/ folder: one build at a time, machine-wide
+    # (parallel workers run this module's tests side by side)
+    with open(Path(tempfile.gettempdir()) / "portal-ops-flags-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+             "--disable-pip-version-check", "-w", str(out), str(ROOT / "packages/portal-ops-flags")],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
     [built] = out.glob("portal_ops_flags-*.whl")
     return built
 

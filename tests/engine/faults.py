@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -41,6 +42,12 @@ def ssh_host(sshd: Any, max_reconnects: int = 0) -> SSHHost:
             max_reconnects=max_reconnects,
         ),
     )
+
+
+def unique_marker(what: str) -> str:
+    """A word to find a test's remote processes by: unique machine-wide, since parallel
+    workers run tests of the same name (and pytest cuts long tmp dir names alike)."""
+    return f"mark-{what}-{secrets.token_hex(4)}"
 
 
 def processes_with(marker: str) -> list[int]:

@@ -31,6 +31,7 @@ from .faults import (
     processes_with,
     spawn_cli,
     step_started,
+    unique_marker,
     wait_until,
     write_toml,
 )
@@ -219,7 +220,7 @@ async def run_scenario(
     started = time.monotonic()
     cfg = copy_template(template, root, template_cfg)
     db_v1 = (root / "db.txt").read_text()
-    marker = f"mark-{root.parent.name}"
+    marker = unique_marker("matrix")
     slow_cfg = json.loads(json.dumps(cfg))
     if s.slow == "migrate":
         slow_cfg["commands"]["migrate"] += f" && sh -c 'sleep 20' {marker}"

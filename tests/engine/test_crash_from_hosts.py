@@ -11,7 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from .faults import kill_when, processes_with, spawn_cli, step_started, wait_until, write_toml
+from .faults import (
+    kill_when,
+    processes_with,
+    spawn_cli,
+    step_started,
+    unique_marker,
+    wait_until,
+    write_toml,
+)
 from .helpers import make_repo, ssh_config
 from .test_deploy_ssh import deploy_v1
 
@@ -28,7 +36,7 @@ async def test_crash_warning_and_unlock_read_the_hosts_from_another_machine(
         lock={"heartbeat_seconds": 0.2, "lease_seconds": 1},
     )
     await deploy_v1(cfg)
-    marker = "mark-crash-" + tmp_path.name
+    marker = unique_marker("crash")
     slow = json.loads(json.dumps(cfg))
     # slow on host-2 only: the canary (host-1) is switched and back in the balancer by then
     slow["commands"]["reload"] = f"case \"$PWD\" in */host-2/*) sh -c 'sleep 20' {marker};; esac"

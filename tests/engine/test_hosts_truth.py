@@ -19,7 +19,15 @@ from backend.events import Kind
 from backend.ids import new_deployment_id
 from backend.transport import CommandTimeout, ConnectionLost
 
-from .faults import kill_sshd_sessions, processes_with, run_cli, ssh_host, wait_until, write_toml
+from .faults import (
+    kill_sshd_sessions,
+    processes_with,
+    run_cli,
+    ssh_host,
+    unique_marker,
+    wait_until,
+    write_toml,
+)
 from .helpers import current, git, make_repo, ssh_config
 from .test_deploy_ssh import deploy_v1, engine_for
 
@@ -159,7 +167,7 @@ async def test_migration_baseline_recorded_before_migrate_lets_another_machine_u
     cfg = ssh_config(sshd, tmp_path, repo)
     old = await deploy_v1(cfg)
     db = (tmp_path / "db.txt").read_text()
-    marker = "mark-migrate-" + tmp_path.name
+    marker = unique_marker("migrate")
     cfg["commands"]["migrate"] += f" && sh -c 'sleep 60' {marker}"
     engine = engine_for(cfg)
     task = asyncio.create_task(engine.deploy(revision="v2"))
@@ -177,7 +185,7 @@ async def test_migration_baseline_recorded_before_migrate_lets_another_machine_u
 async def test_timed_out_and_cut_off_commands_die_on_the_host(sshd, tmp_path: Path) -> None:
     host = ssh_host(sshd, max_reconnects=0)
     done = tmp_path / "finished"
-    marker = "mark-timeout-" + tmp_path.name
+    marker = unique_marker("timeout")
     # timeouts inside the remote shell's start-up: tests/engine/test_remote_group.py
     with pytest.raises(CommandTimeout, match="killed on the host"):
         await host.run(f"sh -c 'sleep 30' {marker}; touch {done}", timeout=0.5)
@@ -216,7 +224,7 @@ async def test_per_step_timeout_from_the_config(sshd, tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
     cfg = ssh_config(sshd, tmp_path, repo, ssh={"step_timeouts": {"install": 1}})
     old = await deploy_v1({**cfg, "ssh": {**cfg["ssh"], "step_timeouts": {}}})
-    marker = "mark-step-" + tmp_path.name
+    marker = unique_marker("step")
     cfg["commands"]["install"] = f"sh -c 'sleep 30' {marker}"
     result = await engine_for(cfg).deploy(revision="v2")
     assert result.outcome == "failed" and "timed out after 1s" in (result.error or "")
@@ -252,7 +260,7 @@ async def test_ctrl_c_leaves_the_deployment_interrupted_and_resume_finishes_it(
     repo = make_repo(tmp_path)
     cfg = ssh_config(sshd, tmp_path, repo)
     await deploy_v1(cfg)
-    marker = "mark-install-" + tmp_path.name
+    marker = unique_marker("install")
     cfg["commands"]["install"] = f"sh -c 'sleep 30' {marker}"
     engine = engine_for(cfg)
     task = asyncio.create_task(engine.deploy(revision="v2"))

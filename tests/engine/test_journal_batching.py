@@ -13,7 +13,7 @@ import pytest
 
 from backend.events import Kind
 
-from .faults import processes_with, wait_until
+from .faults import processes_with, unique_marker, wait_until
 from .helpers import make_repo, ssh_config
 from .test_deploy_ssh import deploy_v1, engine_for
 
@@ -53,7 +53,7 @@ async def test_resume_and_rollback_never_load_every_event(sshd, tmp_path: Path) 
     repo = make_repo(tmp_path)
     cfg = ssh_config(sshd, tmp_path, repo)
     await deploy_v1(cfg)
-    marker = "mark-journal-" + tmp_path.name
+    marker = unique_marker("journal")
     cfg["commands"]["install"] = f"seq 500; sh -c 'sleep 30' {marker}"
     task = asyncio.create_task(engine_for(cfg).deploy(revision="v2"))
     await wait_until(lambda: bool(processes_with(f"sleep 30 {marker}")), what="install running")

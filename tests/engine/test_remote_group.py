@@ -13,7 +13,7 @@ import pytest
 from backend.transport import CommandTimeout
 from backend.transport.remote_group import CANCELLED_EXIT, kill_pidfile, new_pidfile, wrap
 
-from .faults import processes_with, ssh_host, wait_until
+from .faults import processes_with, ssh_host, unique_marker, wait_until
 
 
 async def test_a_timeout_inside_the_remote_shells_start_is_killed(sshd, tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ async def test_a_timeout_inside_the_remote_shells_start_is_killed(sshd, tmp_path
     await host.connect()
     try:
         for i, timeout in enumerate((0.001, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05) * 3):
-            marker = f"mark-start-{tmp_path.name}-{i}"
+            marker = unique_marker(f"start-{i}")
             with pytest.raises(CommandTimeout, match="killed on the host"):
                 await host.run(f"sh -c 'sleep 30' {marker}", timeout=timeout)
             assert not processes_with(f"sleep 30 {marker}"), f"alive after a {timeout}s timeout"
@@ -60,7 +60,7 @@ async def test_stdin_closed_at_once_kills_the_group_it_races(sshd, tmp_path: Pat
     await host.connect()
     try:
         for i in range(10):
-            marker = f"mark-eof-{tmp_path.name}-{i}"
+            marker = unique_marker(f"eof-{i}")
             command = wrap(f"sh -c 'sleep 30' {marker}", new_pidfile("dep.deploy-y"))
             proc = await host._conn.create_process(command)  # type: ignore[union-attr]
             proc.stdin.write_eof()
