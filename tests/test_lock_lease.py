@@ -128,6 +128,9 @@ def test_unlock_refuses_a_live_holder_and_fencing_stops_it_once_forced(
         forced = cli(config, "unlock", "--force", stdin=deployment_id + "\n")
         assert forced.returncode == 0, forced.stdout + forced.stderr
         assert "Lock removed from host-1, host-2" in forced.stdout
+        # the run learns of it from its heartbeat (every 0.5 s here): its next steps, now
+        # one script per host, take less than that, so the test lets a few beats pass
+        time.sleep(FAST_LEASE["heartbeat_seconds"] * 4)
         go.write_text("")
 
         out, _ = proc.communicate(timeout=120)

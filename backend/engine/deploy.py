@@ -565,6 +565,8 @@ class Deployment(Run):
                 steps.append(Step("record", self.record_if_locked(name), quiet=True, may_fail=True))
             if name == self.resolver() and not self.resolved_revision:
                 resolve = layout.resolve(self.config.portal.repository, self.revision)
+                if lock:  # the mirror is updated under the lock only, never by a refused run
+                    resolve = self.if_locked(name, f"( {resolve} )")
                 steps.append(Step("resolve", resolve, readonly=True, may_fail=True))
             ran = await self.sh_script(name, steps)
             if lock and len(ran) > 1 and ran[1].stdout.strip() != "CLASH":
@@ -574,7 +576,10 @@ class Deployment(Run):
                         why = ran[2].tail() if len(ran) > 2 else "the script stopped"
                         raise PhaseFailed(f"{name}: cannot record the deployment: {why}", [name])
                     self.recorded_early.append(name)
-            if steps[-1].name == "resolve" and len(ran) == len(steps):
+            took = name in self.early_locks and (
+                parse_lock_output(self.early_locks[name].stdout)[0] == "LOCKED"
+            )
+            if steps[-1].name == "resolve" and len(ran) == len(steps) and (took or not lock):
                 self.early_resolve = ran[-1]
             state = parse_probe(ran[0].stdout)
             self.states[name] = state
@@ -676,12 +681,19 @@ class Deployment(Run):
         with the previous release read on the host (the probe in the same script read it);
         the revision is the one asked for, resolved to its SHA in the next record."""
         layout = self.layout(name)
-        token = self.lock_owner["token"]
         record = write_record(
             layout.meta, self.host_record(name, "running"), previous_from=layout.current
         )
+        return self.if_locked(name, record)
+
+    def if_locked(self, name: str, command: str) -> str:
+        """``command`` only where this run holds the host's lock (taken earlier in the same
+        script): a run refused the lock changes nothing on the host."""
+        layout = self.layout(name)
+        token = self.lock_owner["token"]
         return (
-            f"if grep -qF {q(token)} {q(layout.lock_dir)}/owner.json 2>/dev/null; then {record}; fi"
+            f"if grep -qF {q(token)} {q(layout.lock_dir)}/owner.json 2>/dev/null; "
+            f"then {command}; fi"
         )
 
     def resolver(self) -> str:
