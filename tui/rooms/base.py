@@ -332,7 +332,8 @@ class RoomApp(App[int]):
             self.refresh_bindings()  # what the footer dims depends on these only
 
     def on_log_lines(self, message: LogLines) -> None:
-        self.room.append_log(message.lines)
+        if self.room in self._drawing_screens():  # a late line while the room is torn down
+            self.room.append_log(message.lines)  # has no pane left to go to
 
     def on_feed_caught_up(self, message: FeedCaughtUp) -> None:
         if not self.room.ready:  # the history beat the first paint: wait for the panes
