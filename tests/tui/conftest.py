@@ -42,12 +42,19 @@ def room(tmp_path: Path) -> Callable[..., RoomApp]:
     return make
 
 
-async def until(condition: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> None:
-    """Wait for a condition the app reaches asynchronously (never a blind sleep)."""
+async def until(
+    condition: Callable[[], bool],
+    timeout: float = 10.0,
+    step: float = 0.05,
+    seen: Callable[[], object] | None = None,
+) -> None:
+    """Wait for a condition the app reaches asynchronously (never a blind sleep); ``seen``
+    says what there was instead when it times out."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {condition}")
+            instead = f"; instead: {seen()!r}" if seen is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {condition}{instead}")
         await asyncio.sleep(step)
 
 

@@ -93,9 +93,13 @@ async def test_deploy_then_rollback_from_the_keyboard(demo: DemoSession) -> None
             lambda: room.engine_worker is not None and room.engine_worker.name == "rollback"
         )
         await until(lambda: room.engine_worker is not None and room.engine_worker.is_finished, 120)
-        await until(lambda: room.state.status == "rolled-back")
-        row = journal.get_deployment(deployment_id)
-        assert row is not None and row["outcome"] == "rolled_back"
+        row = journal.get_deployment(deployment_id)  # the journal first: it says what happened
+        assert row is not None and row["outcome"] == "rolled_back", row
+        await until(
+            lambda: room.state.status == "rolled-back",
+            30,
+            seen=lambda: (room.state.status, [(p.name, p.status) for p in room.state.timeline]),
+        )
         finished = [e for e in journal.events(deployment_id) if e.kind == "rollback.finished"]
         assert finished and finished[-1].data["outcome"] == "succeeded"
         started = [e for e in journal.events(deployment_id) if e.kind == "rollback.started"]
