@@ -215,3 +215,46 @@ def test_redis_release_never_removes_another_holders_lock(redis_server, tmp_path
     assert not redis_renew(config, "theirs")
     assert redis_renew(config, "mine")
     assert redis_release(config, "mine") and client.get(redis_key(config)) is None
+
+
+async def test_a_rollback_holds_the_redis_lock_for_as_long_as_it_runs(
+    sshd, redis_server, tmp_path: Path
+) -> None:
+    """A rollback of a finished deployment takes the Redis lock itself (the deployment gave
+    it back) and keeps it through every heartbeat: a phase slower than one heartbeat does
+    not find its lease "lost" and leave the rollback partial."""
+    repo = make_repo(tmp_path)
+    prefix = f"rb-lease-{tmp_path.name}"
+    cfg = ssh_config(
+        sshd,
+        tmp_path,
+        repo,
+        lock={"heartbeat_seconds": 0.1, "lease_seconds": 5},
+        redis={"url": redis_server.url, "prefix": prefix},
+    )
+    config = parse_config(cfg)
+    key = redis_key(config)
+    seen = tmp_path / "redis-lock-during-rollback.json"
+    first = await engine_for(cfg).deploy(revision="v1", skip_validation=True)
+    second = await engine_for(cfg).deploy(revision="v2", skip_validation=True)
+    assert first.ok and second.ok, (first.error, second.error)
+    # a slow database phase: several heartbeats pass while it runs, then it reads the lock
+    read = f"import redis; print(redis.Redis.from_url({redis_server.url!r}).get({key!r}).decode())"
+    cfg["hooks"] = {
+        "before": [
+            {"phase": "rb-database", "run": f"sleep 0.5; {sys.executable} -c {_sq(read)} > {seen}"}
+        ]
+    }
+    engine = engine_for(cfg)
+    result = await engine.rollback(second.deployment_id, reason="test: slow phase")
+    failed = [(p.name, p.detail) for p in result.phases if p.status == "failed"]
+    assert result.outcome == "succeeded", (result.outcome, failed)
+    holder = json.loads(seen.read_text())
+    assert holder["deployment_id"] == second.deployment_id, holder
+    assert redis.Redis.from_url(redis_server.url).get(key) is None  # given back at the end
+
+
+def _sq(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)

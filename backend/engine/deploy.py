@@ -777,7 +777,8 @@ class Deployment(Run):
     def start_lease(self) -> None:
         """Renew the lock while this run lives; lost, it stops the run (Run.sh fencing)."""
         token = self.lock_owner["token"]
-        self.lease = Lease(self.config, self.hosts, dict.fromkeys(self.lock_taken, token), token)
+        tokens = dict.fromkeys(self.lock_taken, token)
+        self.lease = Lease(self.config, self.hosts, tokens, self.lock_owner)
         self.lease.start()
 
     # -- phase 2 -----------------------------------------------------------------------------

@@ -27,9 +27,18 @@ from ..lockowner import held_lock as held_lock  # re-exported: deploy.py imports
 from ..transport import Host, TransportError
 from .layout import Layout
 
+# ARGV: token, TTL in ms, and the owner to set again where the key is gone (empty: do not).
+# A key that expired while this run was slow (or a run that never set it: a rollback of a
+# finished deployment, a resume after a crash) is set again: the hosts' locks, renewed in
+# the same beat, are the authority, and no other run can hold them.
 _RENEW = """
 local v = redis.call('GET', KEYS[1])
-if v and string.find(v, ARGV[1], 1, true) then
+if not v then
+  if ARGV[3] == '' then return 0 end
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+  return 2
+end
+if string.find(v, ARGV[1], 1, true) then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
@@ -106,13 +115,35 @@ def redis_holder(config: Config, client: Any = None) -> dict[str, Any] | None:
             client.close()
 
 
-def redis_renew(config: Config, token: str) -> bool:
-    """Extend the TTL if the lock still holds ``token`` (atomic, in Lua)."""
+def redis_claim(config: Config, owner: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """Take the Redis lock for ``owner``'s deployment, or adopt it where that deployment
+    already holds it (a crashed or failing run of it). Returns the token to renew it with,
+    and the holder when another deployment has it."""
+    if not config.redis.url:
+        return owner["token"], None
+    client = _redis(config)
+    try:
+        if client.set(redis_key(config), json.dumps(owner), nx=True, px=_ttl_ms(config)):
+            return owner["token"], None
+        holder = redis_holder(config, client)
+        if holder is None:  # expired meanwhile: take it
+            return redis_claim(config, owner)
+        if holder.get("deployment_id") == owner.get("deployment_id") and holder.get("token"):
+            return str(holder["token"]), None
+        return owner["token"], holder
+    finally:
+        client.close()
+
+
+def redis_renew(config: Config, token: str, owner: dict[str, Any] | None = None) -> bool:
+    """Extend the TTL if the lock still holds ``token`` (atomic, in Lua); where the key is
+    gone and ``owner`` is given, set it again for ``owner``. False: another holder has it."""
     if not config.redis.url:
         return True
     client = _redis(config)
+    again = json.dumps(owner | {"token": token}) if owner else ""
     try:
-        return bool(client.eval(_RENEW, 1, redis_key(config), token, _ttl_ms(config)))
+        return bool(client.eval(_RENEW, 1, redis_key(config), token, _ttl_ms(config), again))
     finally:
         client.close()
 
@@ -141,13 +172,14 @@ class Lease:
         config: Config,
         hosts: dict[str, Host],
         tokens: dict[str, str],
-        redis_token: str | None = None,
+        redis_owner: dict[str, Any] | None = None,
     ) -> None:
-        """``tokens``: host name -> the token of the lock held there (usually all one)."""
+        """``tokens``: host name -> the token of the lock held there (usually all one);
+        ``redis_owner``: the owner of the Redis lock (its ``token`` the one to renew)."""
         self.config = config
         self.hosts = hosts
         self.tokens = dict(tokens)
-        self.redis_token = redis_token
+        self.redis_owner = redis_owner
         self.lost: str | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -168,11 +200,27 @@ class Lease:
             raise LockLost(self.lost)
 
     async def _beat(self) -> None:
+        # the Redis lock at once: a run that adopted the hosts' locks (a rollback of a
+        # finished deployment, a resume) holds it from its first step, not its first beat
+        await self.renew_redis()
         while True:
             await asyncio.sleep(self.config.lock.heartbeat_seconds)
             await self.renew()
 
+    async def renew_redis(self) -> None:
+        if not self.config.redis.url or not self.redis_owner or self.lost:
+            return
+        token = str(self.redis_owner["token"])
+        try:
+            ok = await asyncio.to_thread(redis_renew, self.config, token, self.redis_owner)
+        except Exception:  # Redis down: the host locks are the authority
+            return
+        if not ok:
+            self.lost = "the Redis deploy lock is no longer ours (taken by another run)"
+
     async def renew(self) -> None:
+        """One beat: the hosts' locks first (the authority), then Redis unless one was lost."""
+
         async def one(name: str) -> None:
             try:
                 layout = Layout(self.config.deploy_path(self.config.host(name)))
@@ -185,13 +233,7 @@ class Lease:
                 self.lost = f"the deploy lock on {name} is no longer ours (removed or taken over)"
 
         await asyncio.gather(*(one(n) for n in self.tokens))
-        if self.config.redis.url and self.redis_token:
-            try:
-                ok = await asyncio.to_thread(redis_renew, self.config, self.redis_token)
-            except Exception:  # Redis down: the host locks are the authority
-                return
-            if not ok:
-                self.lost = "the Redis deploy lock is no longer ours (removed or taken over)"
+        await self.renew_redis()
 
 
 async def read_locks(config: Config, hosts: dict[str, Host]) -> list[LockHolder]:

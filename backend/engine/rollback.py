@@ -29,7 +29,7 @@ from ..shell import fill, in_dir, q
 from ..transport import Host, TransportError, connect_all
 from .hoststate import DeploymentView, merge, newer_than, newest, write_record
 from .layout import HostState, parse_probe
-from .lock import Lease, LockHolder, new_owner, parse_lock_output, redis_release
+from .lock import Lease, LockHolder, new_owner, parse_lock_output, redis_claim, redis_release
 from .run import PhaseFailed, PhaseResult, Plan, Run
 from .script import Step
 from .traffic import health_url, wait_healthy
@@ -133,6 +133,7 @@ class RollbackRun(Run):
         self.serving_at: dict[str, float] = {}  # host -> when it served the target again
         self.maintenance_on = False
         self.host_tokens: dict[str, str] = {}  # hosts whose lock we adopted with its own token
+        self.redis_owner: dict[str, Any] | None = None  # the Redis lock's owner, once taken
         self.restore_dump_asked = restore_dump
         self.records: dict[str, dict[str, Any]] = {}  # each host's record of the deployment
         self.failed_phases: list[str] = []
@@ -408,15 +409,32 @@ class RollbackRun(Run):
         refused = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
         if refused:
             raise PhaseFailed("; ".join(refused))
-        if self.lease is None:
+        if self.lease is None:  # not inside the deployment's own run: its lease is ours then
+            await self.take_redis_lock(owner)
             tokens = {n: self.host_tokens.get(n, self.lock_token) for n in self.reachable()}
-            self.lease = Lease(self.config, self.hosts, tokens, self.lock_token)
+            self.lease = Lease(self.config, self.hosts, tokens, self.redis_owner)
             self.lease.start()
         self.emit(
             Kind.LOCK,
             action="acquired",
             holder={"deployment_id": self.deployment_id, "rollback": True},
         )
+
+    async def take_redis_lock(self, owner: dict[str, Any]) -> None:
+        """The Redis lock too, like the hosts': adopted where this deployment still holds it,
+        taken where it was given back (a finished deployment) or expired (a crashed one)."""
+        self.redis_owner = owner
+        if not self.config.redis.url:
+            return
+        try:
+            token, held = await asyncio.to_thread(redis_claim, self.config, owner)
+        except Exception as exc:  # Redis down: the host locks are the authority
+            self.incident(Severity.WARNING, f"Redis lock unavailable ({exc}); host locks hold")
+            return
+        if held is not None:
+            holder = LockHolder("redis", held, self.config.lock.lease_seconds)
+            raise PhaseFailed(f"deploy lock is {holder.describe()}; see `portal-ops unlock`")
+        self.redis_owner = owner | {"token": token}
 
     # -- 2 -----------------------------------------------------------------------------------
 
@@ -828,7 +846,8 @@ class RollbackRun(Run):
             await self.each(finish)
         if not self.dry_run:
             try:
-                await asyncio.to_thread(redis_release, self.config, self.lock_token)
+                token = str((self.redis_owner or {}).get("token") or self.lock_token)
+                await asyncio.to_thread(redis_release, self.config, token)
             except Exception as exc:
                 self.incident(Severity.WARNING, f"could not release the Redis lock: {exc}")
             self.emit(Kind.LOCK, action="released", holder={"deployment_id": self.deployment_id})

@@ -40,13 +40,7 @@ def journal_path(session: DemoSession) -> Path:
     return Path(session.config.state.dir or session.sandbox.state_dir) / "journal.db"
 
 
-# Known and open: on a loaded machine the manual rollback sometimes ends 'partial' because
-# its Redis lock lease is found lost ("the Redis deploy lock is no longer ours") before the
-# database and verify phases; the journal shows it. Until that is fixed this test may fail
-# on that outcome, and says so instead of failing the suite at random.
-@pytest.mark.xfail(
-    reason="rollback's Redis lock lease lost under load: outcome partial", strict=False
-)
+
 async def test_deploy_then_rollback_from_the_keyboard(demo: DemoSession) -> None:
     engine = demo.engine()
     journal = engine.journal
