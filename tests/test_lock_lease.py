@@ -128,10 +128,7 @@ def test_unlock_refuses_a_live_holder_and_fencing_stops_it_once_forced(
         forced = cli(config, "unlock", "--force", stdin=deployment_id + "\n")
         assert forced.returncode == 0, forced.stdout + forced.stderr
         assert "Lock removed from host-1, host-2" in forced.stdout
-        # the run learns of it from its heartbeat (every 0.5 s here): its next steps, now
-        # one script per host, take less than that, so the test lets a few beats pass
-        time.sleep(FAST_LEASE["heartbeat_seconds"] * 4)
-        go.write_text("")
+        go.write_text("")  # its next script is fenced on the host (heartbeat or not)
 
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -144,6 +141,34 @@ def test_unlock_refuses_a_live_holder_and_fencing_stops_it_once_forced(
     assert proc.returncode in (1, 4), (proc.returncode, out[-600:])
     assert "no longer ours" in out, out
     assert not (tmp_path / "host-1" / "current").exists(), "a fenced run switched a host"
+
+
+def test_a_forced_unlock_fences_the_next_script_on_the_host_not_at_the_next_heartbeat(
+    sshd, tmp_path: Path
+) -> None:
+    """The host checks the lock token as the first step of every mutating script: a run
+    whose lock was removed stops at its very next change, whatever its heartbeat."""
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo, lock={"heartbeat_seconds": 60, "lease_seconds": 180})
+    go = tmp_path / "go"
+    cfg["commands"]["install"] = f"while [ ! -e {go} ]; do sleep 0.05; done"
+    config = write_config(cfg, tmp_path)
+    proc = start_deploy(config)
+    try:
+        wait_for(lambda: owner(tmp_path) is not None, what="the deploy to take its lock")
+        deployment_id = owner(tmp_path)["deployment_id"]  # type: ignore[index]
+        forced = cli(config, "unlock", "--force", stdin=deployment_id + "\n")
+        assert forced.returncode == 0, forced.stdout + forced.stderr
+        go.write_text("")  # at once: no heartbeat has beaten since the unlock
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        go.touch()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (1, 4), (proc.returncode, out[-600:])
+    assert "no longer ours" in out, out[-1500:]
+    for host in ("host-1", "host-2"):
+        assert not (tmp_path / host / "current").exists(), f"a fenced run switched {host}"
 
 
 def test_a_killed_run_leaves_a_stale_lock_that_unlock_clears_with_a_yes(

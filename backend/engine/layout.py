@@ -154,6 +154,13 @@ class Layout(HostPaths):
             f"touch {q(self.lock_heartbeat)} && echo RENEWED; else echo LOST; fi"
         )
 
+    def lock_held(self, token: str) -> str:
+        """Fencing: succeeds only while the lock holds ``token`` (else says so, exits 1)."""
+        return (
+            f"grep -qF {q(token)} {q(self.lock_dir)}/owner.json 2>/dev/null"
+            " || { echo 'the deploy lock is no longer ours' >&2; exit 1; }"
+        )
+
     def lock_release(self, token: str) -> str:
         """Only the holder's token removes the lock (never someone else's: Deployer #958)."""
         return (

@@ -275,7 +275,13 @@ class Run:
         timeout: float | None = None,
     ) -> CommandResult:
         """Run (or, in a dry-run, record) one command on one host, streaming its output."""
-        if self.prelude.get(host) and not self.dry_run:
+        fenced = (  # a change under the lock goes as a script: the host checks the token
+            self.lease is not None
+            and host in self.lease.tokens
+            and not readonly
+            and step not in ("lock", "unlock")
+        )
+        if (self.prelude.get(host) or fenced) and not self.dry_run:
             step_ = Step(step, command, readonly=readonly, may_fail=True)
             (result,) = await self.sh_script(
                 host, [step_], retry_safe=retry_safe or readonly, timeout=timeout

@@ -45,26 +45,70 @@ async def run_script(
         got = await _execute(run, host, ran, retry_safe=True, timeout=timeout) if ran else []
         by_step = {id(s): r for s, r in zip(ran, got, strict=False)}
         return [by_step.get(id(s)) or CommandResult(host, s.command, 0, "", "", 0.0) for s in steps]
-    if run.lease is not None and any(
-        not s.readonly and s.name not in ("lock", "unlock") for s in steps
-    ):
-        try:  # fencing: a run whose lock was removed or taken over stops here
-            run.lease.check()
+    fence = _fence(run, host, steps)
+    if fence is not None:
+        try:  # fencing here: a run whose lease found its lock gone stops before the host
+            run.lease.check()  # type: ignore[union-attr]
         except LockLost as exc:
             raise PhaseFailed(f"{host}: {steps[0].name} not run: {exc}", [host]) from None
     limits = run.config.ssh.step_timeouts
     if timeout is not None or len(steps) < 2 or not any(s.name in limits for s in steps):
-        return await _execute(
-            run, host, steps, retry_safe=retry_safe, timeout=timeout, on_end=on_end
-        )
+        return await _fenced(run, host, steps, fence, retry_safe, timeout, on_end)
     # a step with a timeout of its own ([ssh] step_timeouts) goes alone: the bound is its own
     results: list[CommandResult] = []
     for group in _segments(steps, limits):
-        got = await _execute(run, host, group, retry_safe=retry_safe, timeout=None, on_end=on_end)
+        got = await _fenced(run, host, group, fence, retry_safe, None, on_end)
         results += got
         if len(got) < len(group) or first_failure(group, got) is not None:
             break
     return results
+
+
+FENCE = "fence"
+
+
+def _fence(run: Run, host: str, steps: list[Step]) -> Step | None:
+    """The host-side fencing step for a script that changes ``host`` while this run holds
+    its lock: the lock's token checked on the host itself, first, in the same script. A run
+    whose lock was removed (``unlock --force``) or taken over stops at its next change there,
+    not at its next heartbeat. None for read-only scripts and those that take or give back
+    the lock (they check the token themselves)."""
+    lease = run.lease
+    if lease is None or host not in lease.tokens:
+        return None
+    if any(s.name in ("lock", "unlock") for s in steps) or all(s.readonly for s in steps):
+        return None
+    return Step(FENCE, run.layout(host).lock_held(lease.tokens[host]), readonly=True, quiet=True)
+
+
+async def _fenced(
+    run: Run,
+    host: str,
+    steps: list[Step],
+    fence: Step | None,
+    retry_safe: bool,
+    timeout: float | None,
+    on_end: StepEnded | None,
+) -> list[CommandResult]:
+    """``steps`` after the fencing step, if any; its result is not one of theirs."""
+    from .run import PhaseFailed
+
+    if fence is None:
+        return await _execute(
+            run, host, steps, retry_safe=retry_safe, timeout=timeout, on_end=on_end
+        )
+    if timeout is None:  # the steps' own bound, as without the fence
+        limits = run.config.ssh.step_timeouts
+        timeout = sum(limits.get(s.name, run.config.ssh.command_timeout) for s in steps)
+    results = await _execute(
+        run, host, [fence, *steps], retry_safe=retry_safe, timeout=timeout, on_end=on_end
+    )
+    if results and not results[0].ok:
+        lost = f"the deploy lock on {host} is no longer ours (removed or taken over)"
+        if run.lease is not None and not run.lease.lost:
+            run.lease.lost = lost
+        raise PhaseFailed(f"{host}: {steps[0].name} not run: {lost}", [host])
+    return results[1:]
 
 
 def _segments(steps: list[Step], limits: dict[str, float]) -> list[list[Step]]:
