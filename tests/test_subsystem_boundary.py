@@ -88,3 +88,18 @@ def test_the_walker_lets_the_context_and_neighbours_through() -> None:
         "from ..context import RunContext\nfrom .context import Context\nimport backend.engineering"
     )
     assert engine_targets(allowed) == []
+
+
+def test_the_engine_runs_the_checks_only_through_its_adapter() -> None:
+    """One seam: a change in how the checks are called is made in adapters/checks.py."""
+    offenders = []
+    for path in sorted((ROOT / "backend" / "engine").rglob("*.py")):
+        if "adapters" in path.parts:
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for line, target in imported(tree, module_name(path), path.name == "__init__.py"):
+            if target == "backend.checks" or target.startswith("backend.checks."):
+                offenders.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert not offenders, "call the checks through backend/engine/adapters/checks.py:\n" + (
+        "\n".join(offenders)
+    )

@@ -264,6 +264,8 @@ async def test_command_balancer_complaint_fails_the_switch_and_is_journaled(
 
 
 async def test_preflight_refuses_a_version_key_the_live_document_lacks(stack) -> None:
+    from backend.engine.adapters.checks import version_key_problems
+
     """``/version`` answers ``{"revision": ...}`` on every host: ``version_key = "revision"``
     is fine; ``build.sha`` is refused in phase 1, naming what the document holds."""
     for name in stack.names:
@@ -279,9 +281,9 @@ async def test_preflight_refuses_a_version_key_the_live_document_lacks(stack) ->
         ],
     }
     good = parse_config({**raw, "validation": {"version_key": "revision"}})
-    assert await preflight(good, list(good.hosts)) == []
+    assert await version_key_problems(good, list(good.hosts)) == []
     bad = parse_config({**raw, "validation": {"version_key": "build.sha"}})
-    problems = await preflight(bad, list(bad.hosts))
+    problems = await version_key_problems(bad, list(bad.hosts))
     assert len(problems) == 3
     assert problems[0] == (
         f"[validation] version_key build.sha: {stack.apps['host-1'].url}/version:"

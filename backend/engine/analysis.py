@@ -95,12 +95,10 @@ async def record_web_baseline(run: Deployment) -> None:
     run.note(f"measure {' and '.join(ids)} on the live release: the baseline phase 7 compares to")
     if run.dry_run:
         return
-    from ..checks import run_validation
+    from .adapters.checks import measure_web
 
     try:
-        report = await run_validation(
-            run.config, "post", hosts={}, only=ids, store_report=False, bus=None
-        )
+        report = await measure_web(run.config, ids)
     except Exception as exc:  # no baseline: phase 7 judges on the absolute lines
         run.note(f"no baseline for {', '.join(ids)}: {type(exc).__name__}: {exc}")
         return

@@ -611,11 +611,14 @@ class Deployment(Run):
             raise
         if not self.dry_run:
             await self.take_lock()  # the locks taken with the probes; the rest now
+        from .adapters.checks import version_key_problems
         from .traffic import preflight
 
-        lb_problems = await preflight(self.config, [self.host_config(n) for n in self.active])
-        if lb_problems:
-            raise PhaseFailed("; ".join(lb_problems))  # each names its source
+        configs = [self.host_config(n) for n in self.active]
+        problems = await preflight(self.config, configs)
+        problems += await version_key_problems(self.config, configs)
+        if problems:
+            raise PhaseFailed("; ".join(problems))  # each names its source
 
         unfinished = [  # a deploy refused the lock in a race never held it: not unfinished
             d

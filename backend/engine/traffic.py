@@ -42,9 +42,8 @@ def runtime(config: Config) -> HAProxyRuntime:
 async def preflight(config: Config, hosts: list[HostConfig]) -> list[str]:
     """Problems that would make a switch unsafe, found before anything changes: the runtime
     API unreachable, or a host's backend/server unknown to HAProxy; the same for the stats
-    socket the batch analysis reads (``[monitor.haproxy]``, when it is another one); a
-    ``[validation] version_key`` missing from the live version document. Each problem
-    names its source. Empty when all is well."""
+    socket the batch analysis reads (``[monitor.haproxy]``, when it is another one). Each
+    problem names its source. Empty when all is well."""
     lb, stats = config.load_balancer, config.monitor.haproxy
     targets: list[tuple[str, str, str]] = []  # (what, socket, default backend)
     if lb.kind == "haproxy" and lb.socket:
@@ -56,9 +55,6 @@ async def preflight(config: Config, hosts: list[HostConfig]) -> list[str]:
         elif (socket, backend) != (lb.socket, lb.backend or "") or lb.kind != "haproxy":
             targets.append(("[monitor.haproxy] ", socket, backend))
     problems: list[str] = []
-    from ..checks.release import version_key_problems
-
-    problems += await version_key_problems(config, hosts)
     for what, socket, default in targets:
         if not socket:
             problems.append(f"{what}has no socket (and [load_balancer] names none)")

@@ -40,7 +40,6 @@ def journal_path(session: DemoSession) -> Path:
     return Path(session.config.state.dir or session.sandbox.state_dir) / "journal.db"
 
 
-
 async def test_deploy_then_rollback_from_the_keyboard(demo: DemoSession) -> None:
     engine = demo.engine()
     journal = engine.journal

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ...checks import validate_run
+from ...checks import run_validation, validate_run
+from ...checks.release import version_key_problems as version_key_problems
 from ..run import PhaseFailed
 from . import context_of
 
 if TYPE_CHECKING:
     from ...checks import ValidationReport
+    from ...config import Config
     from ..deploy import Deployment
     from ..rollback import RollbackRun
 
@@ -53,3 +55,9 @@ async def verify_release(run: RollbackRun, release: str, only: Iterable[str]) ->
         store_report=False,
         publish=False,
     )
+
+
+async def measure_web(config: Config, ids: list[str]) -> ValidationReport:
+    """The web checks ``ids`` (Q05 p95, Q06 error rate) on the live release, from this
+    machine only: the batch analysis's baseline, taken before the first host switches."""
+    return await run_validation(config, "post", hosts={}, only=ids, store_report=False, bus=None)
