@@ -56,10 +56,14 @@ def start_notify_sink(setenv: Callable[[str, str], Any] = os.environ.__setitem__
 
 # The sandbox's "hosts" are folders on the machine running the demo: its load average is
 # the demo's own (and whatever else the machine does), not a portal host's, so the load
-# check is disabled, with the reason, which the validation report shows.
+# check is disabled, with the reason, which the validation report shows. For the same
+# reason its response times measure that machine: Q05 still warns past 200 ms, but fails
+# only past 3 s, so a busy laptop's first deployment (no live release to take a baseline
+# from) is not a no-go. No --break scenario is about latency.
 DEMO_OVERRIDES: dict[str, Any] = {
     "validation": {
-        "disabled": {"P08": "demo hosts share this machine; its load is not a portal host's"}
+        "disabled": {"P08": "demo hosts share this machine; its load is not a portal host's"},
+        "latency_fail_ms": 3000,
     }
 }
 
