@@ -777,10 +777,11 @@ class Deployment(Run):
         self.start_lease()
         self.emit(Kind.LOCK, action="acquired", holder=self.lock_owner | {"token": "…"})
 
-    def start_lease(self) -> None:
-        """Renew the lock while this run lives; lost, it stops the run (Run.sh fencing)."""
+    def start_lease(self, tokens: dict[str, str] | None = None) -> None:
+        """Renew the lock while this run lives; lost, it stops the run (Run.sh fencing).
+        ``tokens``: host -> the token held there, where not the run's own (a resume)."""
         token = self.lock_owner["token"]
-        tokens = dict.fromkeys(self.lock_taken, token)
+        tokens = {n: (tokens or {}).get(n, token) for n in self.lock_taken}
         self.lease = Lease(self.config, self.hosts, tokens, self.lock_owner)
         self.lease.start()
 

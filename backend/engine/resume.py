@@ -15,9 +15,51 @@ from .hoststate import merge
 from .rollback import RollbackError, pick_deployment, refuse_if_alive, survey
 
 if TYPE_CHECKING:
+    from .deploy import Deployment
     from .front import Engine
 
 RESUMABLE = ("paused", "interrupted", "")
+
+
+async def retake_lock(deployment: Deployment) -> dict[str, str]:
+    """The deployment's lock on its hosts again, before anything changes: kept where it still
+    holds it (its token, whatever it is), taken again where a person removed it. Held by
+    another deployment anywhere: what was taken here is given back and the resume refused.
+    Returns host -> token. An unreachable host is left to the resume's reconnect to report."""
+    from ..transport import TransportError
+    from .lock import LockHolder, parse_lock_output
+
+    owner = deployment.lock_owner
+    tokens: dict[str, str] = {}
+    taken: list[str] = []
+    refused: list[str] = []
+
+    async def one(name: str) -> None:
+        layout = deployment.layout(name)
+        try:
+            result = await deployment.sh(name, "lock", layout.lock_acquire(owner), retry_safe=True)
+        except TransportError:
+            return
+        status, holder = parse_lock_output(result.stdout)
+        if status == "LOCKED":
+            taken.append(name)
+        elif holder.get("deployment_id") != deployment.deployment_id:
+            refused.append(LockHolder(name, holder).describe())
+            return
+        tokens[name] = str(holder.get("token") or owner["token"])
+
+    await asyncio.gather(*(one(n) for n in deployment.fleet))
+    if refused:
+        for name in taken:
+            layout = deployment.layout(name)
+            await deployment.sh(name, "unlock", layout.lock_release(owner["token"]))
+        await deployment.close_hosts()
+        raise RollbackError(
+            f"cannot resume {deployment.deployment_id}: the deploy lock is "
+            + "; ".join(refused)
+            + ". Nothing was changed; see `portal-ops unlock`"
+        )
+    return tokens
 
 
 async def resume_deployment(engine: Engine, deployment_id: str) -> DeploymentResult:
@@ -90,9 +132,10 @@ async def resume_deployment(engine: Engine, deployment_id: str) -> DeploymentRes
         deployment.started = view.started_at
     deployment.lock_owner["token"] = checkpoint.get("lock_token", deployment.lock_owner["token"])
     deployment.lock_taken = list(deployment.fleet)
+    tokens = await retake_lock(deployment)
     if row is None and view is not None:
         journal.cache_deployment(view.to_dict() | {"target": engine.config.portal.name})
-    deployment.start_lease()  # renewed (and fenced) from now on, as in the first run
+    deployment.start_lease(tokens)  # renewed (and fenced) from now on, as in the first run
     journal.update_deployment(deployment_id, status="running", outcome="", pid=os.getpid())
     deployment.incident(
         "warning",  # type: ignore[arg-type]

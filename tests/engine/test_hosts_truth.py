@@ -280,6 +280,55 @@ async def test_ctrl_c_leaves_the_deployment_interrupted_and_resume_finishes_it(
         assert not (tmp_path / host / ".portal-ops" / "lock").exists()
 
 
+async def test_resume_takes_back_a_lock_removed_meanwhile_and_refuses_one_taken_by_another(
+    sshd, tmp_path: Path
+) -> None:
+    """An interrupted deployment's lock cleared by a person (`unlock --force`): resume takes
+    it again before changing anything (its scripts are fenced on the token); held by another
+    deployment meanwhile: resume refuses and changes nothing."""
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo)
+    await deploy_v1(cfg)
+    marker = unique_marker("install")
+    cfg["commands"]["install"] = f"sh -c 'sleep 30' {marker}"
+    engine = engine_for(cfg)
+    task = asyncio.create_task(engine.deploy(revision="v2"))
+    await wait_until(lambda: bool(processes_with(f"sleep 30 {marker}")), what="install running")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    row = engine.journal.latest_deployment()
+    await wait_until(lambda: not processes_with(marker), 10, "install killed with the cancel")
+    cfg["commands"]["install"] = "test -f VERSION"
+    locks = [tmp_path / h / ".portal-ops" / "lock" for h in ("host-1", "host-2")]
+    live = {h: current(tmp_path, h) for h in ("host-1", "host-2")}
+
+    # another deployment holds host-2's lock: refused, nothing changed, its lock left alone
+    shutil.rmtree(locks[1])
+    locks[1].mkdir()
+    (locks[1] / "owner.json").write_text(
+        json.dumps({"token": "theirs", "deployment_id": "bp-20990101-000000-other1"})
+    )
+    from backend.engine.rollback import RollbackError
+
+    with pytest.raises(RollbackError) as refused:
+        await engine_for(cfg).resume(row["id"])
+    said = str(refused.value)
+    assert "held on host-2" in said and "bp-20990101-000000-other1" in said, said
+    assert "Nothing was changed" in said, said
+    assert {h: current(tmp_path, h) for h in live} == live
+    assert "theirs" in (locks[1] / "owner.json").read_text()
+
+    # both removed (`unlock --force`): resume takes them again and finishes
+    for lock in locks:
+        shutil.rmtree(lock)
+    resumed = await engine_for(cfg).resume(row["id"])
+    assert resumed.outcome == "succeeded", resumed.error
+    for host in ("host-1", "host-2"):
+        assert current(tmp_path, host) == row["release"]
+        assert not (tmp_path / host / ".portal-ops" / "lock").exists()
+
+
 async def test_a_rollback_switch_failing_on_one_host_goes_on_and_keeps_the_database(
     sshd, tmp_path: Path
 ) -> None:
