@@ -283,3 +283,34 @@ def _sq(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+async def test_a_redis_lock_lost_with_its_data_is_set_again_by_the_running_deploy(
+    sshd, redis_server, tmp_path: Path
+) -> None:
+    """Redis restarted empty (or the key expired while the run was stalled): the hosts still
+    hold the run's lock, so the next heartbeat sets the Redis lock again instead of
+    stopping a healthy deployment; another run's key would still mean "lost"."""
+    repo = make_repo(tmp_path)
+    prefix = f"rb-lease-{tmp_path.name}"
+    cfg = ssh_config(
+        sshd,
+        tmp_path,
+        repo,
+        lock={"heartbeat_seconds": 0.1, "lease_seconds": 5},
+        redis={"url": redis_server.url, "prefix": prefix},
+    )
+    key = redis_key(parse_config(cfg))
+    seen = tmp_path / "redis-lock-after-flush.json"
+    gone = f"import redis; redis.Redis.from_url({redis_server.url!r}).delete({key!r})"
+    read = f"import redis; print(redis.Redis.from_url({redis_server.url!r}).get({key!r}).decode())"
+    cfg["hooks"] = {
+        "before": [{"phase": "switch", "run": f"{sys.executable} -c {_sq(gone)}"}],
+        "after": [
+            {"phase": "switch", "run": f"sleep 0.5; {sys.executable} -c {_sq(read)} > {seen}"}
+        ],
+    }
+    result = await engine_for(cfg).deploy(revision="v1", skip_validation=True)
+    assert result.ok, result.error
+    assert json.loads(seen.read_text())["deployment_id"] == result.deployment_id
+    assert redis.Redis.from_url(redis_server.url).get(key) is None  # given back at the end
