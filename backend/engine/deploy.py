@@ -611,12 +611,15 @@ class Deployment(Run):
             raise
         if not self.dry_run:
             await self.take_lock()  # the locks taken with the probes; the rest now
-        from .adapters.checks import version_key_problems
         from .traffic import preflight
 
         configs = [self.host_config(n) for n in self.active]
         problems = await preflight(self.config, configs)
-        problems += await version_key_problems(self.config, configs)
+        if self.config.validation.version_key and self.config.portal.version_url:
+            # the checks (and their HTTP client) load only where there is a key to look up
+            from .adapters.checks import version_key_problems
+
+            problems += await version_key_problems(self.config, configs)
         if problems:
             raise PhaseFailed("; ".join(problems))  # each names its source
 
