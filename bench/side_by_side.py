@@ -2,8 +2,9 @@
 one run, against one loopback sshd.
 
 Every measurement is its own Python process (``--one TOOL WORK N``), so each figure has a
-whole-process wall time and peak memory (the child's own rusage) as well as the time of its
-timed section (in-process). Within a repetition the tools take turns in a rotating order.
+whole-process wall time and peak memory (the child's own VmHWM: its rusage would count the
+driver's pages it had before ``exec``) as well as the time of its timed section
+(in-process). Within a repetition the tools take turns in a rotating order.
 Every tool checks the server's host key against the same known_hosts file (Fabric is told to
 reject unknown keys, it adds them by default) and logs in with the same key; the sshd
 fixture gives sessions an empty HOME, so no tool pays for shell rc files.
@@ -183,6 +184,7 @@ def one(args: argparse.Namespace) -> None:
         import asyncssh  # noqa: F401
     else:
         import fabric  # noqa: F401
+    imports_mb = own_peak_mb()
     started = time.perf_counter()
     extra: dict[str, Any] = {}
     if args.tool == "portal-ops":
@@ -191,7 +193,26 @@ def one(args: argparse.Namespace) -> None:
         asyncio.run(run_asyncssh(args, sshd))
     else:
         run_fabric(args, sshd)
-    print(json.dumps({"seconds": time.perf_counter() - started, **extra}))
+    seconds = time.perf_counter() - started
+    if os.environ.get("SIDE_BY_SIDE_MODULES"):  # what the work imported, for a look
+        with open(os.environ["SIDE_BY_SIDE_MODULES"], "a") as out:
+            out.write(json.dumps({"argv": sys.argv[2:5], "modules": sorted(sys.modules)}) + "\n")
+    peak = own_peak_mb()
+    print(json.dumps({"seconds": seconds, "peak_mb": peak, "imports_mb": imports_mb, **extra}))
+
+
+def own_peak_mb() -> float:
+    """This process's peak RSS (VmHWM), in MB.
+
+    Not the parent's ``wait4`` rusage: Linux carries the RSS a child had before ``exec``
+    (the driver's pages, shared after ``fork``) into its ``ru_maxrss``, so every child
+    would read at least the driver's size (about 51 MB here). VmHWM belongs to the address
+    space ``exec`` created, so it is the child's own peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 # -- the driver -----------------------------------------------------------------------------
@@ -215,71 +236,136 @@ def child(argv: list[str]) -> dict[str, Any]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     out = proc.stdout.read() if proc.stdout else ""
     err = proc.stderr.read() if proc.stderr else ""
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} exited {proc.returncode}: {err[-2000:]}")
-    result = json.loads(out.strip().splitlines()[-1])
-    return {**result, "wall": wall, "peak_mb": usage.ru_maxrss / 1024}
+    # peak_mb comes from the child itself (see own_peak_mb): rusage would include the driver
+    return {**json.loads(out.strip().splitlines()[-1]), "wall": wall}
 
 
-def measure(work_dir: Path, reps: int, small: int, big: int) -> dict[str, Any]:
-    from tests.engine.helpers import make_repo, ssh_config
+WORKS: tuple[str, ...] = ("fanout", "small", "big", "checks")
+
+
+class Relay:
+    """``bench/delay_relay.py`` in its own process: sshd reached through a delay line."""
+
+    def __init__(self, host: str, port: int, rtt_ms: float) -> None:
+        script = str(Path(__file__).with_name("delay_relay.py"))
+        self.proc = subprocess.Popen(
+            [sys.executable, script, host, str(port), str(rtt_ms)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def measure(
+    work_dir: Path,
+    reps: int,
+    small: int,
+    big: int,
+    works: tuple[str, ...] = WORKS,
+    rtts: tuple[float, ...] = (0,),
+) -> dict[str, Any]:
+    from tests.engine.helpers import make_repo
     from tests.fixtures.sshd import SSHServer
 
     repo = make_repo(work_dir)
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    with SSHServer(work_dir / "sshd").start() as sshd:
+        for rtt in rtts:
+            relay = Relay(sshd.host, sshd.port, rtt) if rtt else None
+            try:
+                port = relay.port if relay else sshd.port
+                known = work_dir / f"known_hosts-{port}"
+                known.write_text(f"[{sshd.host}]:{port} {sshd.host_key_pub}\n")
+                info = {
+                    "host": sshd.host,
+                    "port": port,
+                    "user": sshd.user,
+                    "known_hosts": str(known),
+                    "client_key": str(sshd.client_key),
+                }
+                suffix = f" @ {rtt:g} ms RTT" if rtt else ""
+                base = work_dir / (f"rtt-{rtt:g}" if rtt else "rtt-0")
+                base.mkdir()
+                got = measure_at(base, repo, info, reps, small, big, works)
+                for work, tools in got.items():
+                    samples[work + suffix] = tools
+            finally:
+                if relay:
+                    relay.close()
+    return {"reps": reps, "samples": samples, "rtts": list(rtts)}
+
+
+def measure_at(
+    work_dir: Path,
+    repo: Path,
+    info: dict[str, Any],
+    reps: int,
+    small: int,
+    big: int,
+    works: tuple[str, ...],
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every selected work, ``reps`` times, against the sshd (or relay) ``info`` names."""
+    from types import SimpleNamespace
+
+    from tests.engine.helpers import ssh_config
+
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
     def record(work: str, tool: str, got: dict[str, Any]) -> None:
         samples.setdefault(work, {}).setdefault(tool, []).append(got)
 
-    with SSHServer(work_dir / "sshd").start() as sshd:
-        info = {
-            "host": sshd.host,
-            "port": sshd.port,
-            "user": sshd.user,
-            "known_hosts": str(sshd.known_hosts),
-            "client_key": str(sshd.client_key),
-        }
-        sshd_file = work_dir / "sshd.json"
-        sshd_file.write_text(json.dumps(info))
+    sshd = SimpleNamespace(**info)
+    sshd_file = work_dir / "sshd.json"
+    sshd_file.write_text(json.dumps(info))
 
-        def config_for(base: Path, n: int) -> str:
-            cfg = ssh_config(sshd, base, repo, hosts=n)
-            cfg["rollout"] = {"batches": ["1", "100%"], "drain_seconds": 0, "concurrency": n}
-            path = base / "config.json"
-            base.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(cfg))
-            return str(path)
+    def config_for(base: Path, n: int) -> str:
+        cfg = ssh_config(sshd, base, repo, hosts=n)
+        cfg["rollout"] = {"batches": ["1", "100%"], "drain_seconds": 0, "concurrency": n}
+        path = base / "config.json"
+        base.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cfg))
+        return str(path)
 
-        counter = iter(range(10**6))
+    counter = iter(range(10**6))
 
-        def run(tool: str, work: str, n: int, base: Path, **kw: Any) -> dict[str, Any]:
-            argv = [tool, work, str(n), "--dir", str(base), "--sshd", str(sshd_file)]
-            argv += ["--repo", str(repo), "--tag", kw.get("tag", "v2")]
-            argv += ["--release", kw.get("release", f"r{next(counter):06d}")]
-            argv += ["--previous", kw.get("previous", "")]
-            if tool in ("portal-ops", BEFORE) and work != "fanout":
-                argv += ["--config", config_for(base, n)]
-            if kw.get("checks"):
-                argv.append("--checks")
-            return child(argv)
+    def run(tool: str, work: str, n: int, base: Path, **kw: Any) -> dict[str, Any]:
+        argv = [tool, work, str(n), "--dir", str(base), "--sshd", str(sshd_file)]
+        argv += ["--repo", str(repo), "--tag", kw.get("tag", "v2")]
+        argv += ["--release", kw.get("release", f"r{next(counter):06d}")]
+        argv += ["--previous", kw.get("previous", "")]
+        if tool in ("portal-ops", BEFORE) and work != "fanout":
+            argv += ["--config", config_for(base, n)]
+        if kw.get("checks"):
+            argv.append("--checks")
+        return child(argv)
 
-        # the big fleet: a first deployment, once, untimed
-        def slug(tool: str) -> str:  # a shell word: the test recipe's paths are unquoted
-            return tool.replace(" (before)", "-before")
+    def slug(tool: str) -> str:  # a shell word: the test recipe's paths are unquoted
+        return tool.replace(" (before)", "-before")
 
-        big_base = {t: work_dir / f"{slug(t)}-big" for t in TOOLS}
-        live: dict[str, str] = {}
+    # the big fleet: a first deployment, once, untimed
+    big_base = {t: work_dir / f"{slug(t)}-big" for t in TOOLS}
+    live: dict[str, str] = {}
+    if "big" in works or "checks" in works:
         for tool in TOOLS:
             live[tool] = run(tool, "first", big, big_base[tool], tag="v1").get("release") or ""
-        for rep in range(reps):
-            order = TOOLS[rep % len(TOOLS) :] + TOOLS[: rep % len(TOOLS)]
+    for rep in range(reps):
+        order = TOOLS[rep % len(TOOLS) :] + TOOLS[: rep % len(TOOLS)]
+        if "fanout" in works:
             for tool in order:
                 record(f"fanout {big}", tool, run(tool, "fanout", big, work_dir))
+        if "small" in works or "checks" in works:
             for tool in order:  # small fleet: first deploy, upgrade, rollback
                 base = work_dir / f"{slug(tool)}-small-{rep}"
                 first = run(tool, "first", small, base, tag="v1", release=f"a{rep}")
@@ -292,6 +378,7 @@ def measure(work_dir: Path, reps: int, small: int, big: int) -> dict[str, Any]:
                     tool,
                     run(tool, "rollback", small, base, previous=f"a{rep}"),
                 )
+        if "big" in works:
             for tool in order:  # big fleet: upgrade, rollback
                 previous = live[tool]
                 release = f"c{rep}"
@@ -302,6 +389,7 @@ def measure(work_dir: Path, reps: int, small: int, big: int) -> dict[str, Any]:
                     tool,
                     run(tool, "rollback", big, big_base[tool], previous=previous or "x"),
                 )
+        if "checks" in works:
             for tool in [t for t in order if t.startswith("portal-ops")]:
                 got = run(tool, "upgrade", big, big_base[tool], checks=True)
                 record(f"upgrade {big} with checks", tool, got)
@@ -313,7 +401,7 @@ def measure(work_dir: Path, reps: int, small: int, big: int) -> dict[str, Any]:
                     tool,
                     run(tool, "upgrade", small, base, checks=True),
                 )
-    return {"reps": reps, "samples": samples}
+    return samples
 
 
 def medians(samples: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
@@ -378,11 +466,33 @@ def main() -> None:
         parser.add_argument(f"--{name}", default="")
     parser.add_argument("--checks", action="store_true")
     parser.add_argument("--base", default="", help="another checkout, measured beside")
+    parser.add_argument(
+        "--works",
+        default=",".join(WORKS),
+        help="which works, comma-separated: fanout, small (first deploy, upgrade and"
+        " rollback on --small hosts), big (upgrade and rollback on --big hosts), checks",
+    )
+    parser.add_argument(
+        "--rtt",
+        default="0",
+        help="round-trip delays in ms, comma-separated (e.g. 0,20,50): the sshd is reached"
+        " through bench/delay_relay.py with that delay",
+    )
+    parser.add_argument(
+        "--tools", default="", help="only these tools, comma-separated (default: all)"
+    )
     args = parser.parse_args()
+    global BASE, TOOLS
+    if args.tools:
+        TOOLS = tuple(t for t in args.tools.split(",") if t)
     if args.base:
-        global BASE, TOOLS
         BASE = Path(args.base).resolve()
         TOOLS = (*TOOLS, BEFORE)
+    works = tuple(w for w in args.works.split(",") if w)
+    unknown = sorted(set(works) - set(WORKS))
+    if unknown:
+        parser.error(f"--works: unknown {', '.join(unknown)} (one of {', '.join(WORKS)})")
+    rtts = tuple(float(r) for r in args.rtt.split(",") if r)
     if args.one:
         args.tool, args.work, n = args.one
         args.n = int(n)
@@ -391,7 +501,7 @@ def main() -> None:
     from bench.harness import run_and_report
 
     async def go(work: Path) -> dict[str, Any]:
-        return await asyncio.to_thread(measure, work, args.reps, args.small, args.big)
+        return await asyncio.to_thread(measure, work, args.reps, args.small, args.big, works, rtts)
 
     run_and_report(go, prefix="portal-ops-sbs-", as_json=args.json, render=render)
 
