@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,44 @@ def test_listed_help_matches_each_command() -> None:
         command = cli.get_command(ctx, name)
         assert command is not None
         assert entry.summary == command.get_short_help_str(limit=300), name
+
+
+# A deployment in a process of its own, then the libraries it loaded: the engine's path
+# loads only what the run uses (no HTTP client when no check makes a request).
+DEPLOY_PROBE = """
+import asyncio, json, sys
+from pathlib import Path
+from typing import Any
+from backend.config import parse_config
+from backend.engine import Engine
+from backend.journal import Journal
+
+config = parse_config(json.loads(Path(sys.argv[1]).read_text()))
+engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+result = asyncio.run(engine.deploy(revision="v1", skip_validation=True))
+assert result.ok, result.error
+heavy = ("httpx", "rich", "pygments", "textual", "sqlite_utils", "click", "prometheus_client")
+# a module backend.lazy holds but nothing used yet is not loaded: its class says so
+loaded = [m for m in heavy if m in sys.modules and type(sys.modules[m]).__name__ != "_LazyModule"]
+print(json.dumps(sorted(loaded)), file=sys.stderr)
+"""
+
+
+def test_deploy_without_http_checks_loads_no_http_client(sshd: Any, tmp_path: Path) -> None:
+    """A deployment whose checks make no HTTP request (no public URL, no version URL)
+    imports no httpx (nor the rich and pygments httpx's CLI pulls in): 6 MB and 0.1 s."""
+    from tests.engine.helpers import make_repo, ssh_config
+
+    cfg = ssh_config(sshd, tmp_path, make_repo(tmp_path), hosts=2)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(cfg))
+    out = subprocess.run(
+        [sys.executable, "-c", DEPLOY_PROBE, str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    loaded = json.loads(out.stderr.strip().splitlines()[-1])
+    assert not {"httpx", "rich", "pygments", "textual"} & set(loaded), loaded

@@ -56,9 +56,11 @@ async def preflight(config: Config, hosts: list[HostConfig]) -> list[str]:
         elif (socket, backend) != (lb.socket, lb.backend or "") or lb.kind != "haproxy":
             targets.append(("[monitor.haproxy] ", socket, backend))
     problems: list[str] = []
-    from ..checks.release import version_key_problems
+    if config.validation.version_key and config.portal.version_url:
+        # the checks (and their HTTP client) only load where there is a key to look up
+        from ..checks.release import version_key_problems
 
-    problems += await version_key_problems(config, hosts)
+        problems += await version_key_problems(config, hosts)
     for what, socket, default in targets:
         if not socket:
             problems.append(f"{what}has no socket (and [load_balancer] names none)")
