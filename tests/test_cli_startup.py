@@ -97,9 +97,8 @@ print(json.dumps(sorted(loaded)), file=sys.stderr)
 """
 
 
-def test_deploy_without_http_checks_loads_no_http_client(sshd: Any, tmp_path: Path) -> None:
-    """A deployment whose checks make no HTTP request (no public URL, no version URL)
-    imports no httpx (nor the rich and pygments httpx's CLI pulls in): 6 MB and 0.1 s."""
+def deploy_loaded(sshd: Any, tmp_path: Path) -> set[str]:
+    """Which of DEPLOY_PROBE's heavy libraries a 2-host deployment loaded."""
     from tests.engine.helpers import make_repo, ssh_config
 
     cfg = ssh_config(sshd, tmp_path, make_repo(tmp_path), hosts=2)
@@ -113,5 +112,18 @@ def test_deploy_without_http_checks_loads_no_http_client(sshd: Any, tmp_path: Pa
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    loaded = json.loads(out.stderr.strip().splitlines()[-1])
-    assert not {"httpx", "rich", "pygments", "textual"} & set(loaded), loaded
+    return set(json.loads(out.stderr.strip().splitlines()[-1]))
+
+
+def test_deploy_without_http_checks_loads_no_http_client(sshd: Any, tmp_path: Path) -> None:
+    """A deployment whose checks make no HTTP request (no public URL, no version URL)
+    imports no httpx (nor the rich and pygments httpx's CLI pulls in): 6 MB and 0.1 s."""
+    loaded = deploy_loaded(sshd, tmp_path)
+    assert not {"httpx", "rich", "pygments", "textual"} & loaded, loaded
+
+
+def test_deploy_journals_without_sqlite_utils(sshd: Any, tmp_path: Path) -> None:
+    """The journal is plain sqlite3: a deployment loads no sqlite-utils (nor the click,
+    pluggy and dateutil it brings, 5 MB)."""
+    loaded = deploy_loaded(sshd, tmp_path)
+    assert not {"sqlite_utils", "click"} & loaded, loaded
