@@ -187,7 +187,10 @@ def one(args: argparse.Namespace) -> None:
     imports_mb = own_peak_mb()
     started = time.perf_counter()
     extra: dict[str, Any] = {}
-    if args.tool == "portal-ops":
+    if args.tool == "portal-ops" and os.environ.get("SIDE_BY_SIDE_TRACEMALLOC"):
+        out = f"{os.environ['SIDE_BY_SIDE_TRACEMALLOC']}.{args.work}-{args.n}"
+        asyncio.run(traced(run_portal_ops(args, sshd), out))
+    elif args.tool == "portal-ops":
         extra = asyncio.run(run_portal_ops(args, sshd))
     elif args.tool == "asyncssh":
         asyncio.run(run_asyncssh(args, sshd))
@@ -199,6 +202,36 @@ def one(args: argparse.Namespace) -> None:
             out.write(json.dumps({"argv": sys.argv[2:5], "modules": sorted(sys.modules)}) + "\n")
     peak = own_peak_mb()
     print(json.dumps({"seconds": seconds, "peak_mb": peak, "imports_mb": imports_mb, **extra}))
+
+
+async def traced(work: Any, out: str) -> None:
+    """Run ``work`` under tracemalloc and write where the memory was at its peak (the
+    snapshot taken when the traced size last grew by 2 %) to ``out``: what grows with
+    the hosts, line by line. Slow: for a look, not for the figures."""
+    import tracemalloc
+
+    tracemalloc.start(8)
+    best: list[Any] = [0, None]
+
+    async def watch() -> None:
+        while True:
+            current = tracemalloc.get_traced_memory()[0]
+            if current > best[0] * 1.02:
+                best[:] = [current, tracemalloc.take_snapshot()]
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await work
+    finally:
+        watcher.cancel()
+    peak = tracemalloc.get_traced_memory()[1]
+    lines = [f"traced peak {peak / 2**20:.1f} MB; snapshot at {best[0] / 2**20:.1f} MB"]
+    if best[1] is not None:
+        for stat in best[1].statistics("traceback")[:25]:
+            lines.append(f"{stat.size / 2**20:6.2f} MB {stat.count:7d} blocks")
+            lines += [f"      {frame}" for frame in stat.traceback.format()[-8:]]
+    Path(out).write_text("\n".join(lines) + "\n")
 
 
 def own_peak_mb() -> float:

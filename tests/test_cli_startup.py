@@ -127,3 +127,22 @@ def test_deploy_journals_without_sqlite_utils(sshd: Any, tmp_path: Path) -> None
     pluggy and dateutil it brings, 5 MB)."""
     loaded = deploy_loaded(sshd, tmp_path)
     assert not {"sqlite_utils", "click"} & loaded, loaded
+
+
+def test_ssh_transport_loads_no_config_models() -> None:
+    """The transport takes its options as plain values: importing it loads no pydantic
+    and no config models (12 MB, the fan-out's whole-process start-up)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys, backend.transport.ssh;"
+            " print(json.dumps(sorted(m for m in ('pydantic', 'backend.config') if m in sys.modules)))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
