@@ -20,11 +20,24 @@ The work:
 The peers run a minimal Capistrano-style deployment, 6 commands per host (mkdir, git clone,
 link shared, write a marker, ``ln -s`` + ``mv -T``, readlink) and rollback (2 per host);
 portal-ops runs its full engine (lock, probes, host records, backups, release log, checks),
-with ``rollout.concurrency`` = N so that every tool works on all hosts at once.
+with ``rollout.concurrency`` = N and ``ssh.max_connections`` = N so that every tool works
+on all hosts at once and logs in to all at once (the peers have no login gate; portal-ops's
+default of 5 logins in flight, kept under OpenSSH's ``MaxStartups 10``, costs about 0.2 s
+at 50 hosts on loopback; the bench's sshd allows 200).
+
+``--rtt 0,20,50`` repeats the works with the sshd reached through ``bench/delay_relay.py``,
+a TCP relay on 127.0.0.1 that delays every chunk by RTT/2 each way (``tc netem`` is what
+one would use, but this container's kernel has no ``sch_netem``): the deployment where
+round trips dominate, as on a real network. ``--works small`` keeps it to 10 hosts.
 
 Run by hand (about 4 min for 3 repetitions on a quiet 2-core machine)::
 
     .venv/bin/python bench/side_by_side.py [--reps 3] [--small 10] [--big 50] [--json]
+        [--works fanout,small,big,checks] [--tools portal-ops,asyncssh,fabric] [--rtt 0]
+
+``SIDE_BY_SIDE_TRACEMALLOC=PREFIX`` writes where portal-ops's memory was at its peak, per
+work, to ``PREFIX.WORK-N``; ``SIDE_BY_SIDE_MODULES=FILE`` appends the modules each child
+loaded (for a look, not for the figures).
 
 Needs the bench extra (``pip install -e '.[bench]'``: Fabric). Everything runs on 127.0.0.1;
 sshd and the temp dir are removed at the end.
@@ -143,7 +156,10 @@ async def run_portal_ops(args: argparse.Namespace, sshd: dict[str, Any]) -> dict
         from backend.transport.ssh import SSHHost, SSHOptions
 
         options = SSHOptions(
-            known_hosts=sshd["known_hosts"], identity_files=[sshd["client_key"]], use_agent=False
+            known_hosts=sshd["known_hosts"],
+            identity_files=[sshd["client_key"]],
+            use_agent=False,
+            max_connections=args.n,  # all logins at once, as the peers do (see the docstring)
         )
         hosts = [
             SSHHost(f"h{i}", sshd["host"], sshd["port"], sshd["user"], options=options)
@@ -366,6 +382,7 @@ def measure_at(
     def config_for(base: Path, n: int) -> str:
         cfg = ssh_config(sshd, base, repo, hosts=n)
         cfg["rollout"] = {"batches": ["1", "100%"], "drain_seconds": 0, "concurrency": n}
+        cfg["ssh"]["max_connections"] = min(n, 100)
         path = base / "config.json"
         base.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(cfg))
