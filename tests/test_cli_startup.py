@@ -146,3 +146,39 @@ def test_ssh_transport_loads_no_config_models() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
+
+
+CLI_DEPLOY_PROBE = """
+import json, sys
+sys.argv = ["portal-ops", "deploy", "--config", sys.argv[1], "--revision", "v1", "--json"]
+from tui.cli import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+heavy = ("httpx", "rich", "pygments", "textual", "sqlite_utils", "prometheus_client", "jinja2")
+loaded = [m for m in heavy if m in sys.modules and type(sys.modules[m]).__name__ != "_LazyModule"]
+print(json.dumps({"code": code, "loaded": sorted(loaded)}), file=sys.stderr)
+"""
+
+
+def test_cli_deploy_loads_no_notification_or_metrics_library(sshd: Any, tmp_path: Path) -> None:
+    """`portal-ops deploy` with no [notify] channels and no [metrics]: no httpx (rich,
+    pygments), no prometheus-client, no Jinja; they load when a channel or metrics are
+    configured."""
+    from backend.demo.sandbox import dump_toml
+    from tests.engine.helpers import make_repo, ssh_config
+
+    cfg = ssh_config(sshd, tmp_path, make_repo(tmp_path), hosts=2)
+    config = tmp_path / "portal-ops.toml"
+    config.write_text(dump_toml(cfg))
+    out = subprocess.run(
+        [sys.executable, "-c", CLI_DEPLOY_PROBE, str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    got = json.loads(out.stderr.strip().splitlines()[-1])
+    assert got["code"] in (0, None), out.stdout[-3000:] + out.stderr[-3000:]
+    assert got["loaded"] == [], got
