@@ -214,8 +214,8 @@ def one(args: argparse.Namespace) -> None:
         run_fabric(args, sshd)
     seconds = time.perf_counter() - started
     if os.environ.get("SIDE_BY_SIDE_MODULES"):  # what the work imported, for a look
-        with open(os.environ["SIDE_BY_SIDE_MODULES"], "a") as out:
-            out.write(json.dumps({"argv": sys.argv[2:5], "modules": sorted(sys.modules)}) + "\n")
+        with open(os.environ["SIDE_BY_SIDE_MODULES"], "a") as dump:
+            dump.write(json.dumps({"argv": sys.argv[2:5], "modules": sorted(sys.modules)}) + "\n")
     peak = own_peak_mb()
     print(json.dumps({"seconds": seconds, "peak_mb": peak, "imports_mb": imports_mb, **extra}))
 
@@ -460,7 +460,8 @@ def medians(samples: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
         for tool, runs in tools.items():
             out.setdefault(work, {})[tool] = {
                 key: statistics.median(r[key] for r in runs)
-                for key in ("seconds", "wall", "peak_mb")
+                for key in ("seconds", "wall", "peak_mb", "imports_mb")
+                if all(key in r for r in runs)
             }
     return out
 
@@ -478,7 +479,7 @@ def render(result: dict[str, Any]) -> str:
 
     def cell(work: str, tool: str, key: str) -> str:
         value = med.get(work, {}).get(tool, {}).get(key)
-        return "" if value is None else (f"{value:.0f}" if key == "peak_mb" else f"{value:.2f}")
+        return "" if value is None else (f"{value:.0f}" if key.endswith("_mb") else f"{value:.2f}")
 
     def ratio(work: str, peer_work: str, peer: str, key: str) -> str:
         a = med.get(work, {}).get("portal-ops", {}).get(key)
@@ -494,15 +495,28 @@ def render(result: dict[str, Any]) -> str:
             f" {ratio(work, peer_work, 'fabric', key)} | {ratio(work, peer_work, 'asyncssh', key)} |"
         )
 
+    latency = any(result.get("rtts") or [0])  # round trips: show the in-process time too
     for work in med:
         peer_work = work.replace(" with checks", "").replace(" after checks", "")
         for key, label in (("seconds", "in-process s"), ("wall", "whole process s")):
-            if key == "seconds" and not work.startswith("fanout"):
+            if key == "seconds" and not work.startswith("fanout") and not latency:
                 continue  # a deployment's in-process time is its whole time less start-up
             lines.append(row(work, peer_work, key, label))
         if work.startswith(("upgrade", "fanout")):
             lines.append(row(work, peer_work, "peak_mb", "peak MB"))
+            lines.append(row(work, peer_work, "imports_mb", "MB after imports"))
     return "\n".join(lines)
+
+
+def compile_sources(root: Path) -> None:
+    """Bytecode for a measured checkout, as an install has it (the peers' libraries have
+    theirs in site-packages): with PYTHONDONTWRITEBYTECODE set, or in a fresh checkout,
+    every portal-ops child would otherwise compile the ~100 modules it imports, about
+    0.4 s of CPU and a few MB of compiler memory that no installed portal-ops pays."""
+    import compileall
+
+    for package in ("backend", "tui"):
+        compileall.compile_dir(root / package, quiet=1)
 
 
 def main() -> None:
@@ -548,6 +562,9 @@ def main() -> None:
         args.n = int(n)
         one(args)
         return
+    for root in (ROOT, BASE):
+        if root is not None:
+            compile_sources(root)
     from bench.harness import run_and_report
 
     async def go(work: Path) -> dict[str, Any]:
