@@ -115,17 +115,13 @@ def deploy_loaded(sshd: Any, tmp_path: Path) -> set[str]:
     return set(json.loads(out.stderr.strip().splitlines()[-1]))
 
 
-def test_deploy_without_http_checks_loads_no_http_client(sshd: Any, tmp_path: Path) -> None:
+def test_deploy_loads_no_http_client_nor_sqlite_utils(sshd: Any, tmp_path: Path) -> None:
     """A deployment whose checks make no HTTP request (no public URL, no version URL)
-    imports no httpx (nor the rich and pygments httpx's CLI pulls in): 6 MB and 0.1 s."""
+    imports no httpx (nor the rich and pygments httpx's CLI pulls in): 6 MB and 0.1 s.
+    And the journal is plain sqlite3: no sqlite-utils (nor its click, pluggy and
+    dateutil, 5 MB). One deployment for both: it is the slow part."""
     loaded = deploy_loaded(sshd, tmp_path)
     assert not {"httpx", "rich", "pygments", "textual"} & loaded, loaded
-
-
-def test_deploy_journals_without_sqlite_utils(sshd: Any, tmp_path: Path) -> None:
-    """The journal is plain sqlite3: a deployment loads no sqlite-utils (nor the click,
-    pluggy and dateutil it brings, 5 MB)."""
-    loaded = deploy_loaded(sshd, tmp_path)
     assert not {"sqlite_utils", "click"} & loaded, loaded
 
 
