@@ -178,3 +178,27 @@ def test_cli_deploy_loads_no_notification_or_metrics_library(sshd: Any, tmp_path
     got = json.loads(out.stderr.strip().splitlines()[-1])
     assert got["code"] in (0, None), out.stdout[-3000:] + out.stderr[-3000:]
     assert got["loaded"] == [], got
+
+
+def test_a_lazy_module_loads_on_first_use_only() -> None:
+    """backend.lazy: the module is named at once and executed on the first attribute read;
+    an unknown name fails at once, as an import does."""
+    code = (
+        "import sys, json\n"
+        "from backend.lazy import lazy_module\n"
+        "m = lazy_module('wave')\n"
+        "before = type(sys.modules['wave']).__name__\n"
+        "m.open\n"
+        "after = type(sys.modules['wave']).__name__\n"
+        "try:\n"
+        "    lazy_module('no_such_module_here')\n"
+        "    missing = 'imported'\n"
+        "except ModuleNotFoundError:\n"
+        "    missing = 'refused'\n"
+        "print(json.dumps([before, after, missing]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["_LazyModule", "module", "refused"]
