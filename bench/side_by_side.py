@@ -36,7 +36,8 @@ Run by hand (about 4 min for 3 repetitions on a quiet 2-core machine)::
         [--works fanout,small,big,checks] [--tools portal-ops,asyncssh,fabric] [--rtt 0]
 
 ``SIDE_BY_SIDE_TRACEMALLOC=PREFIX`` writes where portal-ops's memory was at its peak, per
-work, to ``PREFIX.WORK-N``; ``SIDE_BY_SIDE_MODULES=FILE`` appends the modules each child
+work, to ``PREFIX.WORK-N``; ``SIDE_BY_SIDE_RSS=PREFIX`` its RSS and peak at each phase's
+start and end; ``SIDE_BY_SIDE_MODULES=FILE`` appends the modules each child
 loaded (for a look, not for the figures).
 
 Needs the bench extra (``pip install -e '.[bench]'``: Fabric). Everything runs on 127.0.0.1;
@@ -177,6 +178,21 @@ async def run_portal_ops(args: argparse.Namespace, sshd: dict[str, Any]) -> dict
 
     config = parse_config(json.loads(Path(args.config).read_text()))
     engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+    if os.environ.get("SIDE_BY_SIDE_RSS"):  # the RSS at each phase's start and end
+        out = f"{os.environ['SIDE_BY_SIDE_RSS']}.{args.work}-{args.n}"
+        started = time.perf_counter()
+
+        def phase_rss(event: Any) -> None:
+            if event.kind in ("phase.started", "phase.finished"):
+                with open(out, "a") as trace:
+                    print(
+                        f"{time.perf_counter() - started:6.2f}s {event.run:8s} {event.kind:15s}"
+                        f" {event.phase or '':20s} RSS {own_rss_mb():5.1f} MB,"
+                        f" peak {own_peak_mb():5.1f} MB",
+                        file=trace,
+                    )
+
+        engine.bus.subscribe(phase_rss)
     if args.work == "rollback":
         result = await engine.rollback(None, "bench")
         assert result.outcome == "succeeded", result.outcome
@@ -248,6 +264,14 @@ async def traced(work: Any, out: str) -> None:
             lines.append(f"{stat.size / 2**20:6.2f} MB {stat.count:7d} blocks")
             lines += [f"      {frame}" for frame in stat.traceback.format()[-8:]]
     Path(out).write_text("\n".join(lines) + "\n")
+
+
+def own_rss_mb() -> float:
+    """This process's RSS now (VmRSS), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def own_peak_mb() -> float:
