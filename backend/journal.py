@@ -1,4 +1,4 @@
-"""The journal: every event, as it happens, in SQLite (sqlite-utils, WAL).
+"""The journal: every event, as it happens, in SQLite (plain sqlite3, WAL).
 
 It is this machine's record that ``history``, ``show`` and ``watch`` read, and a cache of
 what the hosts hold (``resume`` and ``rollback`` read the hosts first). One file in the
@@ -18,6 +18,7 @@ import atexit
 import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
 import weakref
@@ -27,9 +28,49 @@ from typing import Any
 
 from .events import Event, Kind
 from .paths import state_dir
-from .sqlite import immediate, open_database
+from .sqlite import connect, immediate
 
 UNFINISHED = "running"
+
+# the schema sqlite-utils created for the journal's first years, kept as it was: journals
+# written before and after read alike
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS "deployments" (
+   "id" TEXT PRIMARY KEY,
+   "target" TEXT,
+   "kind" TEXT,
+   "revision" TEXT,
+   "release" TEXT,
+   "previous_release" TEXT,
+   "operator" TEXT,
+   "started_at" REAL,
+   "finished_at" REAL,
+   "status" TEXT,
+   "outcome" TEXT,
+   "dry_run" INTEGER,
+   "options" TEXT,
+   "hosts" TEXT,
+   "summary" TEXT,
+   "pid" INTEGER
+);
+CREATE INDEX IF NOT EXISTS "idx_deployments_target_started_at"
+    ON "deployments" ("target", "started_at");
+CREATE TABLE IF NOT EXISTS "events" (
+   "seq" INTEGER PRIMARY KEY,
+   "deployment_id" TEXT,
+   "ts" REAL,
+   "kind" TEXT,
+   "run" TEXT,
+   "phase" TEXT,
+   "host" TEXT,
+   "data" TEXT
+);
+CREATE INDEX IF NOT EXISTS "idx_events_deployment_id_seq"
+    ON "events" ("deployment_id", "seq");
+"""
+# kind: deploy | rollback-only; status: running | finished; outcome: succeeded | failed |
+# rolled_back | partial | paused; options: JSON (force, skip_validation, ...); hosts: JSON
+# list of host names; summary: JSON written at the end
 BATCH_SECONDS = 0.05  # how long the writer gathers more writes after the first of a batch
 BATCH_MAX = 1000  # writes per commit at most
 
@@ -48,7 +89,7 @@ class Journal:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else state_dir() / "journal.db"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = open_database(self.path)
+        self.db = connect(self.path)
         with immediate(self.db):
             self._ensure_schema()
         self._writer: _Writer | None = None
@@ -67,44 +108,9 @@ class Journal:
             self._writer.flush(timeout)
 
     def _ensure_schema(self) -> None:
-        if "deployments" not in self.db.table_names():
-            self.db.table("deployments").create(
-                {
-                    "id": str,
-                    "target": str,
-                    "kind": str,  # deploy | rollback-only
-                    "revision": str,
-                    "release": str,
-                    "previous_release": str,
-                    "operator": str,
-                    "started_at": float,
-                    "finished_at": float,
-                    "status": str,  # running | finished
-                    "outcome": str,  # succeeded | failed | rolled_back | partial | paused
-                    "dry_run": int,
-                    "options": str,  # JSON: force, skip_validation, ...
-                    "hosts": str,  # JSON list of host names
-                    "summary": str,  # JSON summary written at the end
-                    "pid": int,
-                },
-                pk="id",
-            )
-            self.db.table("deployments").create_index(["target", "started_at"])
-        if "events" not in self.db.table_names():
-            self.db.table("events").create(
-                {
-                    "seq": int,
-                    "deployment_id": str,
-                    "ts": float,
-                    "kind": str,
-                    "run": str,
-                    "phase": str,
-                    "host": str,
-                    "data": str,
-                },
-                pk="seq",
-            )
-            self.db.table("events").create_index(["deployment_id", "seq"])
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -114,10 +120,10 @@ class Journal:
         if self._writer is not None:
             self._writer.put(self._write_event, event)
             return event
-        with self.db.conn:
+        with self.db:
             return self._write_event(self.db, event)
 
-    def _write_event(self, db: Any, event: Event) -> Event:
+    def _write_event(self, db: sqlite3.Connection, event: Event) -> Event:
         cursor = db.execute(
             "INSERT INTO events (deployment_id, ts, kind, run, phase, host, data)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -136,9 +142,10 @@ class Journal:
             self._insert_deployment(db, event)
         return replace(event, seq=seq)
 
-    def _insert_deployment(self, db: Any, event: Event) -> None:
+    def _insert_deployment(self, db: sqlite3.Connection, event: Event) -> None:
         d = event.data
-        db["deployments"].upsert(
+        _upsert_deployment(
+            db,
             {
                 "id": event.deployment_id,
                 "target": d.get("target", ""),
@@ -156,7 +163,6 @@ class Journal:
                 "summary": "{}",
                 "pid": d.get("pid", 0),
             },
-            pk="id",
         )
 
     def update_deployment(self, deployment_id: str, **fields: Any) -> None:
@@ -165,10 +171,10 @@ class Journal:
             for k, v in fields.items()
         }
         if self._writer is not None:
-            self._writer.put(lambda db: db["deployments"].update(deployment_id, encoded))
+            self._writer.put(_update_deployment, deployment_id, encoded)
             return
-        with self.db.conn:
-            self.db.table("deployments").update(deployment_id, encoded)
+        with self.db:
+            _update_deployment(self.db, deployment_id, encoded)
 
     def finish_deployment(self, deployment_id: str, outcome: str, summary: dict[str, Any]) -> None:
         self.update_deployment(
@@ -183,11 +189,11 @@ class Journal:
 
     def deployment_ids(self) -> list[str]:
         self.flush()
-        return [r["id"] for r in self.db.query("SELECT id FROM deployments")]
+        return [r["id"] for r in self.db.execute("SELECT id FROM deployments")]
 
     def get_deployment(self, deployment_id: str) -> dict[str, Any] | None:
         self.flush()
-        rows = list(self.db.query("SELECT * FROM deployments WHERE id = ?", [deployment_id]))
+        rows = list(self.db.execute("SELECT * FROM deployments WHERE id = ?", [deployment_id]))
         return _decode_deployment(rows[0]) if rows else None
 
     def list_deployments(self, limit: int = 20, target: str | None = None) -> list[dict[str, Any]]:
@@ -199,7 +205,7 @@ class Journal:
             args.append(target)
         sql += " ORDER BY started_at DESC LIMIT ?"
         args.append(limit)
-        return [_decode_deployment(r) for r in self.db.query(sql, args)]
+        return [_decode_deployment(r) for r in self.db.execute(sql, args)]
 
     def latest_deployment(
         self, target: str | None = None, real_only: bool = True
@@ -217,7 +223,7 @@ class Journal:
         if target:
             sql += " AND target = ?"
             args.append(target)
-        return [_decode_deployment(r) for r in self.db.query(sql + " ORDER BY started_at", args)]
+        return [_decode_deployment(r) for r in self.db.execute(sql + " ORDER BY started_at", args)]
 
     def abandoned(self, target: str | None = None) -> list[dict[str, Any]]:
         """Unfinished deployments whose process is gone (killed, SSH to the bastion lost)."""
@@ -236,13 +242,13 @@ class Journal:
         if limit:
             sql += " LIMIT ?"
             args.append(limit)
-        return [_decode_event(r) for r in self.db.query(sql, args)]
+        return [_decode_event(r) for r in self.db.execute(sql, args)]
 
     def last_checkpoint(self, deployment_id: str) -> dict[str, Any]:
         """The deployment's last checkpoint, read alone (not every event of the run)."""
         self.flush()
         rows = list(
-            self.db.query(
+            self.db.execute(
                 "SELECT data FROM events WHERE deployment_id = ? AND kind = ? AND data LIKE ?"
                 " ORDER BY seq DESC LIMIT 1",
                 [deployment_id, str(Kind.HOST_STATE), '%"state": "checkpoint"%'],
@@ -255,7 +261,7 @@ class Journal:
     def phase_numbers(self, deployment_id: str, statuses: tuple[str, ...]) -> list[int]:
         """Numbers of the deploy phases that finished with one of ``statuses``."""
         self.flush()
-        rows = self.db.query(
+        rows = self.db.execute(
             "SELECT data FROM events WHERE deployment_id = ? AND kind = ? AND run = 'deploy'",
             [deployment_id, str(Kind.PHASE_FINISHED)],
         )
@@ -271,11 +277,12 @@ class Journal:
         if self._writer is not None:
             self._writer.put(lambda db: self._cache(db, view))
             return
-        with self.db.conn:
+        with self.db:
             self._cache(self.db, view)
 
-    def _cache(self, db: Any, view: dict[str, Any]) -> None:
-        db["deployments"].upsert(
+    def _cache(self, db: sqlite3.Connection, view: dict[str, Any]) -> None:
+        _upsert_deployment(
+            db,
             {
                 "id": view["id"],
                 "target": view.get("target", ""),
@@ -295,7 +302,6 @@ class Journal:
                 "summary": json.dumps({"from_hosts": True, "machine": view.get("machine")}),
                 "pid": 0,
             },
-            pk="id",
         )
 
     def of_kind(self, deployment_id: str, kind: str, run: str | None = None) -> list[Event]:
@@ -307,18 +313,42 @@ class Journal:
         if run:
             sql += " AND run = ?"
             args.append(run)
-        return [_decode_event(r) for r in self.db.query(sql + " ORDER BY seq", args)]
+        return [_decode_event(r) for r in self.db.execute(sql + " ORDER BY seq", args)]
 
     def last_seq(self) -> int:
         self.flush()
-        row = next(self.db.query("SELECT MAX(seq) AS m FROM events"))
+        row = self.db.execute("SELECT MAX(seq) AS m FROM events").fetchone()
         return int(row["m"] or 0)
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self.db.conn.close()
+        self.db.close()
+
+
+def _upsert_deployment(db: sqlite3.Connection, row: dict[str, Any]) -> None:
+    """Insert the deployment, or set these columns where its id is already known."""
+    columns = ", ".join(f'"{c}"' for c in row)
+    marks = ", ".join("?" for _ in row)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in row if c != "id")
+    db.execute(
+        f'INSERT INTO "deployments" ({columns}) VALUES ({marks})'
+        f' ON CONFLICT("id") DO UPDATE SET {updates}',
+        list(row.values()),
+    )
+
+
+def _update_deployment(db: sqlite3.Connection, deployment_id: str, fields: dict[str, Any]) -> None:
+    """Set these columns of a known deployment (an unknown id is an error, as before)."""
+    if not fields:
+        return
+    sets = ", ".join(f'"{c}" = ?' for c in fields)
+    cursor = db.execute(
+        f'UPDATE "deployments" SET {sets} WHERE "id" = ?', [*fields.values(), deployment_id]
+    )
+    if cursor.rowcount == 0:
+        raise KeyError(f"no deployment {deployment_id!r} in the journal")
 
 
 def _nudge(db: Any) -> None:
@@ -360,7 +390,7 @@ class _Writer:
         self.thread.join(10)
 
     def _run(self) -> None:
-        db = open_database(self.journal.path)
+        db = connect(self.journal.path)
         try:
             while True:
                 first = self.queue.get()
@@ -381,13 +411,13 @@ class _Writer:
                         break
                 self._commit(db, batch)
         finally:
-            db.conn.close()
+            db.close()
             with self.idle:
                 self.idle.notify_all()
 
-    def _commit(self, db: Any, batch: list[tuple[Any, ...]]) -> None:
+    def _commit(self, db: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
         try:
-            with db.conn:
+            with db:
                 for write, *args in batch:
                     write(db, *args)
             self.journal.commits += 1
@@ -398,7 +428,7 @@ class _Writer:
             self.idle.notify_all()
 
 
-def _decode_deployment(row: dict[str, Any]) -> dict[str, Any]:
+def _decode_deployment(row: sqlite3.Row) -> dict[str, Any]:
     out = dict(row)
     for key in ("operator", "options", "hosts", "summary", "previous_release"):
         try:
@@ -408,7 +438,7 @@ def _decode_deployment(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _decode_event(row: dict[str, Any]) -> Event:
+def _decode_event(row: sqlite3.Row) -> Event:
     return Event(
         kind=row["kind"],
         deployment_id=row["deployment_id"],

@@ -4,6 +4,11 @@ Several stores share ``journal.db`` and several processes may use it at once (a 
 watcher, the CLI). WAL lets readers run beside the writer; ``BEGIN IMMEDIATE`` makes a
 writer that reads first (a schema check, a read-modify-write) wait for the write lock
 instead of failing at once with "database is locked" when another connection commits.
+
+The journal, on every deployment's path, uses :func:`connect` (plain sqlite3, rows by
+column name); the flag store and the metric samples use sqlite-utils through
+:func:`open_database`, imported there: it brings click, pluggy and dateutil (5 MB, 0.05 s)
+that a deployment does not need.
 """
 
 from __future__ import annotations
@@ -12,14 +17,17 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for the write lock
 
 
-def open_database(path: str | Path, *, autocommit: bool = False) -> sqlite_utils.Database:
-    """``path`` in WAL mode; ``autocommit`` leaves transactions to the caller (BEGIN ...)."""
+def connect(path: str | Path, *, autocommit: bool = False) -> sqlite3.Connection:
+    """``path`` in WAL mode, rows readable by column name; ``autocommit`` leaves
+    transactions to the caller (BEGIN ...)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(
         str(path),
@@ -27,17 +35,26 @@ def open_database(path: str | Path, *, autocommit: bool = False) -> sqlite_utils
         check_same_thread=False,
         isolation_level=None if autocommit else "DEFERRED",
     )
-    db = sqlite_utils.Database(conn)
-    if db.journal_mode != "wal":
-        db.enable_wal()
-    db.execute("PRAGMA synchronous=NORMAL")
-    return db
+    conn.row_factory = sqlite3.Row
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def open_database(path: str | Path, *, autocommit: bool = False) -> sqlite_utils.Database:
+    """:func:`connect`'s connection in sqlite-utils' ``Database``."""
+    import sqlite_utils
+
+    conn = connect(path, autocommit=autocommit)
+    conn.row_factory = None  # sqlite-utils builds its own rows
+    return sqlite_utils.Database(conn)
 
 
 @contextmanager
-def immediate(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+def immediate(db: sqlite_utils.Database | sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A write transaction holding the write lock from its first statement."""
-    conn = db.conn
+    conn = db if isinstance(db, sqlite3.Connection) else db.conn
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn

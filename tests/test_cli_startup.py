@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,131 @@ def test_listed_help_matches_each_command() -> None:
         command = cli.get_command(ctx, name)
         assert command is not None
         assert entry.summary == command.get_short_help_str(limit=300), name
+
+
+# A deployment in a process of its own, then the libraries it loaded: the engine's path
+# loads only what the run uses (no HTTP client when no check makes a request).
+DEPLOY_PROBE = """
+import asyncio, json, sys
+from pathlib import Path
+from typing import Any
+from backend.config import parse_config
+from backend.engine import Engine
+from backend.journal import Journal
+
+config = parse_config(json.loads(Path(sys.argv[1]).read_text()))
+engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+result = asyncio.run(engine.deploy(revision="v1", skip_validation=True))
+assert result.ok, result.error
+heavy = ("httpx", "rich", "pygments", "textual", "sqlite_utils", "click", "prometheus_client")
+# a module backend.lazy holds but nothing used yet is not loaded: its class says so
+loaded = [m for m in heavy if m in sys.modules and type(sys.modules[m]).__name__ != "_LazyModule"]
+print(json.dumps(sorted(loaded)), file=sys.stderr)
+"""
+
+
+def deploy_loaded(sshd: Any, tmp_path: Path) -> set[str]:
+    """Which of DEPLOY_PROBE's heavy libraries a 2-host deployment loaded."""
+    from tests.engine.helpers import make_repo, ssh_config
+
+    cfg = ssh_config(sshd, tmp_path, make_repo(tmp_path), hosts=2)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(cfg))
+    out = subprocess.run(
+        [sys.executable, "-c", DEPLOY_PROBE, str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return set(json.loads(out.stderr.strip().splitlines()[-1]))
+
+
+def test_deploy_loads_no_http_client_nor_sqlite_utils(sshd: Any, tmp_path: Path) -> None:
+    """A deployment whose checks make no HTTP request (no public URL, no version URL)
+    imports no httpx (nor the rich and pygments httpx's CLI pulls in): 6 MB and 0.1 s.
+    And the journal is plain sqlite3: no sqlite-utils (nor its click, pluggy and
+    dateutil, 5 MB). One deployment for both: it is the slow part."""
+    loaded = deploy_loaded(sshd, tmp_path)
+    assert not {"httpx", "rich", "pygments", "textual"} & loaded, loaded
+    assert not {"sqlite_utils", "click"} & loaded, loaded
+
+
+def test_ssh_transport_loads_no_config_models() -> None:
+    """The transport takes its options as plain values: importing it loads no pydantic
+    and no config models (12 MB, the fan-out's whole-process start-up)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys, backend.transport.ssh;"
+            " print(json.dumps(sorted(m for m in ('pydantic', 'backend.config') if m in sys.modules)))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
+
+
+CLI_DEPLOY_PROBE = """
+import json, sys
+sys.argv = ["portal-ops", "deploy", "--config", sys.argv[1], "--revision", "v1", "--json"]
+from tui.cli import main
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+heavy = ("httpx", "rich", "pygments", "textual", "sqlite_utils", "prometheus_client", "jinja2")
+loaded = [m for m in heavy if m in sys.modules and type(sys.modules[m]).__name__ != "_LazyModule"]
+print(json.dumps({"code": code, "loaded": sorted(loaded)}), file=sys.stderr)
+"""
+
+
+def test_cli_deploy_loads_no_notification_or_metrics_library(sshd: Any, tmp_path: Path) -> None:
+    """`portal-ops deploy` with no [notify] channels and no [metrics]: no httpx (rich,
+    pygments), no prometheus-client, no Jinja; they load when a channel or metrics are
+    configured."""
+    from backend.demo.sandbox import dump_toml
+    from tests.engine.helpers import make_repo, ssh_config
+
+    cfg = ssh_config(sshd, tmp_path, make_repo(tmp_path), hosts=2)
+    config = tmp_path / "portal-ops.toml"
+    config.write_text(dump_toml(cfg))
+    out = subprocess.run(
+        [sys.executable, "-c", CLI_DEPLOY_PROBE, str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    got = json.loads(out.stderr.strip().splitlines()[-1])
+    assert got["code"] in (0, None), out.stdout[-3000:] + out.stderr[-3000:]
+    assert got["loaded"] == [], got
+
+
+def test_a_lazy_module_loads_on_first_use_only() -> None:
+    """backend.lazy: the module is named at once and executed on the first attribute read;
+    an unknown name fails at once, as an import does."""
+    code = (
+        "import sys, json\n"
+        "from backend.lazy import lazy_module\n"
+        "m = lazy_module('wave')\n"
+        "before = type(sys.modules['wave']).__name__\n"
+        "m.open\n"
+        "after = type(sys.modules['wave']).__name__\n"
+        "try:\n"
+        "    lazy_module('no_such_module_here')\n"
+        "    missing = 'imported'\n"
+        "except ModuleNotFoundError:\n"
+        "    missing = 'refused'\n"
+        "print(json.dumps([before, after, missing]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["_LazyModule", "module", "refused"]

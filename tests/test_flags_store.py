@@ -175,5 +175,6 @@ def test_history_of_unknown_flag_is_an_error_but_deleted_flags_keep_theirs(
 def test_store_shares_the_journal_file(state_dir: Path) -> None:
     with FlagService(None, None) as service:  # default: state_dir()/journal.db
         service.create("f")
-    tables = Journal(state_dir / "journal.db").db.table_names()
+    db = Journal(state_dir / "journal.db").db
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     assert {"flags", "flag_overrides", "flag_audit", "flag_state", "events"} <= set(tables)

@@ -7,12 +7,17 @@ import asyncio
 import os
 import time
 import urllib.parse
+from typing import TYPE_CHECKING
 
-import httpx
-
+from ..lazy import lazy_module
 from .config import ApiProbe
 from .context import Context
 from .model import Outcome, Status, check, skipped, worst
+
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded on first use: checks that make no request never pay for it
+    httpx = lazy_module("httpx")
 
 
 async def probe_key(ctx: Context, probe: ApiProbe) -> tuple[Status, str]:

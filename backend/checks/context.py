@@ -12,12 +12,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import httpx
+from typing import TYPE_CHECKING, Literal
 
 from ..config import Config, HostConfig
 from ..hostpaths import HostPaths
+from ..lazy import lazy_module
 from ..redact import redact
 from ..shell import exports as shell_exports
 from ..shell import q
@@ -25,6 +24,11 @@ from ..transport import CommandResult, CommandTimeout, Host, TransportError
 from .batch import HostBatcher
 from .config import CommandProbe, ValidationConfig
 from .model import Outcome, Phase, errored, failed, passed
+
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded on first use: checks that make no request never pay for it
+    httpx = lazy_module("httpx")
 
 LOCAL = "portal-ops"  # the host name of rows measured on the portal-ops machine itself
 NO_DIR_EXIT = 97  # a probe's working directory is missing: could not be measured
@@ -48,7 +52,8 @@ class Context:
     hosts: dict[str, Host]  # connected hosts being validated, by name
     unreachable: dict[str, TransportError]  # hosts that could not be connected
     local: Host  # the portal-ops machine, for probes with on = "local"
-    http: httpx.AsyncClient
+    # makes the HTTP client, on the first request (see ``http``)
+    http_client: Callable[[], httpx.AsyncClient]
     journal_path: Path
     deployment_id: str | None = None
     release: str | None = None
@@ -59,6 +64,21 @@ class Context:
     _sessions: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _commands: asyncio.Semaphore | None = None
     _batchers: dict[str, HostBatcher] = field(default_factory=dict)
+    _http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """One client for every check, made when the first one asks: a run whose checks
+        make no request (no public URL, no status page) loads no HTTP library and builds
+        no TLS context."""
+        if self._http is None:
+            self._http = self.http_client()
+        return self._http
+
+    async def close(self) -> None:
+        """Close the HTTP client, if a check made it."""
+        if self._http is not None:
+            await self._http.aclose()
 
     @property
     def vc(self) -> ValidationConfig:

@@ -8,12 +8,11 @@ import posixpath
 import re
 import time
 from collections import Counter
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config, HostConfig
 from ..hostpaths import UNFINISHED_MARKER
+from ..lazy import lazy_module
 from ..recipes import command as recipe_command
 from ..recipes import parse_pending
 from ..shell import q
@@ -22,6 +21,11 @@ from .config import CommandProbe
 from .context import NO_DIR_EXIT, Context
 from .model import Outcome, Status, answered, check, errored, failed, passed, skipped, warned
 from .parsers import manifest_paths
+
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded on first use: checks that make no request never pay for it
+    httpx = lazy_module("httpx")
 
 _HEX = re.compile(r"[0-9a-f]{7,40}")
 

@@ -8,19 +8,23 @@ import importlib
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..context import RunContext
 from ..events import Event, EventBus, Kind
+from ..lazy import lazy_module
 from ..paths import state_dir
 from ..transport import Host, TransportError, connect_all, make_host
 from ..transport.local import LocalHost
 from .context import LOCAL, Context, ssl_context
 from .model import REGISTRY, CheckResult, CheckSpec, Outcome, Phase, Status, decide, errored
 from .report import ValidationReport, store
+
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded on first use: checks that make no request never pay for it
+    httpx = lazy_module("httpx")
 
 # one module per category; importing them registers their checks
 _CATEGORY_MODULES = (
@@ -94,19 +98,22 @@ async def run_validation(
     else:
         to_close = []
     vc = config.validation
-    http = httpx.AsyncClient(
-        verify=ssl_context(config),
-        timeout=vc.http_timeout,
-        follow_redirects=False,
-        headers={"User-Agent": USER_AGENT},
-    )
+
+    def http_client() -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            verify=ssl_context(config),
+            timeout=vc.http_timeout,
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+
     ctx = Context(
         config=config,
         phase=phase,
         hosts=dict(hosts),
         unreachable=unreachable,
         local=LocalHost(LOCAL, "localhost", command_timeout=vc.timeout),
-        http=http,
+        http_client=http_client,
         journal_path=state_dir(config.state.dir) / "journal.db",
         deployment_id=deployment_id,
         release=release,
@@ -117,7 +124,7 @@ async def run_validation(
     try:
         groups = await asyncio.gather(*(_run_check(ctx, spec, bus) for spec in specs))
     finally:
-        await http.aclose()
+        await ctx.close()
         if own:
             await asyncio.gather(*(h.close() for h in to_close), return_exceptions=True)
     rows = [row for group in groups for row in group]

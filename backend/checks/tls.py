@@ -8,12 +8,18 @@ import ssl
 import time
 import urllib.parse
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import httpx
 from cryptography import x509
 
+from ..lazy import lazy_module
 from .context import Context, ssl_context
 from .model import Outcome, check, errored, failed, passed, skipped, warned
+
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded on first use: checks that make no request never pay for it
+    httpx = lazy_module("httpx")
 
 
 def tls_target(ctx: Context) -> tuple[str, int, str] | None:

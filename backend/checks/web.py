@@ -8,19 +8,26 @@ import math
 import os
 import time
 import urllib.parse
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ..health import health_url
+from ..lazy import lazy_module
 from .config import SmokePage
 from .context import Context
 from .model import Outcome, Status, banded, check, errored, failed, passed, skipped, warned
 
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded on first use: checks that make no request never pay for it
+    httpx = lazy_module("httpx")
+
 _OK_WORDS = {"ok", "pass", "passed", "up", "healthy", "green"}
 
 
-# a connection closed as it was used: FIN (no answer) or RST (reset reading or writing)
-CLOSED_AS_REUSED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+def closed_as_reused() -> tuple[type[Exception], ...]:
+    """A connection closed as it was used: FIN (no answer) or RST (reset reading or
+    writing). A function, not a constant: naming httpx's classes loads httpx."""
+    return (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 async def request(http: httpx.AsyncClient, method: str, url: str, **kw: object) -> httpx.Response:
@@ -30,7 +37,7 @@ async def request(http: httpx.AsyncClient, method: str, url: str, **kw: object) 
     and so do we, once. A server that really drops requests fails the second time too."""
     try:
         return await http.request(method, url, **kw)  # type: ignore[arg-type]
-    except CLOSED_AS_REUSED:
+    except closed_as_reused():
         return await http.request(method, url, **kw)  # type: ignore[arg-type]
 
 

@@ -8,10 +8,13 @@ servers accept.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from ..config import Config, HostConfig
 from .base import Host, TransportError
 from .local import LocalHost
+
+if TYPE_CHECKING:  # the transport stays importable without the config models (pydantic)
+    from ..config import Config, HostConfig
 
 
 def make_host(config: Config, host: HostConfig) -> Host:

@@ -23,7 +23,7 @@ LINES = 1000
 def statements(engine) -> list[tuple[str, str]]:
     """(thread name, SQL) of every statement the journal's own (loop-side) connection runs."""
     seen: list[tuple[str, str]] = []
-    engine.journal.db.conn.set_trace_callback(
+    engine.journal.db.set_trace_callback(
         lambda sql: seen.append((threading.current_thread().name, sql))
     )
     return seen
