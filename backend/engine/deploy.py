@@ -24,7 +24,7 @@ from ..redact import redact
 from ..shell import in_dir, q
 from ..transport import CommandResult, connect_all
 from .analysis import Traffic, switch_batches
-from .hoststate import record_dir, record_for, write_record
+from .hoststate import own_backups, record_dir, record_for, write_record
 from .layout import HostState, parse_probe, prune_candidates
 from .lock import (
     Lease,
@@ -197,7 +197,7 @@ class Deployment(Run):
             lock_token=self.lock_owner["token"],
             baseline=self.baseline,
             migrations_applied=self.migrations_applied if self.number > 5 else None,
-            backups=self.backups,
+            backups=own_backups(self.backups, name),
             options=self.options.to_dict(),
             created=name in self.created,
             traffic=self.traffic.get(name, ""),

@@ -185,7 +185,7 @@ def merge(states: dict[str, Any]) -> dict[str, DeploymentView]:
                 applied = int(record["migrations_applied"])
                 view.migrations_applied = max(view.migrations_applied or 0, applied)
             if record.get("backups"):
-                view.backups = view.backups or dict(record["backups"])
+                view.backups = merge_backups(view.backups, record["backups"])
             if record.get("options"):
                 view.options = view.options or dict(record["options"])
             view.previous[host] = record.get("previous")
@@ -256,3 +256,26 @@ def record_for(
         "options": options or {},
         **extra,
     }
+
+
+def own_backups(backups: dict[str, Any], host: str) -> dict[str, Any]:
+    """What ``host``'s record keeps of a deployment's backups: the database dump's and its
+    own code backup, not every host's (at 50 hosts that was 11 KB in every record, sent in
+    every script and read back by every probe); :func:`merge_backups` puts them together."""
+    own = {k: v for k, v in backups.items() if k != "hosts"}
+    mine = (backups.get("hosts") or {}).get(host)
+    if mine:
+        own["hosts"] = {host: mine}
+    return own
+
+
+def merge_backups(into: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+    """The backups of a deployment as its hosts' records tell them, one record at a time:
+    each host's code backup from its own record, the rest from the first that has it."""
+    merged = dict(into or {})
+    for key, value in record.items():
+        if key == "hosts" and isinstance(value, dict):
+            merged["hosts"] = {**value, **(merged.get("hosts") or {})}
+        else:
+            merged.setdefault(key, value)
+    return merged

@@ -27,7 +27,7 @@ from ..phases import ROLLBACK_PHASES
 from ..redact import redact
 from ..shell import fill, in_dir, q
 from ..transport import Host, TransportError, connect_all
-from .hoststate import DeploymentView, merge, newer_than, newest, write_record
+from .hoststate import DeploymentView, merge, merge_backups, newer_than, newest, write_record
 from .layout import HostState, parse_probe
 from .lock import Lease, LockHolder, new_owner, parse_lock_output, redis_claim, redis_release
 from .run import PhaseFailed, PhaseResult, Plan, Run
@@ -337,8 +337,10 @@ class RollbackRun(Run):
             # stopped inside phase 5, after the baseline: the journal's count is not final
             self.checkpoint["migrations_applied"] = None
             self.checkpoint["baseline"] = baseline
-        if record.get("backups") and not self.checkpoint.get("backups"):
-            self.checkpoint["backups"] = record["backups"]
+        if record.get("backups"):  # each host's record holds its own code backup
+            self.checkpoint["backups"] = merge_backups(
+                self.checkpoint.get("backups"), record["backups"]
+            )
         if record.get("lock_token") and not self.lock_token:
             self.lock_token = str(record["lock_token"])
         self.release = self.release or str(record.get("release") or "")

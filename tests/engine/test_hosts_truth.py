@@ -441,3 +441,33 @@ async def test_a_resume_that_cannot_continue_exits_2_says_what_to_run_and_change
     assert unknown.returncode == 2 and "unknown deployment id" in unknown.stderr
     assert "portal-ops history" in unknown.stderr
     assert {h: tree(tmp_path / h) for h in ("host-1", "host-2")} == before
+
+
+async def test_each_host_record_keeps_its_own_code_backup_and_the_survey_puts_them_together(
+    sshd, tmp_path: Path
+) -> None:
+    """A host's record of a deployment holds the database dump's backup and its own code
+    backup, not every host's (that grew with the fleet squared); reading the hosts, a
+    rollback from another machine still finds every host's backup."""
+    from backend.engine.hoststate import RECORD_DIR, merge
+    from backend.engine.rollback import survey
+
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo, hosts=3)
+    await deploy_v1(cfg)
+    result = await engine_for(cfg).deploy(revision="v2")
+    assert result.ok, result.error
+    for host in ("host-1", "host-2", "host-3"):
+        path = tmp_path / host / ".portal-ops" / RECORD_DIR / f"{result.deployment_id}.json"
+        backups = json.loads(path.read_text())["backups"]
+        assert sorted(backups["hosts"]) == [host], backups
+        assert backups["database"]["host"] == "host-1", backups
+    engine = engine_for(second_machine(cfg, tmp_path))
+    hosts = engine.make_hosts()
+    try:
+        views = merge(await survey(engine.config, hosts))
+    finally:
+        await asyncio.gather(*(h.close() for h in hosts.values()))
+    view = views[result.deployment_id]
+    assert sorted(view.backups["hosts"]) == ["host-1", "host-2", "host-3"]
+    assert view.backups["database"]["file"]
