@@ -63,13 +63,20 @@ def write_record(meta: str, record: dict[str, Any], *, previous_from: str | None
     return previous + write(f'{q(head)}"$p"{q(tail)}')
 
 
+# each file's lines joined into one ``DEPLOY=`` line (a record is one line; one written by
+# hand over several still reads whole)
+_JOIN_RECORDS = (
+    'FNR == 1 { if (NR > 1) print ""; printf "DEPLOY=" } { printf "%s", $0 } '
+    'END { if (NR) print "" }'
+)
+
+
 def read_records(meta: str) -> str:
-    """Part of the probe: one ``DEPLOY=<json>`` line per record on the host."""
+    """Part of the probe: one ``DEPLOY=<json>`` line per record on the host. One ``awk``
+    reads them all: records are never pruned, so a process per record would make every
+    probe slower with each deployment."""
     directory = record_dir(meta)
-    return (
-        f'for f in {q(directory)}/*.json; do [ -f "$f" ] && '
-        "printf 'DEPLOY=%s\\n' \"$(tr -d '\\n' < \"$f\")\"; done"
-    )
+    return f'set -- {q(directory)}/*.json; [ -f "$1" ] && awk {q(_JOIN_RECORDS)} "$@"'
 
 
 @dataclass

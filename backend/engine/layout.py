@@ -33,8 +33,10 @@ class Layout(HostPaths):
         """One read: current release, releases present, the lock owner and the release log."""
         return (
             f"printf 'CURRENT=%s\\n' \"$(readlink {q(self.current)} 2>/dev/null)\"; "
-            f"for d in {q(self.releases)}/*/; do [ -d \"$d\" ] && printf 'RELEASE=%s%s\\n' "
-            f'"$(basename "$d")" "$([ -e "$d{UNFINISHED_MARKER}" ] && echo \' unfinished\')"; done; '
+            # the shell's own expansions, no process per release
+            f'for d in {q(self.releases)}/*/; do [ -d "$d" ] || continue; r=${{d%/}}; r=${{r##*/}}; '
+            f'if [ -e "$d{UNFINISHED_MARKER}" ]; then printf \'RELEASE=%s unfinished\\n\' "$r"; '
+            "else printf 'RELEASE=%s\\n' \"$r\"; fi; done; "
             f"if [ -d {q(self.lock_dir)} ]; then printf 'LOCK=%s\\n' "
             f"\"$(cat {q(self.lock_dir)}/owner.json 2>/dev/null || echo '{{}}')\"; fi; "
             f"tail -n 200 {q(self.release_log)} 2>/dev/null | sed 's/^/LOG=/'; "

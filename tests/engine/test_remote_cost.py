@@ -1,0 +1,129 @@
+"""What a host pays per command: the process starts of our own shell code.
+
+Every process a host starts for us costs it a fork and an exec (about a millisecond of CPU
+each on a small VM); a deploy's wall time on a loaded host is mostly these. The tests run
+our shell code with a PATH that holds only the programs it may start, so a process start
+that comes back (a ``basename`` per release, a ``tr`` per host record, an ``id`` per
+command) fails them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from backend.engine.layout import Layout, parse_probe
+from backend.transport.remote_group import new_pidfile, wrap
+
+from .faults import processes_with, ssh_host, unique_marker, wait_until
+
+
+def only_on_path(tmp_path: Path, *programs: str) -> str:
+    """A PATH with nothing but ``programs`` on it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in programs:
+        found = shutil.which(name)
+        assert found, name
+        link = bin_dir / name
+        if not link.exists():
+            link.symlink_to(found)
+    return str(bin_dir)
+
+
+def test_the_probe_starts_no_process_per_release_or_record(tmp_path: Path) -> None:
+    """The probe reads 3 releases and 30 host records with a fixed number of programs
+    (readlink, cat, tail, sed, awk): the cost of a probe no longer grows with the history."""
+    root = tmp_path / "app"
+    meta = root / ".portal-ops"
+    (meta / "deployments").mkdir(parents=True)
+    (meta / "lock").mkdir()
+    for name in ("r1", "r2", "r3"):
+        (root / "releases" / name).mkdir(parents=True)
+    (root / "releases" / "r3" / ".portal-ops-unfinished").touch()
+    (root / "current").symlink_to("releases/r2")
+    (meta / "lock" / "owner.json").write_text('{"token": "t", "note": "a \\\\ b"}\n')
+    (meta / "releases.jsonl").write_text(
+        "".join(json.dumps({"release": f"r{i}", "state": "deployed"}) + "\n" for i in (1, 2))
+    )
+    records = {f"d{i:02d}": {"deployment_id": f"d{i:02d}", "n": i} for i in range(30)}
+    for name, record in records.items():
+        (meta / "deployments" / f"{name}.json").write_text(json.dumps(record) + "\n")
+    # a record written by hand over several lines, one without its last newline
+    (meta / "deployments" / "d00.json").write_text('{"deployment_id":\n "d00", "n": 0}\n')
+    (meta / "deployments" / "d01.json").write_text(json.dumps(records["d01"]))
+    (meta / "deployments" / ".d02.json.tmp").write_text("half a rec")  # being replaced
+
+    path = only_on_path(tmp_path, "sh", "readlink", "cat", "tail", "sed", "awk")
+    out = subprocess.run(
+        ["sh", "-c", Layout(str(root)).probe()],
+        env={"PATH": path},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    )
+    assert out.stderr == ""
+    state = parse_probe(out.stdout)
+    assert state.current == "r2"
+    assert state.releases == ["r1", "r2", "r3"]
+    assert state.unfinished == ["r3"]
+    assert state.lock == {"token": "t", "note": "a \\ b"}
+    assert [e["release"] for e in state.log] == ["r1", "r2"]
+    assert sorted(r["deployment_id"] for r in state.records) == sorted(records)
+    assert {r["deployment_id"]: r for r in state.records} == records
+
+
+def test_the_probe_of_an_empty_host_says_so(tmp_path: Path) -> None:
+    path = only_on_path(tmp_path, "sh", "readlink", "cat", "tail", "sed", "awk")
+    out = subprocess.run(
+        ["sh", "-c", Layout(str(tmp_path / "none")).probe()],
+        env={"PATH": path},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    )
+    state = parse_probe(out.stdout)
+    assert (state.current, state.releases, state.lock, state.log, state.records) == (
+        None,
+        [],
+        None,
+        [],
+        [],
+    )
+
+
+async def test_the_wrapper_needs_no_id_and_no_cat(sshd, tmp_path: Path) -> None:
+    """The wrapper names its run dir after the uid and watches the session's stdin with
+    shell builtins: with only sh, setsid and rm on PATH its pid file is where a kill looks,
+    the command runs, and end-of-file on stdin still kills its group."""
+    path = only_on_path(tmp_path, "sh", "setsid", "rm", "mkdir", "sleep", "touch")
+    host = ssh_host(sshd)
+    await host.connect()
+    try:
+        assert host._conn is not None
+        ran = tmp_path / "ran"
+        proc = await host._conn.create_process(
+            f"export PATH={path}; " + wrap(f"touch {ran}", new_pidfile("dep.cost-a"))
+        )
+        await asyncio.wait_for(proc.wait_closed(), 10)
+        assert proc.exit_status == 0, await proc.stderr.read()
+        assert ran.exists()
+
+        marker = unique_marker("cost")
+        run_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"portal-ops-run-{os.getuid()}"
+        proc = await host._conn.create_process(
+            f"export PATH={path}; "
+            + wrap(f"sh -c 'sleep 30' {marker}", new_pidfile(f"dep.cost-{marker}"))
+        )
+        await wait_until(lambda: processes_with(f"sleep 30 {marker}"), 10, "started")
+        assert list(run_dir.glob(f"dep.cost-{marker}.*.pid")), "pid file not in the uid's dir"
+        proc.stdin.write_eof()  # the session's end as the watcher sees it
+        await asyncio.wait_for(proc.wait_closed(), 10)
+        await wait_until(lambda: not processes_with(marker), 10, "group killed")
+    finally:
+        await host.close()
