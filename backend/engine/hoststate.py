@@ -47,7 +47,8 @@ def write_record(meta: str, record: dict[str, Any], *, previous_from: str | None
     tmp = posixpath.join(directory, f".{name}.json.tmp")
 
     def write(body: str) -> str:
-        return f"mkdir -p {q(directory)} && printf '%s\\n' {body} > {q(tmp)} && mv -f {q(tmp)} {q(final)}"
+        # the folder exists from the second record on: no mkdir then
+        return f"{{ [ -d {q(directory)} ] || mkdir -p {q(directory)}; }} && printf '%s\\n' {body} > {q(tmp)} && mv -f {q(tmp)} {q(final)}"
 
     if previous_from is None:
         return write(q(json.dumps(record, sort_keys=True, default=str)))

@@ -157,10 +157,14 @@ class Layout(HostPaths):
         )
 
     def lock_held(self, token: str) -> str:
-        """Fencing: succeeds only while the lock holds ``token`` (else says so, exits 1)."""
+        """Fencing: succeeds only while the lock holds ``token`` (else says so, exits 1).
+        First in every script that changes a host, so it reads the owner's line with the
+        shell's own ``read`` (one line of JSON, as written) rather than starting ``grep``."""
+        owner = q(f"{self.lock_dir}/owner.json")
         return (
-            f"grep -qF {q(token)} {q(self.lock_dir)}/owner.json 2>/dev/null"
-            " || { echo 'the deploy lock is no longer ours' >&2; exit 1; }"
+            f"o=; [ -f {owner} ] && {{ IFS= read -r o < {owner} || :; }}; "
+            f'case "$o" in *{q(token)}*) ;; '
+            "*) echo 'the deploy lock is no longer ours' >&2; exit 1;; esac"
         )
 
     def lock_release(self, token: str) -> str:

@@ -15,7 +15,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from backend.engine.hoststate import write_record
 from backend.engine.layout import Layout, parse_probe
+from backend.script import ScriptParser, Step, compose_parallel, new_nonce
 from backend.transport.remote_group import new_pidfile, wrap
 
 from .faults import processes_with, ssh_host, unique_marker, wait_until
@@ -127,3 +129,56 @@ async def test_the_wrapper_needs_no_id_and_no_cat(sshd, tmp_path: Path) -> None:
         await wait_until(lambda: not processes_with(marker), 10, "group killed")
     finally:
         await host.close()
+
+
+def sh(command: str, path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", "-c", command], env={"PATH": path}, capture_output=True, text=True, timeout=20
+    )
+
+
+def test_the_fence_and_the_host_record_start_no_process(tmp_path: Path) -> None:
+    """The fencing step (first in every script that changes a host under the lock) reads
+    the lock's token with the shell's own ``read``; the host record is written with one
+    ``mv`` once its folder exists."""
+    layout = Layout(str(tmp_path / "app"))
+    only_sh = only_on_path(tmp_path, "sh")
+    assert sh(layout.lock_held("tok123"), only_sh).returncode == 1  # no lock at all
+    Path(layout.lock_dir).mkdir(parents=True)
+    owner = Path(layout.lock_dir) / "owner.json"
+    owner.write_text('{"deployment_id": "d1", "token": "tok123"}\n')
+    assert sh(layout.lock_held("tok123"), only_sh).returncode == 0
+    owner.write_text('{"deployment_id": "d2", "token": "tok999"}')  # taken over
+    taken = sh(layout.lock_held("tok123"), only_sh)
+    assert taken.returncode == 1
+    assert "no longer ours" in taken.stderr
+
+    record = {"deployment_id": "d1", "phase": "prepare", "note": "it's \\ $HOME"}
+    first = sh(write_record(layout.meta, record), only_on_path(tmp_path, "sh", "mkdir", "mv"))
+    assert first.returncode == 0, first.stderr
+    mv_only = str(tmp_path / "mv-only")
+    Path(mv_only).mkdir()
+    Path(mv_only, "sh").symlink_to(shutil.which("sh") or "")
+    Path(mv_only, "mv").symlink_to(shutil.which("mv") or "")
+    again = sh(write_record(layout.meta, record | {"phase": "switch"}), mv_only)
+    assert again.returncode == 0, again.stderr
+    stored = json.loads((Path(layout.meta) / "deployments" / "d1.json").read_text())
+    assert stored == record | {"phase": "switch"}
+
+
+def test_parallel_checks_start_cat_only_for_output_they_have(tmp_path: Path) -> None:
+    """Side-by-side checks: a status is read with ``read`` and an empty stream is not
+    shown with ``cat``: checks that print nothing cost no process beyond their own."""
+    steps = [Step(f"check-{i}", f"exit {i}", readonly=True, may_fail=True) for i in range(3)]
+    nonce = new_nonce()
+    parser = ScriptParser(steps, nonce, lambda i: None, lambda i, s, line: None, lambda i, s: None)
+    out = sh(compose_parallel(steps, nonce), only_on_path(tmp_path, "sh", "mktemp", "rm"))
+    for stream, text in (("stdout", out.stdout), ("stderr", out.stderr)):
+        for line in text.splitlines():
+            parser.feed(stream, line)
+    parser.close()
+    assert [(r.exit_status, r.stdout, r.stderr) for r in parser.results("x")] == [
+        (0, "", ""),
+        (1, "", ""),
+        (2, "", ""),
+    ]
