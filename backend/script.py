@@ -169,8 +169,8 @@ def compose_parallel(steps: list[Step], nonce: str) -> str:
         # a stream left empty is not shown and the status is read, not cat'd: a check
         # that prints nothing costs the host no process beyond its own
         show.append(
-            f"printf '\\n%s\\n' {begin}; [ ! -s \"$d/{i}.o\" ] || cat \"$d/{i}.o\"; "
-            f"printf '\\n%s\\n' {begin} >&2; [ ! -s \"$d/{i}.e\" ] || cat \"$d/{i}.e\" >&2; "
+            f'printf \'\\n%s\\n\' {begin}; [ ! -s "$d/{i}.o" ] || cat "$d/{i}.o"; '
+            f'printf \'\\n%s\\n\' {begin} >&2; [ ! -s "$d/{i}.e" ] || cat "$d/{i}.e" >&2; '
             f'rc=; [ ! -f "$d/{i}.s" ] || read -r rc < "$d/{i}.s"; rc=${{rc:-255}}; '
             f"printf '\\n%s:%s\\n' {end} \"$rc\"; printf '\\n%s:%s\\n' {end} \"$rc\" >&2"
         )
