@@ -8,8 +8,10 @@ each step, on stdout and on stderr; the markers are parsed back into the very ev
 run on its own gives (``STEP_STARTED``, ``STEP_OUTPUT``, ``STEP_FINISHED`` with its exit
 status) and into one :class:`CommandResult` per step. A failing step stops the script there,
 exactly as a phase stops at a failing step today; the steps after it are not run. Each step
-runs in its own ``sh -c`` (its ``cd``, ``set -e`` or ``exit`` stay its own), its command
-quoted by :func:`backend.shell.q` like every value. :func:`compose_parallel` runs
+runs in a subshell of the script's shell, ``( eval CMD )``: its ``cd``, variables, ``set -e``
+or ``exit`` stay its own, a step that does not parse fails alone (status 2) as with
+``sh -c``, and the host forks for it but starts no new ``sh`` (an exec per step that cost
+more than most steps). Its command is quoted by :func:`backend.shell.q` like every value. :func:`compose_parallel` runs
 independent read-only commands (the checks') side by side in one script, each reported
 whole when all are done. The engine's use (events, plan, host record) is
 backend/engine/script.py; this module imports nothing of the engine.
@@ -45,7 +47,7 @@ class Step:
 
 
 def compose(steps: list[Step], nonce: str) -> str:
-    """The script: each step in its own ``sh -c``, between begin/end markers on both streams
+    """The script: each step in its own subshell, between begin/end markers on both streams
     (a leading newline ends a last line printed without one); stops at the first failure."""
     parts = []
     for index, step in enumerate(steps):
@@ -54,7 +56,7 @@ def compose(steps: list[Step], nonce: str) -> str:
         stop = "" if step.may_fail else ' [ "$rc" -eq 0 ] || exit "$rc";'
         parts.append(
             f"printf '\\n%s\\n' {q(begin)}; printf '\\n%s\\n' {q(begin)} >&2; "
-            f"sh -c {q(step.command)}; rc=$?; "
+            f"( eval {q(step.command)} ); rc=$?; "
             f"printf '\\n%s:%s\\n' {q(end)} \"$rc\"; printf '\\n%s:%s\\n' {q(end)} \"$rc\" >&2;"
             f"{stop}"
         )

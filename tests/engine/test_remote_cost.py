@@ -17,7 +17,7 @@ from pathlib import Path
 
 from backend.engine.hoststate import write_record
 from backend.engine.layout import Layout, parse_probe
-from backend.script import ScriptParser, Step, compose_parallel, new_nonce
+from backend.script import ScriptParser, Step, compose, compose_parallel, new_nonce
 from backend.transport.remote_group import new_pidfile, wrap
 
 from .faults import processes_with, ssh_host, unique_marker, wait_until
@@ -182,3 +182,39 @@ def test_parallel_checks_start_cat_only_for_output_they_have(tmp_path: Path) -> 
         (1, "", ""),
         (2, "", ""),
     ]
+
+
+def test_a_scripts_steps_start_no_shell_of_their_own(tmp_path: Path) -> None:
+    """Each step runs in a subshell of the script's shell (a fork, no exec of ``sh``), and
+    is still on its own: its ``cd``, variables, ``set -e`` and ``exit`` stay its own, and a
+    step that does not parse fails alone, as with ``sh -c``."""
+    steps = [
+        Step("a", "cd /; x=1; set -e; echo a"),
+        Step("b", 'pwd; echo "x=${x-unset}"; false; echo b-goes-on'),
+        Step("c", "if then fi", may_fail=True),
+        Step("d", "exit 3"),
+        Step("e", "echo never"),
+    ]
+    nonce = new_nonce()
+    parser = ScriptParser(steps, nonce, lambda i: None, lambda i, s, line: None, lambda i, s: None)
+    shell = shutil.which("sh") or "/bin/sh"
+    out = subprocess.run(
+        [shell, "-c", compose(steps, nonce)],
+        env={"PATH": str(tmp_path / "empty"), "HOME": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    for stream, text in (("stdout", out.stdout), ("stderr", out.stderr)):
+        for line in text.splitlines():
+            parser.feed(stream, line)
+    parser.close()
+    results = parser.results("x")
+    assert out.returncode == 3
+    assert [r.exit_status for r in results[:2]] == [0, 0]
+    assert results[0].stdout == "a"
+    assert results[1].stdout == f"{tmp_path}\nx=unset\nb-goes-on"
+    assert results[2].exit_status == 2 and results[2].stderr  # the shell's own complaint
+    assert results[3].exit_status == 3
+    assert len(results) == 4
