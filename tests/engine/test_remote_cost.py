@@ -218,3 +218,19 @@ def test_a_scripts_steps_start_no_shell_of_their_own(tmp_path: Path) -> None:
     assert results[2].exit_status == 2 and results[2].stderr  # the shell's own complaint
     assert results[3].exit_status == 3
     assert len(results) == 4
+
+
+def test_folders_that_exist_cost_no_mkdir(tmp_path: Path) -> None:
+    """The release dirs, the meta dir of the release log: made on a host's first deployment,
+    then only checked (a test, no process)."""
+    layout = Layout(str(tmp_path / "app"))
+    with_mkdir = only_on_path(tmp_path, "sh", "mkdir")
+    first = sh(f"{layout.prepare_dirs()} && {layout.log_release({'release': 'r1'})}", with_mkdir)
+    assert first.returncode == 0, first.stderr
+    only_sh = str(tmp_path / "only-sh")
+    Path(only_sh).mkdir()
+    Path(only_sh, "sh").symlink_to(shutil.which("sh") or "")
+    again = sh(f"{layout.prepare_dirs()} && {layout.log_release({'release': 'r2'})}", only_sh)
+    assert again.returncode == 0, again.stderr
+    assert Path(layout.release_log).read_text().count("release") == 2
+    assert Path(layout.meta, "backups").is_dir() and Path(layout.shared).is_dir()
