@@ -8,8 +8,10 @@ each step, on stdout and on stderr; the markers are parsed back into the very ev
 run on its own gives (``STEP_STARTED``, ``STEP_OUTPUT``, ``STEP_FINISHED`` with its exit
 status) and into one :class:`CommandResult` per step. A failing step stops the script there,
 exactly as a phase stops at a failing step today; the steps after it are not run. Each step
-runs in its own ``sh -c`` (its ``cd``, ``set -e`` or ``exit`` stay its own), its command
-quoted by :func:`backend.shell.q` like every value. :func:`compose_parallel` runs
+runs in a subshell of the script's shell, ``( eval CMD )``: its ``cd``, variables, ``set -e``
+or ``exit`` stay its own, a step that does not parse fails alone (status 2) as with
+``sh -c``, and the host forks for it but starts no new ``sh`` (an exec per step that cost
+more than most steps). Its command is quoted by :func:`backend.shell.q` like every value. :func:`compose_parallel` runs
 independent read-only commands (the checks') side by side in one script, each reported
 whole when all are done. The engine's use (events, plan, host record) is
 backend/engine/script.py; this module imports nothing of the engine.
@@ -27,6 +29,8 @@ from .shell import q
 from .transport.base import CommandResult
 
 MARK = "@@portal-ops"
+# one pattern for every nonce (compiled once: a pattern per script cost more than the parse)
+_MARKER = re.compile(rf"^{re.escape(MARK)}:(?P<nonce>[^:]+):(\d+):(begin|end:(\d+))$")
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Step:
 
 
 def compose(steps: list[Step], nonce: str) -> str:
-    """The script: each step in its own ``sh -c``, between begin/end markers on both streams
+    """The script: each step in its own subshell, between begin/end markers on both streams
     (a leading newline ends a last line printed without one); stops at the first failure."""
     parts = []
     for index, step in enumerate(steps):
@@ -52,7 +56,7 @@ def compose(steps: list[Step], nonce: str) -> str:
         stop = "" if step.may_fail else ' [ "$rc" -eq 0 ] || exit "$rc";'
         parts.append(
             f"printf '\\n%s\\n' {q(begin)}; printf '\\n%s\\n' {q(begin)} >&2; "
-            f"sh -c {q(step.command)}; rc=$?; "
+            f"( eval {q(step.command)} ); rc=$?; "
             f"printf '\\n%s:%s\\n' {q(end)} \"$rc\"; printf '\\n%s:%s\\n' {q(end)} \"$rc\" >&2;"
             f"{stop}"
         )
@@ -84,14 +88,11 @@ class ScriptParser:
     seconds: dict[int, float] = field(default_factory=dict)
     streams: dict[str, _Stream] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self._marker = re.compile(
-            rf"^{re.escape(MARK)}:{re.escape(self.nonce)}:(\d+):(begin|end:(\d+))$"
-        )
-
     def feed(self, stream: str, line: str) -> None:
         state = self.streams.setdefault(stream, _Stream())
-        found = self._marker.match(line)
+        found = _MARKER.match(line)
+        if found is not None and found.group("nonce") != self.nonce:
+            found = None  # a marker of another script (printed by a step): plain output
         if found is None:
             if state.held is not None:
                 self._deliver(stream, state, state.held)
@@ -100,8 +101,8 @@ class ScriptParser:
         if state.held:  # a real last line, ended by the marker's leading newline
             self._deliver(stream, state, state.held)
         state.held = None
-        index = int(found.group(1))
-        if found.group(2) == "begin":
+        index = int(found.group(2))
+        if found.group(3) == "begin":
             state.step = index
             if stream == "stdout":
                 self.started[index] = time.monotonic()
@@ -109,7 +110,7 @@ class ScriptParser:
             return
         state.step = None
         if stream == "stdout":
-            self.status[index] = int(found.group(3))
+            self.status[index] = int(found.group(4))
             self.seconds[index] = time.monotonic() - self.started.get(index, time.monotonic())
             self.on_end(index, self.status[index])
 
@@ -167,10 +168,12 @@ def compose_parallel(steps: list[Step], nonce: str) -> str:
     for i in range(len(steps)):
         begin = q(f"{MARK}:{nonce}:{i}:begin")
         end = q(f"{MARK}:{nonce}:{i}:end")
+        # a stream left empty is not shown and the status is read, not cat'd: a check
+        # that prints nothing costs the host no process beyond its own
         show.append(
-            f"printf '\\n%s\\n' {begin}; cat \"$d/{i}.o\"; "
-            f"printf '\\n%s\\n' {begin} >&2; cat \"$d/{i}.e\" >&2; "
-            f'rc=$(cat "$d/{i}.s" 2>/dev/null || echo 255); '
+            f'printf \'\\n%s\\n\' {begin}; [ ! -s "$d/{i}.o" ] || cat "$d/{i}.o"; '
+            f'printf \'\\n%s\\n\' {begin} >&2; [ ! -s "$d/{i}.e" ] || cat "$d/{i}.e" >&2; '
+            f'rc=; [ ! -f "$d/{i}.s" ] || read -r rc < "$d/{i}.s"; rc=${{rc:-255}}; '
             f"printf '\\n%s:%s\\n' {end} \"$rc\"; printf '\\n%s:%s\\n' {end} \"$rc\" >&2"
         )
     return "\n".join(

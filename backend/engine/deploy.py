@@ -14,7 +14,7 @@ import os
 import posixpath
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .. import recipes
@@ -145,6 +145,8 @@ class Deployment(Run):
         self.recorded_early: list[str] = []  # phase 1: hosts recorded in their lock's script
         self.outcome_recorded = ""  # the outcome the hosts' records got with the unlock
         self.early_resolve: CommandResult | None = None  # phase 1: resolved with the probe
+        # phase 4: the primary's migrate_status, asked in its install script (host, result)
+        self.early_status: tuple[str, CommandResult] | None = None
         self.backups: dict[str, Any] = {}
         self.started = time.time()
         self.rollback_summary: dict[str, Any] | None = None
@@ -947,7 +949,14 @@ class Deployment(Run):
                 if command:
                     steps.append(Step(step, in_dir(self.release_dir(name), command, portal.env)))
             steps.append(Step("finish", layout.mark_finished(self.release_id)))
+            # the database host's migrate_status (read-only) goes last in its script: phase 5
+            # then needs no channel of its own to measure what is pending before migrate
+            status = name == self.database_host() and self.status_command(name)
+            if status:
+                steps.append(Step("migrate_status", status, readonly=True, may_fail=True))
             ran = await self.sh_script(name, steps)
+            if status and len(ran) == len(steps):
+                self.early_status = (name, ran[-1])
             failed = first_failure(steps, ran)
             if failed is not None:
                 raise PhaseFailed(
@@ -987,10 +996,24 @@ class Deployment(Run):
 
     # -- phase 5 -----------------------------------------------------------------------------
 
-    async def phase_database(self) -> str:
+    def database_host(self) -> str:
+        """The host phase 5 migrates on: the primary, or the first host still active."""
         primary = self.config.primary_host().name
-        if primary not in self.active:
-            primary = self.active[0]
+        return primary if primary in self.active else self.active[0]
+
+    def status_command(self, name: str) -> str | None:
+        """Phase 5's first migrate_status, when it can be asked in phase 4's install
+        script: a real run (a dry-run has no release to ask in) that is not a resume (a
+        resume first stops the interrupted migrate, then measures)."""
+        if self.dry_run or self.resumed_from or not self.cmd("migrate"):
+            return None
+        status_cmd = self.cmd("migrate_status")
+        if not status_cmd:
+            return None
+        return in_dir(self.release_dir(name), status_cmd, self.config.portal.env)
+
+    async def phase_database(self) -> str:
+        primary = self.database_host()
         migrate = self.cmd("migrate")
         if not migrate:
             self.note("no migrate command configured", primary)
@@ -1001,9 +1024,16 @@ class Deployment(Run):
         if self.resumed_from:
             await self.confirm_dead(primary)  # the interrupted migrate must not still run
         if status_cmd:
-            result = await self.sh(
-                primary, "migrate_status", in_dir(rel, status_cmd, env), readonly=not self.dry_run
-            )
+            early, self.early_status = self.early_status, None
+            if early is not None and early[0] == primary:
+                result = early[1]  # asked at the end of the primary's install script
+            else:
+                result = await self.sh(
+                    primary,
+                    "migrate_status",
+                    in_dir(rel, status_cmd, env),
+                    readonly=not self.dry_run,
+                )
             pending_now = recipes.parse_pending(result.stdout) if result.ok else None
             if self.baseline is None or self.baseline.get("pending") is None:
                 # the baseline, recorded on the hosts before migrate runs: whatever happens
@@ -1114,6 +1144,28 @@ class Deployment(Run):
 
         async def finalize(name: str) -> None:
             layout = self.layout(name)
+            previous = self.previous.get(name)
+            protect = {self.release_id} | ({previous} if previous else set())
+            known = self.states.get(name)
+            if known is not None and not self.dry_run:
+                # the releases were read in phase 1 under this run's lock, and only this
+                # release was added since: what to prune is known here, so the release log
+                # and the prune go as one script (fenced: it changes the host)
+                state = replace(
+                    known,
+                    current=self.release_id,
+                    releases=sorted({*known.releases, self.release_id}),
+                    unfinished=[r for r in known.unfinished if r != self.release_id],
+                    log=[*known.log, entry],
+                )
+                doomed = prune_candidates(state, self.config.portal.keep_releases, protect)
+                steps = [Step("release_log", layout.log_release(entry), may_fail=True)]
+                if doomed:
+                    prune = f"{layout.remove_releases(doomed)}; {layout.remove_backups(doomed)}"
+                    steps.append(Step("prune", prune, may_fail=True))
+                await self.sh_script(name, steps, retry_safe=True)
+                pruned[name] = doomed
+                return
             # one script: the release log, then the probe that decides what to prune
             _, result = await self.sh_script(
                 name,
@@ -1126,8 +1178,6 @@ class Deployment(Run):
             state = parse_probe(result.stdout)
             if self.dry_run:
                 state.current = self.release_id
-            previous = self.previous.get(name)
-            protect = {self.release_id} | ({previous} if previous else set())
             doomed = prune_candidates(state, self.config.portal.keep_releases, protect)
             if doomed:
                 # a release's backups go with it (backups are named by deployment id,

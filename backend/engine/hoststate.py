@@ -47,7 +47,8 @@ def write_record(meta: str, record: dict[str, Any], *, previous_from: str | None
     tmp = posixpath.join(directory, f".{name}.json.tmp")
 
     def write(body: str) -> str:
-        return f"mkdir -p {q(directory)} && printf '%s\\n' {body} > {q(tmp)} && mv -f {q(tmp)} {q(final)}"
+        # the folder exists from the second record on: no mkdir then
+        return f"{{ [ -d {q(directory)} ] || mkdir -p {q(directory)}; }} && printf '%s\\n' {body} > {q(tmp)} && mv -f {q(tmp)} {q(final)}"
 
     if previous_from is None:
         return write(q(json.dumps(record, sort_keys=True, default=str)))
@@ -63,13 +64,20 @@ def write_record(meta: str, record: dict[str, Any], *, previous_from: str | None
     return previous + write(f'{q(head)}"$p"{q(tail)}')
 
 
+# each file's lines joined into one ``DEPLOY=`` line (a record is one line; one written by
+# hand over several still reads whole)
+_JOIN_RECORDS = (
+    'FNR == 1 { if (NR > 1) print ""; printf "DEPLOY=" } { printf "%s", $0 } '
+    'END { if (NR) print "" }'
+)
+
+
 def read_records(meta: str) -> str:
-    """Part of the probe: one ``DEPLOY=<json>`` line per record on the host."""
+    """Part of the probe: one ``DEPLOY=<json>`` line per record on the host. One ``awk``
+    reads them all: records are never pruned, so a process per record would make every
+    probe slower with each deployment."""
     directory = record_dir(meta)
-    return (
-        f'for f in {q(directory)}/*.json; do [ -f "$f" ] && '
-        "printf 'DEPLOY=%s\\n' \"$(tr -d '\\n' < \"$f\")\"; done"
-    )
+    return f'set -- {q(directory)}/*.json; [ -f "$1" ] && awk {q(_JOIN_RECORDS)} "$@"'
 
 
 @dataclass

@@ -30,7 +30,7 @@ from ..transport import Host, TransportError, connect_all
 from .hoststate import DeploymentView, merge, merge_backups, newer_than, newest, write_record
 from .layout import HostState, parse_probe
 from .lock import Lease, LockHolder, new_owner, parse_lock_output, redis_claim, redis_release
-from .run import PhaseFailed, PhaseResult, Plan, Run
+from .run import PhaseFailed, PhaseResult, Plan, PlannedCommand, Run
 from .script import Step
 from .traffic import health_url, wait_healthy
 
@@ -105,6 +105,7 @@ class RollbackRun(Run):
         owns_lock_token: str | None = None,
         connected: bool = False,
         restore_dump: bool = False,
+        surveyed: dict[str, HostState] | None = None,
     ) -> None:
         plan = Plan(
             deployment_id,
@@ -137,6 +138,9 @@ class RollbackRun(Run):
         self.restore_dump_asked = restore_dump
         self.records: dict[str, dict[str, Any]] = {}  # each host's record of the deployment
         self.failed_phases: list[str] = []
+        # what the survey that picked the deployment read on each host a moment before,
+        # over the same connections: the declare phase's probe, not asked twice
+        self.surveyed: dict[str, HostState] = dict(surveyed or {})
 
     @classmethod
     def from_deployment(
@@ -279,8 +283,14 @@ class RollbackRun(Run):
                 )
 
         async def probe(name: str) -> None:
-            result = await self.sh(name, "probe", self.layout(name).probe(), readonly=True)
-            state = parse_probe(result.stdout)
+            known = self.surveyed.pop(name, None)
+            if known is not None:  # still in the plan: it ran, just before this phase
+                command = self.layout(name).probe()
+                self.plan.commands.append(PlannedCommand(self.phase, name, "probe", command, True))
+                state = known
+            else:
+                result = await self.sh(name, "probe", self.layout(name).probe(), readonly=True)
+                state = parse_probe(result.stdout)
             self.current[name] = state.current
             self.adopt_host_record(name, state)
             target = self.previous.get(name)
@@ -942,6 +952,7 @@ async def rollback_deployment(
         dry_run=dry_run,
         owns_lock_token=checkpoint.get("lock_token") or (view.lock_token if view else None),
         restore_dump=restore_dump,
+        surveyed=states,
     )
     run.plan.limit = list(limit) if limit else engine.config.limit
     if force and view is not None:

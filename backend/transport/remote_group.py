@@ -29,7 +29,9 @@ import secrets
 
 from ..shell import q
 
-RUN_DIR = '"${TMPDIR:-/tmp}/portal-ops-run-$(id -u)"'
+# named after the uid: bash and zsh (the usual login shells, which expand this in the
+# wrapper's command line) know it without starting ``id``; sh asks ``id``
+RUN_DIR = '"${TMPDIR:-/tmp}/portal-ops-run-${UID:-$(id -u)}"'
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 CANCELLED_EXIT = 125  # the wrapper found its pid file claimed by a kill: it never started
 
@@ -57,13 +59,15 @@ _STOP = _ALIVE + (
 # $1 the command, $2 the pid file. Line 1 of the pid file: the wrapper's pid (its claim);
 # line 2: the command's group id. The watcher's output goes nowhere, so the channel closes
 # when the command ends; it kills only while the pid file is there (no stale pid reused).
+# The watcher reads with the shell's own ``read`` (nothing comes on stdin but its end): one
+# fork per command, no ``cat`` to start.
 WRAPPER = (
     _STOP + 'f="$2"; d="${f%/*}"; [ -d "$d" ] || mkdir -p "$d"; '
     'set -C; { echo "$$" > "$f"; } 2>/dev/null || '
     f'{{ echo "portal-ops: cancelled before it started" >&2; exit {CANCELLED_EXIT}; }}; set +C; '
     'command -v setsid >/dev/null 2>&1 || { echo "$$" >> "$f"; exec sh -c "$1"; }; '
     'exec 3<&0; setsid sh -c "$1" </dev/null 3<&- & p=$!; echo "$p" >> "$f"; '
-    '( cat >/dev/null; [ -f "$f" ] && stop "$p" ) <&3 >/dev/null 2>&1 & exec 3<&-; '
+    '( while read -r x; do :; done; [ -f "$f" ] && stop "$p" ) <&3 >/dev/null 2>&1 & exec 3<&-; '
     'wait "$p"; rc=$?; rm -f "$f"; exit $rc'
 )
 

@@ -231,6 +231,14 @@ async def run_scenario(
         )
     elif s.slow:
         slow_cfg["commands"][s.slow] = f"sh -c 'sleep 20' {marker}"
+    if s.fault == "sigkill" and s.at.startswith("phase:"):
+        # held at its start by a local hook, so the kill (seen in the journal a moment
+        # later) lands before the phase does anything, however quick the phase is
+        from backend.phases import DEPLOY_PHASES
+
+        phase = DEPLOY_PHASES[int(s.at.split(":")[1]) - 1][0]
+        hooks = slow_cfg.setdefault("hooks", {}).setdefault("before", [])
+        hooks.append({"phase": phase, "run": "sleep 10", "on": "local"})
     journal_path = root / "state" / "journal.db"
     deployment_id = new_release = ""
     row: dict[str, Any] = {}

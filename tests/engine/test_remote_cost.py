@@ -1,0 +1,236 @@
+"""What a host pays per command: the process starts of our own shell code.
+
+Every process a host starts for us costs it a fork and an exec (about a millisecond of CPU
+each on a small VM); a deploy's wall time on a loaded host is mostly these. The tests run
+our shell code with a PATH that holds only the programs it may start, so a process start
+that comes back (a ``basename`` per release, a ``tr`` per host record, an ``id`` per
+command) fails them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from backend.engine.hoststate import write_record
+from backend.engine.layout import Layout, parse_probe
+from backend.script import ScriptParser, Step, compose, compose_parallel, new_nonce
+from backend.transport.remote_group import new_pidfile, wrap
+
+from .faults import processes_with, ssh_host, unique_marker, wait_until
+
+
+def only_on_path(tmp_path: Path, *programs: str) -> str:
+    """A PATH with nothing but ``programs`` on it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in programs:
+        found = shutil.which(name)
+        assert found, name
+        link = bin_dir / name
+        if not link.exists():
+            link.symlink_to(found)
+    return str(bin_dir)
+
+
+def test_the_probe_starts_no_process_per_release_or_record(tmp_path: Path) -> None:
+    """The probe reads 3 releases and 30 host records with a fixed number of programs
+    (readlink, cat, tail, sed, awk): the cost of a probe no longer grows with the history."""
+    root = tmp_path / "app"
+    meta = root / ".portal-ops"
+    (meta / "deployments").mkdir(parents=True)
+    (meta / "lock").mkdir()
+    for name in ("r1", "r2", "r3"):
+        (root / "releases" / name).mkdir(parents=True)
+    (root / "releases" / "r3" / ".portal-ops-unfinished").touch()
+    (root / "current").symlink_to("releases/r2")
+    (meta / "lock" / "owner.json").write_text('{"token": "t", "note": "a \\\\ b"}\n')
+    (meta / "releases.jsonl").write_text(
+        "".join(json.dumps({"release": f"r{i}", "state": "deployed"}) + "\n" for i in (1, 2))
+    )
+    records = {f"d{i:02d}": {"deployment_id": f"d{i:02d}", "n": i} for i in range(30)}
+    for name, record in records.items():
+        (meta / "deployments" / f"{name}.json").write_text(json.dumps(record) + "\n")
+    # a record written by hand over several lines, one without its last newline
+    (meta / "deployments" / "d00.json").write_text('{"deployment_id":\n "d00", "n": 0}\n')
+    (meta / "deployments" / "d01.json").write_text(json.dumps(records["d01"]))
+    (meta / "deployments" / ".d02.json.tmp").write_text("half a rec")  # being replaced
+
+    path = only_on_path(tmp_path, "sh", "readlink", "cat", "tail", "sed", "awk")
+    out = subprocess.run(
+        ["sh", "-c", Layout(str(root)).probe()],
+        env={"PATH": path},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    )
+    assert out.stderr == ""
+    state = parse_probe(out.stdout)
+    assert state.current == "r2"
+    assert state.releases == ["r1", "r2", "r3"]
+    assert state.unfinished == ["r3"]
+    assert state.lock == {"token": "t", "note": "a \\ b"}
+    assert [e["release"] for e in state.log] == ["r1", "r2"]
+    assert sorted(r["deployment_id"] for r in state.records) == sorted(records)
+    assert {r["deployment_id"]: r for r in state.records} == records
+
+
+def test_the_probe_of_an_empty_host_says_so(tmp_path: Path) -> None:
+    path = only_on_path(tmp_path, "sh", "readlink", "cat", "tail", "sed", "awk")
+    out = subprocess.run(
+        ["sh", "-c", Layout(str(tmp_path / "none")).probe()],
+        env={"PATH": path},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    )
+    state = parse_probe(out.stdout)
+    assert (state.current, state.releases, state.lock, state.log, state.records) == (
+        None,
+        [],
+        None,
+        [],
+        [],
+    )
+
+
+async def test_the_wrapper_needs_no_id_and_no_cat(sshd, tmp_path: Path) -> None:
+    """The wrapper names its run dir after the uid and watches the session's stdin with
+    shell builtins: with only sh, setsid and rm on PATH its pid file is where a kill looks,
+    the command runs, and end-of-file on stdin still kills its group."""
+    path = only_on_path(tmp_path, "sh", "setsid", "rm", "mkdir", "sleep", "touch")
+    host = ssh_host(sshd)
+    await host.connect()
+    try:
+        assert host._conn is not None
+        ran = tmp_path / "ran"
+        proc = await host._conn.create_process(
+            f"export PATH={path}; " + wrap(f"touch {ran}", new_pidfile("dep.cost-a"))
+        )
+        await asyncio.wait_for(proc.wait_closed(), 10)
+        assert proc.exit_status == 0, await proc.stderr.read()
+        assert ran.exists()
+
+        marker = unique_marker("cost")
+        run_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"portal-ops-run-{os.getuid()}"
+        proc = await host._conn.create_process(
+            f"export PATH={path}; "
+            + wrap(f"sh -c 'sleep 30' {marker}", new_pidfile(f"dep.cost-{marker}"))
+        )
+        await wait_until(lambda: processes_with(f"sleep 30 {marker}"), 10, "started")
+        assert list(run_dir.glob(f"dep.cost-{marker}.*.pid")), "pid file not in the uid's dir"
+        proc.stdin.write_eof()  # the session's end as the watcher sees it
+        await asyncio.wait_for(proc.wait_closed(), 10)
+        await wait_until(lambda: not processes_with(marker), 10, "group killed")
+    finally:
+        await host.close()
+
+
+def sh(command: str, path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", "-c", command], env={"PATH": path}, capture_output=True, text=True, timeout=20
+    )
+
+
+def test_the_fence_and_the_host_record_start_no_process(tmp_path: Path) -> None:
+    """The fencing step (first in every script that changes a host under the lock) reads
+    the lock's token with the shell's own ``read``; the host record is written with one
+    ``mv`` once its folder exists."""
+    layout = Layout(str(tmp_path / "app"))
+    only_sh = only_on_path(tmp_path, "sh")
+    assert sh(layout.lock_held("tok123"), only_sh).returncode == 1  # no lock at all
+    Path(layout.lock_dir).mkdir(parents=True)
+    owner = Path(layout.lock_dir) / "owner.json"
+    owner.write_text('{"deployment_id": "d1", "token": "tok123"}\n')
+    assert sh(layout.lock_held("tok123"), only_sh).returncode == 0
+    owner.write_text('{"deployment_id": "d2", "token": "tok999"}')  # taken over
+    taken = sh(layout.lock_held("tok123"), only_sh)
+    assert taken.returncode == 1
+    assert "no longer ours" in taken.stderr
+
+    record = {"deployment_id": "d1", "phase": "prepare", "note": "it's \\ $HOME"}
+    first = sh(write_record(layout.meta, record), only_on_path(tmp_path, "sh", "mkdir", "mv"))
+    assert first.returncode == 0, first.stderr
+    mv_only = str(tmp_path / "mv-only")
+    Path(mv_only).mkdir()
+    Path(mv_only, "sh").symlink_to(shutil.which("sh") or "")
+    Path(mv_only, "mv").symlink_to(shutil.which("mv") or "")
+    again = sh(write_record(layout.meta, record | {"phase": "switch"}), mv_only)
+    assert again.returncode == 0, again.stderr
+    stored = json.loads((Path(layout.meta) / "deployments" / "d1.json").read_text())
+    assert stored == record | {"phase": "switch"}
+
+
+def test_parallel_checks_start_cat_only_for_output_they_have(tmp_path: Path) -> None:
+    """Side-by-side checks: a status is read with ``read`` and an empty stream is not
+    shown with ``cat``: checks that print nothing cost no process beyond their own."""
+    steps = [Step(f"check-{i}", f"exit {i}", readonly=True, may_fail=True) for i in range(3)]
+    nonce = new_nonce()
+    parser = ScriptParser(steps, nonce, lambda i: None, lambda i, s, line: None, lambda i, s: None)
+    out = sh(compose_parallel(steps, nonce), only_on_path(tmp_path, "sh", "mktemp", "rm"))
+    for stream, text in (("stdout", out.stdout), ("stderr", out.stderr)):
+        for line in text.splitlines():
+            parser.feed(stream, line)
+    parser.close()
+    assert [(r.exit_status, r.stdout, r.stderr) for r in parser.results("x")] == [
+        (0, "", ""),
+        (1, "", ""),
+        (2, "", ""),
+    ]
+
+
+def test_a_scripts_steps_start_no_shell_of_their_own(tmp_path: Path) -> None:
+    """Each step runs in a subshell of the script's shell (a fork, no exec of ``sh``), and
+    is still on its own: its ``cd``, variables, ``set -e`` and ``exit`` stay its own, and a
+    step that does not parse fails alone, as with ``sh -c``."""
+    steps = [
+        Step("a", "cd /; x=1; set -e; echo a"),
+        Step("b", 'pwd; echo "x=${x-unset}"; false; echo b-goes-on'),
+        Step("c", "if then fi", may_fail=True),
+        Step("d", "exit 3"),
+        Step("e", "echo never"),
+    ]
+    nonce = new_nonce()
+    parser = ScriptParser(steps, nonce, lambda i: None, lambda i, s, line: None, lambda i, s: None)
+    shell = shutil.which("sh") or "/bin/sh"
+    out = subprocess.run(
+        [shell, "-c", compose(steps, nonce)],
+        env={"PATH": str(tmp_path / "empty"), "HOME": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    for stream, text in (("stdout", out.stdout), ("stderr", out.stderr)):
+        for line in text.splitlines():
+            parser.feed(stream, line)
+    parser.close()
+    results = parser.results("x")
+    assert out.returncode == 3
+    assert [r.exit_status for r in results[:2]] == [0, 0]
+    assert results[0].stdout == "a"
+    assert results[1].stdout == f"{tmp_path}\nx=unset\nb-goes-on"
+    assert results[2].exit_status == 2 and results[2].stderr  # the shell's own complaint
+    assert results[3].exit_status == 3
+    assert len(results) == 4
+
+
+def test_folders_that_exist_cost_no_mkdir(tmp_path: Path) -> None:
+    """The release dirs, the meta dir of the release log: made on a host's first deployment,
+    then only checked (a test, no process)."""
+    layout = Layout(str(tmp_path / "app"))
+    with_mkdir = only_on_path(tmp_path, "sh", "mkdir")
+    first = sh(f"{layout.prepare_dirs()} && {layout.log_release({'release': 'r1'})}", with_mkdir)
+    assert first.returncode == 0, first.stderr
+    only_sh = str(tmp_path / "only-sh")
+    Path(only_sh).mkdir()
+    Path(only_sh, "sh").symlink_to(shutil.which("sh") or "")
+    again = sh(f"{layout.prepare_dirs()} && {layout.log_release({'release': 'r2'})}", only_sh)
+    assert again.returncode == 0, again.stderr
+    assert Path(layout.release_log).read_text().count("release") == 2
+    assert Path(layout.meta, "backups").is_dir() and Path(layout.shared).is_dir()
