@@ -234,6 +234,9 @@ def test_shell_text_is_built_only_from_quoted_values() -> None:
         "self.update_mirror(repository)",  # q(self.mirror), q(repository)
         "replace",  # q(marker), q(current), q(rel)
         "guard",  # " ".join(q(k) for k in keep)
+        "present",  # ensure_dirs: " && ".join of [ -d q(p) ]
+        "' '.join((q(p) for p in paths))",
+        "ensure_dirs(self.meta)",  # its words through q()
     }
     layout = unquoted_interpolations(ROOT / "backend" / "engine" / "layout.py", fragments)
     assert layout == []

@@ -53,7 +53,7 @@ class Layout(HostPaths):
     # -- preparing a release (the live release is untouched) -------------------------------
 
     def prepare_dirs(self) -> str:
-        return ensure_dirs(self.releases, self.shared, f"{self.meta}/backups")
+        return ensure_dirs(self.releases, self.shared, posixpath.join(self.meta, "backups"))
 
     def update_mirror(self, repository: str) -> str:
         mirror = q(self.mirror)
