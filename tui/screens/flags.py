@@ -22,6 +22,7 @@ class FlagsScreen(Screen[None]):
         Binding("escape,f", "app.pop_screen", "Back"),
     ]
     AUTO_FOCUS = "#all-flags"
+    DRAWS_STATE: ClassVar[bool] = True  # the app's clock and feed draw on it
 
     def __init__(self, *, watch: bool = False) -> None:
         super().__init__(id="flags-screen")

@@ -44,6 +44,7 @@ class RoomScreen(Screen[None]):
     ]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]  # type: ignore[misc]
     AUTO_FOCUS = "#log"
+    DRAWS_STATE: ClassVar[bool] = True  # the app's clock, feed and graphs draw on it
 
     def __init__(
         self,
