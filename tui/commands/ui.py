@@ -12,7 +12,6 @@ from pathlib import Path
 
 import click
 
-from ..startup import hold_gc
 from .common import EXIT_USAGE, F, config_option, fail, load_or_exit
 
 THEME_HELP = (
@@ -100,7 +99,6 @@ def ui(
     (the lock and the journal stay: `portal-ops resume ID` or `portal-ops rollback ID`).
     """
     _need_terminal("ui")
-    hold_gc()  # until the first frame (tui/startup.py)
     _environment(fps, watch=False)
     config = load_or_exit(config_path)
     theme = theme or config.ui.theme
@@ -146,7 +144,6 @@ def watch(
     when it starts. Deploy, rollback and flag changes are absent in this mode.
     """
     _need_terminal("watch")
-    hold_gc()  # until the first frame (tui/startup.py)
     _environment(fps, watch=True)
     config = None
     if config_path or Path("portal-ops.toml").exists():
