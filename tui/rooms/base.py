@@ -82,6 +82,7 @@ class RoomApp(App[int]):
         load_flags: bool = True,
         live_health: bool = True,
         keymap: dict[str, str] | None = None,
+        check_unfinished: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
@@ -98,6 +99,7 @@ class RoomApp(App[int]):
         self.flag_service = flag_service
         self.load_flags = load_flags
         self.live_health = live_health
+        self.check_unfinished = check_unfinished  # the CLI's crash warning, given here
         from ..keymap import keymap_for
 
         keys = keymap if keymap is not None else (config.ui.keys if config is not None else {})
@@ -205,10 +207,28 @@ class RoomApp(App[int]):
         self._start_publisher()
         self._load_notifier()
         self._start_live_health()
+        if self.check_unfinished and self.config is not None:
+            self.run_worker(
+                self._warn_unfinished, thread=True, name="crash-warning", exit_on_error=False
+            )
         self.background_started = True
         from ..startup import release_gc
 
         release_gc()  # held since the launch (tui/startup.py)
+
+    def _warn_unfinished(self) -> None:
+        """A thread: the crash warning `portal-ops deploy` prints (a deployment whose process
+        died holds the lock; the hosts say where it stopped), as a toast. Read before the
+        first frame, it held the room back until every host answered, and printed before
+        the full screen, it stayed hidden until the room closed."""
+        from ..commands.common import unfinished_warnings
+
+        assert self.config is not None
+        for line in unfinished_warnings(self.config, self.journal):
+            with contextlib.suppress(RuntimeError):  # the room closed meanwhile
+                self.call_from_thread(
+                    self.notify, line.removeprefix("portal-ops: "), severity="warning", timeout=60
+                )
 
     def _start_live_health(self) -> None:
         """Sample the portal's sources in this room, deployment or not (tui/health.py)."""
