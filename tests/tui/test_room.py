@@ -239,3 +239,21 @@ def test_docs_list_every_binding_from_the_registry() -> None:
     start = doc.index("<!-- bindings:start -->") + len("<!-- bindings:start -->")
     end = doc.index("<!-- bindings:end -->")
     assert doc[start:end].strip() == markdown(), "run: python -m tui.actions, paste into docs"
+
+
+async def test_theme_key_draws_what_opening_in_that_theme_draws(room: Room) -> None:
+    """`t` restyles the panes' own coloured content (table cells, graph lines) in the same
+    pass as Textual's restyle: the screen is the one a room opened in that theme shows."""
+
+    async def screen_of(app: RoomApp, press: bool) -> str:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await settled(pilot)
+            if press:
+                await pilot.press("t")
+                app.clear_notifications()
+                await settled(pilot)
+            return app.export_screenshot(title="room")
+
+    pressed = await screen_of(room("mid"), press=True)
+    opened = await screen_of(room("mid", theme="portal-light"), press=False)
+    assert pressed == opened

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, ClassVar
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenError, SystemCommand
 from textual.command import Provider
 from textual.screen import Screen
 from textual.widget import Widget
@@ -182,7 +182,6 @@ class RoomApp(App[int]):
 
     def on_mount(self) -> None:
         self._apply_theme(self.requested_theme or DEFAULT_THEME)  # a no-op unless unknown
-        self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
         self.bridge = Bridge(
@@ -409,13 +408,31 @@ class RoomApp(App[int]):
             health, self.clock(), state.marks, live=state.health_live
         )
 
-    def _theme_changed(self, _theme: Any) -> None:
+    def refresh_css(self, animate: bool = True) -> None:
+        """Textual's (a new theme: every rule re-applied, the screen repainted), with the
+        panes' own theme-coloured content (table cells styled from component classes, graph
+        lines) redrawn between the restyle and the repaint, so one repaint shows it all.
+        Redrawn after it (on the theme signal), tables and graphs were painted twice per
+        `t`. The steps are Textual 8's ``App.refresh_css``."""
         if not self.room.ready:
+            super().refresh_css(animate)
             return
-        for screen in self._drawing_screens():
+        stylesheet = self.stylesheet
+        stylesheet.set_variables(self.get_css_variables())
+        stylesheet.reparse()
+        stylesheet.update(self, animate=animate)
+        for screen in self.screen_stack:
+            if screen is not self.screen:
+                stylesheet.update(screen, animate=animate)
+                screen._css_update_count = self._css_update_count
+        for screen in self._drawing_screens():  # their component styles are the new ones now
             screen.restyle()
         self._graphed = None
         self._redraw_graphs()
+        with contextlib.suppress(ScreenError):
+            if self.screen.is_mounted:
+                self.screen._refresh_layout(self.size)
+                self.screen._css_update_count = self._css_update_count
 
     async def wait_caught_up(self, timeout: float = 10.0) -> None:
         """For tests and scripts: the history is shown and the feed is live."""
