@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Unpack
 
+from rich.text import Text
 from textual.app import ComposeResult, RenderResult
 from textual.color import Color
 from textual.containers import Horizontal, Vertical
@@ -51,11 +52,36 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
 
 
 class HealthPlot(PlotextPlot):
-    """A PlotextPlot that follows 16-colour themes (plotext's own "clear" theme there)."""
+    """A PlotextPlot that follows 16-colour themes (plotext's own "clear" theme there), and
+    builds its picture only when its data, size or theme changed.
+
+    Textual asks a widget to render again whenever the screen repaints it: a dialog or the
+    help opening over the room, a zoom, a focus move. plotext builds the whole plot in
+    Python each time (~10-25 ms a graph), so three graphs made most of those keys' cost
+    while drawing the same picture."""
+
+    def __init__(self, **kwargs: Unpack[WidgetOptions]) -> None:
+        super().__init__(**kwargs)
+        self._version = 0  # bumped by :meth:`changed`
+        self._built: tuple[object, Text] | None = None
+
+    def changed(self) -> None:
+        """The plot's data or decorations changed: build it again on the next render."""
+        self._version += 1
+        self.refresh()
+
+    def _register_theme(self, app_theme_name: str) -> None:
+        self._version += 1  # plotext's colours for the new theme: a new picture
+        super()._register_theme(app_theme_name)
 
     def render(self) -> RenderResult:
         self.theme = "clear" if self.app.current_theme.name.startswith("ansi") else "auto"
-        return super().render()
+        key = (self._version, self.size, self.app.theme, self.theme)
+        if self._built is None or self._built[0] != key:
+            built = super().render()
+            assert isinstance(built, Text)
+            self._built = (key, built)
+        return self._built[1].copy()
 
     def on_resize(self) -> None:
         for graphs in self.ancestors_with_self:
@@ -222,7 +248,7 @@ class HealthGraphs(Vertical, can_focus=True):
         plt.xlim(x0, x1)
         plt.ylim(0, top)
         plt.xlabel("seconds before now")
-        graph.refresh()
+        graph.changed()
 
     def _canvas(self, colors: dict[str, str]) -> str | tuple[int, int, int]:
         """The plot's background, so labels drawn over the canvas do not show a box."""
@@ -256,7 +282,7 @@ class HealthGraphs(Vertical, can_focus=True):
             plt.ylim(0, max(max(p[1] for p in points) * 1.2, 0.1))
         else:
             plt.ylim(0, 1)
-        graph.refresh()
+        graph.changed()
 
     def strip(self, data: Sequence[Sample]) -> Content:
         """``p95 184 ms ▂▃▅▇ · err 0.12% · 143 req/s``: the graphs in one line."""
