@@ -1,7 +1,7 @@
 """What the control room's first frame must not wait for: the heavy libraries that only a
 deployment, a notification or a live sample needs (their imports cost ~0.5 s of CPU), the
-engine (built once the first frame is painted), and the screens and dialogs no key has
-opened yet."""
+engine (built once the first frame is painted), the screens and dialogs no key has opened
+yet, and plotext (the graphs are mounted once the first frame is painted)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ LATER_ROOM = (
     "tui.screens.help",
     "tui.screens.host",
     "tui.screens.detail",
+    "plotext",
+    "textual_plotext",
 )
 
 BUILD_ROOM = """

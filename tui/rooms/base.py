@@ -210,6 +210,8 @@ class RoomApp(App[int]):
             self.run_worker(
                 self._warn_unfinished, thread=True, name="crash-warning", exit_on_error=False
             )
+        if self.room.ready:
+            self.call_later(self.room.query_one(HealthGraphs).mount_plots)
         self.background_started = True
         from ..startup import release_gc
 
@@ -457,6 +459,8 @@ class RoomApp(App[int]):
             return "the graphs are not drawn yet"
         found = self.room.query(HealthGraphs) if self.room.ready else None
         graphs = found.first() if found else None  # none while the room is torn down
+        if graphs is not None and not graphs.plots_ready:
+            return "the graphs are not mounted yet"
         if (
             graphs is not None
             and graphs.region.area > 0  # a zoomed pane hides them

@@ -55,8 +55,9 @@ class FlagsScreen(Screen[None]):
 
     def restyle(self) -> None:
         self.query_one(FlagTable)._rows = {}
-        if self.drawn is not None:
-            self.show(self.drawn, 0.0, force=True)
+        if self.drawn is not None:  # at the app's time: ages stay right
+            clock = getattr(self.app, "clock", None)
+            self.show(self.drawn, clock() if clock else 0.0, force=True)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._detail()

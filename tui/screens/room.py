@@ -130,8 +130,9 @@ class RoomScreen(Screen[None]):
         for table in self.query(HostTable).results(), self.query(FlagTable).results():
             for widget in table:
                 widget._rows = {}
-        if self.drawn is not None:
-            self.show(self.drawn, now=0.0, force=True)
+        if self.drawn is not None:  # at the app's time: elapsed and ages stay right
+            clock = getattr(self.app, "clock", None)
+            self.show(self.drawn, now=clock() if clock else 0.0, force=True)
 
     # -- the log ----------------------------------------------------------------------
 
