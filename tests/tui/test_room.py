@@ -257,3 +257,32 @@ async def test_theme_key_draws_what_opening_in_that_theme_draws(room: Room) -> N
     pressed = await screen_of(room("mid"), press=True)
     opened = await screen_of(room("mid", theme="portal-light"), press=False)
     assert pressed == opened
+
+
+async def test_flags_screen_kept_between_opens_shows_the_newest_flags(room: Room) -> None:
+    """`f` builds the flags screen once and keeps it when closed; opened again it shows
+    what changed while it was hidden, not what it showed last."""
+    from dataclasses import replace
+
+    from tui.widgets.tables import FlagTable
+
+    app = room("mid")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settled(pilot)
+        await pilot.press("f")
+        await settled(pilot)
+        first = app.screen
+        assert isinstance(first, FlagsScreen)
+        await pilot.press("escape")
+        await settled(pilot)
+        flags = list(app.state.flags)
+        renamed = (replace(flags[0], name="renamed-while-hidden"), *flags[1:])
+        assert app.bridge is not None
+        app.bridge.apply(lambda state: replace(state, flags=renamed))
+        app.bridge.flush()
+        await settled(pilot)
+        await pilot.press("f")
+        await settled(pilot)
+        assert app.screen is first  # the same screen, shown again
+        table = first.query_one(FlagTable)
+        assert table.get_row_at(0)[0].plain == "renamed-while-hidden"

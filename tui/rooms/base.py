@@ -588,14 +588,16 @@ class RoomApp(App[int]):
         if isinstance(self.screen, FlagsScreen):
             self.pop_screen()
             return
-        self.push_screen(FlagsScreen(watch=self.WATCH))
+        if not self.is_screen_installed("flags"):  # built once, kept when closed: `f` again
+            self.install_screen(FlagsScreen(watch=self.WATCH), name="flags")  # only shows it
+        self.push_screen("flags")
         self.call_after_refresh(self._draw_flags_screen)
 
     def _draw_flags_screen(self) -> None:
         from ..screens.flags import FlagsScreen
 
         if isinstance(self.screen, FlagsScreen):
-            self.screen.show(self.state, self.clock(), force=True)
+            self.screen.redraw(self.state, self.clock())
 
     def action_filter_log(self) -> None:
         self.room.open_filter()

@@ -53,6 +53,12 @@ class FlagsScreen(Screen[None]):
         if self.drawn is not None:
             self.query_one(DeployHeader).show(self.drawn, now)
 
+    def redraw(self, state: RoomState, now: float) -> None:
+        """Everything again: the state and the theme may have changed while it was hidden
+        (the room keeps this screen when it is closed)."""
+        self.query_one(FlagTable)._rows = {}
+        self.show(state, now, force=True)
+
     def restyle(self) -> None:
         self.query_one(FlagTable)._rows = {}
         if self.drawn is not None:  # at the app's time: ages stay right
