@@ -13,7 +13,8 @@ The key is sent as Pilot sends it, without ``Pilot.press``'s own waits (two 20 m
 guessing idleness from CPU time: they measured Pilot, not the room). The wait polls every
 millisecond, so it neither spins the CPU it measures nor starves the room's threads.
 Before the first key the room has finished its start-up work (flag listing, notifier,
-publisher, live health): a key never pays for it. Keys that open a screen are closed again
+publisher, live health), and garbage collection is set up as `portal-ops ui` has it (held
+until the first frame, then the launch's objects frozen out of later collections). Keys that open a screen are closed again
 (escape) before the next. Best and median of N rounds, in wall time and in CPU time of this
 process; `t` (theme) is also listed per theme. Run by hand, on a quiet machine:
 
@@ -124,6 +125,12 @@ async def measure(
 
     out: Timings = {k: [] for k, _ in keys}
     themes: dict[str, list[float]] = {}
+    try:  # as `portal-ops ui` launches it: collection held until the first frame, then frozen
+        from tui.startup import hold_gc
+    except ImportError:  # a checkout from before tui/startup.py
+        pass
+    else:
+        hold_gc()
     with tempfile.TemporaryDirectory() as tmp:
         app = build_room(Path(tmp) / "journal.db", "rollback")
         async with app.run_test(size=size):
