@@ -286,3 +286,23 @@ async def test_flags_screen_kept_between_opens_shows_the_newest_flags(room: Room
         assert app.screen is first  # the same screen, shown again
         table = first.query_one(FlagTable)
         assert table.get_row_at(0)[0].plain == "renamed-while-hidden"
+
+
+async def test_flags_screen_kept_between_opens_follows_a_theme_change(room: Room) -> None:
+    """A theme changed while the kept flags screen was hidden: opened again, it draws
+    what a room opened in that theme draws (cells styled from the new theme)."""
+
+    async def flags_screen(app: RoomApp, keys: tuple[str, ...]) -> str:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await settled(pilot)
+            for key in keys:
+                await pilot.press(key)
+                await settled(pilot)
+            app.clear_notifications()
+            await settled(pilot)
+            assert isinstance(app.screen, FlagsScreen)
+            return app.export_screenshot(title="flags")
+
+    changed = await flags_screen(room("mid"), ("f", "escape", "t", "f"))
+    opened = await flags_screen(room("mid", theme="portal-light"), ("f",))
+    assert changed == opened

@@ -28,6 +28,7 @@ class FlagsScreen(Screen[None]):
         super().__init__(id="flags-screen")
         self.watch_mode = watch
         self.drawn: RoomState | None = None
+        self._drawn_theme: str | None = None  # the theme its cells were styled from
 
     def compose(self) -> ComposeResult:
         yield DeployHeader(id="flags-header", watch=self.watch_mode)
@@ -56,7 +57,9 @@ class FlagsScreen(Screen[None]):
     def redraw(self, state: RoomState, now: float) -> None:
         """Everything again: the state and the theme may have changed while it was hidden
         (the room keeps this screen when it is closed)."""
-        self.query_one(FlagTable)._rows = {}
+        if self._drawn_theme != self.app.theme:  # cells styled from another theme
+            self.query_one(FlagTable)._rows = {}
+            self._drawn_theme = self.app.theme
         self.show(state, now, force=True)
 
     def restyle(self) -> None:
