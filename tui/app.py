@@ -14,9 +14,11 @@ the room's view model and reducer in tui/viewmodel.py and tui/state.py.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from backend.config import Config
+from backend.events import EventBus
 from backend.journal import Journal
 
 from .actions import ACTIONS
@@ -24,6 +26,7 @@ from .palette import ActionCommands
 from .rooms.base import RoomApp
 from .rooms.operator import OperatorRoom
 from .rooms.watch import WatchRoom, watch_feed
+from .startup import release_gc
 
 __all__ = [
     "ActionCommands",
@@ -66,10 +69,23 @@ def make_room(
             **options,
         )
     if engine is None and config is not None:
-        from backend.engine import Engine
-
-        engine = Engine(config, journal=journal)
+        # built once the first frame is painted: the room needs only its bus before that
+        bus = EventBus()
+        return OperatorRoom(
+            config,
+            engine_factory=partial(_engine, config, journal, bus),
+            bus=bus,
+            journal=journal,
+            theme=theme,
+            **options,
+        )
     return OperatorRoom(config, engine=engine, journal=journal, theme=theme, **options)
+
+
+def _engine(config: Config, journal: Journal, bus: EventBus) -> Any:
+    from backend.engine import Engine
+
+    return Engine(config, journal=journal, bus=bus)
 
 
 def run_control_room(
@@ -101,6 +117,7 @@ def run_control_room(
         code = app.run()
         return int(code or 0)
     finally:
+        release_gc()  # if the room stopped before its first frame
         if on_exit is not None:
             on_exit()
 

@@ -94,6 +94,10 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in COMMANDS:
+            if name in ("ui", "watch") and sys.stdin.isatty() and sys.stdout.isatty():
+                from .startup import hold_gc
+
+                hold_gc()  # until the room's first frame, imports included (tui/startup.py)
             module, attr = COMMANDS[name].target.split(":")
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)

@@ -239,3 +239,70 @@ def test_docs_list_every_binding_from_the_registry() -> None:
     start = doc.index("<!-- bindings:start -->") + len("<!-- bindings:start -->")
     end = doc.index("<!-- bindings:end -->")
     assert doc[start:end].strip() == markdown(), "run: python -m tui.actions, paste into docs"
+
+
+async def test_theme_key_draws_what_opening_in_that_theme_draws(room: Room) -> None:
+    """`t` restyles the panes' own coloured content (table cells, graph lines) in the same
+    pass as Textual's restyle: the screen is the one a room opened in that theme shows."""
+
+    async def screen_of(app: RoomApp, press: bool) -> str:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await settled(pilot)
+            if press:
+                await pilot.press("t")
+                app.clear_notifications()
+                await settled(pilot)
+            return app.export_screenshot(title="room")
+
+    pressed = await screen_of(room("mid"), press=True)
+    opened = await screen_of(room("mid", theme="portal-light"), press=False)
+    assert pressed == opened
+
+
+async def test_flags_screen_kept_between_opens_shows_the_newest_flags(room: Room) -> None:
+    """`f` builds the flags screen once and keeps it when closed; opened again it shows
+    what changed while it was hidden, not what it showed last."""
+    from dataclasses import replace
+
+    from tui.widgets.tables import FlagTable
+
+    app = room("mid")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settled(pilot)
+        await pilot.press("f")
+        await settled(pilot)
+        first = app.screen
+        assert isinstance(first, FlagsScreen)
+        await pilot.press("escape")
+        await settled(pilot)
+        flags = list(app.state.flags)
+        renamed = (replace(flags[0], name="renamed-while-hidden"), *flags[1:])
+        assert app.bridge is not None
+        app.bridge.apply(lambda state: replace(state, flags=renamed))
+        app.bridge.flush()
+        await settled(pilot)
+        await pilot.press("f")
+        await settled(pilot)
+        assert app.screen is first  # the same screen, shown again
+        table = first.query_one(FlagTable)
+        assert table.get_row_at(0)[0].plain == "renamed-while-hidden"
+
+
+async def test_flags_screen_kept_between_opens_follows_a_theme_change(room: Room) -> None:
+    """A theme changed while the kept flags screen was hidden: opened again, it draws
+    what a room opened in that theme draws (cells styled from the new theme)."""
+
+    async def flags_screen(app: RoomApp, keys: tuple[str, ...]) -> str:
+        async with app.run_test(size=(120, 36)) as pilot:
+            await settled(pilot)
+            for key in keys:
+                await pilot.press(key)
+                await settled(pilot)
+            app.clear_notifications()
+            await settled(pilot)
+            assert isinstance(app.screen, FlagsScreen)
+            return app.export_screenshot(title="flags")
+
+    changed = await flags_screen(room("mid"), ("f", "escape", "t", "f"))
+    opened = await flags_screen(room("mid", theme="portal-light"), ("f",))
+    assert changed == opened

@@ -167,9 +167,10 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
-def load_or_exit(config_path: str | None) -> Config:
+def load_or_exit(config_path: str | None, *, warn: bool = True) -> Config:
     """Load the config (overlay and ``--hosts``/``--roles`` applied) or print every problem
-    in it and exit 2."""
+    in it and exit 2. ``warn=False``: no crash warning here (the control room gives it once
+    its first frame is painted)."""
     ctx = click.get_current_context(silent=True)
     fleet = (ctx.meta.get(_FLEET_META) if ctx is not None else None) or {}
     try:
@@ -191,7 +192,8 @@ def load_or_exit(config_path: str | None) -> Config:
         config = limit_hosts(config, split(fleet.get("hosts")), split(fleet.get("roles")))
     except LimitError as exc:
         fail(str(exc))
-    warn_unfinished(config)
+    if warn:
+        warn_unfinished(config)
     return config
 
 
@@ -206,15 +208,22 @@ def warn_unfinished(config: Config) -> None:
     different releases, some drained. The hosts' records say which, so the warning names
     the switched and drained hosts from any machine; this machine's journal only tells which
     of its own runs died, and so when to look."""
+    for line in unfinished_warnings(config):
+        click.echo(line, err=True)
+
+
+def unfinished_warnings(config: Config, journal: Journal | None = None) -> list[str]:
+    """The lines of :func:`warn_unfinished` (the control room shows them in the room)."""
     try:
-        journal = open_journal(config)
+        journal = journal or open_journal(config)
         stale = journal.abandoned(config.portal.name)
     except Exception:  # the warning must never stop a command
-        return
+        return []
     context = click.get_current_context(silent=True)
     command = context.info_name if context is not None else None
     if not stale and command not in HOST_WARNING_COMMANDS:
-        return
+        return []
+    lines: list[str] = []
     from backend.engine.rollback import unfinished_on_hosts
 
     dead = {str(row["id"]): row for row in stale}
@@ -235,17 +244,21 @@ def warn_unfinished(config: Config) -> None:
                 if row is not None
                 else f"started by {view.operator or '?'} on {view.machine or '?'}"
             )
-            _warn(
-                view.deployment_id,
-                f"did not finish ({who}; {view.status} on the hosts at phase {view.number},"
-                f" {view.phase})",
-                view.live_on,
-                view.drained,
+            lines.append(
+                _warning(
+                    view.deployment_id,
+                    f"did not finish ({who}; {view.status} on the hosts at phase {view.number},"
+                    f" {view.phase})",
+                    view.live_on,
+                    view.drained,
+                )
             )
     for row in dead.values():  # the hosts could not be read: what this journal recorded
         checkpoint = journal.last_checkpoint(row["id"])
         switched = list(checkpoint.get("switched") or [])
-        _warn(row["id"], f"did not finish (its process {row.get('pid')} is gone)", switched, None)
+        what = f"did not finish (its process {row.get('pid')} is gone)"
+        lines.append(_warning(row["id"], what, switched, None))
+    return lines
 
 
 def _machine() -> str:
@@ -254,16 +267,15 @@ def _machine() -> str:
     return current_operator().host
 
 
-def _warn(deployment_id: str, what: str, switched: list[str], drained: list[str] | None) -> None:
+def _warning(deployment_id: str, what: str, switched: list[str], drained: list[str] | None) -> str:
     parts = [f"portal-ops: deployment {deployment_id} {what}; its deploy lock is still held"]
     parts.append("switched: " + (", ".join(switched) if switched else "none"))
     if drained is not None:
         parts.append("drained: " + (", ".join(drained) if drained else "none"))
-    click.echo(
+    return (
         "; ".join(parts)
         + f". Continue: portal-ops resume {deployment_id}  |  undo: portal-ops rollback"
-        f" {deployment_id}",
-        err=True,
+        f" {deployment_id}"
     )
 
 

@@ -100,7 +100,7 @@ def ui(
     """
     _need_terminal("ui")
     _environment(fps, watch=False)
-    config = load_or_exit(config_path)
+    config = load_or_exit(config_path, warn=False)  # the room warns, after its first frame
     theme = theme or config.ui.theme
     _check_theme(theme)
     from tui.app import run_control_room
@@ -109,6 +109,7 @@ def ui(
         code = run_control_room(
             config,
             theme=theme,
+            check_unfinished=True,
             graph_interval=refresh,
             max_log_lines=max_log_lines,
             flush_interval=_flush_interval(fps),
@@ -147,7 +148,7 @@ def watch(
     _environment(fps, watch=True)
     config = None
     if config_path or Path("portal-ops.toml").exists():
-        config = load_or_exit(config_path)
+        config = load_or_exit(config_path, warn=False)  # the room warns, after its first frame
         theme = theme or config.ui.theme
     _check_theme(theme)
     from tui.app import run_control_room
@@ -158,6 +159,7 @@ def watch(
             watch=True,
             deployment_id=deployment_id,
             theme=theme,
+            check_unfinished=config is not None,
             source=source,
             graph_interval=refresh,
             max_log_lines=max_log_lines,

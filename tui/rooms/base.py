@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, ClassVar
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenError, SystemCommand
 from textual.command import Provider
 from textual.screen import Screen
 from textual.widget import Widget
@@ -24,6 +24,7 @@ from textual.widgets import DataTable
 from textual.worker import Worker
 
 from backend.config import Config
+from backend.events import EventBus
 from backend.feed import BusFeed, Feed, JournalFeed, journal_history, stream_key
 from backend.journal import Journal
 from themes import CYCLE, DEFAULT_THEME, STYLESHEET, THEMES, derive_variables
@@ -32,9 +33,6 @@ from ..actions import DANGEROUS_NAMES, Action, available
 from ..bridge import DEFAULT_FLUSH_INTERVAL, Bridge
 from ..messages import FeedCaughtUp, FeedFailed, LogLines, RoomChanged, RunFinished
 from ..palette import ActionCommands
-from ..screens.confirm import ConfirmQuit
-from ..screens.flags import FlagsScreen
-from ..screens.help import HelpScreen
 from ..screens.room import RoomScreen
 from ..state import HostView, RoomState, reduce, with_flags
 from ..widgets.graphs import HealthGraphs
@@ -69,6 +67,8 @@ class RoomApp(App[int]):
         config: Config | None = None,
         *,
         engine: Any = None,
+        engine_factory: Callable[[], Any] | None = None,
+        bus: EventBus | None = None,
         journal: Journal | None = None,
         feed: Feed | None = None,
         flag_service: Any = None,
@@ -82,10 +82,13 @@ class RoomApp(App[int]):
         load_flags: bool = True,
         live_health: bool = True,
         keymap: dict[str, str] | None = None,
+        check_unfinished: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
-        self.engine = engine
+        self._engine = engine
+        self._engine_factory = engine_factory if engine is None else None
+        self.bus: EventBus | None = engine.bus if engine is not None else bus
         self.journal = journal or (engine.journal if engine is not None else None)
         self.deployment_id = deployment_id
         self.clock = clock
@@ -96,6 +99,7 @@ class RoomApp(App[int]):
         self.flag_service = flag_service
         self.load_flags = load_flags
         self.live_health = live_health
+        self.check_unfinished = check_unfinished  # the CLI's crash warning, given here
         from ..keymap import keymap_for
 
         keys = keymap if keymap is not None else (config.ui.keys if config is not None else {})
@@ -129,6 +133,24 @@ class RoomApp(App[int]):
     def available_actions(self) -> tuple[Action, ...]:
         return available(self.WATCH)
 
+    @property
+    def engine(self) -> Any:
+        """The :class:`backend.engine.Engine` this room drives (None: a watcher's room).
+
+        ``portal-ops ui`` passes a factory: importing and building the engine (~40 ms of
+        CPU) waits until the first frame is painted (:meth:`_after_first_frame`), or until
+        an action needs it, whichever comes first."""
+        if self._engine is None and self._engine_factory is not None:
+            factory, self._engine_factory = self._engine_factory, None
+            self._engine = factory()
+            self.bus = self._engine.bus
+        return self._engine
+
+    @property
+    def has_engine(self) -> bool:
+        """Whether this room drives an engine, without building it."""
+        return self._engine is not None or self._engine_factory is not None
+
     def get_default_screen(self) -> Screen[Any]:
         return self.room
 
@@ -160,7 +182,6 @@ class RoomApp(App[int]):
 
     def on_mount(self) -> None:
         self._apply_theme(self.requested_theme or DEFAULT_THEME)  # a no-op unless unknown
-        self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
         self.bridge = Bridge(
@@ -172,17 +193,43 @@ class RoomApp(App[int]):
         self.call_after_refresh(self._after_first_frame)
 
     def _after_first_frame(self) -> None:
-        """What the first frame does not need, started once it is painted: the flag listing
-        (flags, Redis), the Redis publisher, live health (httpx, prometheus_client) and the
-        notifier (Jinja2, Apprise). Started in on_mount, their imports and threads held the
-        first frame back by ~0.2 s of CPU."""
+        """What the first frame does not need, started once it is painted: the engine
+        (``portal-ops ui`` passes a factory), the flag listing (flags, Redis), the Redis
+        publisher, live health (httpx, prometheus_client) and the notifier (Jinja2,
+        Apprise). Started in on_mount, their imports and threads held the first frame back
+        by ~0.25 s of CPU. Garbage collection, paused for the launch, resumes here."""
+        if self.has_engine:
+            self.engine  # noqa: B018  # built before anything emits on its bus (the journal)
         if self.load_flags and self.config is not None:
             self._refresh_flags()
             self.set_interval(FLAG_REFRESH_SECONDS, self._refresh_flags)
         self._start_publisher()
         self._load_notifier()
         self._start_live_health()
+        if self.check_unfinished and self.config is not None:
+            self.run_worker(
+                self._warn_unfinished, thread=True, name="crash-warning", exit_on_error=False
+            )
+        if self.room.ready:
+            self.call_later(self.room.query_one(HealthGraphs).mount_plots)
         self.background_started = True
+        from ..startup import release_gc
+
+        release_gc()  # held since the launch (tui/startup.py)
+
+    def _warn_unfinished(self) -> None:
+        """A thread: the crash warning `portal-ops deploy` prints (a deployment whose process
+        died holds the lock; the hosts say where it stopped), as a toast. Read before the
+        first frame, it held the room back until every host answered, and printed before
+        the full screen, it stayed hidden until the room closed."""
+        from ..commands.common import unfinished_warnings
+
+        assert self.config is not None
+        for line in unfinished_warnings(self.config, self.journal):
+            with contextlib.suppress(RuntimeError):  # the room closed meanwhile
+                self.call_from_thread(
+                    self.notify, line.removeprefix("portal-ops: "), severity="warning", timeout=60
+                )
 
     def _start_live_health(self) -> None:
         """Sample the portal's sources in this room, deployment or not (tui/health.py)."""
@@ -191,7 +238,7 @@ class RoomApp(App[int]):
         from ..health import LiveHealth
 
         hosts: dict[str, Any] = {}
-        if self.engine is not None and self.config.monitor.access_log.enabled:
+        if self.has_engine and self.config.monitor.access_log.enabled:
             with contextlib.suppress(Exception):
                 hosts = self.engine.make_hosts()
         health = LiveHealth(self.config, self._live_sample, hosts=hosts)
@@ -215,17 +262,17 @@ class RoomApp(App[int]):
     def _make_feed(self) -> Feed:
         if self._feed is not None:
             return self._feed
-        if self.engine is not None:
+        if self.bus is not None:  # the engine's bus, built or not yet
             journal = self.journal
             history = partial(journal_history, journal) if journal is not None else ()
-            return BusFeed(self.engine.bus, history=history)
+            return BusFeed(self.bus, history=history)
         if self.journal is None:
             raise RuntimeError("the control room needs an engine, a journal or a feed")
         return JournalFeed(self.journal, self.deployment_id)
 
     def _start_publisher(self) -> None:
         """A room that runs the engine copies its events to Redis for remote watchers."""
-        if self.WATCH or self.engine is None or self.config is None or not self.config.redis.url:
+        if self.WATCH or not self.has_engine or self.config is None or not self.config.redis.url:
             return
         from backend.feed import RedisPublisher
 
@@ -238,7 +285,7 @@ class RoomApp(App[int]):
 
         Imported on the event loop it held back the first frame; a run started before the
         thread ends attaches it itself (``_start_run``), so no event goes unnotified."""
-        if self.WATCH or self.engine is None or self.config is None:
+        if self.WATCH or not self.has_engine or self.config is None:
             return
 
         def load() -> None:
@@ -251,7 +298,7 @@ class RoomApp(App[int]):
 
     def _start_notifier(self) -> None:
         """A room that runs the engine sends its notifications, like the CLI does."""
-        if self.WATCH or self.engine is None or self.config is None or self.notifier is not None:
+        if self.WATCH or not self.has_engine or self.config is None or self.notifier is not None:
             return
         from backend.notify import Notifier
 
@@ -317,7 +364,7 @@ class RoomApp(App[int]):
         return [
             s
             for s in self.screen_stack
-            if isinstance(s, RoomScreen | FlagsScreen)
+            if getattr(s, "DRAWS_STATE", False)
             and not (getattr(s, "_closing", False) or getattr(s, "_pruning", False))
             and not getattr(self, "_closing", False)
         ]
@@ -363,13 +410,31 @@ class RoomApp(App[int]):
             health, self.clock(), state.marks, live=state.health_live
         )
 
-    def _theme_changed(self, _theme: Any) -> None:
+    def refresh_css(self, animate: bool = True) -> None:
+        """Textual's (a new theme: every rule re-applied, the screen repainted), with the
+        panes' own theme-coloured content (table cells styled from component classes, graph
+        lines) redrawn between the restyle and the repaint, so one repaint shows it all.
+        Redrawn after it (on the theme signal), tables and graphs were painted twice per
+        `t`. The steps are Textual 8's ``App.refresh_css``."""
         if not self.room.ready:
+            super().refresh_css(animate)
             return
-        for screen in self._drawing_screens():
+        stylesheet = self.stylesheet
+        stylesheet.set_variables(self.get_css_variables())
+        stylesheet.reparse()
+        stylesheet.update(self, animate=animate)
+        for screen in self.screen_stack:
+            if screen is not self.screen:
+                stylesheet.update(screen, animate=animate)
+                screen._css_update_count = self._css_update_count
+        for screen in self._drawing_screens():  # their component styles are the new ones now
             screen.restyle()
         self._graphed = None
         self._redraw_graphs()
+        with contextlib.suppress(ScreenError):
+            if self.screen.is_mounted:
+                self.screen._refresh_layout(self.size)
+                self.screen._css_update_count = self._css_update_count
 
     async def wait_caught_up(self, timeout: float = 10.0) -> None:
         """For tests and scripts: the history is shown and the feed is live."""
@@ -394,6 +459,8 @@ class RoomApp(App[int]):
             return "the graphs are not drawn yet"
         found = self.room.query(HealthGraphs) if self.room.ready else None
         graphs = found.first() if found else None  # none while the room is torn down
+        if graphs is not None and not graphs.plots_ready:
+            return "the graphs are not mounted yet"
         if (
             graphs is not None
             and graphs.region.area > 0  # a zoomed pane hides them
@@ -431,7 +498,7 @@ class RoomApp(App[int]):
         """Why an action cannot run right now (None: it can). Shown in help and toasts."""
         if self.WATCH and name in DANGEROUS_NAMES:
             return "read-only watch mode"
-        if name in ("deploy", "rollback", "pause_rollout") and self.engine is None:
+        if name in ("deploy", "rollback", "pause_rollout") and not self.has_engine:
             return "no engine in this room"
         if name == "deploy" and (self.engine_running or self.state.running):
             return "a deployment or rollback is running"
@@ -516,15 +583,21 @@ class RoomApp(App[int]):
         screen.maximize(widget, container=False)
 
     def action_show_flags(self) -> None:
+        from ..screens.flags import FlagsScreen
+
         if isinstance(self.screen, FlagsScreen):
             self.pop_screen()
             return
-        self.push_screen(FlagsScreen(watch=self.WATCH))
+        if not self.is_screen_installed("flags"):  # built once, kept when closed: `f` again
+            self.install_screen(FlagsScreen(watch=self.WATCH), name="flags")  # only shows it
+        self.push_screen("flags")
         self.call_after_refresh(self._draw_flags_screen)
 
     def _draw_flags_screen(self) -> None:
+        from ..screens.flags import FlagsScreen
+
         if isinstance(self.screen, FlagsScreen):
-            self.screen.show(self.state, self.clock(), force=True)
+            self.screen.redraw(self.state, self.clock())
 
     def action_filter_log(self) -> None:
         self.room.open_filter()
@@ -556,6 +629,8 @@ class RoomApp(App[int]):
         self.notify(f"theme: {self.theme}", timeout=2)
 
     def action_help(self) -> None:
+        from ..screens.help import HelpScreen
+
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(
@@ -569,6 +644,8 @@ class RoomApp(App[int]):
             self.exit(0)
             return
         assert self.engine_worker is not None
+        from ..screens.confirm import ConfirmQuit
+
         what = "rollback" if self.engine_worker.name == "rollback" else "deployment"
         dep = self.state.deployment
         self.push_screen(ConfirmQuit(dep.id if dep else "(starting)", what), self._quit_confirmed)

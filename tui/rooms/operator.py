@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.binding import BindingType
 
@@ -16,9 +16,11 @@ from backend.identity import current_operator
 
 from ..actions import available, bindings
 from ..messages import RunFinished
-from ..screens.confirm import ConfirmDeploy, ConfirmRollback, ReasonPrompt
 from ..widgets.tables import FlagTable
 from .base import RoomApp
+
+if TYPE_CHECKING:
+    from ..screens.confirm import ConfirmDeploy
 
 ROLLBACK_WHAT = (
     "The ten rollback phases run on {hosts}: declare the incident and take the lock, flags"
@@ -86,6 +88,8 @@ class OperatorRoom(RoomApp):
             + (f" in batches {' / '.join(config.rollout.batches)}" if config else "")
             + ". The plan below is every command a real run executes."
         )
+        from ..screens.confirm import ConfirmDeploy
+
         self.open_plan(ConfirmDeploy(summary, plan.render()))
 
     def open_plan(self, dialog: ConfirmDeploy) -> None:
@@ -109,6 +113,8 @@ class OperatorRoom(RoomApp):
         what = ROLLBACK_WHAT.format(hosts=", ".join(hosts) or "every host")
         if self.engine_running:
             what += " The deployment running in this room is cancelled first."
+        from ..screens.confirm import ConfirmRollback
+
         self.push_screen(ConfirmRollback(target, what), self._rollback_confirmed)
 
     def _rollback_confirmed(self, request: Any) -> None:
@@ -150,6 +156,8 @@ class OperatorRoom(RoomApp):
     def action_emergency_disable(self) -> None:
         if not self._allowed("emergency_disable"):
             return
+        from ..screens.confirm import ReasonPrompt
+
         self.push_screen(
             ReasonPrompt(
                 "Emergency-disable every flag?",

@@ -12,8 +12,6 @@ from backend.feed import Feed, JournalFeed, RedisFeed, stream_key
 from backend.journal import Journal
 
 from ..actions import DANGEROUS_KEYS, available, bindings
-from ..screens.flags import FlagsScreen
-from ..screens.room import RoomScreen
 from ..widgets.header import DeployHeader
 from .base import RoomApp
 
@@ -28,7 +26,7 @@ class WatchRoom(RoomApp):
 
     def on_key(self, event: Any) -> None:
         action = DANGEROUS_KEYS.get(event.key)
-        if action is None or not isinstance(self.screen, RoomScreen | FlagsScreen):
+        if action is None or not getattr(self.screen, "DRAWS_STATE", False):
             return
         event.stop()
         self.notify(

@@ -22,11 +22,13 @@ class FlagsScreen(Screen[None]):
         Binding("escape,f", "app.pop_screen", "Back"),
     ]
     AUTO_FOCUS = "#all-flags"
+    DRAWS_STATE: ClassVar[bool] = True  # the app's clock and feed draw on it
 
     def __init__(self, *, watch: bool = False) -> None:
         super().__init__(id="flags-screen")
         self.watch_mode = watch
         self.drawn: RoomState | None = None
+        self._drawn_theme: str | None = None  # the theme its cells were styled from
 
     def compose(self) -> ComposeResult:
         yield DeployHeader(id="flags-header", watch=self.watch_mode)
@@ -52,10 +54,19 @@ class FlagsScreen(Screen[None]):
         if self.drawn is not None:
             self.query_one(DeployHeader).show(self.drawn, now)
 
+    def redraw(self, state: RoomState, now: float) -> None:
+        """Everything again: the state and the theme may have changed while it was hidden
+        (the room keeps this screen when it is closed)."""
+        if self._drawn_theme != self.app.theme:  # cells styled from another theme
+            self.query_one(FlagTable)._rows = {}
+            self._drawn_theme = self.app.theme
+        self.show(state, now, force=True)
+
     def restyle(self) -> None:
         self.query_one(FlagTable)._rows = {}
-        if self.drawn is not None:
-            self.show(self.drawn, 0.0, force=True)
+        if self.drawn is not None:  # at the app's time: ages stay right
+            clock = getattr(self.app, "clock", None)
+            self.show(self.drawn, clock() if clock else 0.0, force=True)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._detail()

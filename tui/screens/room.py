@@ -44,6 +44,7 @@ class RoomScreen(Screen[None]):
     ]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (32, "-tall")]  # type: ignore[misc]
     AUTO_FOCUS = "#log"
+    DRAWS_STATE: ClassVar[bool] = True  # the app's clock, feed and graphs draw on it
 
     def __init__(
         self,
@@ -129,8 +130,9 @@ class RoomScreen(Screen[None]):
         for table in self.query(HostTable).results(), self.query(FlagTable).results():
             for widget in table:
                 widget._rows = {}
-        if self.drawn is not None:
-            self.show(self.drawn, now=0.0, force=True)
+        if self.drawn is not None:  # at the app's time: elapsed and ages stay right
+            clock = getattr(self.app, "clock", None)
+            self.show(self.drawn, now=clock() if clock else 0.0, force=True)
 
     # -- the log ----------------------------------------------------------------------
 

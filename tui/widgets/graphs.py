@@ -8,15 +8,17 @@ value, so the graphs read without colour.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Unpack
+from typing import Any, Unpack
 
+from rich.text import Text
 from textual.app import ComposeResult, RenderResult
 from textual.color import Color
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.widget import Widget
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
 
 from ..state import Sample
 from . import _format as fmt
@@ -50,18 +52,61 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1)))] for v in data)
 
 
-class HealthPlot(PlotextPlot):
-    """A PlotextPlot that follows 16-colour themes (plotext's own "clear" theme there)."""
+PLOTS = ("rt-graph", "err-graph", "rps-graph")
 
-    def render(self) -> RenderResult:
-        self.theme = "clear" if self.app.current_theme.name.startswith("ansi") else "auto"
-        return super().render()
 
-    def on_resize(self) -> None:
-        for graphs in self.ancestors_with_self:
-            if isinstance(graphs, HealthGraphs):
-                graphs.on_resize()
-                return
+@functools.cache
+def plot_class() -> type[Widget]:
+    """The graph widget (plotext's), defined on first use: importing plotext (~20 ms) and
+    building three graphs waits until the room's first frame is painted."""
+    from textual_plotext import PlotextPlot
+
+    class HealthPlot(PlotextPlot):
+        """A PlotextPlot that follows 16-colour themes (plotext's "clear" theme there),
+        and builds its picture only when its data, size or theme changed.
+
+        Textual asks a widget to render again whenever the screen repaints it: a dialog
+        or the help opening over the room, a zoom, a focus move. plotext builds the whole
+        plot in Python each time (~10-25 ms a graph), so three graphs made most of those
+        keys' cost while drawing the same picture."""
+
+        def __init__(self, **kwargs: Unpack[WidgetOptions]) -> None:
+            super().__init__(**kwargs)
+            self._version = 0  # bumped by :meth:`changed`
+            self._built: tuple[object, Text] | None = None
+
+        def changed(self) -> None:
+            """The plot's data or decorations changed: build it again when next drawn."""
+            self._version += 1
+            self.refresh()
+
+        def _register_theme(self, app_theme_name: str) -> None:
+            self._version += 1  # plotext's colours for the new theme: a new picture
+            super()._register_theme(app_theme_name)
+
+        def render(self) -> RenderResult:
+            ansi = self.app.current_theme.name.startswith("ansi")
+            self.theme = "clear" if ansi else "auto"
+            key = (self._version, self.size, self.app.theme, self.theme)
+            if self._built is None or self._built[0] != key:
+                built = super().render()
+                assert isinstance(built, Text)
+                self._built = (key, built)
+            return self._built[1].copy()
+
+        def on_resize(self) -> None:
+            for graphs in self.ancestors_with_self:
+                if isinstance(graphs, HealthGraphs):
+                    graphs.on_resize()
+                    return
+
+    return HealthPlot
+
+
+def __getattr__(name: str) -> Any:
+    if name == "HealthPlot":
+        return plot_class()
+    raise AttributeError(name)
 
 
 class HealthGraphs(Vertical, can_focus=True):
@@ -88,10 +133,11 @@ class HealthGraphs(Vertical, can_focus=True):
         self._strip: Content | None = None
         self.drawn_for: tuple[object, ...] | None = None  # the sizes the text was fitted to
         self._marks_given: tuple[tuple[float, str], ...] = ()
+        self.plots_ready = False  # placeholders until mount_plots (after the first frame)
 
     def fitted_sizes(self) -> tuple[object, ...]:
         """This widget's size and its graphs': titles and the strip are fitted to them."""
-        return (self.size, *(graph.size for graph in self.query(HealthPlot)))
+        return (self.size, *(graph.size for graph in self.query(".plot")))
 
     def on_resize(self) -> None:
         """A new size (a breakpoint, a zoom, the terminal) refits titles and the strip."""
@@ -99,11 +145,27 @@ class HealthGraphs(Vertical, can_focus=True):
             self.plot(self.samples, self.now, self._marks_given, live=self.live)
 
     def compose(self) -> ComposeResult:
-        yield HealthPlot(id="rt-graph")
+        yield Static(id="rt-graph", classes="plot")  # placeholders: see mount_plots
         with Horizontal(id="small-graphs"):
-            yield HealthPlot(id="err-graph")
-            yield HealthPlot(id="rps-graph")
+            yield Static(id="err-graph", classes="plot")
+            yield Static(id="rps-graph", classes="plot")
         yield Static(id="health-strip")
+
+    async def mount_plots(self) -> None:
+        """Put the graphs in their placeholders' places and draw what was plotted so far;
+        the room calls this once its first frame is painted."""
+        if self.plots_ready:
+            return
+        widget = plot_class()
+        for name in PLOTS:
+            placeholder = self.query_one(f"#{name}")
+            parent = placeholder.parent
+            assert isinstance(parent, Widget)
+            index = parent.children.index(placeholder)
+            await placeholder.remove()
+            await parent.mount(widget(id=name, classes="plot"), before=index)
+        self.plots_ready = True
+        self.plot(self.samples, self.now or None, self._marks_given, live=self.live)
 
     def on_mount(self) -> None:
         self.border_title = "[3] Health"
@@ -132,6 +194,9 @@ class HealthGraphs(Vertical, can_focus=True):
         xs = [s.ts - now for s in data]
         start = xs[0] if xs else 0.0
         self.marks = tuple((ts - now, label) for ts, label in marks if ts - now >= start)
+        if not self.plots_ready:
+            self.tick(now)  # the strip and the subtitle; the graphs come with mount_plots
+            return
         self._plot_rt(xs, data, colors)
         self._plot_simple(
             "#err-graph",
@@ -169,7 +234,7 @@ class HealthGraphs(Vertical, can_focus=True):
         )
 
     def _plot_rt(self, xs: list[float], data: Sequence[Sample], colors: dict[str, str]) -> None:
-        graph = self.query_one("#rt-graph", HealthPlot)
+        graph: Any = self.query_one("#rt-graph")
         plt = graph.plt
         plt.clear_data()
         plt.clear_figure()
@@ -222,7 +287,7 @@ class HealthGraphs(Vertical, can_focus=True):
         plt.xlim(x0, x1)
         plt.ylim(0, top)
         plt.xlabel("seconds before now")
-        graph.refresh()
+        graph.changed()
 
     def _canvas(self, colors: dict[str, str]) -> str | tuple[int, int, int]:
         """The plot's background, so labels drawn over the canvas do not show a box."""
@@ -239,7 +304,7 @@ class HealthGraphs(Vertical, can_focus=True):
         color: str | None,
         label: object,
     ) -> None:
-        graph = self.query_one(selector, HealthPlot)
+        graph: Any = self.query_one(selector)
         plt = graph.plt
         plt.clear_data()
         plt.clear_figure()
@@ -256,7 +321,7 @@ class HealthGraphs(Vertical, can_focus=True):
             plt.ylim(0, max(max(p[1] for p in points) * 1.2, 0.1))
         else:
             plt.ylim(0, 1)
-        graph.refresh()
+        graph.changed()
 
     def strip(self, data: Sequence[Sample]) -> Content:
         """``p95 184 ms ▂▃▅▇ · err 0.12% · 143 req/s``: the graphs in one line."""
