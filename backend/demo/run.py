@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import Config, HostConfig, load_config
 from ..engine import DeploymentResult, Engine
-from ..events import Event, EventBus
+from ..events import Event, EventBus, Kind
 from ..journal import Journal
 from ..transport import Host
 from .probe import LoadProbe
@@ -111,7 +111,29 @@ class DemoSession:
 
     def engine(self, bus: EventBus | None = None, host_factory: Any = None) -> Engine:
         journal = Journal(Path(self.config.state.dir or self.sandbox.state_dir) / "journal.db")
-        return Engine(self.config, bus=bus, journal=journal, host_factory=host_factory)
+        engine = Engine(self.config, bus=bus, journal=journal, host_factory=host_factory)
+        if self.sandbox.scenario == "errors":
+            self.drive_errors(engine)
+        return engine
+
+    def drive_errors(self, engine: Engine) -> None:
+        """``--break=errors``: version 2 starts leaking errors once its post-deployment
+        checks passed (see ERROR_DELAY in the sample app), however slow this machine is."""
+        storage = [host.storage for host in self.sandbox.hosts]
+        for path in storage:
+            (path / "break-now").unlink(missing_ok=True)
+            (path / "break-driven").touch()
+
+        def on_event(event: Event) -> None:
+            if event.kind == Kind.DEPLOYMENT_STARTED:  # each deployment starts healthy
+                for path in storage:
+                    (path / "break-now").unlink(missing_ok=True)
+            passed = event.kind == Kind.PHASE_FINISHED and event.phase == "validate-post"
+            if passed and event.data.get("status") == "succeeded":
+                for path in storage:
+                    (path / "break-now").touch()
+
+        engine.bus.subscribe(on_event)
 
 
 async def bring_up(

@@ -45,10 +45,14 @@ from prometheus_client import (
 
 ERROR_RATE = 0.08  # the "errors" scenario: share of / and /api/* answered 500
 ERROR_LATENCY = 0.25  # the "errors" scenario: added to every response, seconds
-# The "errors" scenario degrades this long after the process starts: a leak that shows
-# under real traffic once the release is live, after the post-deployment checks passed,
-# so it is the monitor's rules (phase 9) that must catch it.
+# The "errors" scenario is a leak that shows under real traffic once the release is live,
+# after the post-deployment checks passed, so it is the monitor's rules (phase 9) that
+# must catch it. The demo's own runs (headless and in the control room) say when: they
+# write storage/break-driven when they start and storage/break-now once phase 7 passed,
+# so a slow machine cannot make the leak start before the checks. Without them (a
+# sandbox left up, deployed with the CLI) it starts this long after the process does.
 ERROR_DELAY = 10.0
+DRIVEN, NOW = "break-driven", "break-now"
 ROUTES = ("/", "/up", "/version", "/login", "/api/companies", "/api/flags", "/metrics")
 FLAG = "ui-improvements"  # the flag version 2 introduces
 FLAG_START_WAIT = 1.0  # seconds the start waits for the first flag load from Redis
@@ -206,7 +210,12 @@ class Portal:
 
     @property
     def degrading(self) -> bool:
-        return self.scenario == "errors" and time.monotonic() - self.started >= ERROR_DELAY
+        if self.scenario != "errors":
+            return False
+        storage = self.cfg.storage
+        if (storage / NOW).exists():
+            return True
+        return not (storage / DRIVEN).exists() and time.monotonic() - self.started >= ERROR_DELAY
 
     def handle(self, method: str, path: str, body: bytes, company: str | None = None) -> Response:
         try:
