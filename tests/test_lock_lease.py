@@ -242,21 +242,24 @@ def test_redis_release_never_removes_another_holders_lock(redis_server, tmp_path
     assert redis_release(config, "mine") and client.get(redis_key(config)) is None
 
 
+def beating_fast_with_redis(sshd, redis_server, tmp_path: Path) -> dict:
+    """A config whose lease beats every 0.1 s, with a Redis lock of this test's own."""
+    return ssh_config(
+        sshd,
+        tmp_path,
+        make_repo(tmp_path),
+        lock={"heartbeat_seconds": 0.1, "lease_seconds": 5},
+        redis={"url": redis_server.url, "prefix": f"rb-lease-{tmp_path.name}"},
+    )
+
+
 async def test_a_rollback_holds_the_redis_lock_for_as_long_as_it_runs(
     sshd, redis_server, tmp_path: Path
 ) -> None:
     """A rollback of a finished deployment takes the Redis lock itself (the deployment gave
     it back) and keeps it through every heartbeat: a phase slower than one heartbeat does
     not find its lease "lost" and leave the rollback partial."""
-    repo = make_repo(tmp_path)
-    prefix = f"rb-lease-{tmp_path.name}"
-    cfg = ssh_config(
-        sshd,
-        tmp_path,
-        repo,
-        lock={"heartbeat_seconds": 0.1, "lease_seconds": 5},
-        redis={"url": redis_server.url, "prefix": prefix},
-    )
+    cfg = beating_fast_with_redis(sshd, redis_server, tmp_path)
     config = parse_config(cfg)
     key = redis_key(config)
     seen = tmp_path / "redis-lock-during-rollback.json"
@@ -291,15 +294,7 @@ async def test_a_redis_lock_lost_with_its_data_is_set_again_by_the_running_deplo
     """Redis restarted empty (or the key expired while the run was stalled): the hosts still
     hold the run's lock, so the next heartbeat sets the Redis lock again instead of
     stopping a healthy deployment; another run's key would still mean "lost"."""
-    repo = make_repo(tmp_path)
-    prefix = f"rb-lease-{tmp_path.name}"
-    cfg = ssh_config(
-        sshd,
-        tmp_path,
-        repo,
-        lock={"heartbeat_seconds": 0.1, "lease_seconds": 5},
-        redis={"url": redis_server.url, "prefix": prefix},
-    )
+    cfg = beating_fast_with_redis(sshd, redis_server, tmp_path)
     key = redis_key(parse_config(cfg))
     seen = tmp_path / "redis-lock-after-flush.json"
     gone = f"import redis; redis.Redis.from_url({redis_server.url!r}).delete({key!r})"

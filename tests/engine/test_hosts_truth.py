@@ -10,6 +10,7 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -254,9 +255,9 @@ async def test_any_exception_in_a_phase_takes_the_failure_path(sshd, tmp_path: P
     assert row["status"] == "finished" and row["outcome"] == "partial"
 
 
-async def test_ctrl_c_leaves_the_deployment_interrupted_and_resume_finishes_it(
-    sshd, tmp_path: Path
-) -> None:
+async def interrupted_in_install(sshd: Any, tmp_path: Path) -> tuple[dict, dict, str]:
+    """v1 live, then v2 cancelled (Ctrl-C) while its install runs: (config, its journal row,
+    the install's process marker)."""
     repo = make_repo(tmp_path)
     cfg = ssh_config(sshd, tmp_path, repo)
     await deploy_v1(cfg)
@@ -269,6 +270,13 @@ async def test_ctrl_c_leaves_the_deployment_interrupted_and_resume_finishes_it(
     with pytest.raises(asyncio.CancelledError):
         await task
     row = engine.journal.latest_deployment()
+    return cfg, row, marker
+
+
+async def test_ctrl_c_leaves_the_deployment_interrupted_and_resume_finishes_it(
+    sshd, tmp_path: Path
+) -> None:
+    cfg, row, marker = await interrupted_in_install(sshd, tmp_path)
     assert row["outcome"] == "interrupted"
     assert (tmp_path / "host-1" / ".portal-ops" / "lock").exists()  # kept for resume
     await wait_until(lambda: not processes_with(marker), 10, "install killed with the cancel")
@@ -286,18 +294,7 @@ async def test_resume_takes_back_a_lock_removed_meanwhile_and_refuses_one_taken_
     """An interrupted deployment's lock cleared by a person (`unlock --force`): resume takes
     it again before changing anything (its scripts are fenced on the token); held by another
     deployment meanwhile: resume refuses and changes nothing."""
-    repo = make_repo(tmp_path)
-    cfg = ssh_config(sshd, tmp_path, repo)
-    await deploy_v1(cfg)
-    marker = unique_marker("install")
-    cfg["commands"]["install"] = f"sh -c 'sleep 30' {marker}"
-    engine = engine_for(cfg)
-    task = asyncio.create_task(engine.deploy(revision="v2"))
-    await wait_until(lambda: bool(processes_with(f"sleep 30 {marker}")), what="install running")
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    row = engine.journal.latest_deployment()
+    cfg, row, marker = await interrupted_in_install(sshd, tmp_path)
     await wait_until(lambda: not processes_with(marker), 10, "install killed with the cancel")
     cfg["commands"]["install"] = "test -f VERSION"
     locks = [tmp_path / h / ".portal-ops" / "lock" for h in ("host-1", "host-2")]
