@@ -306,3 +306,18 @@ async def test_flags_screen_kept_between_opens_follows_a_theme_change(room: Room
     changed = await flags_screen(room("mid"), ("f", "escape", "t", "f"))
     opened = await flags_screen(room("mid", theme="portal-light"), ("f",))
     assert changed == opened
+
+
+async def test_a_clock_tick_while_the_health_pane_is_torn_down_draws_nothing(room: Room) -> None:
+    """The room's clock can tick once more while the app tears its panes down (seen at the
+    end of the keyboard demo test): the tick draws nothing instead of failing the app."""
+    from tui.widgets.graphs import HealthGraphs
+
+    app = room("rollback")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settled(pilot)
+        graphs = app.room.query_one(HealthGraphs)
+        await graphs.query_one("#health-strip").remove()
+        graphs.tick(app.clock() + 5)  # raised NoMatches before
+        await graphs.remove()
+        app._tick()  # the room's clock, with no health pane at all

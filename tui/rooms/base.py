@@ -397,7 +397,8 @@ class RoomApp(App[int]):
         for screen in self._drawing_screens():
             screen.tick(now)
         if self.room.ready:
-            self.room.query_one(HealthGraphs).tick(now)
+            for graphs in self.room.query(HealthGraphs):  # none while the room is torn down
+                graphs.tick(now)
 
     def _redraw_graphs(self) -> None:
         """On the graph timer: redraw only when samples arrived since the last drawing."""

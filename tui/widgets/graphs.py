@@ -221,9 +221,12 @@ class HealthGraphs(Vertical, can_focus=True):
         self.now = now
         data = self.samples
         strip = self.strip(data)
+        shown = self.query("#health-strip")
+        if not shown:  # the room is being torn down: a last clock tick has nothing to draw
+            return
         if not fmt.same(self._strip, strip):
             self._strip = strip
-            self.query_one("#health-strip", Static).update(strip)
+            shown.first(Static).update(strip)
         last = data[-1] if data else None
         source = "live" if self.live else "monitor"
         fmt.titles(
