@@ -100,8 +100,16 @@ def test_the_demo_at_80x24_in_tmux(terminal: Terminal) -> None:
     terminal.keys("d")
     plan = terminal.wait("the plan dialog", lambda t: "y deploys" in t and "Deploy" in t, 60)
     assert "Cancel" in plan and "Deploy?" in plan
+    first = re.search(r"deploy (bp-\S+)", idle.splitlines()[0])  # version 1's, SUCCEEDED
     terminal.keys("y")
-    terminal.wait("version 2 deployed", lambda t: "SUCCEEDED" in t or "ROLLED BACK" in t, 120)
+
+    def v2_finished(text: str) -> bool:  # not version 1's header still on screen
+        header = text.splitlines()[0] if text else ""
+        shown = re.search(r"deploy (bp-\S+)", header)
+        new = shown is not None and (first is None or shown.group(1) != first.group(1))
+        return new and ("SUCCEEDED" in header or "ROLLED BACK" in header)
+
+    terminal.wait("version 2 deployed", v2_finished, 120)
     terminal.keys("R")
     dialog = terminal.wait("the rollback dialog", lambda t: "Type the deployment id" in t, 20)
     dep = re.search(r"Type the deployment id \((\S+)\) to confirm", dialog)
