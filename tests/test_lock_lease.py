@@ -94,6 +94,13 @@ def start_deploy(config: Path) -> subprocess.Popen[str]:
     )
 
 
+def release(go: Path, proc: subprocess.Popen[str]) -> None:
+    """Let a deploy held in its install go, and never leave it running after a test."""
+    go.touch()
+    if proc.poll() is None:
+        proc.kill()
+
+
 def owner(root: Path, host: str = "host-1") -> dict | None:
     path = root / host / ".portal-ops" / "lock" / "owner.json"
     try:
@@ -129,12 +136,9 @@ def test_unlock_refuses_a_live_holder_and_fencing_stops_it_once_forced(
         assert forced.returncode == 0, forced.stdout + forced.stderr
         assert "Lock removed from host-1, host-2" in forced.stdout
         go.write_text("")  # its next script is fenced on the host (heartbeat or not)
-
         out, _ = proc.communicate(timeout=120)
     finally:
-        go.touch()
-        if proc.poll() is None:
-            proc.kill()
+        release(go, proc)
     # fencing: the run noticed its lock was gone and stopped before its next change. Where
     # the heartbeat noticed decides the exit code: before phase 5 nothing changed (1); after
     # the migrations its own rollback is fenced too, and a person is needed (4)
@@ -162,9 +166,7 @@ def test_a_forced_unlock_fences_the_next_script_on_the_host_not_at_the_next_hear
         go.write_text("")  # at once: no heartbeat has beaten since the unlock
         out, _ = proc.communicate(timeout=120)
     finally:
-        go.touch()
-        if proc.poll() is None:
-            proc.kill()
+        release(go, proc)
     assert proc.returncode in (1, 4), (proc.returncode, out[-600:])
     assert "no longer ours" in out, out[-1500:]
     for host in ("host-1", "host-2"):
