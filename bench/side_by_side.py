@@ -222,6 +222,13 @@ def one(args: argparse.Namespace) -> None:
     if args.tool == "portal-ops" and os.environ.get("SIDE_BY_SIDE_TRACEMALLOC"):
         out = f"{os.environ['SIDE_BY_SIDE_TRACEMALLOC']}.{args.work}-{args.n}"
         asyncio.run(traced(run_portal_ops(args, sshd), out))
+    elif args.tool == "portal-ops" and os.environ.get("SIDE_BY_SIDE_PROFILE"):
+        import cProfile  # where this process's own CPU goes: for a look, not for the figures
+
+        out = f"{os.environ['SIDE_BY_SIDE_PROFILE']}.{args.work}-{args.n}"
+        with cProfile.Profile() as profile:
+            extra = asyncio.run(run_portal_ops(args, sshd))
+        profile.dump_stats(out)
     elif args.tool == "portal-ops":
         extra = asyncio.run(run_portal_ops(args, sshd))
     elif args.tool == "asyncssh":
