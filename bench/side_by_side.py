@@ -316,15 +316,16 @@ def child(argv: list[str]) -> dict[str, Any]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    _, status, _ = os.wait4(proc.pid, 0)
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
+    cpu = usage.ru_utime + usage.ru_stime  # the child's own CPU: less sensitive to load than wall
     out = proc.stdout.read() if proc.stdout else ""
     err = proc.stderr.read() if proc.stderr else ""
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} exited {proc.returncode}: {err[-2000:]}")
     # peak_mb comes from the child itself (see own_peak_mb): rusage would include the driver
-    return {**json.loads(out.strip().splitlines()[-1]), "wall": wall}
+    return {**json.loads(out.strip().splitlines()[-1]), "wall": wall, "cpu": cpu}
 
 
 WORKS: tuple[str, ...] = ("fanout", "small", "big", "checks")
@@ -491,7 +492,7 @@ def medians(samples: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
         for tool, runs in tools.items():
             out.setdefault(work, {})[tool] = {
                 key: statistics.median(r[key] for r in runs)
-                for key in ("seconds", "wall", "peak_mb", "imports_mb")
+                for key in ("seconds", "wall", "cpu", "peak_mb", "imports_mb")
                 if all(key in r for r in runs)
             }
     return out
@@ -529,7 +530,11 @@ def render(result: dict[str, Any]) -> str:
     latency = any(result.get("rtts") or [0])  # round trips: show the in-process time too
     for work in med:
         peer_work = work.replace(" with checks", "").replace(" after checks", "")
-        for key, label in (("seconds", "in-process s"), ("wall", "whole process s")):
+        for key, label in (
+            ("seconds", "in-process s"),
+            ("wall", "whole process s"),
+            ("cpu", "CPU s, user+sys"),
+        ):
             if key == "seconds" and not work.startswith("fanout") and not latency:
                 continue  # a deployment's in-process time is its whole time less start-up
             lines.append(row(work, peer_work, key, label))
