@@ -13,6 +13,8 @@ waited for on the same connection, so the commands already running on it go on.
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
 import re
 import time
 import weakref
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncssh
+from asyncssh.config import SSHClientConfig
 
 from .base import (
     CommandNotSent,
@@ -198,6 +201,7 @@ class SSHHost(Host):
     async def _login(
         self, host: str, given: dict[str, Any], kwargs: dict[str, Any], where: str
     ) -> asyncssh.SSHClientConnection:
+        kwargs = {**kwargs, **_cipher_preference(host, given, kwargs.get("config"))}
         try:
             return await asyncssh.connect(host, **given, **kwargs)
         except asyncssh.HostKeyNotVerifiable as exc:
@@ -438,6 +442,38 @@ def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
     host = match[1] or match[3]
     port = match[2] or match[4]
     return (user or None, host, int(port) if port else None)
+
+
+# Offered first when ssh_config names no Ciphers for the host: asyncssh's
+# chacha20-poly1305 makes four cipher contexts per packet in Python, AES-GCM one per key.
+# Both are secure and in OpenSSH's defaults; asyncssh's other defaults follow ("^").
+PREFERRED_CIPHERS = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
+
+
+def _cipher_preference(host: str, given: dict[str, Any], paths: list[str] | None) -> dict[str, Any]:
+    """AES-GCM first, unless the user's ssh_config sets ``Ciphers`` for this host: an
+    explicit choice would override it, so it is read first (as asyncssh reads it: the
+    given file, else ~/.ssh/config; Host and Match blocks apply)."""
+    if paths is None:
+        default = Path("~", ".ssh", "config").expanduser()
+        paths = [str(default)] if os.access(default, os.R_OK) else []
+    try:
+        config = SSHClientConfig.load(
+            None,
+            paths,
+            False,
+            False,
+            False,
+            getpass.getuser(),
+            given.get("username", ()),
+            host,
+            given.get("port", ()),
+        )
+        if config.get("Ciphers") is not None:
+            return {}
+    except Exception:  # an unreadable config: asyncssh reads it again and says why
+        return {}
+    return {"encryption_algs": PREFERRED_CIPHERS}
 
 
 def _given(**values: Any) -> dict[str, Any]:
