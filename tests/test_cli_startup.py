@@ -48,6 +48,14 @@ def test_engine_commands_load_no_textual(command: str) -> None:
     assert "textual" not in loaded(command, "--help")
 
 
+@pytest.mark.parametrize("command", ["deploy", "rollback", "resume"])
+def test_engine_commands_help_loads_no_engine_nor_config_models(command: str) -> None:
+    """`deploy --help` (and shell completion, which loads the same module on every TAB)
+    loads neither the engine nor pydantic's config models: ~0.15 s of CPU the help and
+    each completion would pay for nothing."""
+    assert loaded(command, "--help") == []
+
+
 def test_version_subprocess_importtime() -> None:
     """`python -X importtime -m tui.cli --version` names no heavy module."""
     out = subprocess.run(

@@ -8,14 +8,16 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from backend.config import Config, ConfigError, load_config
-from backend.journal import Journal
 from backend.paths import state_dir
 from backend.redact import redact
+
+if TYPE_CHECKING:  # loaded when a command runs: `--help` and completion need neither
+    from backend.config import Config
+    from backend.journal import Journal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -171,6 +173,8 @@ def load_or_exit(config_path: str | None, *, warn: bool = True) -> Config:
     """Load the config (overlay and ``--hosts``/``--roles`` applied) or print every problem
     in it and exit 2. ``warn=False``: no crash warning here (the control room gives it once
     its first frame is painted)."""
+    from backend.config import ConfigError, load_config  # pydantic: ~0.1 s, only when used
+
     ctx = click.get_current_context(silent=True)
     fleet = (ctx.meta.get(_FLEET_META) if ctx is not None else None) or {}
     try:
@@ -280,6 +284,8 @@ def _warning(deployment_id: str, what: str, switched: list[str], drained: list[s
 
 
 def open_journal(config: Config | None = None) -> Journal:
+    from backend.journal import Journal
+
     directory = state_dir(config.state.dir if config else None)
     return Journal(directory / "journal.db")
 

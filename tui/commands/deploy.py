@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from backend.engine import Engine
-from backend.engine.rollback import RollbackError
 from backend.inputs import is_id, printable
 
 from .ci import conclude
@@ -26,10 +24,15 @@ from .common import (
 from .completion import complete_deployment_ids
 from .printer import progress_printer
 
+if TYPE_CHECKING:  # the engine loads when a command runs: `--help` and completion skip it
+    from backend.engine import Engine
+
 
 def _engine(
     config_path: str | None, as_json: bool, verbose: bool = False, events: bool = False
 ) -> Engine:
+    from backend.engine import Engine
+
     config = load_or_exit(config_path)
     engine = Engine(config)
     engine.bus.subscribe(progress_printer(as_json, events, verbose))
@@ -179,7 +182,7 @@ def rollback(
         fail(f"DEPLOYMENT_ID {printable(deployment_id)!r} is not a deployment id{hint}")
     reason = reason or reason_arg
     engine = _engine(config_path, as_json, events=events)
-    from backend.engine.rollback import rollback_deployment
+    from backend.engine.rollback import RollbackError, rollback_deployment
 
     try:
         result = _run(
@@ -218,6 +221,8 @@ def resume(config_path: str | None, deployment_id: str, as_json: bool, events: b
     """Continue an unfinished deployment from the phase where it stopped (exit codes as
     deploy)."""
     engine = _engine(config_path, as_json, events=events)
+    from backend.engine.rollback import RollbackError
+
     try:
         result = _run(engine, engine.resume(deployment_id))
     except RollbackError as exc:
