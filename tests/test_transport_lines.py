@@ -6,6 +6,7 @@ newline) and no limit on a line's length."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from backend.transport.base import pump_lines
 from backend.transport.local import LocalHost
@@ -106,3 +107,24 @@ async def test_long_lines_and_a_last_partial_line_over_ssh(sshd: SSHServer) -> N
     assert result.ok, result.stderr
     assert result.stdout.split("\n") == ["x" * 300000, "short", "", "last"]
     assert [len(line) for line in seen] == [300000, 5, 0, 4]
+
+
+async def test_a_line_is_reported_when_it_arrives_not_when_the_command_ends() -> None:
+    """A follower (``tail -F``) sees each line as it comes: a read returns what has
+    arrived, it does not wait for a full chunk or the end."""
+    first = asyncio.Event()
+
+    def on_line(_stream: str, line: str) -> None:
+        if line == "first":
+            first.set()
+
+    run = asyncio.create_task(
+        LocalHost("local").run("echo first; sleep 30; echo late", on_line=on_line, timeout=60)
+    )
+    try:
+        await asyncio.wait_for(first.wait(), 10)
+        assert not run.done()
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
