@@ -2,9 +2,8 @@
 
 asyncssh's chacha20-poly1305 makes four cipher contexts per packet in Python; AES-GCM
 keeps one per key, so a deployment's packets cost less CPU here. Both are secure and in
-OpenSSH's defaults; asyncssh's other defaults follow. A ``Ciphers`` line in ssh_config
-that applies to the host is taken as written, as ssh(1) would; host keys are verified
-either way.
+OpenSSH's defaults; asyncssh's other defaults follow. A ``Ciphers`` line in ssh_config (or
+in a file it includes) is taken as written; host keys are verified either way.
 """
 
 from __future__ import annotations
@@ -44,8 +43,30 @@ async def test_aes_gcm_first_when_ssh_config_names_no_ciphers(
     sshd: SSHServer, tmp_path: Path
 ) -> None:
     config = tmp_path / "ssh_config"
-    config.write_text("Host elsewhere\n  Ciphers aes256-ctr\n")  # not this host's
+    config.write_text("Host *\n  ServerAliveInterval 10\n# Ciphers aes256-ctr\n")
     assert await negotiated(sshd, config) == "aes128-gcm@openssh.com"
+
+
+async def test_ciphers_in_an_included_file_are_taken_as_written(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "ciphers.conf").write_text("Ciphers=aes256-ctr\n")
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Include {tmp_path}/conf.d/*.conf\n")
+    assert await negotiated(sshd, config) == "aes256-ctr"
+
+
+async def test_reading_ssh_config_for_ciphers_runs_no_match_exec(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
+    """A ``Match exec`` command runs once per login, as asyncssh runs it: looking for
+    ``Ciphers`` reads the files, it evaluates nothing."""
+    ran = tmp_path / "ran"
+    config = tmp_path / "ssh_config"
+    config.write_text(f'Match exec "echo x >> {ran}"\n  ServerAliveInterval 10\n')
+    await negotiated(sshd, config)
+    assert ran.read_text() == "x\n"
 
 
 @pytest.mark.parametrize(
