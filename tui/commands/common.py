@@ -18,6 +18,7 @@ from backend.redact import redact
 if TYPE_CHECKING:  # loaded when a command runs: `--help` and completion need neither
     from backend.config import Config
     from backend.journal import Journal
+    from backend.transport import Host
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -218,23 +219,53 @@ def warn_unfinished(config: Config) -> None:
 
 def unfinished_warnings(config: Config, journal: Journal | None = None) -> list[str]:
     """The lines of :func:`warn_unfinished` (the control room shows them in the room)."""
-    try:
-        journal = journal or open_journal(config)
-        stale = journal.abandoned(config.portal.name)
-    except Exception:  # the warning must never stop a command
+    found = _stale_runs(config, journal)
+    if found is None:
         return []
-    context = click.get_current_context(silent=True)
-    command = context.info_name if context is not None else None
-    if not stale and command not in HOST_WARNING_COMMANDS:
-        return []
-    lines: list[str] = []
+    journal, dead = found
     from backend.engine.rollback import unfinished_on_hosts
 
-    dead = {str(row["id"]): row for row in stale}
     try:
         views = asyncio.run(asyncio.wait_for(unfinished_on_hosts(config, set(dead)), 30))
     except Exception:  # hosts unreachable (or a loop running): the journal's view
         views = None
+    return _warning_lines(journal, dead, views)
+
+
+async def unfinished_warnings_on(
+    config: Config, hosts: dict[str, Host], journal: Journal | None = None
+) -> list[str]:
+    """:func:`unfinished_warnings` read through ``hosts``, in the caller's event loop, left
+    connected: a deployment goes on with them instead of logging in to every host again."""
+    found = _stale_runs(config, journal)
+    if found is None:
+        return []
+    journal, dead = found
+    from backend.engine.rollback import unfinished_on_hosts
+
+    try:
+        views = await asyncio.wait_for(unfinished_on_hosts(config, set(dead), hosts), 30)
+    except Exception:  # hosts unreachable: the journal's view
+        views = None
+    return _warning_lines(journal, dead, views)
+
+
+def _stale_runs(config: Config, journal: Journal | None) -> tuple[Journal, dict[str, Any]] | None:
+    """The journal and the runs it saw die (by id); None when the hosts need no look."""
+    try:
+        journal = journal or open_journal(config)
+        stale = journal.abandoned(config.portal.name)
+    except Exception:  # the warning must never stop a command
+        return None
+    context = click.get_current_context(silent=True)
+    command = context.info_name if context is not None else None
+    if not stale and command not in HOST_WARNING_COMMANDS:
+        return None
+    return journal, {str(row["id"]): row for row in stale}
+
+
+def _warning_lines(journal: Journal, dead: dict[str, Any], views: list[Any] | None) -> list[str]:
+    lines: list[str] = []
     if views is not None:
         for view in views:
             row = dead.pop(view.deployment_id, None)
