@@ -23,12 +23,18 @@ _QUERY_TOKEN = re.compile(
     r"(?i)([?&;](?:access_token|token|api[_-]?key|key|secret|client_secret|password|passwd"
     r"|pwd|pass|auth|sig|signature|apikey)=)([^&#\s'\"]+)"
 )
+_URL_MASK = r"\g<1>" + MASK + "@"
+_QUERY_MASK = r"\g<1>" + MASK
 _SECRETS: set[str] = set()
 _MIN_SECRET = 4  # shorter "secrets" would mask ordinary words
+# _SECRETS longest first, sorted once per register, not per line; a tuple rebound whole,
+# so a thread in redact never sees it half-updated
+_by_length: tuple[str, ...] = ()
 
 
 def register(*values: str | None) -> None:
     """Remember secret values (and the passwords of secret URLs) to mask from now on."""
+    global _by_length
     for value in values:
         if not value or len(value) < _MIN_SECRET:
             continue
@@ -40,6 +46,7 @@ def register(*values: str | None) -> None:
                 password = None
             if password and len(password) >= _MIN_SECRET:
                 _SECRETS.add(password)
+    _by_length = tuple(sorted(_SECRETS, key=len, reverse=True))
 
 
 def secret_values(settings: Any, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -83,11 +90,16 @@ def redact(text: object, extra: Iterable[str] = ()) -> str:
     """``text`` with URL passwords, query-string tokens and every registered (or ``extra``)
     secret replaced by ``***``."""
     out = str(text)
-    out = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@", out)
-    out = _QUERY_TOKEN.sub(lambda m: m.group(1) + MASK, out)
-    secrets = set(_SECRETS)
-    secrets.update(s for s in extra if s and len(s) >= _MIN_SECRET)
-    for secret in sorted(secrets, key=len, reverse=True):
+    if "://" in out and "@" in out:  # what a URL with a password needs
+        out = _URL_PASSWORD.sub(_URL_MASK, out)
+    if "=" in out:  # what a query-string token needs
+        out = _QUERY_TOKEN.sub(_QUERY_MASK, out)
+    secrets: Iterable[str] = _by_length
+    if extra:
+        more = {s for s in extra if s and len(s) >= _MIN_SECRET}.difference(secrets)
+        if more:
+            secrets = sorted((*secrets, *more), key=len, reverse=True)
+    for secret in secrets:
         if secret in out:
             out = out.replace(secret, MASK)
     return out

@@ -2,12 +2,14 @@
 one run, against one loopback sshd.
 
 Every measurement is its own Python process (``--one TOOL WORK N``), so each figure has a
-whole-process wall time and peak memory (the child's own VmHWM: its rusage would count the
-driver's pages it had before ``exec``) as well as the time of its timed section
-(in-process). Within a repetition the tools take turns in a rotating order.
-Every tool checks the server's host key against the same known_hosts file (Fabric is told to
-reject unknown keys, it adds them by default) and logs in with the same key; the sshd
-fixture gives sessions an empty HOME, so no tool pays for shell rc files.
+whole-process wall time, CPU time (user+sys from its rusage; less sensitive to the
+machine's load than wall time) and peak memory (the child's own VmHWM: its rusage would
+count the driver's pages it had before ``exec``) as well as the time of its timed section
+(in-process) and the CPU its start-up took (interpreter and imports). Within a repetition
+the tools take turns in a rotating order. Every tool checks the server's host key against
+the same known_hosts file (Fabric is told to reject unknown keys, it adds them by default)
+and logs in with the same key; the sshd fixture gives sessions an empty HOME, so no tool
+pays for shell rc files.
 
 The work:
 
@@ -217,6 +219,7 @@ def one(args: argparse.Namespace) -> None:
     else:
         import fabric  # noqa: F401
     imports_mb = own_peak_mb()
+    imports_cpu = time.process_time()  # start-up: the interpreter and the imports, CPU
     started = time.perf_counter()
     extra: dict[str, Any] = {}
     if args.tool == "portal-ops" and os.environ.get("SIDE_BY_SIDE_TRACEMALLOC"):
@@ -240,7 +243,17 @@ def one(args: argparse.Namespace) -> None:
         with open(os.environ["SIDE_BY_SIDE_MODULES"], "a") as dump:
             dump.write(json.dumps({"argv": sys.argv[2:5], "modules": sorted(sys.modules)}) + "\n")
     peak = own_peak_mb()
-    print(json.dumps({"seconds": seconds, "peak_mb": peak, "imports_mb": imports_mb, **extra}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_mb": peak,
+                "imports_mb": imports_mb,
+                "imports_cpu": imports_cpu,
+                **extra,
+            }
+        )
+    )
 
 
 async def traced(work: Any, out: str) -> None:
@@ -316,15 +329,16 @@ def child(argv: list[str]) -> dict[str, Any]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    _, status, _ = os.wait4(proc.pid, 0)
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
+    cpu = usage.ru_utime + usage.ru_stime  # the child's own CPU: less sensitive to load than wall
     out = proc.stdout.read() if proc.stdout else ""
     err = proc.stderr.read() if proc.stderr else ""
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} exited {proc.returncode}: {err[-2000:]}")
     # peak_mb comes from the child itself (see own_peak_mb): rusage would include the driver
-    return {**json.loads(out.strip().splitlines()[-1]), "wall": wall}
+    return {**json.loads(out.strip().splitlines()[-1]), "wall": wall, "cpu": cpu}
 
 
 WORKS: tuple[str, ...] = ("fanout", "small", "big", "checks")
@@ -491,7 +505,7 @@ def medians(samples: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
         for tool, runs in tools.items():
             out.setdefault(work, {})[tool] = {
                 key: statistics.median(r[key] for r in runs)
-                for key in ("seconds", "wall", "peak_mb", "imports_mb")
+                for key in ("seconds", "wall", "cpu", "imports_cpu", "peak_mb", "imports_mb")
                 if all(key in r for r in runs)
             }
     return out
@@ -529,7 +543,12 @@ def render(result: dict[str, Any]) -> str:
     latency = any(result.get("rtts") or [0])  # round trips: show the in-process time too
     for work in med:
         peer_work = work.replace(" with checks", "").replace(" after checks", "")
-        for key, label in (("seconds", "in-process s"), ("wall", "whole process s")):
+        for key, label in (
+            ("seconds", "in-process s"),
+            ("wall", "whole process s"),
+            ("cpu", "CPU s, user+sys"),
+            ("imports_cpu", "CPU s of it, start-up"),
+        ):
             if key == "seconds" and not work.startswith("fanout") and not latency:
                 continue  # a deployment's in-process time is its whole time less start-up
             lines.append(row(work, peer_work, key, label))

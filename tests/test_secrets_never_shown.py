@@ -165,3 +165,21 @@ def test_redact_masks_url_passwords_query_tokens_and_registered_values() -> None
     for secret in ("pw1234", "pa55word", "abcd", "zz9", "registered-secret-value"):
         assert secret not in out
     assert "redis://:***@h:6379/0" in out and "a=1" in out
+
+
+def test_redact_sees_secrets_registered_after_its_first_use() -> None:
+    """redact keeps its secrets sorted between calls (it runs on every output line): a
+    secret registered later is masked too, and the longer of two overlapping secrets is
+    masked whole."""
+    from backend.redact import register
+
+    assert redact("plain line, nothing to hide") == "plain line, nothing to hide"
+    assert redact("late-secret-1234 here") == "late-secret-1234 here"
+    register("late-secret-1234")
+    assert redact("late-secret-1234 here") == "*** here"
+    register("late-secret-1234-and-more")
+    assert redact("x late-secret-1234-and-more y") == "x *** y"
+    assert redact("HTTPS://U:Pa55word@host/ ?Token=t0k3n") == "HTTPS://U:***@host/ ?Token=***"
+    assert redact("extra-secret-9 and late-secret-1234", extra=["extra-secret-9"]) == (
+        "*** and ***"
+    )

@@ -992,20 +992,26 @@ async def survey(config: Any, hosts: dict[str, Host]) -> dict[str, HostState]:
 problems: dict[str, str] = {}  # hosts the last survey could not read, and why
 
 
-async def unfinished_on_hosts(config: Any, dead: set[str] | None = None) -> list[DeploymentView]:
+async def unfinished_on_hosts(
+    config: Any, dead: set[str] | None = None, hosts: dict[str, Host] | None = None
+) -> list[DeploymentView]:
     """The deployments the hosts record as unfinished (running, interrupted, paused, rolling
     back) whose lock is no longer renewed, whatever machine started them: what a crash
     warning names. A run whose lease is live is running somewhere, not crashed, unless it is
-    in ``dead`` (this machine's journal saw its process die)."""
+    in ``dead`` (this machine's journal saw its process die). ``hosts``: read through these
+    and leave them open (a deployment goes on with them); otherwise its own, closed."""
     from ..transport import make_host
     from .lock import read_locks
 
-    hosts = {h.name: make_host(config, h) for h in config.hosts}
+    own = hosts is None
+    if hosts is None:
+        hosts = {h.name: make_host(config, h) for h in config.hosts}
     try:
         states = await survey(config, hosts)
         holders = await read_locks(config, {n: h for n, h in hosts.items() if n in states})
     finally:
-        await asyncio.gather(*(h.close() for h in hosts.values()), return_exceptions=True)
+        if own:
+            await asyncio.gather(*(h.close() for h in hosts.values()), return_exceptions=True)
     live = {str(h.owner.get("deployment_id")) for h in holders if not h.stale} - (dead or set())
     views = merge(states)
     return sorted(

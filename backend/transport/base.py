@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import codecs
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -101,22 +102,52 @@ class Host(abc.ABC):
         await self.close()
 
 
-class LineReader(Protocol):
-    """What pump_lines reads: asyncio's StreamReader (bytes) or asyncssh's SSHReader."""
+class ChunkReader(Protocol):
+    """What pump_lines reads: asyncio's StreamReader (bytes) or asyncssh's SSHReader (str)."""
 
-    async def readline(self) -> bytes | str: ...
+    async def read(self, n: int = -1) -> bytes | str: ...
+
+
+CHUNK = 65536  # one read takes whatever has arrived, up to this much
 
 
 async def pump_lines(
-    stream: LineReader, name: str, sink: list[str], on_line: LineCallback | None
+    stream: ChunkReader, name: str, sink: list[str], on_line: LineCallback | None
 ) -> None:
-    """Read a stream line by line into ``sink``, reporting each line as it arrives."""
+    """Read a stream into ``sink`` line by line, reporting each line as it arrives.
+
+    One read per chunk, split here: a reader's ``readline`` costs a call (and a buffer
+    search) per line, and asyncio's stops at 64 KiB. A line ends at ``\n`` (``\r`` before
+    it dropped); the last one may lack it. Bytes are decoded incrementally, so a character
+    cut across two chunks stays whole.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending: list[str] = []  # the start of a line whose end has not arrived yet
     while True:
-        raw = await stream.readline()
+        raw = await stream.read(CHUNK)
         if not raw:
-            return
-        line = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
-        line = line.rstrip("\r\n")
-        sink.append(line)
+            break
+        text = decoder.decode(raw) if isinstance(raw, bytes) else raw
+        if "\n" not in text:
+            pending.append(text)
+            continue
+        if pending:
+            pending.append(text)
+            text = "".join(pending)
+            pending.clear()
+        lines = text.split("\n")
+        rest = lines.pop()
+        if rest:
+            pending.append(rest)
+        for line in lines:
+            line = line.rstrip("\r")
+            sink.append(line)
+            if on_line is not None:
+                on_line(name, line)
+    pending.append(decoder.decode(b"", final=True))
+    last = "".join(pending)
+    if last:  # a last line without its newline
+        last = last.rstrip("\r")
+        sink.append(last)
         if on_line is not None:
-            on_line(name, line)
+            on_line(name, last)

@@ -13,7 +13,10 @@ waited for on the same connection, so the commands already running on it go on.
 from __future__ import annotations
 
 import asyncio
+import glob
+import os
 import re
+import shlex
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -198,6 +201,7 @@ class SSHHost(Host):
     async def _login(
         self, host: str, given: dict[str, Any], kwargs: dict[str, Any], where: str
     ) -> asyncssh.SSHClientConnection:
+        kwargs = {**kwargs, **_cipher_preference(kwargs.get("config"))}
         try:
             return await asyncssh.connect(host, **given, **kwargs)
         except asyncssh.HostKeyNotVerifiable as exc:
@@ -438,6 +442,56 @@ def parse_jump(spec: str) -> tuple[str | None, str, int | None]:
     host = match[1] or match[3]
     port = match[2] or match[4]
     return (user or None, host, int(port) if port else None)
+
+
+# Offered first when ssh_config names no Ciphers: asyncssh's chacha20-poly1305 makes four
+# cipher contexts per packet in Python, AES-GCM one per key. Both are secure and in
+# OpenSSH's defaults; asyncssh's other defaults follow ("^").
+PREFERRED_CIPHERS = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
+_CIPHERS_LINE = re.compile(r"^[ \t]*ciphers[ \t]*[ \t=]", re.I | re.M)
+_INCLUDE_LINE = re.compile(r"^[ \t]*include[ \t]*[ \t=][ \t]*(.+)$", re.I | re.M)
+
+
+def _cipher_preference(paths: list[str] | None) -> dict[str, Any]:
+    """AES-GCM first, unless the user's ssh_config names ``Ciphers``: an explicit choice
+    here would override it. The files asyncssh reads (the given ones, else ~/.ssh/config)
+    and what they Include are read as text, nothing evaluated (a ``Match exec`` runs only
+    when asyncssh reads the config); a ``Ciphers`` line anywhere, for any host, or a file
+    that cannot be read, leaves the choice to ssh_config and asyncssh."""
+    if paths is None:
+        default = Path("~", ".ssh", "config").expanduser()
+        paths = [str(default)] if os.access(default, os.R_OK) else []
+    if _names_ciphers([Path(p).expanduser() for p in paths]):
+        return {}
+    return {"encryption_algs": PREFERRED_CIPHERS}
+
+
+def _names_ciphers(todo: list[Path]) -> bool:
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            return True  # unknown: not ours to override
+        if _CIPHERS_LINE.search(text):
+            return True
+        for line in _INCLUDE_LINE.finditer(text):
+            try:
+                words = shlex.split(line[1], comments=True)
+            except ValueError:
+                return True
+            for word in words:
+                if "%" in word or "$" in word:  # tokens ssh expands: not followed here
+                    return True
+                found = Path(word).expanduser()
+                if not found.is_absolute():  # relative to ~/.ssh, as ssh(1) reads it
+                    found = Path("~", ".ssh").expanduser() / found
+                todo.extend(Path(match) for match in glob.glob(str(found)))
+    return False
 
 
 def _given(**values: Any) -> dict[str, Any]:

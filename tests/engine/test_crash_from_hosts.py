@@ -6,6 +6,7 @@ portal-ops itself is SIGKILLed; the load balancer is the ``command`` kind."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -53,6 +54,23 @@ async def test_crash_warning_and_unlock_read_the_hosts_from_another_machine(
     lock = tmp_path / "host-1" / ".portal-ops" / "lock"
     beat = lock / "heartbeat"
     await wait_until(lambda: time.time() - beat.stat().st_mtime > 1.5, 10, "a stale lease")
+
+    # a deploy there names it first, read from the hosts (through the connections the
+    # deployment then uses), before its own first line, and is refused by the dead run's lock
+    deploy = [sys.executable, "-m", "tui.cli", "deploy", "--config", str(config_file)]
+    refused = subprocess.run(
+        deploy,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one stream, in the order written
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    told = [line for line in refused.stdout.splitlines() if f"{deployment_id} did not" in line]
+    assert told, refused.stdout
+    assert "switched: host-1, host-2" in told[0] and "drained: host-2" in told[0]
+    assert refused.stdout.index(told[0]) < refused.stdout.index("Deployment ")
+    assert refused.returncode != 0 and lock.exists()
 
     declined = subprocess.run(cli, input="n\n", capture_output=True, text=True, timeout=60)
     assert declined.returncode == 1, declined.stdout + declined.stderr

@@ -8,14 +8,17 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from backend.config import Config, ConfigError, load_config
-from backend.journal import Journal
 from backend.paths import state_dir
 from backend.redact import redact
+
+if TYPE_CHECKING:  # loaded when a command runs: `--help` and completion need neither
+    from backend.config import Config
+    from backend.journal import Journal
+    from backend.transport import Host
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -171,6 +174,8 @@ def load_or_exit(config_path: str | None, *, warn: bool = True) -> Config:
     """Load the config (overlay and ``--hosts``/``--roles`` applied) or print every problem
     in it and exit 2. ``warn=False``: no crash warning here (the control room gives it once
     its first frame is painted)."""
+    from backend.config import ConfigError, load_config  # pydantic: ~0.1 s, only when used
+
     ctx = click.get_current_context(silent=True)
     fleet = (ctx.meta.get(_FLEET_META) if ctx is not None else None) or {}
     try:
@@ -214,23 +219,53 @@ def warn_unfinished(config: Config) -> None:
 
 def unfinished_warnings(config: Config, journal: Journal | None = None) -> list[str]:
     """The lines of :func:`warn_unfinished` (the control room shows them in the room)."""
-    try:
-        journal = journal or open_journal(config)
-        stale = journal.abandoned(config.portal.name)
-    except Exception:  # the warning must never stop a command
+    found = _stale_runs(config, journal)
+    if found is None:
         return []
-    context = click.get_current_context(silent=True)
-    command = context.info_name if context is not None else None
-    if not stale and command not in HOST_WARNING_COMMANDS:
-        return []
-    lines: list[str] = []
+    journal, dead = found
     from backend.engine.rollback import unfinished_on_hosts
 
-    dead = {str(row["id"]): row for row in stale}
     try:
         views = asyncio.run(asyncio.wait_for(unfinished_on_hosts(config, set(dead)), 30))
     except Exception:  # hosts unreachable (or a loop running): the journal's view
         views = None
+    return _warning_lines(journal, dead, views)
+
+
+async def unfinished_warnings_on(
+    config: Config, hosts: dict[str, Host], journal: Journal | None = None
+) -> list[str]:
+    """:func:`unfinished_warnings` read through ``hosts``, in the caller's event loop, left
+    connected: a deployment goes on with them instead of logging in to every host again."""
+    found = _stale_runs(config, journal)
+    if found is None:
+        return []
+    journal, dead = found
+    from backend.engine.rollback import unfinished_on_hosts
+
+    try:
+        views = await asyncio.wait_for(unfinished_on_hosts(config, set(dead), hosts), 30)
+    except Exception:  # hosts unreachable: the journal's view
+        views = None
+    return _warning_lines(journal, dead, views)
+
+
+def _stale_runs(config: Config, journal: Journal | None) -> tuple[Journal, dict[str, Any]] | None:
+    """The journal and the runs it saw die (by id); None when the hosts need no look."""
+    try:
+        journal = journal or open_journal(config)
+        stale = journal.abandoned(config.portal.name)
+    except Exception:  # the warning must never stop a command
+        return None
+    context = click.get_current_context(silent=True)
+    command = context.info_name if context is not None else None
+    if not stale and command not in HOST_WARNING_COMMANDS:
+        return None
+    return journal, {str(row["id"]): row for row in stale}
+
+
+def _warning_lines(journal: Journal, dead: dict[str, Any], views: list[Any] | None) -> list[str]:
+    lines: list[str] = []
     if views is not None:
         for view in views:
             row = dead.pop(view.deployment_id, None)
@@ -280,6 +315,8 @@ def _warning(deployment_id: str, what: str, switched: list[str], drained: list[s
 
 
 def open_journal(config: Config | None = None) -> Journal:
+    from backend.journal import Journal
+
     directory = state_dir(config.state.dir if config else None)
     return Journal(directory / "journal.db")
 
