@@ -244,3 +244,32 @@ def test_cli_deploy_logs_in_to_each_host_once(tmp_path: Path) -> None:
         )
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert sshd.logins() - before == 2
+
+
+def _linker_search_log(tmp_path: Path, code: str) -> list[str]:
+    """Which of gcc, cc and ld ``code`` started: stand-ins first on PATH record each call."""
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "started.log"
+    log.write_text("")
+    for name in ("gcc", "cc", "ld", "objdump"):
+        stand_in = bin_dir / name
+        stand_in.write_text(f"#!/bin/sh\necho {name} >> {log}\nexit 1\n")
+        stand_in.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+    return log.read_text().split()
+
+
+def test_ssh_transport_imports_asyncssh_without_linker_searches(tmp_path: Path) -> None:
+    """asyncssh's import looks for liboqs; ctypes would run gcc and ld for it (50-130 ms of
+    every start). The transport imports it asking the linker's cache only."""
+    assert _linker_search_log(tmp_path, "import asyncssh"), "the stand-ins saw nothing"
+    assert _linker_search_log(tmp_path, "import backend.transport.ssh") == []
+    code = (
+        "import ctypes.util, backend.transport.ssh;"
+        "assert ctypes.util.find_library.__name__ == 'find_library'"
+    )
+    assert _linker_search_log(tmp_path, code) == []  # the stand-in is gone after the import

@@ -22,9 +22,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
-
-import asyncssh
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .base import (
     CommandNotSent,
@@ -40,6 +38,13 @@ from .base import (
     pump_lines,
 )
 from .remote_group import kill_pidfile, kill_tagged, new_pidfile, parse_left, wrap
+
+if TYPE_CHECKING:
+    import asyncssh
+else:  # without the linker searches asyncssh's import starts: see the module
+    from .asyncssh_import import import_asyncssh
+
+    asyncssh = import_asyncssh()
 
 T = TypeVar("T")
 _LOST = (
