@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,13 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                 report(trace, phases)
                 if args.keep:
                     shutil.copy(trace, args.keep)
+            marks = [*phases, (time.time(), "")]
+            spans = ", ".join(
+                f"{name} {end - start:.2f}"
+                for (start, name), (end, _) in pairwise(marks)
+                if end - start >= 0.005
+            )
+            print(f"  phases (s): {spans}")
             print(
                 f"rep {rep}: upgrade {args.hosts} hosts: {wall:.2f} s, host CPU {cpu:.2f} s"
                 f"{' (traced)' if tracer else ''}"

@@ -596,7 +596,7 @@ class Deployment(Run):
                     self.lock_taken.append(name)
             self.early_locks.clear()
 
-        names = sorted(self.hosts)
+        names = self.lock_order()
         errors = await self.on_hosts(names[:1], probe)
         early = self.early_locks.get(names[0])
         if early is not None and parse_lock_output(early.stdout)[0] != "LOCKED":
@@ -701,6 +701,16 @@ class Deployment(Run):
         script): a run refused the lock changes nothing on the host."""
         return self.layout(name).if_held(self.lock_owner["token"], command)
 
+    def lock_order(self) -> list[str]:
+        """The hosts in the order phase 1 takes their locks: the first one alone (it decides
+        between racing deploys: every run of this config asks the same host first), then
+        the rest at once. The first is not the resolver where there is another: its
+        script also updates the mirror (a git fetch), which the others would wait for."""
+        names = sorted(self.hosts)
+        if len(names) > 1 and names[0] == self.resolver():
+            names[0], names[1] = names[1], names[0]
+        return names
+
     def resolver(self) -> str:
         """The host whose mirror resolves the revision: the primary, if in this run."""
         primary = self.config.primary_host().name
@@ -760,7 +770,7 @@ class Deployment(Run):
 
         # the first host decides between racing deploys (exactly one wins it), then every
         # other host at once; all or none: a refusal anywhere gives back what was taken
-        names = sorted(self.hosts)
+        names = self.lock_order()
         refused = [e for e in (await self.on_hosts(names[:1], one)).values() if e]
         if not refused:
             refused = [e for e in (await self.on_hosts(names[1:], one)).values() if e]
@@ -1181,8 +1191,9 @@ class Deployment(Run):
                     prune = f"{layout.remove_releases(doomed)}; {layout.remove_backups(doomed)}"
                     steps.append(Step("prune", prune, may_fail=True))
                 unlock = together and name in self.lock_taken
-                if unlock:
-                    token = self.lock_owner["token"]
+                if unlock:  # the token the fence checks: a resume's may be an earlier run's
+                    held = self.lease.tokens if self.lease is not None else {}
+                    token = held.get(name, self.lock_owner["token"])
                     steps.append(Step("unlock", layout.lock_release(token), may_fail=True))
                 ran = await self.sh_script(name, steps, retry_safe=True, unlock_fenced=unlock)
                 if unlock and len(ran) == len(steps):

@@ -194,15 +194,19 @@ async def test_the_lock_script_records_the_run_on_the_hosts_with_the_previous_re
 async def test_a_lock_refused_on_the_second_host_leaves_no_running_record(
     sshd, tmp_path: Path
 ) -> None:
-    """host-1 locks and records in one script; host-2's lock belongs to someone else: the run
-    fails in phase 1, host-1's lock is given back with its record saying ``failed`` (never a
-    ``running`` deployment that another machine would take for unfinished), and host-2
-    gets no record at all."""
+    """The first host asked for the lock is not the primary, whose script also updates the
+    mirror (a git fetch the other hosts would wait for): host-2 locks and records in one
+    script, then host-1's lock belongs to someone else: the run fails in phase 1, host-2's
+    lock is given back with its record saying ``failed`` (never a ``running`` deployment
+    that another machine would take for unfinished), and host-1 gets no record at all, and
+    no fetch into its mirror."""
     import json
+
+    from backend.events import Kind
 
     repo = make_repo(tmp_path)
     cfg = ssh_config(sshd, tmp_path, repo)
-    lock = tmp_path / "host-2" / ".portal-ops" / "lock"
+    lock = tmp_path / "host-1" / ".portal-ops" / "lock"
     lock.mkdir(parents=True)
     (lock / "owner.json").write_text(json.dumps({"operator": "someone", "token": "theirs"}))
     (lock / "heartbeat").touch()
@@ -211,10 +215,17 @@ async def test_a_lock_refused_on_the_second_host_leaves_no_running_record(
     result = await engine.deploy(revision="v1", skip_validation=True)
     assert result.outcome == "failed"
     assert "deploy lock is" in (result.error or "")
-    record = tmp_path / "host-1" / ".portal-ops" / "deployments" / f"{result.deployment_id}.json"
+    started = [
+        e.host
+        for e in engine.journal.events(result.deployment_id)
+        if e.kind == Kind.STEP_STARTED and e.data.get("step") == "probe"
+    ]
+    assert started[:2] == ["host-2", "host-1"], started
+    record = tmp_path / "host-2" / ".portal-ops" / "deployments" / f"{result.deployment_id}.json"
     assert json.loads(record.read_text())["status"] == "failed"
-    assert not (tmp_path / "host-2" / ".portal-ops" / "deployments").exists()
-    assert not (tmp_path / "host-1" / ".portal-ops" / "lock").exists()
+    assert not (tmp_path / "host-1" / ".portal-ops" / "deployments").exists()
+    assert not (tmp_path / "host-1" / ".portal-ops" / "repo").exists()
+    assert not (tmp_path / "host-2" / ".portal-ops" / "lock").exists()
     assert json.loads((lock / "owner.json").read_text())["token"] == "theirs"
 
 
