@@ -156,23 +156,33 @@ def new_nonce() -> str:
     return secrets.token_hex(8)
 
 
+# a stream's first lines are shown with the shell's own ``read`` (a check's output is a few
+# lines: no ``cat`` to start); from the 200th line on, ``cat`` shows the rest of the file
+# from where ``read`` stopped (a long output costs one process, not one read per byte)
+_SHOW = (
+    '{ n=0; while [ "$n" -lt 200 ] && { IFS= read -r l || [ -n "$l" ]; }; do '
+    'printf \'%s\\n\' "$l"; n=$((n+1)); l=; done; [ "$n" -lt 200 ] || cat; }'
+)
+
+
 def compose_parallel(steps: list[Step], nonce: str) -> str:
-    """Independent commands side by side in one script (each in the background, its output
-    kept in a temp dir), then each one's output and status between the same markers as
-    :func:`compose`: what a few sessions on one connection did, in one session."""
+    """Independent commands side by side in one script (each in the background, in a
+    subshell of the script's shell as :func:`compose` runs a step, its output kept in a temp
+    dir), then each one's output and status between the same markers as :func:`compose`:
+    what a few sessions on one connection did, in one session."""
     run = [
-        f'( sh -c {q(step.command)} >"$d/{i}.o" 2>"$d/{i}.e" </dev/null; echo $? >"$d/{i}.s" ) &'
+        f'( ( eval {q(step.command)} ) >"$d/{i}.o" 2>"$d/{i}.e" </dev/null; echo $? >"$d/{i}.s" ) &'
         for i, step in enumerate(steps)
     ]
     show = []
     for i in range(len(steps)):
         begin = q(f"{MARK}:{nonce}:{i}:begin")
         end = q(f"{MARK}:{nonce}:{i}:end")
-        # a stream left empty is not shown and the status is read, not cat'd: a check
-        # that prints nothing costs the host no process beyond its own
+        # a stream left empty is not shown and the status is read: a check costs the host
+        # no process beyond its own
         show.append(
-            f'printf \'\\n%s\\n\' {begin}; [ ! -s "$d/{i}.o" ] || cat "$d/{i}.o"; '
-            f'printf \'\\n%s\\n\' {begin} >&2; [ ! -s "$d/{i}.e" ] || cat "$d/{i}.e" >&2; '
+            f'printf \'\\n%s\\n\' {begin}; [ ! -s "$d/{i}.o" ] || {_SHOW} < "$d/{i}.o"; '
+            f'printf \'\\n%s\\n\' {begin} >&2; [ ! -s "$d/{i}.e" ] || {_SHOW} < "$d/{i}.e" >&2; '
             f'rc=; [ ! -f "$d/{i}.s" ] || read -r rc < "$d/{i}.s"; rc=${{rc:-255}}; '
             f"printf '\\n%s:%s\\n' {end} \"$rc\"; printf '\\n%s:%s\\n' {end} \"$rc\" >&2"
         )

@@ -502,7 +502,9 @@ class Deployment(Run):
             "operator": str(self.engine.operator),
         }
 
-    async def release_lock(self) -> None:
+    async def release_lock(self, unlocked: list[str] | None = None) -> None:
+        """Give the lock back on every host this run locked (but ``unlocked``: given back
+        by finalize's own script), then in Redis."""
         if self.dry_run:
             for name in self.active:
                 await self.sh(
@@ -516,7 +518,7 @@ class Deployment(Run):
         async def one(name: str) -> None:
             await self.sh(name, "unlock", self.layout(name).lock_release(token), retry_safe=True)
 
-        await self.on_hosts(list(self.lock_taken), one)
+        await self.on_hosts([n for n in self.lock_taken if n not in (unlocked or [])], one)
         self.lock_taken = []
         try:
             await asyncio.to_thread(redis_release, self.config, token)  # never block the loop
@@ -594,7 +596,7 @@ class Deployment(Run):
                     self.lock_taken.append(name)
             self.early_locks.clear()
 
-        names = sorted(self.hosts)
+        names = self.lock_order()
         errors = await self.on_hosts(names[:1], probe)
         early = self.early_locks.get(names[0])
         if early is not None and parse_lock_output(early.stdout)[0] != "LOCKED":
@@ -697,12 +699,17 @@ class Deployment(Run):
     def if_locked(self, name: str, command: str) -> str:
         """``command`` only where this run holds the host's lock (taken earlier in the same
         script): a run refused the lock changes nothing on the host."""
-        layout = self.layout(name)
-        token = self.lock_owner["token"]
-        return (
-            f"if grep -qF {q(token)} {q(layout.lock_dir)}/owner.json 2>/dev/null; "
-            f"then {command}; fi"
-        )
+        return self.layout(name).if_held(self.lock_owner["token"], command)
+
+    def lock_order(self) -> list[str]:
+        """The hosts in the order phase 1 takes their locks: the first one alone (it decides
+        between racing deploys: every run of this config asks the same host first), then
+        the rest at once. The first is not the resolver where there is another: its
+        script also updates the mirror (a git fetch), which the others would wait for."""
+        names = sorted(self.hosts)
+        if len(names) > 1 and names[0] == self.resolver():
+            names[0], names[1] = names[1], names[0]
+        return names
 
     def resolver(self) -> str:
         """The host whose mirror resolves the revision: the primary, if in this run."""
@@ -763,7 +770,7 @@ class Deployment(Run):
 
         # the first host decides between racing deploys (exactly one wins it), then every
         # other host at once; all or none: a refusal anywhere gives back what was taken
-        names = sorted(self.hosts)
+        names = self.lock_order()
         refused = [e for e in (await self.on_hosts(names[:1], one)).values() if e]
         if not refused:
             refused = [e for e in (await self.on_hosts(names[1:], one)).values() if e]
@@ -803,24 +810,11 @@ class Deployment(Run):
             layout = self.layout(name)
             bdir = layout.backup_dir(self.deployment_id)
             # each archive built and verified on its own: any failure fails the phase
-            excludes = " ".join("--exclude=" + q(x) for x in self.config.portal.backup_exclude)
-            parts = [
-                f"mkdir -p {q(bdir)}",
-                f"cd {q(bdir)}",
-                "rm -f code.tar.gz assets.tar.gz SHA256SUMS",
-                f"tar -C {q(layout.releases)} {excludes} -czf code.tar.gz {q(current)}",
-                "gzip -t code.tar.gz",
-            ]
-            assets = [d for d in self.config.portal.asset_dirs]
-            if assets:
-                base = layout.release(current)
-                present = " ".join(q(a) for a in assets)
-                parts.append(f"tar -C {q(base)} --ignore-failed-read -czf assets.tar.gz {present}")
-                parts.append("gzip -t assets.tar.gz")
-            parts.append(
-                "sha256sum *.tar.gz > SHA256SUMS && sha256sum -c --quiet SHA256SUMS && cat SHA256SUMS"
+            portal = self.config.portal
+            code = layout.backup_code(
+                self.deployment_id, current, list(portal.backup_exclude), list(portal.asset_dirs)
             )
-            steps = [Step("backup-code", " && ".join(parts))]
+            steps = [Step("backup-code", code)]
             if name == primary and dump_command:  # the primary's dump in the same script
                 steps.append(Step("backup-db", dump_command))
             ran = await self.sh_script(
@@ -889,6 +883,7 @@ class Deployment(Run):
         portal = self.config.portal
 
         commit = self.resolved_revision or self.revision
+        resolved = bool(self.resolved_revision) and not self.dry_run
         resuming = bool(self.resumed_from)
 
         async def prepare(name: str) -> None:
@@ -906,34 +901,11 @@ class Deployment(Run):
                 )
                 return  # prepared before the interruption
             self.set_host_state(name, "preparing", release=self.previous.get(name))
-            # one script: prepare, then fetch (whose status is read here)
             fetch = layout.fetch(
                 portal.repository, commit, self.release_id, replace_unfinished=resuming
             )
-            ran = await self.sh_script(
-                name,
-                [Step("prepare", layout.prepare_dirs()), Step("fetch", fetch, may_fail=True)],
-            )
-            if len(ran) < 2:
-                raise PhaseFailed(
-                    f"{name}: prepare exited {ran[0].exit_status}: {ran[0].tail()}", [name]
-                )
-            result = ran[1]
-            if result.exit_status != 4:  # 4: the folder was there already, not ours
-                self.created.append(name)
-            if not result.ok:
-                raise PhaseFailed(
-                    f"{name}: fetch exited {result.exit_status}: {result.tail()}", [name]
-                )
-            for line in result.stdout.splitlines():
-                if line.startswith("REVISION="):
-                    got = line.split("=", 1)[1]
-                    if self.resolved_revision and got != self.resolved_revision:
-                        raise PhaseFailed(f"{name}: exported {got}, not {self.resolved_revision}")
-                    self.resolved_revision = got
-            # link shared, install, build, mark finished: no decision here in between, so
-            # one script; it stops at a failing step, which fails the host as before
-            steps = [
+            # link shared, install, build, mark finished: no decision here in between
+            rest = [
                 Step(
                     "link_shared",
                     layout.link_shared(self.release_id, portal.shared_dirs, portal.shared_files),
@@ -947,14 +919,35 @@ class Deployment(Run):
                     shared=layout.shared,
                 )
                 if command:
-                    steps.append(Step(step, in_dir(self.release_dir(name), command, portal.env)))
-            steps.append(Step("finish", layout.mark_finished(self.release_id)))
+                    rest.append(Step(step, in_dir(self.release_dir(name), command, portal.env)))
+            rest.append(Step("finish", layout.mark_finished(self.release_id)))
             # the database host's migrate_status (read-only) goes last in its script: phase 5
             # then needs no channel of its own to measure what is pending before migrate
             status = name == self.database_host() and self.status_command(name)
             if status:
-                steps.append(Step("migrate_status", status, readonly=True, may_fail=True))
-            ran = await self.sh_script(name, steps)
+                rest.append(Step("migrate_status", status, readonly=True, may_fail=True))
+            if resolved:
+                # the commit is resolved (phase 1): the export is of that very commit, so
+                # nothing is left to decide here between fetch and install: one script,
+                # which stops at a failing fetch (its status still read here)
+                steps = [Step("prepare", layout.prepare_dirs()), Step("fetch", fetch), *rest]
+
+                def on_end(step: Step, status: int) -> None:
+                    # the folder is this run's the moment fetch ends (unless it was there:
+                    # 4), even if a later step is then cut off: the failure path removes it
+                    if step is steps[1] and status != 4 and name not in self.created:
+                        self.created.append(name)
+
+                ran = await self.sh_script(name, steps, on_end=on_end)
+                self.fetched(name, steps, ran)
+            else:  # fetch, check what it exported, then the rest
+                steps = [
+                    Step("prepare", layout.prepare_dirs()),
+                    Step("fetch", fetch, may_fail=True),
+                ]
+                self.fetched(name, steps, await self.sh_script(name, steps))
+                steps = rest
+                ran = await self.sh_script(name, steps)
             if status and len(ran) == len(steps):
                 self.early_status = (name, ran[-1])
             failed = first_failure(steps, ran)
@@ -971,6 +964,26 @@ class Deployment(Run):
         errors = await self.on_hosts(self.active, prepare)
         self.handle_host_failures(errors, "code deployment")
         return f"release {self.release_id} prepared on {len(self.active)} host(s)"
+
+    def fetched(self, name: str, steps: list[Step], ran: list[CommandResult]) -> None:
+        """What phase 4's fetch did on ``name`` (``steps`` begin with prepare, fetch): the
+        release folder is this run's unless it was there already (exit 4); a failing
+        prepare or fetch fails the host; the commit exported is the one resolved."""
+        if len(ran) < 2:
+            raise PhaseFailed(
+                f"{name}: prepare exited {ran[0].exit_status}: {ran[0].tail()}", [name]
+            )
+        result = ran[1]
+        if result.exit_status != 4 and name not in self.created:  # 4: there already, not ours
+            self.created.append(name)
+        if not result.ok:
+            raise PhaseFailed(f"{name}: fetch exited {result.exit_status}: {result.tail()}", [name])
+        for line in result.stdout.splitlines():
+            if line.startswith("REVISION="):
+                got = line.split("=", 1)[1]
+                if self.resolved_revision and got != self.resolved_revision:
+                    raise PhaseFailed(f"{name}: exported {got}, not {self.resolved_revision}")
+                self.resolved_revision = got
 
     def handle_host_failures(self, errors: dict[str, BaseException | None], what: str) -> None:
         """Drop failed hosts while within max_fail_percentage; otherwise fail the phase."""
@@ -1141,6 +1154,20 @@ class Deployment(Run):
     async def phase_finalize(self) -> str:
         entry = self.log_entry("deployed")
         pruned: dict[str, list[str]] = {}
+        # with no monitoring window nothing is decided here between the release log and the
+        # unlock: the outcome record and the unlock ride the release log's script (one
+        # channel per host); the lease stops first, as before any unlock
+        together = (
+            not self.dry_run
+            and self.config.monitor.bake_seconds <= 0
+            and all(n in self.states for n in self.active)
+        )
+        unlocked: list[str] = []
+        if together:
+            self.outcome_recorded = "partial" if self.failed_hosts else "succeeded"
+            await self.write_host_records(self.outcome_recorded, hold=True, may_fail=True)
+            if self.lease is not None:
+                await self.lease.stop()
 
         async def finalize(name: str) -> None:
             layout = self.layout(name)
@@ -1163,7 +1190,14 @@ class Deployment(Run):
                 if doomed:
                     prune = f"{layout.remove_releases(doomed)}; {layout.remove_backups(doomed)}"
                     steps.append(Step("prune", prune, may_fail=True))
-                await self.sh_script(name, steps, retry_safe=True)
+                unlock = together and name in self.lock_taken
+                if unlock:  # the token the fence checks: a resume's may be an earlier run's
+                    held = self.lease.tokens if self.lease is not None else {}
+                    token = held.get(name, self.lock_owner["token"])
+                    steps.append(Step("unlock", layout.lock_release(token), may_fail=True))
+                ran = await self.sh_script(name, steps, retry_safe=True, unlock_fenced=unlock)
+                if unlock and len(ran) == len(steps):
+                    unlocked.append(name)
                 pruned[name] = doomed
                 return
             # one script: the release log, then the probe that decides what to prune
@@ -1196,12 +1230,12 @@ class Deployment(Run):
         from .adapters.monitor import monitoring_window
 
         monitor_note = await monitoring_window(self)
-        if not self.dry_run:
+        if not self.dry_run and not together:
             # the outcome record goes out with the unlock, one script per host (a failed
             # write never keeps the lock); whatever the unlock did not carry goes now
             self.outcome_recorded = "partial" if self.failed_hosts else "succeeded"
             await self.write_host_records(self.outcome_recorded, hold=True, may_fail=True)
-        await self.release_lock()
+        await self.release_lock(unlocked)  # the hosts not unlocked in their script
         await self.flush()
         report = self.write_report()
         removed = sum(len(v) for v in pruned.values())

@@ -59,7 +59,9 @@ def write_record(meta: str, record: dict[str, Any], *, previous_from: str | None
     previous = (
         f"p=$(readlink {q(previous_from)} 2>/dev/null); "
         + r"""p=${p%/}; p=${p##*/}; if [ -n "$p" ]; then """
-        + r"""p=$(printf '%s' "$p" | sed 's/[\\"]/\\&/g'); p="\"$p\""; else p=null; fi; """
+        # sed only for a name that needs JSON escaping (never one portal-ops makes)
+        + r"""case "$p" in *[\\\"]*) p=$(printf '%s' "$p" | sed 's/[\\"]/\\&/g');; esac; """
+        + r"""p="\"$p\""; else p=null; fi; """
     )
     return previous + write(f'{q(head)}"$p"{q(tail)}')
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..hostpaths import UNFINISHED_MARKER, HostPaths
 from ..shell import q
-from .hoststate import read_records
+from .hoststate import record_dir
 
 
 def ensure_dirs(*paths: str) -> str:
@@ -30,6 +30,16 @@ def ensure_dirs(*paths: str) -> str:
     return f"{{ {present} || mkdir -p {' '.join(q(p) for p in paths)}; }}"
 
 
+# the probe's awk: the release log (the file named by $L) kept to its last 200 lines, each
+# printed as ``LOG=<line>``; every host record's lines joined into one ``DEPLOY=`` line (a
+# record is one line; one written by hand over several still reads whole)
+READ_STATE = (
+    'FILENAME == ENVIRON["L"] { n++; b[n % 200] = $0; next } '
+    'FNR == 1 { if (o) print ""; printf "DEPLOY="; o = 1 } { printf "%s", $0 } '
+    'END { if (o) print ""; for (i = (n > 200 ? n - 199 : 1); i <= n; i++) print "LOG=" b[i % 200] }'
+)
+
+
 @dataclass(frozen=True)
 class Layout(HostPaths):
     """The on-host layout's commands (its paths are :class:`backend.hostpaths.HostPaths`)."""
@@ -37,17 +47,22 @@ class Layout(HostPaths):
     # -- reading state (safe to repeat) -----------------------------------------------------
 
     def probe(self) -> str:
-        """One read: current release, releases present, the lock owner and the release log."""
+        """One read: current release, releases present, the lock owner and the release log,
+        with two programs whatever the history (``readlink``, one ``awk``)."""
         return (
             f"printf 'CURRENT=%s\\n' \"$(readlink {q(self.current)} 2>/dev/null)\"; "
             # the shell's own expansions, no process per release
             f'for d in {q(self.releases)}/*/; do [ -d "$d" ] || continue; r=${{d%/}}; r=${{r##*/}}; '
             f'if [ -e "$d{UNFINISHED_MARKER}" ]; then printf \'RELEASE=%s unfinished\\n\' "$r"; '
             "else printf 'RELEASE=%s\\n' \"$r\"; fi; done; "
-            f"if [ -d {q(self.lock_dir)} ]; then printf 'LOCK=%s\\n' "
-            f"\"$(cat {q(self.lock_dir)}/owner.json 2>/dev/null || echo '{{}}')\"; fi; "
-            f"tail -n 200 {q(self.release_log)} 2>/dev/null | sed 's/^/LOG=/'; "
-            f"{read_records(self.meta)}; true"
+            # the owner's line (one line of JSON, as written) with the shell's own read
+            f"if [ -d {q(self.lock_dir)} ]; then o=; [ -f {q(self.lock_dir + '/owner.json')} ] && "
+            f"{{ IFS= read -r o < {q(self.lock_dir + '/owner.json')} || :; }}; "
+            "[ -n \"$o\" ] || o='{}'; printf 'LOCK=%s\\n' \"$o\"; fi; "
+            # the release log's last 200 lines and every host record: one awk
+            f'set -- {q(record_dir(self.meta))}/*.json; [ -f "$1" ] || set --; '
+            f'[ ! -f {q(self.release_log)} ] || set -- {q(self.release_log)} "$@"; '
+            f'[ "$#" -eq 0 ] || L={q(self.release_log)} awk {q(READ_STATE)} "$@"; true'
         )
 
     # -- preparing a release (the live release is untouched) -------------------------------
@@ -56,10 +71,17 @@ class Layout(HostPaths):
         return ensure_dirs(self.releases, self.shared, posixpath.join(self.meta, "backups"))
 
     def update_mirror(self, repository: str) -> str:
+        """Fetch into the host's git mirror (a clone the first time). The remote's URL is
+        set only when the mirror's config names another (read with the shell's own
+        ``read``: a fetch from an unchanged repository starts no ``git remote``)."""
         mirror = q(self.mirror)
+        config = q(self.mirror + "/config")
+        line = q(f"\turl = {repository}")
         return (
             f"{ensure_dirs(self.meta)}; "
-            f"if [ -d {mirror} ]; then git --git-dir={mirror} remote set-url origin {q(repository)}; "
+            f"if [ -d {mirror} ]; then u=; while IFS= read -r l; do "
+            f'[ "$l" = {line} ] && u=1; done < {config}; '
+            f'[ -n "$u" ] || git --git-dir={mirror} remote set-url origin {q(repository)}; '
             f"git --git-dir={mirror} fetch --prune --tags --quiet origin; "
             f"else git clone --mirror --quiet {q(repository)} {mirror}; fi"
         )
@@ -99,9 +121,9 @@ class Layout(HostPaths):
             "exit 4; fi; "
             # the folder appears with its marker or not at all: a kill between a mkdir and
             # a touch left an unmarked, empty release that a resume took as prepared
-            f's={q(self.meta + "/staging/" + release_id)}; rm -rf "$s"; '
+            f's={q(self.meta + "/staging/" + release_id)}; [ ! -e "$s" ] || rm -rf "$s"; '
             f'mkdir -p "$s" {q(self.releases)}; '
-            f'touch "$s"/{q(UNFINISHED_MARKER)}; mv -T "$s" {q(rel)}; '
+            f': > "$s"/{q(UNFINISHED_MARKER)}; mv -T "$s" {q(rel)}; '
             f'git --git-dir={mirror} archive --format=tar "$rev" | tar -x -C {q(rel)}; '
             f"printf '%s\\n' \"$rev\" > {q(rel + '/REVISION')}; "
             'echo "REVISION=$rev"'
@@ -129,6 +151,37 @@ class Layout(HostPaths):
     def mark_finished(self, release_id: str) -> str:
         return f"rm -f {q(self.release(release_id) + '/' + UNFINISHED_MARKER)}"
 
+    def backup_code(
+        self, deployment_id: str, current: str, excludes: list[str], assets: list[str]
+    ) -> str:
+        """The live release's code (and asset dirs) archived in this deployment's backup
+        folder, each archive tested, their checksums written, checked and printed. A fresh
+        folder holds nothing to remove (``rm`` only on a retry) and the sums are printed
+        with the shell's own ``read`` (no ``cat``)."""
+        bdir = q(self.backup_dir(deployment_id))
+        paths = ["--exclude=" + x for x in excludes]
+        parts = [
+            f"mkdir -p {bdir}",
+            f"cd {bdir}",
+            "{ [ ! -e code.tar.gz ] && [ ! -e assets.tar.gz ] && [ ! -e SHA256SUMS ]"
+            " || rm -f code.tar.gz assets.tar.gz SHA256SUMS; }",
+            f"tar -C {q(self.releases)} {' '.join(q(p) for p in paths)} -czf code.tar.gz {q(current)}",
+        ]
+        test = "gzip -t code.tar.gz"
+        if assets:
+            paths = assets
+            parts.append(
+                f"tar -C {q(self.release(current))} --ignore-failed-read -czf assets.tar.gz"
+                f" {' '.join(q(p) for p in paths)}"
+            )
+            test = "gzip -t code.tar.gz assets.tar.gz"
+        parts += [
+            test,
+            "sha256sum *.tar.gz > SHA256SUMS && sha256sum -c --quiet SHA256SUMS",
+            "while IFS= read -r l; do printf '%s\\n' \"$l\"; done < SHA256SUMS",
+        ]
+        return " && ".join(parts)
+
     # -- switching ---------------------------------------------------------------------------
 
     def switch(self, release_id: str) -> str:
@@ -146,41 +199,54 @@ class Layout(HostPaths):
 
     def lock_acquire(self, owner: dict[str, Any]) -> str:
         """mkdir is atomic: exactly one of two racing deploys creates the lock directory.
-        The heartbeat file's age says whether its holder still lives (backend.engine.lock)."""
+        The heartbeat file's age says whether its holder still lives (backend.engine.lock);
+        it is made by a redirection (no ``touch``)."""
         body = json.dumps(owner, sort_keys=True)
         return (
             f"{ensure_dirs(self.meta)}; if mkdir {q(self.lock_dir)} 2>/dev/null; then "
             f"printf '%s\\n' {q(body)} > {q(self.lock_dir)}/owner.json; "
-            f"touch {q(self.lock_heartbeat)}; echo LOCKED; "
+            f": > {q(self.lock_heartbeat)}; echo LOCKED; "
             f"else echo HELD; {self._lock_age()}"
             f"cat {q(self.lock_dir)}/owner.json 2>/dev/null || echo '{{}}'; fi"
         )
 
+    def _read_owner(self) -> str:
+        """Sets ``$o`` to the lock owner's line (one line of JSON, as written), read with
+        the shell's own ``read``: empty when there is no lock."""
+        owner = q(f"{self.lock_dir}/owner.json")
+        return f"o=; [ -f {owner} ] && {{ IFS= read -r o < {owner} || :; }}; "
+
     def lock_renew(self, token: str) -> str:
-        """The heartbeat: renewed only while the lock still holds our token."""
+        """The heartbeat: renewed only while the lock still holds our token (a redirection
+        truncates the empty heartbeat file, which sets its time: no process at all)."""
         return (
-            f"if grep -qF {q(token)} {q(self.lock_dir)}/owner.json 2>/dev/null; then "
-            f"touch {q(self.lock_heartbeat)} && echo RENEWED; else echo LOST; fi"
+            f"{self._read_owner()}"
+            f'case "$o" in *{q(token)}*) : > {q(self.lock_heartbeat)} && echo RENEWED;; '
+            "*) echo LOST;; esac"
         )
 
     def lock_held(self, token: str) -> str:
         """Fencing: succeeds only while the lock holds ``token`` (else says so, exits 1).
         First in every script that changes a host, so it reads the owner's line with the
         shell's own ``read`` (one line of JSON, as written) rather than starting ``grep``."""
-        owner = q(f"{self.lock_dir}/owner.json")
         return (
-            f"o=; [ -f {owner} ] && {{ IFS= read -r o < {owner} || :; }}; "
+            f"{self._read_owner()}"
             f'case "$o" in *{q(token)}*) ;; '
             "*) echo 'the deploy lock is no longer ours' >&2; exit 1;; esac"
         )
+
+    def if_held(self, token: str, command: str) -> str:
+        """``command`` only while the lock holds ``token`` (read with the shell's own
+        ``read``); nothing, and success, otherwise. ``command`` is shell text already."""
+        return f'{self._read_owner()}case "$o" in *{q(token)}*) ' + command + ";; esac"
 
     def lock_release(self, token: str) -> str:
         """Only the holder's token removes the lock (never someone else's: Deployer #958)."""
         return (
             f"if [ ! -d {q(self.lock_dir)} ]; then echo ABSENT; "
-            f"elif grep -qF {q(token)} {q(self.lock_dir)}/owner.json 2>/dev/null; then "
-            f"rm -rf {q(self.lock_dir)}; echo RELEASED; "
-            f"else echo NOT_OWNER; cat {q(self.lock_dir)}/owner.json 2>/dev/null; fi"
+            f"else {self._read_owner()}"
+            f'case "$o" in *{q(token)}*) rm -rf {q(self.lock_dir)}; echo RELEASED;; '
+            "*) echo NOT_OWNER; printf '%s\\n' \"$o\";; esac; fi"
         )
 
     def lock_force_remove(self) -> str:

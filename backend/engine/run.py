@@ -342,11 +342,13 @@ class Run:
         retry_safe: bool = False,
         timeout: float | None = None,
         on_end: StepEnded | None = None,
+        unlock_fenced: bool = False,
     ) -> list[CommandResult]:
         """Several steps as one remote script (see script.py), after the host's held
         prelude; the results of ``steps`` that ran, up to the first failing one. A failing
         prelude step (the host record) fails the phase on this host before any step.
-        ``on_end(step, status)`` is told as each step ends, while the script goes on."""
+        ``on_end(step, status)`` is told as each step ends, while the script goes on;
+        ``unlock_fenced``: see backend/engine/script.py's ``_fence``."""
         held = [] if self.dry_run else self.prelude.pop(host, [])
         every = held + steps
         results = await run_script(
@@ -356,6 +358,7 @@ class Run:
             retry_safe=retry_safe or not steps,  # held steps (records) are safe to repeat
             timeout=timeout,
             on_end=on_end,
+            unlock_fenced=unlock_fenced,
         )
         failed = first_failure(every, results)
         if failed is not None and failed < len(held):

@@ -26,10 +26,12 @@ async def run_script(
     retry_safe: bool = False,
     timeout: float | None = None,
     on_end: StepEnded | None = None,
+    unlock_fenced: bool = False,
 ) -> list[CommandResult]:
     """Run (or, in a dry-run, record) ``steps`` on ``host`` as one script, with the events
     and results of each step as if each ran alone. Returns the results of the steps that
-    ran: all of them, or up to the first failing one (not ``may_fail``)."""
+    ran: all of them, or up to the first failing one (not ``may_fail``). ``unlock_fenced``:
+    fenced on the host even though a step gives the lock back (see :func:`_fence`)."""
     from .lock import LockLost
     from .run import PhaseFailed, PlannedCommand
 
@@ -45,7 +47,7 @@ async def run_script(
         got = await _execute(run, host, ran, retry_safe=True, timeout=timeout) if ran else []
         by_step = {id(s): r for s, r in zip(ran, got, strict=False)}
         return [by_step.get(id(s)) or CommandResult(host, s.command, 0, "", "", 0.0) for s in steps]
-    fence = _fence(run, host, steps)
+    fence = _fence(run, host, steps, unlock_fenced)
     if fence is not None:
         try:  # fencing here: a run whose lease found its lock gone stops before the host
             run.lease.check()  # type: ignore[union-attr]
@@ -67,16 +69,19 @@ async def run_script(
 FENCE = "fence"
 
 
-def _fence(run: Run, host: str, steps: list[Step]) -> Step | None:
+def _fence(run: Run, host: str, steps: list[Step], unlock_fenced: bool = False) -> Step | None:
     """The host-side fencing step for a script that changes ``host`` while this run holds
     its lock: the lock's token checked on the host itself, first, in the same script. A run
     whose lock was removed (``unlock --force``) or taken over stops at its next change there,
     not at its next heartbeat. None for read-only scripts and those that take or give back
-    the lock (they check the token themselves)."""
+    the lock (they check the token themselves), unless ``unlock_fenced``: a script that
+    changes the host, then gives the lock back (a deployment's finalize)."""
     lease = run.lease
     if lease is None or host not in lease.tokens:
         return None
-    if any(s.name in ("lock", "unlock") for s in steps) or all(s.readonly for s in steps):
+    if any(s.name == "lock" for s in steps) or all(s.readonly for s in steps):
+        return None
+    if not unlock_fenced and any(s.name == "unlock" for s in steps):
         return None
     return Step(FENCE, run.layout(host).lock_held(lease.tokens[host]), readonly=True, quiet=True)
 

@@ -37,8 +37,8 @@ def only_on_path(tmp_path: Path, *programs: str) -> str:
 
 
 def test_the_probe_starts_no_process_per_release_or_record(tmp_path: Path) -> None:
-    """The probe reads 3 releases and 30 host records with a fixed number of programs
-    (readlink, cat, tail, sed, awk): the cost of a probe no longer grows with the history."""
+    """The probe reads 3 releases, the lock's owner, the release log and 30 host records
+    with two programs (readlink, one awk): its cost does not grow with the history."""
     root = tmp_path / "app"
     meta = root / ".portal-ops"
     (meta / "deployments").mkdir(parents=True)
@@ -59,7 +59,7 @@ def test_the_probe_starts_no_process_per_release_or_record(tmp_path: Path) -> No
     (meta / "deployments" / "d01.json").write_text(json.dumps(records["d01"]))
     (meta / "deployments" / ".d02.json.tmp").write_text("half a rec")  # being replaced
 
-    path = only_on_path(tmp_path, "sh", "readlink", "cat", "tail", "sed", "awk")
+    path = only_on_path(tmp_path, "sh", "readlink", "awk")
     out = subprocess.run(
         ["sh", "-c", Layout(str(root)).probe()],
         env={"PATH": path},
@@ -80,7 +80,7 @@ def test_the_probe_starts_no_process_per_release_or_record(tmp_path: Path) -> No
 
 
 def test_the_probe_of_an_empty_host_says_so(tmp_path: Path) -> None:
-    path = only_on_path(tmp_path, "sh", "readlink", "cat", "tail", "sed", "awk")
+    path = only_on_path(tmp_path, "sh", "readlink", "awk")
     out = subprocess.run(
         ["sh", "-c", Layout(str(tmp_path / "none")).probe()],
         env={"PATH": path},
@@ -166,22 +166,48 @@ def test_the_fence_and_the_host_record_start_no_process(tmp_path: Path) -> None:
     assert stored == record | {"phase": "switch"}
 
 
-def test_parallel_checks_start_cat_only_for_output_they_have(tmp_path: Path) -> None:
-    """Side-by-side checks: a status is read with ``read`` and an empty stream is not
-    shown with ``cat``: checks that print nothing cost no process beyond their own."""
-    steps = [Step(f"check-{i}", f"exit {i}", readonly=True, may_fail=True) for i in range(3)]
+def run_parallel(steps: list[Step], path: str) -> list[tuple[int, str, str]]:
+    """``steps`` side by side with only ``path``'s programs (the script's shell by its
+    full path, as sshd starts it): each step's status, stdout, stderr."""
     nonce = new_nonce()
     parser = ScriptParser(steps, nonce, lambda i: None, lambda i, s, line: None, lambda i, s: None)
-    out = sh(compose_parallel(steps, nonce), only_on_path(tmp_path, "sh", "mktemp", "rm"))
+    out = subprocess.run(
+        [shutil.which("sh") or "/bin/sh", "-c", compose_parallel(steps, nonce)],
+        env={"PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     for stream, text in (("stdout", out.stdout), ("stderr", out.stderr)):
         for line in text.splitlines():
             parser.feed(stream, line)
     parser.close()
-    assert [(r.exit_status, r.stdout, r.stderr) for r in parser.results("x")] == [
+    return [(r.exit_status, r.stdout, r.stderr) for r in parser.results("x")]
+
+
+def test_parallel_checks_start_no_shell_and_no_cat_of_their_own(tmp_path: Path) -> None:
+    """Side-by-side checks: each runs in a subshell of the script's shell (no ``sh`` of
+    its own), a status is read with ``read``, and a check's few lines of output are shown
+    with the shell's own ``read`` and ``printf`` (no ``cat``): checks cost the host no
+    process beyond their own, whether they print or not."""
+    steps = [Step(f"check-{i}", f"exit {i}", readonly=True, may_fail=True) for i in range(3)]
+    steps.append(
+        Step("says", "printf '%s\\n' 'a  b\\c'; echo oops >&2; printf last", readonly=True)
+    )
+    steps.append(Step("cd", "cd / && x=1 && echo here", readonly=True))
+    steps.append(Step("sees", 'echo "x=${x-unset}"', readonly=True))
+    only = only_on_path(tmp_path, "mktemp", "rm")
+    assert run_parallel(steps, only) == [
         (0, "", ""),
         (1, "", ""),
         (2, "", ""),
+        (0, "a  b\\c\nlast", "oops"),
+        (0, "here", ""),
+        (0, "x=unset", ""),
     ]
+    long = Step("long", 'i=0; while [ "$i" -lt 250 ]; do echo "$i"; i=$((i+1)); done')
+    got = run_parallel([long], only_on_path(tmp_path, "mktemp", "rm", "cat"))
+    assert got == [(0, "\n".join(str(i) for i in range(250)), "")]
 
 
 def test_a_scripts_steps_start_no_shell_of_their_own(tmp_path: Path) -> None:
@@ -234,3 +260,98 @@ def test_folders_that_exist_cost_no_mkdir(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert Path(layout.release_log).read_text().count("release") == 2
     assert Path(layout.meta, "backups").is_dir() and Path(layout.shared).is_dir()
+
+
+def test_the_lock_is_taken_renewed_and_given_back_with_builtins(tmp_path: Path) -> None:
+    """Taking the lock starts one ``mkdir`` (atomic: the lock itself) and no ``touch``;
+    renewing it and checking its token start nothing; giving it back starts one ``rm``."""
+    layout = Layout(str(tmp_path / "app"))
+    Path(layout.meta).mkdir(parents=True)
+    owner = {"deployment_id": "d1", "token": "tok123"}
+    taken = sh(layout.lock_acquire(owner), only_on_path(tmp_path, "sh", "mkdir"))
+    assert taken.stdout.strip() == "LOCKED", taken.stderr
+    assert Path(layout.lock_heartbeat).exists()
+    only_sh = str(tmp_path / "only-sh")
+    Path(only_sh).mkdir()
+    Path(only_sh, "sh").symlink_to(shutil.which("sh") or "")
+    assert sh(layout.lock_renew("tok123"), only_sh).stdout.strip() == "RENEWED"
+    assert sh(layout.lock_renew("other"), only_sh).stdout.strip() == "LOST"
+    kept = sh(layout.lock_release("other"), only_sh)
+    assert kept.stdout.splitlines()[0] == "NOT_OWNER", kept.stderr
+    assert json.loads(kept.stdout.splitlines()[1]) == owner
+    with_rm = str(tmp_path / "sh-rm")
+    Path(with_rm).mkdir()
+    Path(with_rm, "sh").symlink_to(shutil.which("sh") or "")
+    Path(with_rm, "rm").symlink_to(shutil.which("rm") or "")
+    assert sh(layout.lock_release("tok123"), with_rm).stdout.strip() == "RELEASED"
+    assert not Path(layout.lock_dir).exists()
+    assert sh(layout.lock_release("tok123"), only_sh).stdout.strip() == "ABSENT"
+
+
+def test_the_record_reads_the_previous_release_without_sed(tmp_path: Path) -> None:
+    """Phase 1's record names the previous release read on the host: ``readlink`` and the
+    record's ``mv``, nothing more (a name that needs JSON escaping still gets it)."""
+    layout = Layout(str(tmp_path / "app"))
+    Path(layout.releases).mkdir(parents=True)
+    (Path(layout.deploy_path) / "current").symlink_to("releases/r1")
+    record = {"deployment_id": "d1", "status": "running"}
+    path = only_on_path(tmp_path, "sh", "readlink", "mkdir", "mv")
+    done = sh(write_record(layout.meta, record, previous_from=layout.current), path)
+    assert done.returncode == 0, done.stderr
+    stored = Path(layout.meta) / "deployments" / "d1.json"
+    assert json.loads(stored.read_text()) == record | {"previous": "r1"}
+    (Path(layout.deploy_path) / "current").unlink()
+    (Path(layout.deploy_path) / "current").symlink_to('releases/a"b\\c')
+    done = sh(
+        write_record(layout.meta, record, previous_from=layout.current),
+        only_on_path(tmp_path, "sh", "readlink", "mkdir", "mv", "sed"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(stored.read_text())["previous"] == 'a"b\\c'
+
+
+def test_a_code_backup_starts_no_rm_and_no_cat(tmp_path: Path) -> None:
+    """The code backup of a host: its folder, the archive, its test and its checksum,
+    checked; no ``rm`` of files a fresh folder cannot hold, no ``cat`` of the sums."""
+    layout = Layout(str(tmp_path / "app"))
+    (Path(layout.release("r1")) / "sub").mkdir(parents=True)
+    (Path(layout.release("r1")) / "sub" / "f").write_text("x\n")
+    path = only_on_path(tmp_path, "sh", "mkdir", "tar", "gzip", "sha256sum")
+    command = layout.backup_code("d2", "r1", excludes=[".venv"], assets=[])
+    first = sh(command, path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().endswith("code.tar.gz")
+    bdir = Path(layout.backup_dir("d2"))
+    assert sorted(p.name for p in bdir.iterdir()) == ["SHA256SUMS", "code.tar.gz"]
+    assert first.stdout.strip() == (bdir / "SHA256SUMS").read_text().strip()
+    again = sh(command, only_on_path(tmp_path, "sh", "mkdir", "tar", "gzip", "sha256sum", "rm"))
+    assert again.returncode == 0 and again.stdout == first.stdout  # a retry rewrites it
+
+
+def test_a_second_fetch_starts_no_rm_touch_or_remote_set_url(tmp_path: Path) -> None:
+    """From a host's second deployment on, the fetch sets the mirror's URL only when it
+    changed (read from the mirror's config with builtins), makes the release folder's
+    marker with a redirection (no ``touch``) and removes no staging folder that is not
+    there (no ``rm``)."""
+    from .helpers import make_repo
+
+    repo = make_repo(tmp_path)
+    layout = Layout(str(tmp_path / "app"))
+    real = shutil.which("git") or "git"
+    calls = tmp_path / "git-calls"
+    path = only_on_path(tmp_path, "sh", "mkdir", "mv", "tar", "readlink")
+    shim = Path(path) / "git"
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    first = sh(layout.fetch(str(repo), "v1", "r1"), path + ":/usr/bin")  # a first clone
+    assert first.returncode == 0, first.stderr
+    calls.write_text("")
+    again = sh(layout.fetch(str(repo), "v2", "r2"), path)
+    assert again.returncode == 0, again.stderr
+    assert "REVISION=" in again.stdout
+    assert (Path(layout.release("r2")) / "VERSION").read_text() == "2\n"
+    assert (Path(layout.release("r2")) / ".portal-ops-unfinished").exists()
+    assert not any("set-url" in line for line in calls.read_text().splitlines())
+    moved = sh(layout.fetch(str(tmp_path / "elsewhere"), "v2", "r3"), path)
+    assert "set-url" in calls.read_text()  # a new URL is set (the fetch then fails: no repo)
+    assert moved.returncode != 0
