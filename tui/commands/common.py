@@ -8,14 +8,16 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from backend.config import Config, ConfigError, load_config
 from backend.journal import Journal
 from backend.paths import state_dir
 from backend.redact import redact
+
+if TYPE_CHECKING:  # the config models cost ~0.13 s to import: `ui` loads them after its first frame
+    from backend.config import Config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -171,6 +173,8 @@ def load_or_exit(config_path: str | None, *, warn: bool = True) -> Config:
     """Load the config (overlay and ``--hosts``/``--roles`` applied) or print every problem
     in it and exit 2. ``warn=False``: no crash warning here (the control room gives it once
     its first frame is painted)."""
+    from backend.config import ConfigError, load_config
+
     ctx = click.get_current_context(silent=True)
     fleet = (ctx.meta.get(_FLEET_META) if ctx is not None else None) or {}
     try:

@@ -6,9 +6,12 @@ environment (Textual reads ``TEXTUAL_FPS`` once, at import).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -84,6 +87,30 @@ def _check_theme(theme: str | None) -> None:
         fail(f"unknown theme {theme!r}; choose one of: {', '.join(sorted(known))}", EXIT_USAGE)
 
 
+def _loader(config_path: str | None, *, check_theme: bool, notices: list[str]) -> Any:
+    """The config, loaded by the room once its first frame is painted (the models' import
+    and the parse were ~0.15 s of CPU before it). What loading prints is kept: a bad config
+    raises StartupError with it (printed, exit 2, once the terminal is back), a good one's
+    notices go to ``notices``."""
+
+    def load() -> Any:
+        from tui.startup import StartupError
+
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                config = load_or_exit(config_path, warn=False)  # the room warns
+                if check_theme:
+                    _check_theme(config.ui.theme)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+            raise StartupError(err.getvalue(), out.getvalue(), code) from None
+        notices.extend(text for text in (out.getvalue(), err.getvalue()) if text)
+        return config
+
+    return load
+
+
 @click.command()
 @_options
 def ui(
@@ -100,22 +127,30 @@ def ui(
     """
     _need_terminal("ui")
     _environment(fps, watch=False)
-    config = load_or_exit(config_path, warn=False)  # the room warns, after its first frame
-    theme = theme or config.ui.theme
     _check_theme(theme)
     from tui.app import run_control_room
+    from tui.startup import StartupError
 
+    notices: list[str] = []
     try:
         code = run_control_room(
-            config,
+            None,
+            config_loader=_loader(config_path, check_theme=not theme, notices=notices),
             theme=theme,
             check_unfinished=True,
             graph_interval=refresh,
             max_log_lines=max_log_lines,
             flush_interval=_flush_interval(fps),
         )
+    except StartupError as exc:  # the config, parsed after the first frame, is bad
+        sys.stdout.write(exc.stdout)
+        sys.stderr.write(exc.stderr)
+        raise SystemExit(exc.code) from None
     except ValueError as exc:  # a bad [ui.keys] names the id and the key
         fail(str(exc), EXIT_USAGE)
+    finally:
+        for notice in notices:  # e.g. "portal-ops: using <the config found>"
+            sys.stderr.write(notice)
     raise SystemExit(code)
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.binding import BindingType
 
 from backend.events import EventBus
 from backend.identity import current_operator
+from backend.journal import Journal
 
 from ..actions import available, bindings
 from ..messages import RunFinished
@@ -30,6 +32,12 @@ ROLLBACK_WHAT = (
 
 
 STOP_PATIENCE = 30.0  # seconds between two "still stopping" notes while a run is cancelled
+
+
+def build_engine(config: Any, journal: Journal, bus: EventBus) -> Any:
+    from backend.engine import Engine
+
+    return Engine(config, journal=journal, bus=bus)
 
 
 class _ThreadSafeBus:
@@ -119,6 +127,18 @@ class OperatorRoom(RoomApp):
         if name == "rollback" and self._own_deployment() == (True, None):
             return "the deployment is starting: its id is not known yet, press R again"
         return super().unavailable(name)
+
+    def _wire(self, config: Any) -> None:
+        """Loaded after the first frame: the journal and the engine's bus now, the engine
+        itself (built on first use) from them."""
+        if self.has_engine:
+            return
+        if self.journal is None:
+            from backend.paths import state_dir
+
+            self.journal = Journal(state_dir(config.state.dir) / "journal.db")
+        self.bus = EventBus()
+        self._engine_factory = partial(build_engine, config, self.journal, self.bus)
 
     # -- deploy ---------------------------------------------------------------------------
 

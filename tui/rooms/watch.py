@@ -3,17 +3,19 @@ machine, else the Redis stream)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.binding import BindingType
 
-from backend.config import Config
 from backend.feed import Feed, JournalFeed, RedisFeed, stream_key
 from backend.journal import Journal
 
 from ..actions import DANGEROUS_KEYS, available, bindings
 from ..widgets.header import DeployHeader
 from .base import RoomApp
+
+if TYPE_CHECKING:
+    from backend.config import Config
 
 
 class WatchRoom(RoomApp):
