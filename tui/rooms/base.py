@@ -212,8 +212,17 @@ class RoomApp(App[int]):
         publisher, live health (httpx, prometheus_client) and the notifier (Jinja2,
         Apprise). Started in on_mount, their imports and threads held the first frame back
         by ~0.25 s of CPU. Garbage collection, paused for the launch, resumes here."""
-        if self.config_loader is not None and not self._load_config():
+        if self.config_loader is not None:
+            if self._load_config():  # the history first: the rest once it is shown
+                self.run_worker(self._after_history(), name="after-history", group="feed")
             return
+        self._start_background()
+
+    async def _after_history(self) -> None:
+        await self.caught_up.wait()
+        self._start_background()
+
+    def _start_background(self) -> None:
         if self.has_engine:
             self.engine  # noqa: B018  # built before anything emits on its bus (the journal)
         if self.load_flags and self.config is not None:
