@@ -56,7 +56,12 @@ def make_room(
 
     ``config_loader`` in ``options`` instead of a config (an operator room without an
     engine): the room draws its first frame, then loads it (``portal-ops ui``)."""
-    if config is None and not watch and engine is None and "config_loader" in options:
+    if config is None and engine is None and "config_loader" in options:
+        if watch:  # the journal and the feed, once the config is loaded
+            return WatchRoom(
+                None, journal=journal, deployment_id=deployment_id, theme=theme, follow=source,
+                **options,
+            )  # fmt: skip
         return OperatorRoom(None, journal=journal, theme=theme, **options)
     if journal is None and engine is not None:
         journal = engine.journal

@@ -18,6 +18,7 @@ from backend.journal import Journal
 from tests.tui import recorded
 from tests.tui.conftest import until
 from tui.app import make_room
+from tui.settle import settled
 from tui.widgets.header import DeployHeader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,8 +46,9 @@ async def test_the_first_frame_says_loading_then_the_config_fills_the_room(
         live_health=False,
         clock=lambda: recorded.T0 + 60,
     )
-    async with app.run_test(size=(120, 36)):
+    async with app.run_test(size=(120, 36)) as pilot:
         await until(lambda: app.state.deployment is not None, 10)
+        await settled(pilot)  # the start-up work after the history, too
         shown = str(app.room.query_one(DeployHeader).render())
         hosts = [h.name for h in app.state.hosts]
     assert seen["painted"], seen
@@ -56,6 +58,34 @@ async def test_the_first_frame_says_loading_then_the_config_fills_the_room(
     assert seen["deploy"] == "the configuration is still loading"
     assert recorded.DEPLOY_ID in shown and "LOADING" not in shown
     assert hosts == list(recorded.HOSTS)
+
+
+async def test_a_watcher_loads_its_config_and_picks_its_feed_after_the_first_frame(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path / "journal.db")
+    recorded.write_journal(journal, recorded.deployment("mid"))
+    seen: dict[str, str] = {}
+
+    def load() -> Any:
+        seen["header"] = str(app.room.query_one(DeployHeader).render())
+        return recorded.config()
+
+    app = make_room(
+        None,
+        watch=True,
+        config_loader=load,
+        journal=journal,
+        source="auto",
+        live_health=False,
+        clock=lambda: recorded.T0 + 60,
+    )
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(lambda: app.state.deployment is not None, 10)
+        await settled(pilot)
+        shown = str(app.room.query_one(DeployHeader).render())
+    assert "WATCH · READ-ONLY" in seen["header"] and "LOADING" in seen["header"]
+    assert "READ-ONLY (journal)" in shown and recorded.DEPLOY_ID in shown
 
 
 def _run_in_a_terminal(argv: list[str], timeout: float = 20.0) -> tuple[int, str]:
@@ -136,3 +166,18 @@ def test_a_bad_key_map_in_the_config_exits_2_naming_the_binding(tmp_path: Path) 
     assert code == 2, output
     tail = output.rsplit("\x1b", 1)[-1]
     assert "portal-ops:" in tail and "no-such-action" in tail, tail
+
+
+def test_watch_an_unknown_deployment_exits_2_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "portal-ops.toml"
+    config.write_text(
+        '[portal]\nname = "business-portal"\nrepository = "/srv/git/bp.git"\n'
+        'deploy_path = "/var/www/bp"\n\n[[hosts]]\nname = "web-1"\naddress = "127.0.0.1"\n\n'
+        f'[state]\ndir = "{tmp_path / "state"}"\n'
+    )
+    code, output = _run_in_a_terminal(
+        [sys.executable, "-m", "tui.cli", "watch", "bp-nope", "--config", str(config)]
+    )
+    assert code == 2, output
+    tail = output.rsplit("\x1b", 1)[-1]
+    assert "portal-ops: unknown deployment id 'bp-nope'" in tail, tail

@@ -136,6 +136,7 @@ class RoomApp(App[int]):
         self.bridge: Bridge | None = None
         self._theme_before_parse(theme or DEFAULT_THEME)
         self.background_started = False  # set by _after_first_frame
+        self._awaiting_history = False  # `ui`: the rest of the start-up waits for the history
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -215,6 +216,7 @@ class RoomApp(App[int]):
         by ~0.25 s of CPU. Garbage collection, paused for the launch, resumes here."""
         if self.config_loader is not None:
             if self._load_config():  # the history first: the rest once it is shown
+                self._awaiting_history = True
                 self.run_worker(self._after_history(), name="after-history", group="feed")
             return
         self._start_background()
@@ -224,6 +226,8 @@ class RoomApp(App[int]):
         self._start_background()
 
     def _start_background(self) -> None:
+        if self.background_started:
+            return
         if self.has_engine:
             self.engine  # noqa: B018  # built before anything emits on its bus (the journal)
         if self.load_flags and self.config is not None:
@@ -459,6 +463,8 @@ class RoomApp(App[int]):
 
     def on_feed_failed(self, message: FeedFailed) -> None:
         self.notify(f"the event feed stopped: {message.error}", severity="error", timeout=30)
+        if self._awaiting_history:  # no history is coming: start what waited for it
+            self._start_background()
 
     def _tick(self) -> None:
         now = self.clock()
@@ -475,9 +481,8 @@ class RoomApp(App[int]):
             return
         self._graphed = health
         state = self.state
-        self.room.query_one(HealthGraphs).plot(
-            health, self.clock(), state.marks, live=state.health_live
-        )
+        for graphs in self.room.query(HealthGraphs):  # none while the room is torn down
+            graphs.plot(health, self.clock(), state.marks, live=state.health_live)
 
     def refresh_css(self, animate: bool = True) -> None:
         """Textual's (a new theme: every rule re-applied, the screen repainted), with the

@@ -100,6 +100,12 @@ class RoomScreen(Screen[None]):
         self.show(state, now=clock() if clock else 0.0, force=True)
         self._log_title()
 
+    def set_source(self, source: str) -> None:
+        """Where a watcher's events come from, known once its config is loaded."""
+        self.source = source
+        if self.ready:
+            self.query_one(DeployHeader).source = source
+
     def set_limits(self, target_ms: float, acceptable_ms: float, error_rate_limit: float) -> None:
         """The config's limits, known after the first frame (``portal-ops ui`` parses it
         then): the header's breach marks and the graphs' lines."""
