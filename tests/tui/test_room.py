@@ -353,3 +353,38 @@ async def test_a_clock_tick_while_the_health_pane_is_torn_down_draws_nothing(roo
         graphs.tick(app.clock() + 5)  # raised NoMatches before
         await graphs.remove()
         app._tick()  # the room's clock, with no health pane at all
+
+
+async def test_a_rollback_the_engine_refuses_is_an_error_line_in_the_log_and_journal(
+    tmp_path: Path,
+) -> None:
+    """The room shows a deployment (its history read from another journal) that its
+    engine's journal and hosts do not know, so the engine refuses (unknown id): the refusal
+    is an ERROR line, in the log and the journal, not only a toast that fades."""
+    from tui.screens.confirm import ConfirmRollback
+
+    shown = Journal(tmp_path / "shown.db")
+    recorded.write_journal(shown, recorded.deployment("done"))
+    cfg = recorded.config()
+    engine = Engine(cfg, journal=Journal(tmp_path / "engine.db"))
+    app = OperatorRoom(
+        cfg,
+        engine=engine,
+        journal=shown,  # the history shown; the engine's bus is the live feed
+        load_flags=False,
+        live_health=False,
+    )
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.wait_caught_up()
+        await pilot.press("R")
+        await until(lambda: isinstance(app.screen, ConfirmRollback))
+        await pilot.press(*recorded.DEPLOY_ID, "enter", *"test", "enter")
+        lines = lambda: [line.text for _, line in app.room.log_widget._lines]  # noqa: E731
+        await until(lambda: any("rollback not started" in t for t in lines()), 30, seen=lines)
+    refused = [
+        e
+        for e in engine.journal.events(recorded.DEPLOY_ID)
+        if e.kind == "incident" and "rollback not started" in e.data.get("message", "")
+    ]
+    assert refused and refused[0].data["severity"] == "error"
+    assert "unknown deployment id" in refused[0].data["message"]
