@@ -223,7 +223,7 @@ class RoomApp(App[int]):
 
     async def _after_history(self) -> None:
         await self.caught_up.wait()
-        self._start_background()
+        self.call_after_refresh(self._start_background)  # once the history is painted
 
     def _start_background(self) -> None:
         if self.background_started:
