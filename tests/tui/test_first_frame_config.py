@@ -20,6 +20,8 @@ from tests.tui.conftest import until
 from tui.app import make_room
 from tui.settle import settled
 from tui.widgets.header import DeployHeader
+from tui.widgets.hoststrip import HostStrip
+from tui.widgets.tables import HostTable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +38,8 @@ async def test_the_first_frame_says_loading_then_the_config_fills_the_room(
         seen["header"] = str(header.render())
         seen["painted"] = app.screen is app.room and app.room.is_mounted
         seen["deploy"] = app.unavailable("deploy")
+        seen["hosts"] = str(app.room.query_one(HostTable).border_subtitle)
+        seen["strip"] = str(app.room.query_one(HostStrip).render())
         return recorded.config()
 
     app = make_room(
@@ -56,6 +60,8 @@ async def test_the_first_frame_says_loading_then_the_config_fills_the_room(
     # nothing is claimed before the config is known: no deployment, no "idle", no counts
     assert recorded.DEPLOY_ID not in seen["header"] and "IDLE" not in seen["header"]
     assert seen["deploy"] == "the configuration is still loading"
+    assert seen["hosts"] == "loading configuration…"  # not "0" hosts
+    assert "loading configuration" in seen["strip"] and "none" not in seen["strip"]
     assert recorded.DEPLOY_ID in shown and "LOADING" not in shown
     assert hosts == list(recorded.HOSTS)
 

@@ -134,6 +134,9 @@ class RoomScreen(Screen[None]):
             self.query_one(HostTable).show(state.hosts, now)
         if force or old is None or old.flags is not state.flags or old.emergency != state.emergency:
             self.query_one(FlagTable).show(state.flags, emergency=bool(state.emergency))
+        if state.loading:  # no count of hosts or flags before the config names them
+            for pane in (self.query_one(HostTable), self.query_one(FlagTable)):
+                fmt.titles(pane, subtitle="loading configuration…")
         self.drawn = state
 
     def tick(self, now: float) -> None:
