@@ -15,18 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backend.config import Config
 from backend.events import EventBus
 from backend.journal import Journal
 
 from .actions import ACTIONS
 from .palette import ActionCommands
 from .rooms.base import RoomApp
-from .rooms.operator import OperatorRoom
+from .rooms.operator import OperatorRoom, build_engine
 from .rooms.watch import WatchRoom, watch_feed
 from .startup import release_gc
+
+if TYPE_CHECKING:
+    from backend.config import Config
 
 __all__ = [
     "ActionCommands",
@@ -50,7 +52,17 @@ def make_room(
     source: str = "auto",
     **options: Any,
 ) -> RoomApp:
-    """Build (without running) the room for ``config``: a watcher, or an operator room."""
+    """Build (without running) the room for ``config``: a watcher, or an operator room.
+
+    ``config_loader`` in ``options`` instead of a config (an operator room without an
+    engine): the room draws its first frame, then loads it (``portal-ops ui``)."""
+    if config is None and engine is None and "config_loader" in options:
+        if watch:  # the journal and the feed, once the config is loaded
+            return WatchRoom(
+                None, journal=journal, deployment_id=deployment_id, theme=theme, follow=source,
+                **options,
+            )  # fmt: skip
+        return OperatorRoom(None, journal=journal, theme=theme, **options)
     if journal is None and engine is not None:
         journal = engine.journal
     if journal is None:
@@ -73,19 +85,13 @@ def make_room(
         bus = EventBus()
         return OperatorRoom(
             config,
-            engine_factory=partial(_engine, config, journal, bus),
+            engine_factory=partial(build_engine, config, journal, bus),
             bus=bus,
             journal=journal,
             theme=theme,
             **options,
         )
     return OperatorRoom(config, engine=engine, journal=journal, theme=theme, **options)
-
-
-def _engine(config: Config, journal: Journal, bus: EventBus) -> Any:
-    from backend.engine import Engine
-
-    return Engine(config, journal=journal, bus=bus)
 
 
 def run_control_room(
@@ -115,6 +121,8 @@ def run_control_room(
             **options,
         )
         code = app.run()
+        if app.startup_error is not None:  # raised now that the terminal is given back
+            raise app.startup_error
         return int(code or 0)
     finally:
         release_gc()  # if the room stopped before its first frame

@@ -36,3 +36,15 @@ def release_gc() -> None:
 
 def gc_held() -> bool:
     return _held
+
+
+class StartupError(Exception):
+    """The room closed before it began (a bad config, parsed after its first frame): what
+    the command would have printed, to print once the terminal is given back, and its exit
+    code."""
+
+    def __init__(self, stderr: str, stdout: str = "", code: int = 2) -> None:
+        super().__init__(stderr.strip() or f"exit {code}")
+        self.stderr = stderr
+        self.stdout = stdout
+        self.code = code

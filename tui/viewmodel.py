@@ -176,6 +176,7 @@ class RoomState:
     last_seq: int = 0
     last_ts: float = 0.0
     pinned: str | None = None  # follow only this deployment
+    loading: str = ""  # what the room waits for before it can show anything (its config)
     # (time, label) where a deployment or rollback began: drawn as breaks on the graphs
     marks: tuple[tuple[float, str], ...] = ()
     health_live: bool = False  # the room samples the sources itself: draw only those
@@ -209,7 +210,9 @@ class RoomState:
 
     @property
     def status(self) -> str:
-        """One word for the header: idle, running, rolling-back, or the outcome."""
+        """One word for the header: loading, idle, running, rolling-back, or the outcome."""
+        if self.loading:
+            return "loading"
         rb = self.rollback
         if rb is not None and rb.finished_at is None:
             return "rolling-back"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual import events
 
 from backend.demo.run import DemoSession, bring_up
 from backend.feed import JournalFeed
@@ -133,3 +134,78 @@ async def test_quit_while_deploying_asks_then_cancels_and_keeps_the_lock(demo: D
     assert row is not None and row["outcome"] == "interrupted", row
     messages = [e.data.get("message", "") for e in engine.journal.events(row["id"])]
     assert any("the lock is kept" in m for m in messages)
+
+
+def burst(app: Any, *keys: str) -> None:
+    """Keys as a terminal delivers a fast typist's (or a paste): all queued at once, none
+    waiting for the room to look idle first (Pilot's press does, up to 1 s a key while a
+    deployment runs in this process)."""
+    import unicodedata
+
+    from textual.keys import REPLACED_KEYS, _character_to_key, _get_unicode_name_from_key
+
+    for key in keys:
+        if len(key) == 1 and not key.isalnum():
+            key = _character_to_key(key)
+        try:
+            char: str | None = unicodedata.lookup(
+                _get_unicode_name_from_key(REPLACED_KEYS.get(key, key))
+            )
+        except KeyError:
+            char = key if len(key) == 1 else None
+        app._driver.send_message(events.Key(key, char))
+
+
+def serving(session: DemoSession) -> dict[str, str | None]:
+    """The release each host serves, read on the host (its `current` link)."""
+    return {h.name: session.sandbox.current_release(h.name) for h in session.sandbox.hosts}
+
+
+@pytest.mark.parametrize("when", ["at-once", "switched"])
+async def test_rollback_key_during_a_deployment_cancels_it_then_rolls_back(
+    demo: DemoSession, when: str
+) -> None:
+    """R while version 2 deploys, typed right after `y` (the screen does not show version 2
+    yet: the dialog named version 1 and the engine refused its rollback after cancelling
+    version 2, so no rollback ever showed) or once a host serves version 2: the deployment
+    is cancelled, then rolled back on the hosts it changed, and the room shows the
+    rollback's phases and its outcome."""
+    engine = demo.engine()
+    journal = engine.journal
+    v1 = journal.latest_deployment()
+    assert v1 is not None
+    live_v1 = serving(demo)
+    room = OperatorRoom(demo.config, engine=engine, load_flags=False)
+    async with room.run_test(size=(120, 36)) as pilot:
+        await room.wait_caught_up()
+        await pilot.press("d")
+        await until(lambda: isinstance(room.screen, ConfirmDeploy), timeout=60)
+        if when == "at-once":  # y then R typed at once, as a terminal delivers them
+            burst(room, "y", "R")
+        else:
+            await pilot.press("y")
+            # a host serves version 2 (the run is switching them, or further on)
+            await until(lambda: serving(demo) != live_v1, 60, seen=lambda: serving(demo))
+            await pilot.press("R")
+        await until(lambda: isinstance(room.screen, ConfirmRollback))
+        # the dialog names the deployment running in this room, not the one before it
+        deployment_id = room.screen.deployment_id  # type: ignore[attr-defined]
+        assert deployment_id != v1["id"]
+        burst(room, *deployment_id, "enter", *"errors during the bake", "enter")
+        await until(lambda: isinstance(room.screen, RoomScreen))
+        # the room shows the rollback running: its phases, not the deployment's
+        await until(
+            lambda: room.state.timeline and room.state.timeline[0].name == "rb-declare",
+            20,
+            seen=lambda: (room.state.status, [(p.name, p.status) for p in room.state.timeline]),
+        )
+        await until(
+            lambda: room.state.status == "rolled-back",
+            30,
+            seen=lambda: (room.state.status, [(p.name, p.status) for p in room.state.timeline]),
+        )
+    row = journal.get_deployment(deployment_id)
+    assert row is not None and row["outcome"] == "rolled_back", row
+    finished = [e for e in journal.events(deployment_id) if e.kind == "rollback.finished"]
+    assert finished and finished[-1].data["outcome"] == "succeeded"
+    assert serving(demo) == live_v1

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from backend.engine import Engine
 from backend.events import Event, Kind
@@ -106,6 +109,35 @@ async def test_theme_key_cycles_and_restyles(room: Room) -> None:
             "ansi-light",
             "portal-dark",
         ]
+
+
+async def test_theme_key_finds_its_rules_parsed_ahead(
+    room: Room, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each theme's rules are parsed while the room is idle, before `t` goes to it: the key
+    itself never parses the stylesheet (it was ~15 % of its cost, on every first round)."""
+    from textual.css.stylesheet import Stylesheet
+
+    app = room("mid")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settled(pilot)
+        parsed: list[str] = []
+        original = Stylesheet.parse
+
+        def parse(self: Stylesheet) -> None:
+            parsed.append(app.theme)
+            original(self)
+
+        monkeypatch.setattr(Stylesheet, "parse", parse)
+        stylesheet: Any = app.stylesheet
+        await until(lambda: len(stylesheet._parsed) > 0, seen=lambda: "nothing parsed ahead")
+        for _ in range(5):
+            ahead = len(parsed)
+            app.action_cycle_theme()  # the key's work, synchronously
+            assert len(parsed) == ahead, f"t to {app.theme} parsed the stylesheet"
+            # the next theme's rules, parsed ahead (back to the first: all were, in round one)
+            await until(lambda n=ahead, t=app.theme: len(parsed) > n or t == "portal-dark")
+            await settled(pilot)
 
 
 async def test_unknown_theme_falls_back(room: Room) -> None:
@@ -321,3 +353,38 @@ async def test_a_clock_tick_while_the_health_pane_is_torn_down_draws_nothing(roo
         graphs.tick(app.clock() + 5)  # raised NoMatches before
         await graphs.remove()
         app._tick()  # the room's clock, with no health pane at all
+
+
+async def test_a_rollback_the_engine_refuses_is_an_error_line_in_the_log_and_journal(
+    tmp_path: Path,
+) -> None:
+    """The room shows a deployment (its history read from another journal) that its
+    engine's journal and hosts do not know, so the engine refuses (unknown id): the refusal
+    is an ERROR line, in the log and the journal, not only a toast that fades."""
+    from tui.screens.confirm import ConfirmRollback
+
+    shown = Journal(tmp_path / "shown.db")
+    recorded.write_journal(shown, recorded.deployment("done"))
+    cfg = recorded.config()
+    engine = Engine(cfg, journal=Journal(tmp_path / "engine.db"))
+    app = OperatorRoom(
+        cfg,
+        engine=engine,
+        journal=shown,  # the history shown; the engine's bus is the live feed
+        load_flags=False,
+        live_health=False,
+    )
+    async with app.run_test(size=(120, 36)) as pilot:
+        await app.wait_caught_up()
+        await pilot.press("R")
+        await until(lambda: isinstance(app.screen, ConfirmRollback))
+        await pilot.press(*recorded.DEPLOY_ID, "enter", *"test", "enter")
+        lines = lambda: [line.text for _, line in app.room.log_widget._lines]  # noqa: E731
+        await until(lambda: any("rollback not started" in t for t in lines()), 30, seen=lines)
+    refused = [
+        e
+        for e in engine.journal.events(recorded.DEPLOY_ID)
+        if e.kind == "incident" and "rollback not started" in e.data.get("message", "")
+    ]
+    assert refused and refused[0].data["severity"] == "error"
+    assert "unknown deployment id" in refused[0].data["message"]

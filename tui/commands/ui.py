@@ -6,9 +6,12 @@ environment (Textual reads ``TEXTUAL_FPS`` once, at import).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -84,6 +87,56 @@ def _check_theme(theme: str | None) -> None:
         fail(f"unknown theme {theme!r}; choose one of: {', '.join(sorted(known))}", EXIT_USAGE)
 
 
+class _Loader:
+    """The config, loaded by the room once its first frame is painted (the models' import
+    and the parse were ~0.15 s of CPU before it). What loading prints is kept: a bad config
+    raises StartupError with it (printed, exit 2, once the terminal is back), a good one's
+    notices (``portal-ops: using …``) are printed when the room closes."""
+
+    def __init__(self, config_path: str | None, *, check_theme: bool) -> None:
+        self.config_path = config_path
+        self.check_theme = check_theme
+        self.notices: list[str] = []
+
+    def __call__(self) -> Any:
+        from tui.startup import StartupError
+
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                config = load_or_exit(self.config_path, warn=False)  # the room warns
+                if self.check_theme:
+                    _check_theme(config.ui.theme)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+            raise StartupError(err.getvalue(), out.getvalue(), code) from None
+        self.notices.extend(text for text in (out.getvalue(), err.getvalue()) if text)
+        return config
+
+
+def _run_room(loader: _Loader | None, **options: Any) -> NoReturn:
+    """Open the room (its config loaded after the first frame when ``loader``); exit with
+    its code, or print what stopped it (a bad config, a bad [ui.keys], an unknown
+    deployment id) and exit 2."""
+    from tui.app import run_control_room
+    from tui.startup import StartupError
+
+    try:
+        if loader is not None:
+            options["config_loader"] = loader
+        code = run_control_room(None, **options)
+    except StartupError as exc:  # the config, parsed after the first frame, is bad
+        sys.stdout.write(exc.stdout)
+        sys.stderr.write(exc.stderr)
+        raise SystemExit(exc.code) from None
+    except ValueError as exc:  # a bad [ui.keys], an unknown deployment id
+        fail(str(exc), EXIT_USAGE)
+    finally:
+        for notice in loader.notices if loader is not None else ():
+            sys.stderr.write(notice)
+    raise SystemExit(code)
+
+
 @click.command()
 @_options
 def ui(
@@ -100,23 +153,15 @@ def ui(
     """
     _need_terminal("ui")
     _environment(fps, watch=False)
-    config = load_or_exit(config_path, warn=False)  # the room warns, after its first frame
-    theme = theme or config.ui.theme
     _check_theme(theme)
-    from tui.app import run_control_room
-
-    try:
-        code = run_control_room(
-            config,
-            theme=theme,
-            check_unfinished=True,
-            graph_interval=refresh,
-            max_log_lines=max_log_lines,
-            flush_interval=_flush_interval(fps),
-        )
-    except ValueError as exc:  # a bad [ui.keys] names the id and the key
-        fail(str(exc), EXIT_USAGE)
-    raise SystemExit(code)
+    _run_room(
+        _Loader(config_path, check_theme=not theme),
+        theme=theme,
+        check_unfinished=True,
+        graph_interval=refresh,
+        max_log_lines=max_log_lines,
+        flush_interval=_flush_interval(fps),
+    )
 
 
 @click.command()
@@ -146,25 +191,16 @@ def watch(
     """
     _need_terminal("watch")
     _environment(fps, watch=True)
-    config = None
-    if config_path or Path("portal-ops.toml").exists():
-        config = load_or_exit(config_path, warn=False)  # the room warns, after its first frame
-        theme = theme or config.ui.theme
     _check_theme(theme)
-    from tui.app import run_control_room
-
-    try:
-        code = run_control_room(
-            config,
-            watch=True,
-            deployment_id=deployment_id,
-            theme=theme,
-            check_unfinished=config is not None,
-            source=source,
-            graph_interval=refresh,
-            max_log_lines=max_log_lines,
-            flush_interval=_flush_interval(fps),
-        )
-    except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
-    raise SystemExit(code)
+    has_config = bool(config_path) or Path("portal-ops.toml").exists()
+    _run_room(
+        _Loader(config_path, check_theme=not theme) if has_config else None,
+        watch=True,
+        deployment_id=deployment_id,
+        theme=theme,
+        check_unfinished=has_config,
+        source=source,
+        graph_interval=refresh,
+        max_log_lines=max_log_lines,
+        flush_interval=_flush_interval(fps),
+    )

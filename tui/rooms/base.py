@@ -13,8 +13,9 @@ import functools
 import importlib.util
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, ScreenError, SystemCommand
 from textual.command import Provider
@@ -23,7 +24,6 @@ from textual.widget import Widget
 from textual.widgets import DataTable
 from textual.worker import Worker
 
-from backend.config import Config
 from backend.events import EventBus
 from backend.feed import BusFeed, Feed, JournalFeed, journal_history, stream_key
 from backend.journal import Journal
@@ -37,8 +37,12 @@ from ..screens.room import RoomScreen
 from ..state import HostView, RoomState, reduce, with_flags
 from ..widgets.graphs import HealthGraphs
 
+if TYPE_CHECKING:  # importing the config models costs ~0.13 s: after the first frame
+    from backend.config import Config
+
 DEFAULT_GRAPH_INTERVAL = 1.0  # seconds between graph redraws (the `[`/`]` keys change it)
 ARM_SECONDS = 2.0  # a single-key change (flag step, resume) needs a second press within this
+PREPARE_THEME_AFTER = 0.5  # seconds after the start-up work the next theme is parsed
 FLAG_REFRESH_SECONDS = 30.0  # re-read the flag listing (evaluation counts) this often
 ROOM_ONLY = frozenset(
     {"focus_pane", "zoom", "filter_log", "cycle_severity", "follow_log", "graph_rate", "wrap_log"}
@@ -83,9 +87,14 @@ class RoomApp(App[int]):
         live_health: bool = True,
         keymap: dict[str, str] | None = None,
         check_unfinished: bool = False,
+        config_loader: Callable[[], Config] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        # ``portal-ops ui``: the config is parsed after the first frame (LOADING until then)
+        self.config_loader = config_loader if config is None else None
+        self.startup_error: Exception | None = None  # why the room closed before it began
+        self._keymap_given = keymap
         self._engine = engine
         self._engine_factory = engine_factory if engine is None else None
         self.bus: EventBus | None = engine.bus if engine is not None else bus
@@ -106,7 +115,8 @@ class RoomApp(App[int]):
         self.user_keymap = keymap_for(keys)  # a bad [ui.keys] fails here, before any screen
         self.health: Any = None  # tui.health.LiveHealth while the room samples the sources
         hosts = tuple(HostView(h.name) for h in config.hosts) if config is not None else ()
-        self.state = RoomState(pinned=deployment_id, hosts=hosts)
+        loading = "loading configuration…" if self.config_loader is not None else ""
+        self.state = RoomState(pinned=deployment_id, hosts=hosts, loading=loading)
         self.caught_up = asyncio.Event()
         self.engine_worker: Worker[Any] | None = None
         self.publisher: Any = None
@@ -126,6 +136,7 @@ class RoomApp(App[int]):
         self.bridge: Bridge | None = None
         self._theme_before_parse(theme or DEFAULT_THEME)
         self.background_started = False  # set by _after_first_frame
+        self._awaiting_history = False  # `ui`: the rest of the start-up waits for the history
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -184,20 +195,39 @@ class RoomApp(App[int]):
         self._apply_theme(self.requested_theme or DEFAULT_THEME)  # a no-op unless unknown
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
-        self.bridge = Bridge(
-            self._make_feed(), self.post_message, self.state, flush_interval=self.flush_interval
-        )
-        self.run_worker(self.bridge.run(), name="feed", group="feed", exit_on_error=False)
+        if self.config_loader is None:
+            self._start_bridge()
         self.set_interval(1.0, self._tick)
         self._graph_timer = self.set_interval(self.graph_interval, self._redraw_graphs)
         self.call_after_refresh(self._after_first_frame)
 
+    def _start_bridge(self) -> None:
+        self.bridge = Bridge(
+            self._make_feed(), self.post_message, self.state, flush_interval=self.flush_interval
+        )
+        self.run_worker(self.bridge.run(), name="feed", group="feed", exit_on_error=False)
+
     def _after_first_frame(self) -> None:
-        """What the first frame does not need, started once it is painted: the engine
-        (``portal-ops ui`` passes a factory), the flag listing (flags, Redis), the Redis
+        """What the first frame does not need, started once it is painted: the config
+        (``portal-ops ui`` passes a loader: the models' import and the parse are ~0.15 s of
+        CPU), the engine (a factory), the flag listing (flags, Redis), the Redis
         publisher, live health (httpx, prometheus_client) and the notifier (Jinja2,
         Apprise). Started in on_mount, their imports and threads held the first frame back
         by ~0.25 s of CPU. Garbage collection, paused for the launch, resumes here."""
+        if self.config_loader is not None:
+            if self._load_config():  # the history first: the rest once it is shown
+                self._awaiting_history = True
+                self.run_worker(self._after_history(), name="after-history", group="feed")
+            return
+        self._start_background()
+
+    async def _after_history(self) -> None:
+        await self.caught_up.wait()
+        self.call_after_refresh(self._start_background)  # once the history is painted
+
+    def _start_background(self) -> None:
+        if self.background_started:
+            return
         if self.has_engine:
             self.engine  # noqa: B018  # built before anything emits on its bus (the journal)
         if self.load_flags and self.config is not None:
@@ -213,9 +243,51 @@ class RoomApp(App[int]):
         if self.room.ready:
             self.call_later(self.room.query_one(HealthGraphs).mount_plots)
         self.background_started = True
+        self.set_timer(PREPARE_THEME_AFTER, self._prepare_next_theme)
         from ..startup import release_gc
 
         release_gc()  # held since the launch (tui/startup.py)
+
+    def _load_config(self) -> bool:
+        """Parse the config the first frame did without, and set the room up with it. A bad
+        one (tui.startup.StartupError, or a ValueError for a bad ``[ui.keys]``) closes the
+        room with exit code 2; :func:`tui.app.run_control_room` raises it once the terminal
+        is given back, so the command prints the same message as before the room opened."""
+        loader, self.config_loader = self.config_loader, None
+        assert loader is not None
+        try:
+            self._configure(loader())
+        except Exception as exc:
+            self.startup_error = exc
+            self.exit(2, return_code=2)
+            return False
+        return True
+
+    def _configure(self, config: Config) -> None:
+        """What the constructor does with a config it is given, once it is loaded."""
+        self.config = config
+        if self._keymap_given is None:
+            from ..keymap import keymap_for
+
+            self.user_keymap = keymap_for(config.ui.keys)
+            if self.user_keymap:
+                self.set_keymap(self.user_keymap)
+        self._wire(config)
+        if self.requested_theme is None and config.ui.theme:
+            self._apply_theme(config.ui.theme)
+        self.room.set_limits(
+            config.monitor.response_time_target_ms,
+            config.monitor.response_time_acceptable_ms,
+            config.monitor.error_rate_acceptable,
+        )
+        hosts = tuple(HostView(h.name) for h in config.hosts)
+        self.state = replace(self.state, hosts=hosts, loading="")
+        self.room.show(self.state, self.clock(), force=True)
+        self._start_bridge()
+        self.refresh_bindings()
+
+    def _wire(self, config: Config) -> None:
+        """What a room builds from its config (an operator room: its journal and engine)."""
 
     def _warn_unfinished(self) -> None:
         """A thread: the crash warning `portal-ops deploy` prints (a deployment whose process
@@ -391,6 +463,8 @@ class RoomApp(App[int]):
 
     def on_feed_failed(self, message: FeedFailed) -> None:
         self.notify(f"the event feed stopped: {message.error}", severity="error", timeout=30)
+        if self._awaiting_history:  # no history is coming: start what waited for it
+            self._start_background()
 
     def _tick(self) -> None:
         now = self.clock()
@@ -407,9 +481,8 @@ class RoomApp(App[int]):
             return
         self._graphed = health
         state = self.state
-        self.room.query_one(HealthGraphs).plot(
-            health, self.clock(), state.marks, live=state.health_live
-        )
+        for graphs in self.room.query(HealthGraphs):  # none while the room is torn down
+            graphs.plot(health, self.clock(), state.marks, live=state.health_live)
 
     def refresh_css(self, animate: bool = True) -> None:
         """Textual's (a new theme: every rule re-applied, the screen repainted), with the
@@ -436,6 +509,24 @@ class RoomApp(App[int]):
             if self.screen.is_mounted:
                 self.screen._refresh_layout(self.size)
                 self.screen._css_update_count = self._css_update_count
+        self.call_after_refresh(self._prepare_next_theme)  # once this theme is painted
+
+    def _prepare_next_theme(self) -> None:
+        """Parse the rules of the theme `t` goes to next, while the room is idle: the parse
+        was ~15 % of what `t` cost, and the first round of themes always paid it."""
+        from ..stylesheets import ThemeStylesheet
+
+        stylesheet = self.stylesheet
+        names = [n for n in CYCLE if n in self.available_themes]
+        if not isinstance(stylesheet, ThemeStylesheet) or not names:
+            return
+        index = names.index(self.theme) if self.theme in names else -1
+        theme = self.get_theme(names[(index + 1) % len(names)])
+        if theme is None:
+            return
+        # what get_css_variables returns once that theme is the current one
+        variables = {**theme.to_color_system().generate(), **theme.variables}
+        stylesheet.prepare(derive_variables({**self.get_theme_variable_defaults(), **variables}))
 
     async def wait_caught_up(self, timeout: float = 10.0) -> None:
         """For tests and scripts: the history is shown and the feed is live."""
@@ -499,6 +590,8 @@ class RoomApp(App[int]):
         """Why an action cannot run right now (None: it can). Shown in help and toasts."""
         if self.WATCH and name in DANGEROUS_NAMES:
             return "read-only watch mode"
+        if self.state.loading and name in DANGEROUS_NAMES:
+            return "the configuration is still loading"
         if name in ("deploy", "rollback", "pause_rollout") and not self.has_engine:
             return "no engine in this room"
         if name == "deploy" and (self.engine_running or self.state.running):
@@ -627,7 +720,8 @@ class RoomApp(App[int]):
         names = [n for n in CYCLE if n in self.available_themes]
         index = names.index(self.theme) if self.theme in names else -1
         self.theme = names[(index + 1) % len(names)]
-        self.notify(f"theme: {self.theme}", timeout=2)
+        # the toast one frame later: the key's first frame is the new theme alone
+        self.call_after_refresh(self.notify, f"theme: {self.theme}", timeout=2)
 
     def action_help(self) -> None:
         from ..screens.help import HelpScreen

@@ -5,14 +5,15 @@ armed by a second press."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.binding import BindingType
 
 from backend.events import EventBus
 from backend.identity import current_operator
+from backend.journal import Journal
 
 from ..actions import available, bindings
 from ..messages import RunFinished
@@ -28,6 +29,15 @@ ROLLBACK_WHAT = (
     " release on every host, database back, caches, restart, maintenance off, verify health,"
     " report. Running it twice is safe."
 )
+
+
+STOP_PATIENCE = 30.0  # seconds between two "still stopping" notes while a run is cancelled
+
+
+def build_engine(config: Any, journal: Journal, bus: EventBus) -> Any:
+    from backend.engine import Engine
+
+    return Engine(config, journal=journal, bus=bus)
 
 
 class _ThreadSafeBus:
@@ -46,25 +56,89 @@ class OperatorRoom(RoomApp):
     """``portal-ops ui``: every action, the engine in an App worker."""
 
     BINDINGS: ClassVar[list[BindingType]] = bindings(available(watch=False))
+    _shown_before_run: str | None = None  # the deployment on screen when a run began
 
-    def _start_run(self, kind: str, make: Callable[[], Any]) -> None:
+    def _start_run(self, kind: str, make: Callable[[], Any], target: str | None = None) -> None:
         self._start_notifier()  # if its thread has not attached it yet
+        shown = self.bridge.state.deployment if self.bridge is not None else None
+        self._shown_before_run = shown.id if shown is not None else None
         self.engine_worker = self.run_worker(
-            self._run(kind, make), name=kind, group="engine", exit_on_error=False
+            self._run(kind, make, target), name=kind, group="engine", exit_on_error=False
         )
         self.refresh_bindings()
 
-    async def _run(self, kind: str, make: Callable[[], Any]) -> None:
+    async def _run(self, kind: str, make: Callable[[], Any], target: str | None) -> None:
         try:
             result = await make()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.post_message(RunFinished(kind, None, "error", f"{type(exc).__name__}: {exc}"))
+            error = f"{type(exc).__name__}: {exc}"
+            self._did_not_run(kind, target, error)
+            self.post_message(RunFinished(kind, target, "error", error))
             return
         outcome = str(getattr(result, "outcome", "finished"))
         error = str(getattr(result, "error", "") or "")
         self.post_message(RunFinished(kind, getattr(result, "deployment_id", None), outcome, error))
+
+    def _did_not_run(self, kind: str, target: str | None, error: str) -> None:
+        """A run the engine refused (a rollback of a deployment that is not the newest, a
+        lock another holds) is an error line in the log and the journal, not only a toast
+        that fades: the operator pressed a key and must see what became of it."""
+        from backend.events import Event, Kind, Severity
+
+        if self.engine is None:
+            return
+        self.engine.bus.emit(
+            Event(
+                Kind.INCIDENT,
+                deployment_id=target,
+                run=kind,
+                data={"severity": Severity.ERROR, "message": f"{kind} not started: {error}"},
+            )
+        )
+
+    def _own_deployment(self) -> tuple[bool, str | None]:
+        """(whether a deployment of this room runs, its id when known).
+
+        The engine names the deployment it runs at once; the screen's state follows the
+        engine's events one flush (0.2 s, more with --fps) behind. R pressed just after `y`
+        therefore named the deployment before it: the room cancelled the new one, and the
+        engine refused to roll back the old one (not the newest live deployment), so no
+        rollback ever showed. Between the worker's start and the engine naming its
+        deployment, and after the engine let go of it, the newest state tells, if it
+        already shows a deployment other than the one shown when the run began."""
+        worker = self.engine_worker
+        if worker is None or not worker.is_running or worker.name != "deploy":
+            return False, None
+        current = getattr(self._engine, "current", None)
+        if current is not None:
+            return True, None if current.dry_run else str(current.deployment_id)
+        shown = self.bridge.state.deployment if self.bridge is not None else None
+        if shown is not None and shown.id != self._shown_before_run and not shown.dry_run:
+            return True, shown.id
+        return True, None
+
+    def _rollback_target(self) -> str | None:
+        running, deployment_id = self._own_deployment()
+        return deployment_id if running else super()._rollback_target()
+
+    def unavailable(self, name: str) -> str | None:
+        if name == "rollback" and self._own_deployment() == (True, None):
+            return "the deployment is starting: its id is not known yet, press R again"
+        return super().unavailable(name)
+
+    def _wire(self, config: Any) -> None:
+        """Loaded after the first frame: the journal and the engine's bus now, the engine
+        itself (built on first use) from them."""
+        if self.has_engine:
+            return
+        if self.journal is None:
+            from backend.paths import state_dir
+
+            self.journal = Journal(state_dir(config.state.dir) / "journal.db")
+        self.bus = EventBus()
+        self._engine_factory = partial(build_engine, config, self.journal, self.bus)
 
     # -- deploy ---------------------------------------------------------------------------
 
@@ -109,7 +183,12 @@ class OperatorRoom(RoomApp):
             return
         target = self._rollback_target()
         assert target is not None
-        hosts = self.state.deployment.hosts if self.state.deployment else ()
+        current = getattr(self._engine, "current", None)
+        if current is not None and current.deployment_id == target:
+            hosts: Sequence[str] = current.fleet
+        else:
+            dep = self.state.deployment
+            hosts = dep.hosts if dep is not None and dep.id == target else ()
         what = ROLLBACK_WHAT.format(hosts=", ".join(hosts) or "every host")
         if self.engine_running:
             what += " The deployment running in this room is cancelled first."
@@ -122,11 +201,28 @@ class OperatorRoom(RoomApp):
             self.run_worker(self._rollback(request), name="rollback-start", group="control")
 
     async def _rollback(self, request: Any) -> None:
+        """Cancel this room's deployment, wait until it has stopped (its hosts recorded as
+        interrupted, the lock kept for the rollback), then roll back. The rollback never
+        starts beside a deployment still changing hosts, however long the stop takes."""
         worker = self.engine_worker
         if worker is not None and worker.is_running:
+            what = f"{worker.name} {request.deployment_id}"
+            self.notify(f"cancelling the {what}; the rollback starts once it has stopped")
             worker.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(worker.wait(), 30)
+            waited = 0.0
+            while True:
+                try:
+                    await asyncio.wait_for(asyncio.shield(worker.wait()), STOP_PATIENCE)
+                    break
+                except TimeoutError:
+                    waited += STOP_PATIENCE
+                    self.notify(
+                        f"the {what} is still stopping after {waited:g} s;"
+                        " the rollback waits for it",
+                        severity="warning",
+                    )
+                except Exception:  # cancelled (WorkerCancelled) or failed: it has stopped
+                    break
         self._start_run(
             "rollback",
             lambda: self.engine.rollback(
@@ -138,6 +234,7 @@ class OperatorRoom(RoomApp):
                     "operator": str(getattr(self.engine, "operator", "") or current_operator()),
                 },
             ),
+            target=request.deployment_id,
         )
 
     def action_pause_rollout(self) -> None:

@@ -3,17 +3,19 @@ machine, else the Redis stream)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.binding import BindingType
 
-from backend.config import Config
 from backend.feed import Feed, JournalFeed, RedisFeed, stream_key
 from backend.journal import Journal
 
 from ..actions import DANGEROUS_KEYS, available, bindings
 from ..widgets.header import DeployHeader
 from .base import RoomApp
+
+if TYPE_CHECKING:
+    from backend.config import Config
 
 
 class WatchRoom(RoomApp):
@@ -23,6 +25,26 @@ class WatchRoom(RoomApp):
     WATCH = True
     BINDINGS: ClassVar[list[BindingType]] = bindings(available(watch=True))
     FLASH_SECONDS = 1.5
+
+    def __init__(
+        self, config: Config | None = None, *, follow: str = "auto", **options: Any
+    ) -> None:
+        super().__init__(config, **options)
+        self.follow = follow  # --source: where the feed is taken from once the config is loaded
+
+    def _wire(self, config: Config) -> None:
+        """Loaded after the first frame: the journal and the feed (journal or Redis) now. An
+        unknown deployment id or a Redis source without a URL is a ValueError: the room
+        closes and the command prints it, as before the room opened."""
+        if self._feed is not None:
+            return
+        if self.journal is None:
+            from backend.paths import state_dir
+
+            self.journal = Journal(state_dir(config.state.dir) / "journal.db")
+        self._feed, name = watch_feed(config, self.journal, self.deployment_id, self.follow)
+        self.source = name
+        self.room.set_source(name)
 
     def on_key(self, event: Any) -> None:
         action = DANGEROUS_KEYS.get(event.key)

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Unpack
+from typing import Any, ClassVar, Unpack
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -124,7 +124,14 @@ class IdInput(Input):
 
 
 class ConfirmRollback(_Dialog):
-    """Type the deployment id to arm the rollback; a reason is required and audited."""
+    """Type the deployment id to arm the rollback; a reason is required and audited.
+
+    Opaque, with the room's header kept live above it (status, deployment, live release,
+    breaches, counts, lock): a translucent screen re-blended the whole room behind it on
+    every repaint, the most of what R and each typed key cost at 120x36, while the header
+    is what the decision needs from the room."""
+
+    DRAWS_STATE: ClassVar[bool] = True  # the app's clock and feed draw on its header
 
     def __init__(self, deployment_id: str, what: str) -> None:
         super().__init__()
@@ -132,6 +139,16 @@ class ConfirmRollback(_Dialog):
         self.what = what
 
     def compose(self) -> ComposeResult:
+        from ..widgets.header import DeployHeader
+        from ..widgets.hoststrip import HostStrip
+
+        room = getattr(self.app, "room", None)
+        with Vertical(id="dialog-room"):
+            yield DeployHeader(
+                p95_limit_ms=getattr(room, "target_ms", 200.0),
+                error_rate_limit=getattr(room, "error_rate_limit", 0.01),
+            )
+            yield HostStrip()
         with Vertical(classes="dialog -danger"):
             yield Label(f"Roll back {self.deployment_id}?", classes="title")
             yield Static(self.what, classes="explain", markup=False)
@@ -149,6 +166,28 @@ class ConfirmRollback(_Dialog):
 
     def on_mount(self) -> None:
         self.query_one("#typed-id", Input).focus()
+        state = getattr(self.app, "state", None)
+        clock = getattr(self.app, "clock", None)
+        if state is not None and clock is not None:
+            self.show(state, clock())
+
+    def show(self, state: Any, now: float) -> None:
+        """The room's header and which release each host serves, live."""
+        from ..widgets.header import DeployHeader
+        from ..widgets.hoststrip import HostStrip
+
+        self.query_one(DeployHeader).show(state, now)
+        self.query_one(HostStrip).show(state)
+        self._state = state
+
+    def tick(self, now: float) -> None:
+        state = getattr(self, "_state", None)
+        if state is not None:
+            self.show(state, now)
+
+    def restyle(self) -> None:
+        clock = getattr(self.app, "clock", None)
+        self.tick(clock() if clock else 0.0)
 
     def _missing(self, typed: str = "", reason: str = "") -> list[str]:
         missing = []

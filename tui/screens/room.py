@@ -100,6 +100,25 @@ class RoomScreen(Screen[None]):
         self.show(state, now=clock() if clock else 0.0, force=True)
         self._log_title()
 
+    def set_source(self, source: str) -> None:
+        """Where a watcher's events come from, known once its config is loaded."""
+        self.source = source
+        if self.ready:
+            self.query_one(DeployHeader).source = source
+
+    def set_limits(self, target_ms: float, acceptable_ms: float, error_rate_limit: float) -> None:
+        """The config's limits, known after the first frame (``portal-ops ui`` parses it
+        then): the header's breach marks and the graphs' lines."""
+        self.target_ms, self.acceptable_ms = target_ms, acceptable_ms
+        self.error_rate_limit = error_rate_limit
+        if not self.ready:
+            return
+        header = self.query_one(DeployHeader)
+        header.p95_limit_ms, header.error_rate_limit = target_ms, error_rate_limit
+        graphs = self.query_one(HealthGraphs)
+        graphs.target_ms, graphs.acceptable_ms = target_ms, acceptable_ms
+        graphs.drawn_for = None
+
     # -- drawing ----------------------------------------------------------------------
 
     def show(self, state: RoomState, now: float, *, force: bool = False) -> None:
@@ -115,6 +134,9 @@ class RoomScreen(Screen[None]):
             self.query_one(HostTable).show(state.hosts, now)
         if force or old is None or old.flags is not state.flags or old.emergency != state.emergency:
             self.query_one(FlagTable).show(state.flags, emergency=bool(state.emergency))
+        if state.loading:  # no count of hosts or flags before the config names them
+            for pane in (self.query_one(HostTable), self.query_one(FlagTable)):
+                fmt.titles(pane, subtitle="loading configuration…")
         self.drawn = state
 
     def tick(self, now: float) -> None:

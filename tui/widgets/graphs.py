@@ -164,6 +164,8 @@ class HealthGraphs(Vertical, can_focus=True):
             index = parent.children.index(placeholder)
             await placeholder.remove()
             await parent.mount(widget(id=name, classes="plot"), before=index)
+        if any(not self.query(f"#{name}") for name in PLOTS):
+            return  # the room was torn down meanwhile (it closed right after it opened)
         self.plots_ready = True
         self.plot(self.samples, self.now or None, self._marks_given, live=self.live)
 

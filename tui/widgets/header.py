@@ -13,6 +13,7 @@ from ._options import WidgetOptions
 
 #: status word -> (label, style): the label alone says it, the style only underlines it
 STATUS_STYLE: dict[str, tuple[str, str]] = {
+    "loading": ("LOADING", "bold reverse"),
     "idle": ("IDLE", "$foreground-muted"),
     "running": ("RUNNING", "bold $background on $primary"),
     "rolling-back": ("ROLLING BACK", "bold $background on $error"),
@@ -73,6 +74,8 @@ class DeployHeader(Static):
             source = f" ({self.source})" if self.source else ""
             top += [(f" WATCH · READ-ONLY{source} ", "bold $background on $warning"), " "]
         top += [(f" {label} ", style), " "]
+        if state.loading:  # nothing is known yet: no deployment, no "idle", no counts
+            return Content.assemble(*top, (state.loading, "italic"), "\n", " ")
         if dep is not None:
             top += [("deploy ", "$foreground-muted"), (dep.id, "bold"), "  "]
             top += [("elapsed ", "$foreground-muted"), (fmt.elapsed(state.elapsed(now)), "bold")]

@@ -30,6 +30,8 @@ def _host(host: HostView) -> list[tuple[str, str] | str]:
 
 
 def host_strip(state: RoomState) -> Content:
+    if state.loading:  # the config names the hosts: not known yet, not "none"
+        return Content.styled(" hosts: loading configuration…", "$foreground-muted")
     if not state.hosts:
         return Content.styled(" hosts: none configured", "$foreground-muted")
     parts: list[tuple[str, str] | str] = [(" serving ", "$foreground-muted")]
