@@ -21,26 +21,29 @@ from typing import TYPE_CHECKING, Any
 
 from .. import recipes
 from ..events import Event, Kind, Severity
+from ..hostpaths import UNFINISHED_MARKER
 from ..inputs import TEXT_LIMIT, printable
 from ..journal import process_alive
 from ..phases import ROLLBACK_PHASES
 from ..redact import redact
 from ..shell import fill, in_dir, q
-from ..transport import Host, TransportError, connect_all
+from ..transport import CommandResult, Host, TransportError, connect_all
+from ..transport.remote_group import kill_tagged, parse_left
 from .hoststate import DeploymentView, merge, merge_backups, newer_than, newest, write_record
 from .layout import HostState, parse_probe
 from .lock import Lease, LockHolder, new_owner, parse_lock_output, redis_claim, redis_release
 from .run import PhaseFailed, PhaseResult, Plan, PlannedCommand, Run
 from .script import Step
-from .traffic import health_url, wait_healthy
+from .traffic import health_url, lb_action, wait_healthy
 
 if TYPE_CHECKING:
     from .deploy import Deployment
     from .front import Engine
 
 
-# post-deployment checks re-run by rb-verify (current, health per host and public, errors)
-VERIFY_CHECKS = ("Q01", "Q02", "Q03", "Q06")
+# post-deployment checks re-run by rb-verify (health per host and public, errors); ``current``
+# on every host (Q01's question) is rb-verify's own read of each host, not asked twice
+VERIFY_CHECKS = ("Q02", "Q03", "Q06")
 
 
 class RollbackError(Exception):
@@ -141,6 +144,10 @@ class RollbackRun(Run):
         # what the survey that picked the deployment read on each host a moment before,
         # over the same connections: the declare phase's probe, not asked twice
         self.surveyed: dict[str, HostState] = dict(surveyed or {})
+        # the primary's leftover commands stopped and its pending migrations counted in its
+        # switch script (under the lock, after the switch): the database phase's inputs,
+        # read without a round trip of their own; None where not measured there
+        self.measured: dict[str, Any] | None = None
 
     @classmethod
     def from_deployment(
@@ -508,15 +515,8 @@ class RollbackRun(Run):
             if self.targets.get(n) and self.current.get(n) != self.targets.get(n)
         ]
         settled = [n for n in self.reachable() if n not in need]
-        # hosts never switched keep serving; when every host must move, go in two halves so
-        # some capacity always serves while the others drain, switch and reload
-        groups = (
-            [need]
-            if (settled or len(need) < 2)
-            else [need[: len(need) // 2], need[len(need) // 2 :]]
-        )
         problems: list[str] = []
-        for group in groups:
+        for group in self.switch_groups(need, settled):
             # a host that fails does not stop the others: every host that can go back does
             errors = await self.each(self.switch_back, group)
             problems += [str(e) for n, e in errors.items() if e is not None]
@@ -541,6 +541,16 @@ class RollbackRun(Run):
             note += f"; previous release serving {serving:.1f}s after the alarm"
         return f"{len(need)} host(s) switched back, {len(settled)} already on target{note}"
 
+    def switch_groups(self, need: list[str], settled: list[str]) -> list[list[str]]:
+        """Hosts never switched keep serving; when every host must move and a load balancer
+        drains them, two halves, so some capacity always serves while the others drain,
+        switch and reload. Without a load balancer nothing is drained (the switch is a
+        rename, the reload graceful): all at once, one round trip."""
+        drains = any(lb_action(self.config, self.host_config(n), "drain") for n in need)
+        if settled or len(need) < 2 or not drains:
+            return [need] if need else []
+        return [need[: len(need) // 2], need[len(need) // 2 :]]
+
     def alarm_to_serving(self) -> float | None:
         """Seconds from the alarm to the last host serving the previous release again."""
         if not self.serving_at:
@@ -555,6 +565,7 @@ class RollbackRun(Run):
         def switched(host: str) -> None:
             self.current[host] = target
 
+        after = self.database_reads(name)
         await self.cut_over(
             name,
             target,
@@ -563,8 +574,60 @@ class RollbackRun(Run):
             steps=("reload",),  # workers restart in phase 7, on every host
             retry=True,
             on_switched=switched,
+            after=after,
+            on_after=lambda ran: self.database_measured(name, after, ran),
         )
         self.serving_at[name] = time.time()
+
+    def database_reads(self, name: str) -> tuple[Step, ...]:
+        """What the database phase reads on the primary, riding its switch script: stop
+        this deployment's leftover commands (a migrate cut off by a crash), then count the
+        pending migrations against the baseline. Nothing decided here in between, and under
+        the lock (the script is fenced); the count cannot move until the database phase,
+        since every migrate of the deployment is stopped and the lock is ours."""
+        status = self.cmd("migrate_status")
+        if (
+            self.dry_run
+            or name != self.primary()
+            or self.config.portal.database_rollback == "none"
+            or not status
+            or not self.release
+            or self.checkpoint.get("pending_before") is None
+            or getattr(self.hosts[name], "kill_tagged", None) is None
+        ):
+            return ()
+        release_dir = self.layout(name).release(self.release)
+        return (
+            Step(
+                "stop_leftovers",
+                kill_tagged(self.deployment_id + ".", self.tag),
+                quiet=True,
+                may_fail=True,
+            ),
+            Step(
+                "migrate_status",
+                in_dir(release_dir, status, self.config.portal.env),
+                readonly=True,
+                may_fail=True,
+            ),
+        )
+
+    def database_measured(
+        self, name: str, steps: tuple[Step, ...], ran: list[CommandResult]
+    ) -> None:
+        """Keep the primary's count, only when the leftovers were all stopped before it."""
+        if len(ran) < len(steps) or not ran[0].ok:
+            return
+        left, alive = parse_left(ran[0].stdout)
+        if alive:
+            return  # the database phase stops them itself, and says so
+        if left:
+            self.incident(
+                Severity.WARNING,
+                f"{name}: stopped {left} leftover command(s) of {self.deployment_id}",
+            )
+        pending = recipes.parse_pending(ran[1].stdout) if ran[1].ok else None
+        self.measured = {"host": name, "pending": pending}
 
     async def serves_healthy(self, name: str) -> bool:
         url = health_url(self.config, self.host_config(name))
@@ -601,7 +664,9 @@ class RollbackRun(Run):
             )
         env = self.config.portal.env
         release_dir = self.layout(primary).release(self.release) if self.release else None
-        await self.confirm_dead(primary)  # an interrupted migrate must not run on
+        measured = self.measured if (self.measured or {}).get("host") == primary else None
+        if measured is None:  # stopped in its switch script otherwise
+            await self.confirm_dead(primary)  # an interrupted migrate must not run on
         await self.write_host_records("rolling_back", hold=True)  # before the primary's next
         steps = await self.migrations_to_undo(primary, release_dir)
         if steps is None:
@@ -649,6 +714,9 @@ class RollbackRun(Run):
         the deployment recorded (never twice); None when nobody can tell."""
         status = self.cmd("migrate_status")
         pending_before = self.checkpoint.get("pending_before")
+        measured = self.measured if (self.measured or {}).get("host") == primary else None
+        if measured is not None and measured["pending"] is not None and pending_before is not None:
+            return max(0, int(pending_before) - int(measured["pending"]))
         if status and release_dir and pending_before is not None and not self.dry_run:
             result = await self.sh(
                 primary,
@@ -764,12 +832,14 @@ class RollbackRun(Run):
 
     async def phase_verify(self) -> str:
         async def verify(name: str) -> None:
-            result = await self.sh(name, "probe", self.layout(name).probe(), readonly=True)
+            result = await self.sh(name, "current", self.read_current(name), readonly=True)
             state = parse_probe(result.stdout)
             self.current[name] = state.current
             target = self.targets.get(name)
             if target and state.current != target and not self.dry_run:
                 raise PhaseFailed(f"{name}: current is {state.current}, expected {target}")
+            if UNFINISHED_MARKER in result.stdout.splitlines() and not self.dry_run:
+                raise PhaseFailed(f"{name}: current -> {state.current}, marked unfinished")
             url = health_url(self.config, self.host_config(name))
             if url and not self.dry_run:
                 ok, detail = await wait_healthy(url, self.config.rollout.health_timeout)
@@ -788,6 +858,16 @@ class RollbackRun(Run):
         scored = await self.scored_verification(release) if releases else ""
         return f"{len(self.reachable())} host(s) healthy on {release}{scored}"
 
+    def read_current(self, name: str) -> str:
+        """What Q01 asks of a host, in the probe's words: where ``current`` points, and
+        whether that release is marked unfinished (the marker's name on a line of its own)."""
+        current = self.layout(name).current
+        marker = f"{current}/{UNFINISHED_MARKER}"
+        return (
+            f"printf 'CURRENT=%s\\n' \"$(readlink {q(current)} 2>/dev/null)\"; "
+            f"[ ! -e {q(marker)} ] || echo {q(UNFINISHED_MARKER)}"
+        )
+
     async def scored_verification(self, release: str) -> str:
         """The post-deployment checks that still mean something after a rollback: every host
         on the release, healthy per host and through the public URL, and the error rate."""
@@ -805,6 +885,9 @@ class RollbackRun(Run):
                 stream="portal-ops",
                 line=f"{check.id} {check.title}: {check.status} {check.message}",
             )
+        if not report.checks or all(c.status == "skipped" for c in report.checks):
+            # nothing configured to ask over HTTP: the hosts' own read above is the check
+            return f"; checks {', '.join(VERIFY_CHECKS)} skipped (nothing configured to ask)"
         if not report.go:
             raise PhaseFailed(f"checks after the rollback: {'; '.join(report.reasons[:3])}")
         return f"; checks {', '.join(VERIFY_CHECKS)} score {report.score:.0f}, go"

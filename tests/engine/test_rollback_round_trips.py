@@ -1,0 +1,146 @@
+"""A rollback's round trips, phase by phase: each channel a host opens is a round trip in
+sequence for that host (its scripts run one after the other), so the count per host and per
+phase is what a rollback costs on a real network. Steps that need no decision on this
+machine in between ride the host's script of the phase before: the primary's leftover kill
+and its ``migrate_status`` go in its switch script (under the lock, fenced, after the
+switch), so the database phase opens one channel, ``migrate:rollback``'s; the verify reads
+``current`` once per host (its own read, not again in Q01). Real sshd, real engine."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from backend.config import parse_config
+from backend.engine import Engine
+from backend.engine.rollback import RollbackRun
+from backend.events import Kind
+from backend.journal import Journal
+
+from .helpers import current, make_repo, ssh_config
+
+# channels per host and phase ("survey": the read that picks the deployment, before phase
+# 1), a reload configured; host-1 is the primary (it also takes the database back)
+WEB = {"survey": 1, "rb-declare": 1, "rb-switch": 1, "rb-verify": 1, "rb-report": 1}
+PRIMARY = WEB | {"rb-database": 1}
+BEFORE = {"host-1": 9, "host-2": 6}  # the same rollback before (and 13 / 11 before scripts)
+
+
+class PhaseChannels:
+    """Channels opened per (host, phase): asyncssh's own ``create_session``, counted."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, paths: dict[str, str]) -> None:
+        self.phase = "survey"
+        self.seen: Counter[tuple[str, str]] = Counter()
+        self.paths = paths
+        original = asyncssh.SSHClientConnection.create_session
+        owner: dict[int, str] = {}
+
+        async def counting(conn: Any, factory: Any, command: Any = (), *a: Any, **k: Any) -> Any:
+            text = command if isinstance(command, str) else ""
+            host = owner.get(id(conn)) or next(
+                (h for h, p in self.paths.items() if p + "/" in text or text.endswith(p)), "?"
+            )
+            if host != "?":
+                owner[id(conn)] = host
+            self.seen[(host, self.phase)] += 1
+            return await original(conn, factory, command, *a, **k)
+
+        monkeypatch.setattr(asyncssh.SSHClientConnection, "create_session", counting)
+
+    def on_event(self, event: Any) -> None:
+        if event.kind == Kind.PHASE_STARTED and event.run == "rollback":
+            self.phase = event.phase
+
+    def by_host(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (host, phase), n in self.seen.items():
+            out.setdefault(host, {})[phase] = n
+        return out
+
+
+async def test_rollback_channels_per_host_and_phase(
+    sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo)
+    cfg["commands"]["reload"] = "echo reloaded"
+
+    def engine() -> Engine:
+        config = parse_config(cfg)
+        return Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+
+    first = await engine().deploy(revision="v1", skip_validation=True)
+    assert first.ok, first.error
+    db_v1 = (tmp_path / "db.txt").read_text()
+    second = await engine().deploy(revision="v2", skip_validation=True)
+    assert second.ok, second.error
+    assert (tmp_path / "db.txt").read_text() != db_v1
+    counter = PhaseChannels(monkeypatch, {h: str(tmp_path / h) for h in ("host-1", "host-2")})
+    back_engine = engine()
+    back_engine.bus.subscribe(counter.on_event)
+    back = await back_engine.rollback(second.deployment_id, "test")
+    assert back.outcome == "succeeded", [p.detail for p in back.phases if p.status == "failed"]
+    for host in ("host-1", "host-2"):
+        assert current(tmp_path, host) == first.release
+    assert (tmp_path / "db.txt").read_text() == db_v1  # measured, then rolled back
+    seen = counter.by_host()
+    print(seen)
+    assert seen == {"host-1": PRIMARY, "host-2": WEB}
+    assert sum(seen["host-1"].values()) < BEFORE["host-1"]
+    assert sum(seen["host-2"].values()) < BEFORE["host-2"]
+    # each step still has its own events: the kill and the count on the primary, in the
+    # switch phase, after the switch; the plan of a dry-run shows the commands
+    events = back_engine.journal.events(second.deployment_id)
+    steps = [
+        (e.phase, e.data.get("step"))
+        for e in events
+        if e.kind == Kind.STEP_FINISHED
+        and e.host == "host-1"
+        and e.run == "rollback"
+        and e.data.get("step") != "record"  # the host record, first in each script
+    ]
+    switch = [s for p, s in steps if p == "rb-switch"]
+    assert switch[:2] == ["switch", "reload"] and "migrate_status" in switch, steps
+    assert [s for p, s in steps if p == "rb-database"] == ["migrate_rollback"], steps
+    finished = [
+        e.data
+        for e in events
+        if e.kind == Kind.STEP_FINISHED and e.data.get("step") == "migrate_status"
+    ]
+    assert finished and all(d["ok"] for d in finished)
+
+
+def test_hosts_switch_back_in_two_halves_only_when_a_load_balancer_drains_them(
+    tmp_path: Path,
+) -> None:
+    """Never every host drained at once: with a load balancer, hosts that must all move go
+    in two halves; without one nothing is drained (the switch is a rename, the reload
+    graceful), so they all go at once, one round trip."""
+    from types import SimpleNamespace
+
+    sshd = SimpleNamespace(host="127.0.0.1", port=22, user="u", known_hosts="k", client_key="c")
+    cfg = ssh_config(sshd, tmp_path, tmp_path / "repo", hosts=4)
+    names = [f"host-{i}" for i in range(1, 5)]
+
+    def groups(raw: dict[str, Any], need: list[str], settled: list[str]) -> list[list[str]]:
+        config = parse_config(raw)
+        engine = Engine(config, journal=Journal(tmp_path / "j.db"))
+        run = RollbackRun(engine, "d-1", {}, {"release": "r2"}, reason="t", trigger={})
+        return run.switch_groups(need, settled)
+
+    assert groups(cfg, names, []) == [names]
+    assert groups(cfg, names[:2], names[2:]) == [names[:2]]
+    lb = {
+        "kind": "command",
+        "drain_command": "true {{backend}}",
+        "enable_command": "true {{backend}}",
+    }
+    with_lb = cfg | {"load_balancer": lb}
+    assert groups(with_lb, names, []) == [names[:2], names[2:]]
+    assert groups(with_lb, names[:3], names[3:]) == [names[:3]]  # host-4 keeps serving
+    assert groups(with_lb, names[:1], names[1:]) == [names[:1]]
