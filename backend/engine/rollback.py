@@ -148,6 +148,9 @@ class RollbackRun(Run):
         # switch script (under the lock, after the switch): the database phase's inputs,
         # read without a round trip of their own; None where not measured there
         self.measured: dict[str, Any] | None = None
+        # each switched host's ``current`` (and unfinished marker), read at the end of its
+        # switch script: rb-verify's read, not asked again
+        self.verified: dict[str, str] = {}
 
     @classmethod
     def from_deployment(
@@ -565,7 +568,15 @@ class RollbackRun(Run):
         def switched(host: str) -> None:
             self.current[host] = target
 
-        after = self.database_reads(name)
+        # rb-verify's read of the host (Q01's question) rides the switch script, after the
+        # reload: nothing but this run changes ``current`` under its lock (fenced), so
+        # phase 9 does not ask again; the primary's database reads follow
+        read = (
+            ()
+            if self.dry_run
+            else (Step("current", self.read_current(name), readonly=True, may_fail=True),)
+        )
+        after = read + self.database_reads(name)
         await self.cut_over(
             name,
             target,
@@ -575,9 +586,18 @@ class RollbackRun(Run):
             retry=True,
             on_switched=switched,
             after=after,
-            on_after=lambda ran: self.database_measured(name, after, ran),
+            on_after=lambda ran: self.after_switch(name, after, ran),
         )
         self.serving_at[name] = time.time()
+
+    def after_switch(self, name: str, steps: tuple[Step, ...], ran: list[CommandResult]) -> None:
+        """The reads that rode ``name``'s switch script: its ``current`` for rb-verify, the
+        primary's leftover kill and migration count for rb-database."""
+        got = dict(zip((s.name for s in steps), ran, strict=False))
+        if "current" in got and got["current"].ok:
+            self.verified[name] = got["current"].stdout
+        if "migrate_status" in got:
+            self.database_measured(name, got["stop_leftovers"], got["migrate_status"])
 
     def database_reads(self, name: str) -> tuple[Step, ...]:
         """What the database phase reads on the primary, riding its switch script: stop
@@ -612,13 +632,11 @@ class RollbackRun(Run):
             ),
         )
 
-    def database_measured(
-        self, name: str, steps: tuple[Step, ...], ran: list[CommandResult]
-    ) -> None:
+    def database_measured(self, name: str, stop: CommandResult, status: CommandResult) -> None:
         """Keep the primary's count, only when the leftovers were all stopped before it."""
-        if len(ran) < len(steps) or not ran[0].ok:
+        if not stop.ok:
             return
-        left, alive = parse_left(ran[0].stdout)
+        left, alive = parse_left(stop.stdout)
         if alive:
             return  # the database phase stops them itself, and says so
         if left:
@@ -626,7 +644,7 @@ class RollbackRun(Run):
                 Severity.WARNING,
                 f"{name}: stopped {left} leftover command(s) of {self.deployment_id}",
             )
-        pending = recipes.parse_pending(ran[1].stdout) if ran[1].ok else None
+        pending = recipes.parse_pending(status.stdout) if status.ok else None
         self.measured = {"host": name, "pending": pending}
 
     async def serves_healthy(self, name: str) -> bool:
@@ -832,13 +850,17 @@ class RollbackRun(Run):
 
     async def phase_verify(self) -> str:
         async def verify(name: str) -> None:
-            result = await self.sh(name, "current", self.read_current(name), readonly=True)
-            state = parse_probe(result.stdout)
+            read = self.verified.pop(name, None)
+            if read is None:  # not switched by this run (or its read was cut off): ask now
+                read = (
+                    await self.sh(name, "current", self.read_current(name), readonly=True)
+                ).stdout
+            state = parse_probe(read)
             self.current[name] = state.current
             target = self.targets.get(name)
             if target and state.current != target and not self.dry_run:
                 raise PhaseFailed(f"{name}: current is {state.current}, expected {target}")
-            if UNFINISHED_MARKER in result.stdout.splitlines() and not self.dry_run:
+            if UNFINISHED_MARKER in read.splitlines() and not self.dry_run:
                 raise PhaseFailed(f"{name}: current -> {state.current}, marked unfinished")
             url = health_url(self.config, self.host_config(name))
             if url and not self.dry_run:
@@ -857,6 +879,18 @@ class RollbackRun(Run):
         release = releases[0] if releases else "?"
         scored = await self.scored_verification(release) if releases else ""
         return f"{len(self.reachable())} host(s) healthy on {release}{scored}"
+
+    def still_on(self, name: str, target: str) -> Step:
+        """A step that fails (and stops its script) unless ``current`` still points at
+        ``target``: what rb-verify read, checked again in the script that unlocks."""
+        current = q(self.layout(name).current)
+        return Step(
+            "still_on_target",
+            f'c=$(readlink {current} 2>/dev/null); c=${{c%/}}; [ "${{c##*/}}" = {q(target)} ] || '
+            f'{{ printf "current is %s, not %s\\n" "${{c##*/}}" {q(target)} >&2; exit 1; }}',
+            readonly=True,
+            quiet=True,
+        )
 
     def read_current(self, name: str) -> str:
         """What Q01 asks of a host, in the probe's words: where ``current`` points, and
@@ -924,21 +958,37 @@ class RollbackRun(Run):
 
         async def finish(name: str) -> None:
             # one script: the record, the release log, the unlock (each as before: a
-            # failure of one does not stop the next)
+            # failure of one does not stop the next), after a last look at ``current``:
+            # a host moved since rb-verify read it keeps its lock and record
             layout = self.layout(name)
+            target = self.targets.get(name)
+            guard = [] if self.dry_run or not target else [self.still_on(name, target)]
             steps = [
+                *guard,
                 self.record_step(name, "rolled_back"),
                 Step("release_log", layout.log_release(entry), may_fail=True),
             ]
             token = self.host_tokens.get(name, self.lock_token)
             if token:
                 steps.append(Step("unlock", layout.lock_release(token), may_fail=True))
-            await self.sh_script(name, steps, retry_safe=True)
+            ran = await self.sh_script(name, steps, retry_safe=True)
+            if guard and ran and not ran[0].ok:
+                raise PhaseFailed(f"{name}: {ran[0].tail()}; its lock and record are kept")
 
         if self.lease is not None:
             await self.lease.stop()
-        if self.release:
-            await self.each(finish)
+        errors = await self.each(finish) if self.release else {}
+        moved = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
+        if moved:  # the Redis lock stays too: nobody deploys over it until it converges
+            path = self.write_report()
+            if not self.connected:
+                await asyncio.gather(
+                    *(h.close() for h in self.hosts.values()), return_exceptions=True
+                )
+            raise PhaseFailed(
+                "; ".join(moved) + f". Run `portal-ops rollback {self.deployment_id}` again"
+                f" (it converges); report {path}"
+            )
         if not self.dry_run:
             try:
                 token = str((self.redis_owner or {}).get("token") or self.lock_token)

@@ -25,7 +25,7 @@ from .helpers import current, make_repo, ssh_config
 
 # channels per host and phase ("survey": the read that picks the deployment, before phase
 # 1), a reload configured; host-1 is the primary (it also takes the database back)
-WEB = {"survey": 1, "rb-declare": 1, "rb-switch": 1, "rb-verify": 1, "rb-report": 1}
+WEB = {"survey": 1, "rb-declare": 1, "rb-switch": 1, "rb-report": 1}
 PRIMARY = WEB | {"rb-database": 1}
 BEFORE = {"host-1": 9, "host-2": 6}  # the same rollback before (and 13 / 11 before scripts)
 
@@ -105,7 +105,8 @@ async def test_rollback_channels_per_host_and_phase(
         and e.data.get("step") != "record"  # the host record, first in each script
     ]
     switch = [s for p, s in steps if p == "rb-switch"]
-    assert switch[:2] == ["switch", "reload"] and "migrate_status" in switch, steps
+    assert switch == ["switch", "reload", "current", "migrate_status"], steps
+    assert not [s for p, s in steps if p == "rb-verify"], steps  # read in the switch script
     assert [s for p, s in steps if p == "rb-database"] == ["migrate_rollback"], steps
     finished = [
         e.data
@@ -144,3 +145,45 @@ def test_hosts_switch_back_in_two_halves_only_when_a_load_balancer_drains_them(
     assert groups(with_lb, names, []) == [names[:2], names[2:]]
     assert groups(with_lb, names[:3], names[3:]) == [names[:3]]  # host-4 keeps serving
     assert groups(with_lb, names[:1], names[1:]) == [names[:1]]
+
+
+async def test_a_host_moved_after_its_switch_keeps_its_lock_and_the_rollback_is_partial(
+    sshd, tmp_path: Path
+) -> None:
+    """rb-verify's read of ``current`` rides the switch script; the script that unlocks
+    looks again first. A host moved in between (here by its worker restart, in phase 7) is
+    not marked rolled back: its lock and record stay, the outcome is partial, and running
+    the rollback again converges."""
+    import json
+
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo)
+
+    def engine() -> Engine:
+        config = parse_config(cfg)
+        return Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+
+    first = await engine().deploy(revision="v1", skip_validation=True)
+    assert first.ok, first.error
+    second = await engine().deploy(revision="v2", skip_validation=True)
+    assert second.ok, second.error
+    live = tmp_path / "host-2" / "current"
+    once = tmp_path / "moved-once"
+    cfg["commands"]["restart_workers"] = (
+        f"[ -e {once} ] || {{ touch {once}; ln -sfn releases/{second.release} {live}; }}"
+    )
+    back = await engine().rollback(second.deployment_id, "test")
+    assert back.outcome == "partial"
+    failed = {p.name: p.detail for p in back.phases if p.status == "failed"}
+    assert list(failed) == ["rb-report"], failed
+    assert f"host-2: current is {second.release}, not {first.release}" in failed["rb-report"]
+    assert (tmp_path / "host-2" / ".portal-ops" / "lock").exists()  # kept where it moved
+    assert not (tmp_path / "host-1" / ".portal-ops" / "lock").exists()
+    records = tmp_path / "host-2" / ".portal-ops" / "deployments"
+    status = json.loads((records / f"{second.deployment_id}.json").read_text())["status"]
+    assert status == "rolling_back"
+    again = await engine().rollback(second.deployment_id, "again")
+    assert again.outcome == "succeeded", [p.detail for p in again.phases if p.status == "failed"]
+    for host in ("host-1", "host-2"):
+        assert current(tmp_path, host) == first.release
+        assert not (tmp_path / host / ".portal-ops" / "lock").exists()
