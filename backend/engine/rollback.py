@@ -13,8 +13,10 @@ A host that stays unreachable is reported; the others are still rolled back ("pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -109,6 +111,8 @@ class RollbackRun(Run):
         connected: bool = False,
         restore_dump: bool = False,
         surveyed: dict[str, HostState] | None = None,
+        survey_locks: dict[str, tuple[str, dict[str, Any]]] | None = None,
+        survey_owner: dict[str, Any] | None = None,
     ) -> None:
         plan = Plan(
             deployment_id,
@@ -144,6 +148,10 @@ class RollbackRun(Run):
         # what the survey that picked the deployment read on each host a moment before,
         # over the same connections: the declare phase's probe, not asked twice
         self.surveyed: dict[str, HostState] = dict(surveyed or {})
+        # each host's answer to the lock taken in the survey's script, and its owner (whose
+        # deployment id was not known yet when no id was given)
+        self.survey_locks = dict(survey_locks or {})
+        self.survey_owner = survey_owner
         # the primary's leftover commands stopped and its pending migrations counted in its
         # switch script (under the lock, after the switch): the database phase's inputs,
         # read without a round trip of their own; None where not measured there
@@ -416,8 +424,23 @@ class RollbackRun(Run):
 
         async def one(name: str) -> None:
             layout = self.layout(name)
-            result = await self.sh(name, "lock", layout.lock_acquire(owner), retry_safe=True)
-            status, holder = parse_lock_output(result.stdout)
+            answer = self.survey_locks.pop(name, None)
+            if answer is not None and self.survey_owner is not None:
+                # taken (or found held) by the survey's script a moment ago
+                status, holder = answer
+                taken = self.survey_owner | {"deployment_id": self.deployment_id}
+                self.plan.commands.append(
+                    PlannedCommand(self.phase, name, "lock", layout.lock_acquire(taken))
+                )
+                if status == "LOCKED":
+                    self.host_tokens[name] = taken["token"]
+                    if self.survey_owner.get("deployment_id") != self.deployment_id:
+                        # its owner now names the deployment, in the host's next script
+                        self.hold(name, self.owner_step(name, taken))
+                    return
+            else:
+                result = await self.sh(name, "lock", layout.lock_acquire(owner), retry_safe=True)
+                status, holder = parse_lock_output(result.stdout)
             if status == "LOCKED":
                 return
             if holder.get("deployment_id") == self.deployment_id:  # ours: adopt it
@@ -440,6 +463,19 @@ class RollbackRun(Run):
             Kind.LOCK,
             action="acquired",
             holder={"deployment_id": self.deployment_id, "rollback": True},
+        )
+
+    def owner_step(self, name: str, owner: dict[str, Any]) -> Step:
+        """Rewrite the lock's owner record (same token), only while the lock is ours."""
+        layout = self.layout(name)
+        path = f"{layout.lock_dir}/owner.json"
+        body = json.dumps(owner, sort_keys=True)
+        return Step(
+            "lock_owner",
+            f"{layout.lock_held(owner['token'])}; printf '%s\\n' {q(body)} > {q(path + '.tmp')}"
+            f" && mv -f {q(path + '.tmp')} {q(path)}",
+            quiet=True,
+            may_fail=True,
         )
 
     async def take_redis_lock(self, owner: dict[str, Any]) -> None:
@@ -1041,8 +1077,12 @@ async def rollback_deployment(
     on this machine, or a deployment older than the newest live one (unless ``force``)."""
     journal = engine.journal
     hosts = engine.make_hosts([h.name for h in engine.config.hosts])
+    # the lock is taken in the survey's own script where it is free (never in a dry-run),
+    # given back at once if the rollback is then refused or the host is not in play
+    owner = None if dry_run else new_owner(deployment_id or "", engine.operator, os.getpid())
+    locks: dict[str, tuple[str, dict[str, Any]]] = {}
     try:
-        states = await survey(engine.config, hosts)
+        states = await survey(engine.config, hosts, lock=owner, locks=locks)
         views = merge(states)
         deployment_id, row, view = pick_deployment(engine, deployment_id, views, "roll back")
         if row is not None and row.get("dry_run"):
@@ -1059,13 +1099,14 @@ async def rollback_deployment(
                     f" {newer[-1].deployment_id}`), or pass --force to go back past them."
                 )
     except BaseException:
+        await give_back(engine.config, hosts, locks, owner)
         await asyncio.gather(*(h.close() for h in hosts.values()), return_exceptions=True)
         raise
     limit = ((row or {}).get("options") or (view.options if view else {}) or {}).get("limit")
     if limit:  # a limited deployment (--hosts/--roles): the other hosts were never touched
-        await asyncio.gather(
-            *(h.close() for n, h in hosts.items() if n not in limit), return_exceptions=True
-        )
+        others = {n: h for n, h in hosts.items() if n not in limit}
+        await give_back(engine.config, others, locks, owner)
+        await asyncio.gather(*(h.close() for h in others.values()), return_exceptions=True)
         hosts = {n: h for n, h in hosts.items() if n in limit}
     checkpoint = journal.last_checkpoint(deployment_id) if row is not None else {}
     if not checkpoint and view is not None:
@@ -1086,6 +1127,8 @@ async def rollback_deployment(
         owns_lock_token=checkpoint.get("lock_token") or (view.lock_token if view else None),
         restore_dump=restore_dump,
         surveyed=states,
+        survey_locks={n: a for n, a in locks.items() if n in hosts},
+        survey_owner=owner,
     )
     run.plan.limit = list(limit) if limit else engine.config.limit
     if force and view is not None:
@@ -1099,30 +1142,72 @@ async def rollback_deployment(
     return await run.execute()
 
 
-async def survey(config: Any, hosts: dict[str, Host]) -> dict[str, HostState]:
-    """Connect and probe every host at once; the reachable ones' state."""
+async def survey(
+    config: Any,
+    hosts: dict[str, Host],
+    *,
+    lock: dict[str, Any] | None = None,
+    locks: dict[str, tuple[str, dict[str, Any]]] | None = None,
+) -> dict[str, HostState]:
+    """Connect and probe every host at once; the reachable ones' state. With ``lock`` (an
+    owner), the same script then takes each host's lock where it is free, and ``locks``
+    gets each host's answer (``LOCKED``, or ``HELD`` and its holder): a rollback's lock
+    costs no round trip of its own."""
     from .layout import Layout
 
     failures = await connect_all(list(hosts.values()))
     problems.clear()
     problems.update({n: str(e) for n, e in failures.items()})
+    between = f"@@portal-ops-lock:{secrets.token_hex(8)}"
 
     async def one(name: str) -> tuple[str, HostState | None]:
         if name in failures:
             return name, None
         layout = Layout(config.deploy_path(config.host(name)))
+        command = layout.probe()
+        if lock is not None:
+            command += f"; printf '\\n%s\\n' {q(between)}; {layout.lock_acquire(lock)}"
         try:
-            result = await hosts[name].run(layout.probe(), timeout=30, retry_safe=True)
+            # taking a free lock is safe to repeat: a retry finds it held with our token
+            result = await hosts[name].run(command, timeout=30, retry_safe=True)
         except TransportError as exc:
             problems[name] = str(exc)
             return name, None
-        return name, parse_probe(result.stdout)
+        probed, _, locked = result.stdout.partition(between)
+        if lock is not None and locks is not None and locked:
+            status, holder = parse_lock_output(locked)
+            if status == "HELD" and holder.get("token") == lock["token"]:
+                status = "LOCKED"  # ours, taken by an attempt cut off before it answered
+            locks[name] = (status, holder)
+        return name, parse_probe(probed)
 
     found = await asyncio.gather(*(one(n) for n in hosts))
     return {name: state for name, state in found if state is not None}
 
 
 problems: dict[str, str] = {}  # hosts the last survey could not read, and why
+
+
+async def give_back(
+    config: Any,
+    hosts: dict[str, Host],
+    locks: dict[str, tuple[str, dict[str, Any]]],
+    owner: dict[str, Any] | None,
+) -> None:
+    """Release the locks the survey took on ``hosts`` (a refused rollback, hosts outside a
+    limited deployment): only where they still hold the survey's token."""
+    from .layout import Layout
+
+    if owner is None:
+        return
+    taken = [n for n in hosts if locks.get(n, ("",))[0] == "LOCKED"]
+
+    async def one(name: str) -> None:
+        layout = Layout(config.deploy_path(config.host(name)))
+        await hosts[name].run(layout.lock_release(owner["token"]), timeout=30, retry_safe=True)
+
+    with contextlib.suppress(BaseException):
+        await asyncio.gather(*(one(n) for n in taken), return_exceptions=True)
 
 
 async def unfinished_on_hosts(config: Any, dead: set[str] | None = None) -> list[DeploymentView]:

@@ -25,7 +25,7 @@ from .helpers import current, make_repo, ssh_config
 
 # channels per host and phase ("survey": the read that picks the deployment, before phase
 # 1), a reload configured; host-1 is the primary (it also takes the database back)
-WEB = {"survey": 1, "rb-declare": 1, "rb-switch": 1, "rb-report": 1}
+WEB = {"survey": 1, "rb-switch": 1, "rb-report": 1}  # the survey's script takes the lock
 PRIMARY = WEB | {"rb-database": 1}
 BEFORE = {"host-1": 9, "host-2": 6}  # the same rollback before (and 13 / 11 before scripts)
 
@@ -177,7 +177,11 @@ async def test_a_host_moved_after_its_switch_keeps_its_lock_and_the_rollback_is_
     failed = {p.name: p.detail for p in back.phases if p.status == "failed"}
     assert list(failed) == ["rb-report"], failed
     assert f"host-2: current is {second.release}, not {first.release}" in failed["rb-report"]
-    assert (tmp_path / "host-2" / ".portal-ops" / "lock").exists()  # kept where it moved
+    lock = tmp_path / "host-2" / ".portal-ops" / "lock"
+    assert lock.exists()  # kept where it moved, naming the deployment (taken before it was
+    # picked, by the survey's script, then renamed in the host's next script)
+    owner = json.loads((lock / "owner.json").read_text())
+    assert owner["deployment_id"] == second.deployment_id
     assert not (tmp_path / "host-1" / ".portal-ops" / "lock").exists()
     records = tmp_path / "host-2" / ".portal-ops" / "deployments"
     status = json.loads((records / f"{second.deployment_id}.json").read_text())["status"]
@@ -187,3 +191,35 @@ async def test_a_host_moved_after_its_switch_keeps_its_lock_and_the_rollback_is_
     for host in ("host-1", "host-2"):
         assert current(tmp_path, host) == first.release
         assert not (tmp_path / host / ".portal-ops" / "lock").exists()
+
+
+async def test_a_refused_rollback_gives_back_the_locks_its_survey_took(
+    sshd, tmp_path: Path
+) -> None:
+    """The survey that picks the deployment takes the free locks in the same script; a
+    rollback then refused (an unknown id, an older deployment) leaves none behind, and one
+    held by another deployment is left as it was."""
+    import json
+
+    from backend.engine.rollback import RollbackError
+
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo)
+    config = parse_config(cfg)
+    engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+    first = await engine.deploy(revision="v1", skip_validation=True)
+    assert first.ok, first.error
+    second = await engine.deploy(revision="v2", skip_validation=True)
+    assert second.ok, second.error
+    theirs = tmp_path / "host-2" / ".portal-ops" / "lock"
+    theirs.mkdir(parents=True)
+    (theirs / "owner.json").write_text(json.dumps({"deployment_id": "other", "token": "t"}))
+    for asked in ("bp-20990101-000000-aaaaaa", first.deployment_id):
+        with pytest.raises(RollbackError):
+            await engine.rollback(asked, "refused")
+        assert not (tmp_path / "host-1" / ".portal-ops" / "lock").exists()
+        assert json.loads((theirs / "owner.json").read_text())["token"] == "t"
+    back = await engine.rollback(second.deployment_id, "held elsewhere")
+    assert back.outcome == "failed"
+    assert "deploy lock is" in back.phases[0].detail
+    assert current(tmp_path, "host-1") == second.release  # nothing changed

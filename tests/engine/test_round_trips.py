@@ -33,9 +33,9 @@ BOUNDS = {
     "first deploy, checks skipped": {"host-1": 8, "host-2": 7},
     "upgrade, checks skipped": {"host-1": 9, "host-2": 8},
     "upgrade, with checks": {"host-1": 11, "host-2": 10},  # checks batch by timing
-    # the survey's probe serves the declare phase; the primary's kill and count ride its
-    # switch script, and so does rb-verify's read (tests/engine/test_rollback_round_trips.py)
-    "rollback": {"host-1": 5, "host-2": 4},
+    # the survey's script reads the hosts and takes the lock; the primary's kill and count
+    # ride its switch script, so does rb-verify's read (test_rollback_round_trips.py)
+    "rollback": {"host-1": 4, "host-2": 3},
 }
 BEFORE = {  # the same runs before script.py, one channel per step and per record
     "upgrade, checks skipped": {"host-1": 31, "host-2": 25},
