@@ -135,7 +135,12 @@ class RollbackRun(Run):
         self.database_action = "none"
         self.database_must_go_back = False
         self.lock_token = owns_lock_token or ""
-        self.lock_owner = new_owner(deployment_id, engine.operator, os.getpid())
+        # the survey's owner where it took the locks (one token for hosts, Redis, lease)
+        self.lock_owner = (
+            survey_owner | {"deployment_id": deployment_id}
+            if survey_owner is not None
+            else new_owner(deployment_id, engine.operator, os.getpid())
+        )
         self.connected = connected
         self.started = time.time()
         self.serving_at: dict[str, float] = {}  # host -> when it served the target again
