@@ -924,24 +924,31 @@ class RollbackRun(Run):
     def still_on(self, name: str, target: str) -> Step:
         """A step that fails (and stops its script) unless ``current`` still points at
         ``target``: what rb-verify read, checked again in the script that unlocks."""
-        current = q(self.layout(name).current)
+        layout = self.layout(name)
+        current = q(layout.current)
         return Step(
             "still_on_target",
-            f'c=$(readlink {current} 2>/dev/null); c=${{c%/}}; [ "${{c##*/}}" = {q(target)} ] || '
-            f'{{ printf "current is %s, not %s\\n" "${{c##*/}}" {q(target)} >&2; exit 1; }}',
+            f"[ {current} -ef {q(layout.release(target))} ] || "
+            f"{{ c=$(readlink {current} 2>/dev/null); c=${{c%/}}; "
+            f'printf "current is %s, not %s\\n" "${{c##*/}}" {q(target)} >&2; exit 1; }}',
             readonly=True,
             quiet=True,
         )
 
     def read_current(self, name: str) -> str:
         """What Q01 asks of a host, in the probe's words: where ``current`` points, and
-        whether that release is marked unfinished (the marker's name on a line of its own)."""
-        current = self.layout(name).current
-        marker = f"{current}/{UNFINISHED_MARKER}"
-        return (
-            f"printf 'CURRENT=%s\\n' \"$(readlink {q(current)} 2>/dev/null)\"; "
-            f"[ ! -e {q(marker)} ] || echo {q(UNFINISHED_MARKER)}"
-        )
+        whether that release is marked unfinished (the marker's name on a line of its own).
+        On the target (the usual answer) the shell's own ``-ef`` says so: no process."""
+        layout = self.layout(name)
+        marker = f"{layout.current}/{UNFINISHED_MARKER}"
+        target = self.targets.get(name)
+        read = f"printf 'CURRENT=%s\\n' \"$(readlink {q(layout.current)} 2>/dev/null)\""
+        if target:
+            read = (
+                f"if [ {q(layout.current)} -ef {q(layout.release(target))} ]; then"
+                f" printf 'CURRENT=%s\\n' {q(target)}; else {read}; fi"
+            )
+        return f"{read}; [ ! -e {q(marker)} ] || echo {q(UNFINISHED_MARKER)}"
 
     async def scored_verification(self, release: str) -> str:
         """The post-deployment checks that still mean something after a rollback: every host
