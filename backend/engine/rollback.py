@@ -950,12 +950,24 @@ class RollbackRun(Run):
             )
         return f"{read}; [ ! -e {q(marker)} ] || echo {q(UNFINISHED_MARKER)}"
 
+    def http_to_ask(self) -> bool:
+        """Whether Q02, Q03 or Q06 could ask anything: a health URL (per host or the
+        portal's), a public URL, or a full URL among their paths. Without any, all three
+        skip, and a rollback does not load the checks to learn it (~30 ms)."""
+        config, vc = self.config, self.config.validation
+        urls = [config.portal.public_url, config.portal.health_url]
+        urls += [h.health_url for h in config.hosts]
+        paths = [vc.public_health_path or "", *vc.error_rate_paths]
+        return any(urls) or any(p.startswith(("http://", "https://")) for p in paths)
+
     async def scored_verification(self, release: str) -> str:
         """The post-deployment checks that still mean something after a rollback: every host
         on the release, healthy per host and through the public URL, and the error rate."""
         self.note(f"post-deployment checks {', '.join(VERIFY_CHECKS)} against {release}")
         if self.dry_run:
             return ""
+        if not self.http_to_ask():
+            return f"; checks {', '.join(VERIFY_CHECKS)} skipped: nothing to ask over HTTP"
         from .adapters.checks import verify_release
 
         report = await verify_release(self, release, VERIFY_CHECKS)

@@ -88,6 +88,9 @@ async def test_rollback_channels_per_host_and_phase(
     for host in ("host-1", "host-2"):
         assert current(tmp_path, host) == first.release
     assert (tmp_path / "db.txt").read_text() == db_v1  # measured, then rolled back
+    verify = next(p for p in back.phases if p.name == "rb-verify")
+    # no health_url, no public_url: Q02, Q03, Q06 would all skip, so they are not loaded
+    assert "nothing to ask over HTTP" in verify.detail, verify.detail
     seen = counter.by_host()
     print(seen)
     assert seen == {"host-1": PRIMARY, "host-2": WEB}
