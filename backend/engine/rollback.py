@@ -135,9 +135,11 @@ class RollbackRun(Run):
         self.database_action = "none"
         self.database_must_go_back = False
         self.lock_token = owns_lock_token or ""
-        # the survey's owner where it took the locks (one token for hosts, Redis, lease)
+        # the survey's owner where it took the locks (one token for hosts, Redis, lease),
+        # naming the deployment now that it is picked
         self.lock_owner = (
-            survey_owner | {"deployment_id": deployment_id}
+            {k: v for k, v in survey_owner.items() if k != "picking"}
+            | {"deployment_id": deployment_id}
             if survey_owner is not None
             else new_owner(deployment_id, engine.operator, os.getpid())
         )
@@ -427,37 +429,56 @@ class RollbackRun(Run):
         self.lock_token = self.lock_token or self.lock_owner["token"]
         owner = self.lock_owner | {"token": self.lock_token}
 
+        taken_here: dict[str, str] = {}  # hosts whose lock this run took: token
+
         async def one(name: str) -> None:
             layout = self.layout(name)
             answer = self.survey_locks.pop(name, None)
             if answer is not None and self.survey_owner is not None:
                 # taken (or found held) by the survey's script a moment ago
                 status, holder = answer
-                taken = self.survey_owner | {"deployment_id": self.deployment_id}
                 self.plan.commands.append(
-                    PlannedCommand(self.phase, name, "lock", layout.lock_acquire(taken))
+                    PlannedCommand(self.phase, name, "lock", layout.lock_acquire(self.lock_owner))
                 )
                 if status == "LOCKED":
-                    self.host_tokens[name] = taken["token"]
-                    if self.survey_owner.get("deployment_id") != self.deployment_id:
+                    self.host_tokens[name] = taken_here[name] = self.lock_owner["token"]
+                    if self.survey_owner.get("picking"):
                         # its owner now names the deployment, in the host's next script
-                        self.hold(name, self.owner_step(name, taken))
+                        self.hold(name, self.owner_step(name, self.lock_owner))
                     return
             else:
                 result = await self.sh(name, "lock", layout.lock_acquire(owner), retry_safe=True)
                 status, holder = parse_lock_output(result.stdout)
-            if status == "LOCKED":
-                return
+                if status == "LOCKED":
+                    taken_here[name] = self.lock_token
+                    return
             if holder.get("deployment_id") == self.deployment_id:  # ours: adopt it
                 self.host_tokens[name] = holder.get("token", self.lock_token)
                 return
+            lease = self.config.lock.lease_seconds
+            if (
+                holder.get("picking")
+                and LockHolder(name, holder, lease).stale
+                and holder.get("token")
+            ):
+                # a rollback killed before it named its deployment here: it changed nothing
+                # on this host (its first script renames the lock first); adopted, renamed
+                self.host_tokens[name] = str(holder["token"])
+                self.hold(name, self.owner_step(name, self.lock_owner | {"token": holder["token"]}))
+                return
             raise PhaseFailed(
-                f"deploy lock is {LockHolder(name, holder).describe()}; see `portal-ops unlock`"
+                f"deploy lock is {LockHolder(name, holder, lease).describe()}; see `portal-ops unlock`"
             )
 
         errors = await self.each(one)
         refused = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
-        if refused:
+        if refused:  # nothing changed: the locks this run took go back, nothing is held
+
+            async def give(name: str) -> None:
+                self.prelude.pop(name, None)
+                await self.sh(name, "unlock", self.layout(name).lock_release(taken_here[name]))
+
+            await self.each(give, [n for n in taken_here if n in self.reachable()])
             raise PhaseFailed("; ".join(refused))
         if self.lease is None:  # not inside the deployment's own run: its lease is ours then
             await self.take_redis_lock(owner)
@@ -1104,6 +1125,8 @@ async def rollback_deployment(
     # the lock is taken in the survey's own script where it is free (never in a dry-run),
     # given back at once if the rollback is then refused or the host is not in play
     owner = None if dry_run else new_owner(deployment_id or "", engine.operator, os.getpid())
+    if owner is not None and not deployment_id:  # named in each host's next script
+        owner["picking"] = True
     locks: dict[str, tuple[str, dict[str, Any]]] = {}
     try:
         states = await survey(engine.config, hosts, lock=owner, locks=locks)

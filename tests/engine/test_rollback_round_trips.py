@@ -200,8 +200,8 @@ async def test_a_refused_rollback_gives_back_the_locks_its_survey_took(
     sshd, tmp_path: Path
 ) -> None:
     """The survey that picks the deployment takes the free locks in the same script; a
-    rollback then refused (an unknown id, an older deployment) leaves none behind, and one
-    held by another deployment is left as it was."""
+    rollback then refused (an unknown id, an older deployment, a lock another deployment
+    holds on one host) leaves none behind, and the other deployment's is left as it was."""
     import json
 
     from backend.engine.rollback import RollbackError
@@ -226,3 +226,41 @@ async def test_a_refused_rollback_gives_back_the_locks_its_survey_took(
     assert back.outcome == "failed"
     assert "deploy lock is" in back.phases[0].detail
     assert current(tmp_path, "host-1") == second.release  # nothing changed
+    assert not (tmp_path / "host-1" / ".portal-ops" / "lock").exists()  # taken, given back
+
+
+async def test_a_rollback_killed_before_it_named_its_deployment_leaves_a_lock_the_next_adopts(
+    sshd, tmp_path: Path
+) -> None:
+    """Without an id the survey's lock cannot name the deployment yet (``picking``); a
+    rollback killed before its first script on a host renamed it leaves that lock. Once
+    its heartbeat is stale the next rollback adopts it (it changed nothing there); while it
+    is live (a rollback still picking, elsewhere) it is refused, naming the holder."""
+    import json
+    import os
+
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo)
+    cfg["lock"] = {"lease_seconds": 3, "heartbeat_seconds": 1}
+    config = parse_config(cfg)
+    engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+    first = await engine.deploy(revision="v1", skip_validation=True)
+    assert first.ok, first.error
+    second = await engine.deploy(revision="v2", skip_validation=True)
+    assert second.ok, second.error
+    lock = tmp_path / "host-2" / ".portal-ops" / "lock"
+    lock.mkdir(parents=True)
+    left = {"deployment_id": "", "picking": True, "token": "killed", "operator": "ops@elsewhere"}
+    (lock / "owner.json").write_text(json.dumps(left) + "\n")
+    (lock / "heartbeat").touch()
+    live = await engine.rollback(None, "while another rollback picks")
+    assert live.outcome == "failed"
+    assert "ops@elsewhere" in live.phases[0].detail, live.phases[0].detail
+    assert current(tmp_path, "host-1") == second.release
+    os.utime(lock / "heartbeat", (1, 1))  # its run stopped long ago
+    assert not (tmp_path / "host-1" / ".portal-ops" / "lock").exists()  # given back
+    back = await engine.rollback(None, "after a killed rollback")
+    assert back.outcome == "succeeded", [p.detail for p in back.phases if p.status == "failed"]
+    for host in ("host-1", "host-2"):
+        assert current(tmp_path, host) == first.release
+        assert not (tmp_path / host / ".portal-ops" / "lock").exists()
