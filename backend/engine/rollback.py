@@ -585,11 +585,15 @@ class RollbackRun(Run):
             # a host that fails does not stop the others: every host that can go back does
             errors = await self.each(self.switch_back, group)
             problems += [str(e) for n, e in errors.items() if e is not None]
+
         # a host left drained by the failed deployment goes back into the load balancer,
-        # but only when it serves a release that is healthy
-        for name in settled:
+        # but only when it serves a release that is healthy (each host on its own, at once)
+        async def reenable(name: str) -> None:
             if await self.serves_healthy(name):
                 await self.ensure_enabled(name)
+
+        errors = await self.each(reenable, settled)
+        problems += [str(e) for e in errors.values() if e is not None]
         if problems:
             raise PhaseFailed(
                 "; ".join(problems) + f". The database stays as it is until every host serves"
