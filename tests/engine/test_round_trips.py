@@ -103,6 +103,7 @@ async def test_commands_per_host_per_deploy_and_rollback(
     for run, before in BEFORE.items():
         for host, was in before.items():
             assert seen[run][host] < was
+    assert seen["rollback"] == BOUNDS["rollback"]  # exact: each is a round trip in sequence
 
 
 def test_target_eight_per_host_with_checks_skipped() -> None:
