@@ -159,6 +159,9 @@ class RollbackRun(Run):
         # deployment id was not known yet when no id was given)
         self.survey_locks = dict(survey_locks or {})
         self.survey_owner = survey_owner
+        # each host's answer to a lock taken in the declare phase's own script: status,
+        # holder, the token it was taken with, whether its owner must be renamed
+        self.lock_answers: dict[str, tuple[str, dict[str, Any], str, bool]] = {}
         # the primary's leftover commands stopped and its pending migrations counted in its
         # switch script (under the lock, after the switch): the database phase's inputs,
         # read without a round trip of their own; None where not measured there
@@ -313,6 +316,22 @@ class RollbackRun(Run):
                 command = self.layout(name).probe()
                 self.plan.commands.append(PlannedCommand(self.phase, name, "probe", command, True))
                 state = known
+            elif self.lease is not None and not self.dry_run:
+                # inside the deployment's own run (its lock, its token): read the host and
+                # take (adopt) its lock in one script, not two channels
+                layout = self.layout(name)
+                owner = self.lock_owner | {"token": self.lock_token or self.lock_owner["token"]}
+                steps = [
+                    Step("probe", layout.probe(), readonly=True, may_fail=True),
+                    Step("lock", layout.lock_acquire(owner), may_fail=True),
+                ]
+                ran = await self.sh_script(name, steps, retry_safe=True)
+                if len(ran) > 1:
+                    status, holder = parse_lock_output(ran[1].stdout)
+                    if status == "HELD" and holder.get("token") == owner["token"]:
+                        status = "LOCKED"  # ours: a retry found what the cut-off one took
+                    self.lock_answers[name] = (status, holder, owner["token"], False)
+                state = parse_probe(ran[0].stdout if ran else "")
             else:
                 result = await self.sh(name, "probe", self.layout(name).probe(), readonly=True)
                 state = parse_probe(result.stdout)
@@ -333,7 +352,9 @@ class RollbackRun(Run):
 
         errors = await self.each(probe)
         problems = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
-        if problems:
+        if problems:  # a lock taken in the same script goes back: nothing changed
+            taken = {n: a[2] for n, a in self.lock_answers.items() if a[0] == "LOCKED"}
+            await self.give_back_taken(taken)
             raise PhaseFailed("; ".join(problems))
         await self.take_lock()
         self.database_must_go_back = (self.checkpoint.get("migrations_applied") or 0) > 0 or bool(
@@ -433,17 +454,20 @@ class RollbackRun(Run):
 
         async def one(name: str) -> None:
             layout = self.layout(name)
-            answer = self.survey_locks.pop(name, None)
-            if answer is not None and self.survey_owner is not None:
+            answer = self.lock_answers.pop(name, None)  # from the declare phase's script
+            surveyed = self.survey_locks.pop(name, None)
+            if answer is None and surveyed is not None and self.survey_owner is not None:
                 # taken (or found held) by the survey's script a moment ago
-                status, holder = answer
                 self.plan.commands.append(
                     PlannedCommand(self.phase, name, "lock", layout.lock_acquire(self.lock_owner))
                 )
+                picking = bool(self.survey_owner.get("picking"))
+                answer = (*surveyed, self.lock_owner["token"], picking)
+            if answer is not None:
+                status, holder, token, rename = answer
                 if status == "LOCKED":
-                    self.host_tokens[name] = taken_here[name] = self.lock_owner["token"]
-                    if self.survey_owner.get("picking"):
-                        # its owner now names the deployment, in the host's next script
+                    self.host_tokens[name] = taken_here[name] = token
+                    if rename:  # its owner now names the deployment, in the host's next script
                         self.hold(name, self.owner_step(name, self.lock_owner))
                     return
             else:
@@ -473,12 +497,7 @@ class RollbackRun(Run):
         errors = await self.each(one)
         refused = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
         if refused:  # nothing changed: the locks this run took go back, nothing is held
-
-            async def give(name: str) -> None:
-                self.prelude.pop(name, None)
-                await self.sh(name, "unlock", self.layout(name).lock_release(taken_here[name]))
-
-            await self.each(give, [n for n in taken_here if n in self.reachable()])
+            await self.give_back_taken(taken_here)
             raise PhaseFailed("; ".join(refused))
         if self.lease is None:  # not inside the deployment's own run: its lease is ours then
             await self.take_redis_lock(owner)
@@ -490,6 +509,16 @@ class RollbackRun(Run):
             action="acquired",
             holder={"deployment_id": self.deployment_id, "rollback": True},
         )
+
+    async def give_back_taken(self, taken: dict[str, str]) -> None:
+        """Release the locks this run took (host: token) and drop what it held for them: a
+        rollback refused in its declare phase leaves the hosts as it found them."""
+
+        async def give(name: str) -> None:
+            self.prelude.pop(name, None)
+            await self.sh(name, "unlock", self.layout(name).lock_release(taken[name]))
+
+        await self.each(give, [n for n in taken if n in self.reachable()])
 
     def owner_step(self, name: str, owner: dict[str, Any]) -> Step:
         """Rewrite the lock's owner record (same token), only while the lock is ours."""

@@ -264,3 +264,30 @@ async def test_a_rollback_killed_before_it_named_its_deployment_leaves_a_lock_th
     for host in ("host-1", "host-2"):
         assert current(tmp_path, host) == first.release
         assert not (tmp_path / host / ".portal-ops" / "lock").exists()
+
+
+async def test_an_automatic_rollback_reads_and_locks_each_host_in_one_channel(
+    sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a failing deployment there is no survey: the declare phase reads each host and
+    takes (here: adopts) its lock in one script, not two channels."""
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo)
+    config = parse_config(cfg)
+    first = await Engine(config, journal=Journal(Path(config.state.dir) / "j.db")).deploy(
+        revision="v1", skip_validation=True
+    )
+    assert first.ok, first.error
+    once = tmp_path / "reload-failed-once"
+    cfg["commands"]["reload"] = f"[ -e {once} ] || {{ touch {once}; exit 5; }}"
+    config = parse_config(cfg)
+    engine = Engine(config, journal=Journal(Path(config.state.dir) / "j.db"))
+    counter = PhaseChannels(monkeypatch, {h: str(tmp_path / h) for h in ("host-1", "host-2")})
+    engine.bus.subscribe(counter.on_event)
+    result = await engine.deploy(revision="v2", skip_validation=True)
+    assert result.outcome == "rolled_back", result.error
+    for host in ("host-1", "host-2"):
+        assert current(tmp_path, host) == first.release
+        assert not (tmp_path / host / ".portal-ops" / "lock").exists()
+    seen = counter.by_host()
+    assert seen["host-1"]["rb-declare"] == 1 and seen["host-2"]["rb-declare"] == 1, seen
