@@ -699,7 +699,8 @@ class RollbackRun(Run):
         this deployment's leftover commands (a migrate cut off by a crash), then count the
         pending migrations against the baseline. Nothing decided here in between, and under
         the lock (the script is fenced); the count cannot move until the database phase,
-        since every migrate of the deployment is stopped and the lock is ours."""
+        since every migrate of the deployment is stopped and the lock is ours. Not when a
+        load balancer drains the primary (see below)."""
         status = self.cmd("migrate_status")
         if (
             self.dry_run
@@ -709,6 +710,9 @@ class RollbackRun(Run):
             or not self.release
             or self.checkpoint.get("pending_before") is None
             or getattr(self.hosts[name], "kill_tagged", None) is None
+            # drained, the primary would wait for a leftover's kill (seconds) before it
+            # serves again: then both stay in the database phase, after every host is back
+            or lb_action(self.config, self.host_config(name), "drain") is not None
         ):
             return ()
         release_dir = self.layout(name).release(self.release)

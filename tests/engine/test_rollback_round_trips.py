@@ -291,3 +291,29 @@ async def test_an_automatic_rollback_reads_and_locks_each_host_in_one_channel(
         assert not (tmp_path / host / ".portal-ops" / "lock").exists()
     seen = counter.by_host()
     assert seen["host-1"]["rb-declare"] == 1 and seen["host-2"]["rb-declare"] == 1, seen
+
+
+def test_the_primary_counts_in_its_switch_script_only_when_it_is_not_drained(
+    tmp_path: Path,
+) -> None:
+    """Stopping a leftover migrate can take seconds (TERM, then KILL): a primary drained by
+    a load balancer must not wait for it before it serves again, so with one the kill and
+    the count stay in the database phase, after every host is back."""
+    from types import SimpleNamespace
+
+    sshd = SimpleNamespace(host="127.0.0.1", port=22, user="u", known_hosts="k", client_key="c")
+    cfg = ssh_config(sshd, tmp_path, tmp_path / "repo")
+
+    def reads(raw: dict[str, Any]) -> list[str]:
+        config = parse_config(raw)
+        engine = Engine(config, journal=Journal(tmp_path / "j.db"))
+        hosts = engine.make_hosts(["host-1", "host-2"])
+        checkpoint = {"release": "r2", "pending_before": 1}
+        run = RollbackRun(engine, "d-1", hosts, checkpoint, reason="t", trigger={})
+        return [s.name for s in run.database_reads("host-1")] + [
+            s.name for s in run.database_reads("host-2")
+        ]
+
+    assert reads(cfg) == ["stop_leftovers", "migrate_status"]  # the primary only
+    lb = {"kind": "command", "drain_command": "true", "enable_command": "true"}
+    assert reads(cfg | {"load_balancer": lb}) == []
