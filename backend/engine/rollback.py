@@ -13,34 +13,39 @@ A host that stays unreachable is reported; the others are still rolled back ("pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import recipes
 from ..events import Event, Kind, Severity
+from ..hostpaths import UNFINISHED_MARKER
 from ..inputs import TEXT_LIMIT, printable
 from ..journal import process_alive
 from ..phases import ROLLBACK_PHASES
 from ..redact import redact
 from ..shell import fill, in_dir, q
-from ..transport import Host, TransportError, connect_all
+from ..transport import CommandResult, Host, TransportError, connect_all
+from ..transport.remote_group import kill_tagged, parse_left
 from .hoststate import DeploymentView, merge, merge_backups, newer_than, newest, write_record
 from .layout import HostState, parse_probe
 from .lock import Lease, LockHolder, new_owner, parse_lock_output, redis_claim, redis_release
 from .run import PhaseFailed, PhaseResult, Plan, PlannedCommand, Run
 from .script import Step
-from .traffic import health_url, wait_healthy
+from .traffic import health_url, lb_action, wait_healthy
 
 if TYPE_CHECKING:
     from .deploy import Deployment
     from .front import Engine
 
 
-# post-deployment checks re-run by rb-verify (current, health per host and public, errors)
-VERIFY_CHECKS = ("Q01", "Q02", "Q03", "Q06")
+# post-deployment checks re-run by rb-verify (health per host and public, errors); ``current``
+# on every host (Q01's question) is rb-verify's own read of each host, not asked twice
+VERIFY_CHECKS = ("Q02", "Q03", "Q06")
 
 
 class RollbackError(Exception):
@@ -106,6 +111,8 @@ class RollbackRun(Run):
         connected: bool = False,
         restore_dump: bool = False,
         surveyed: dict[str, HostState] | None = None,
+        survey_locks: dict[str, tuple[str, dict[str, Any]]] | None = None,
+        survey_owner: dict[str, Any] | None = None,
     ) -> None:
         plan = Plan(
             deployment_id,
@@ -128,7 +135,14 @@ class RollbackRun(Run):
         self.database_action = "none"
         self.database_must_go_back = False
         self.lock_token = owns_lock_token or ""
-        self.lock_owner = new_owner(deployment_id, engine.operator, os.getpid())
+        # the survey's owner where it took the locks (one token for hosts, Redis, lease),
+        # naming the deployment now that it is picked
+        self.lock_owner = (
+            {k: v for k, v in survey_owner.items() if k != "picking"}
+            | {"deployment_id": deployment_id}
+            if survey_owner is not None
+            else new_owner(deployment_id, engine.operator, os.getpid())
+        )
         self.connected = connected
         self.started = time.time()
         self.serving_at: dict[str, float] = {}  # host -> when it served the target again
@@ -141,6 +155,20 @@ class RollbackRun(Run):
         # what the survey that picked the deployment read on each host a moment before,
         # over the same connections: the declare phase's probe, not asked twice
         self.surveyed: dict[str, HostState] = dict(surveyed or {})
+        # each host's answer to the lock taken in the survey's script, and its owner (whose
+        # deployment id was not known yet when no id was given)
+        self.survey_locks = dict(survey_locks or {})
+        self.survey_owner = survey_owner
+        # each host's answer to a lock taken in the declare phase's own script: status,
+        # holder, the token it was taken with, whether its owner must be renamed
+        self.lock_answers: dict[str, tuple[str, dict[str, Any], str, bool]] = {}
+        # the primary's leftover commands stopped and its pending migrations counted in its
+        # switch script (under the lock, after the switch): the database phase's inputs,
+        # read without a round trip of their own; None where not measured there
+        self.measured: dict[str, Any] | None = None
+        # each switched host's ``current`` (and unfinished marker), read at the end of its
+        # switch script: rb-verify's read, not asked again
+        self.verified: dict[str, str] = {}
 
     @classmethod
     def from_deployment(
@@ -288,6 +316,22 @@ class RollbackRun(Run):
                 command = self.layout(name).probe()
                 self.plan.commands.append(PlannedCommand(self.phase, name, "probe", command, True))
                 state = known
+            elif self.lease is not None and not self.dry_run:
+                # inside the deployment's own run (its lock, its token): read the host and
+                # take (adopt) its lock in one script, not two channels
+                layout = self.layout(name)
+                owner = self.lock_owner | {"token": self.lock_token or self.lock_owner["token"]}
+                steps = [
+                    Step("probe", layout.probe(), readonly=True, may_fail=True),
+                    Step("lock", layout.lock_acquire(owner), may_fail=True),
+                ]
+                ran = await self.sh_script(name, steps, retry_safe=True)
+                if len(ran) > 1:
+                    status, holder = parse_lock_output(ran[1].stdout)
+                    if status == "HELD" and holder.get("token") == owner["token"]:
+                        status = "LOCKED"  # ours: a retry found what the cut-off one took
+                    self.lock_answers[name] = (status, holder, owner["token"], False)
+                state = parse_probe(ran[0].stdout if ran else "")
             else:
                 result = await self.sh(name, "probe", self.layout(name).probe(), readonly=True)
                 state = parse_probe(result.stdout)
@@ -308,7 +352,9 @@ class RollbackRun(Run):
 
         errors = await self.each(probe)
         problems = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
-        if problems:
+        if problems:  # a lock taken in the same script goes back: nothing changed
+            taken = {n: a[2] for n, a in self.lock_answers.items() if a[0] == "LOCKED"}
+            await self.give_back_taken(taken)
             raise PhaseFailed("; ".join(problems))
         await self.take_lock()
         self.database_must_go_back = (self.checkpoint.get("migrations_applied") or 0) > 0 or bool(
@@ -404,22 +450,54 @@ class RollbackRun(Run):
         self.lock_token = self.lock_token or self.lock_owner["token"]
         owner = self.lock_owner | {"token": self.lock_token}
 
+        taken_here: dict[str, str] = {}  # hosts whose lock this run took: token
+
         async def one(name: str) -> None:
             layout = self.layout(name)
-            result = await self.sh(name, "lock", layout.lock_acquire(owner), retry_safe=True)
-            status, holder = parse_lock_output(result.stdout)
-            if status == "LOCKED":
-                return
+            answer = self.lock_answers.pop(name, None)  # from the declare phase's script
+            surveyed = self.survey_locks.pop(name, None)
+            if answer is None and surveyed is not None and self.survey_owner is not None:
+                # taken (or found held) by the survey's script a moment ago
+                self.plan.commands.append(
+                    PlannedCommand(self.phase, name, "lock", layout.lock_acquire(self.lock_owner))
+                )
+                picking = bool(self.survey_owner.get("picking"))
+                answer = (*surveyed, self.lock_owner["token"], picking)
+            if answer is not None:
+                status, holder, token, rename = answer
+                if status == "LOCKED":
+                    self.host_tokens[name] = taken_here[name] = token
+                    if rename:  # its owner now names the deployment, in the host's next script
+                        self.hold(name, self.owner_step(name, self.lock_owner))
+                    return
+            else:
+                result = await self.sh(name, "lock", layout.lock_acquire(owner), retry_safe=True)
+                status, holder = parse_lock_output(result.stdout)
+                if status == "LOCKED":
+                    taken_here[name] = self.lock_token
+                    return
             if holder.get("deployment_id") == self.deployment_id:  # ours: adopt it
                 self.host_tokens[name] = holder.get("token", self.lock_token)
                 return
+            lease = self.config.lock.lease_seconds
+            if (
+                holder.get("picking")
+                and LockHolder(name, holder, lease).stale
+                and holder.get("token")
+            ):
+                # a rollback killed before it named its deployment here: it changed nothing
+                # on this host (its first script renames the lock first); adopted, renamed
+                self.host_tokens[name] = str(holder["token"])
+                self.hold(name, self.owner_step(name, self.lock_owner | {"token": holder["token"]}))
+                return
             raise PhaseFailed(
-                f"deploy lock is {LockHolder(name, holder).describe()}; see `portal-ops unlock`"
+                f"deploy lock is {LockHolder(name, holder, lease).describe()}; see `portal-ops unlock`"
             )
 
         errors = await self.each(one)
         refused = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
-        if refused:
+        if refused:  # nothing changed: the locks this run took go back, nothing is held
+            await self.give_back_taken(taken_here)
             raise PhaseFailed("; ".join(refused))
         if self.lease is None:  # not inside the deployment's own run: its lease is ours then
             await self.take_redis_lock(owner)
@@ -430,6 +508,29 @@ class RollbackRun(Run):
             Kind.LOCK,
             action="acquired",
             holder={"deployment_id": self.deployment_id, "rollback": True},
+        )
+
+    async def give_back_taken(self, taken: dict[str, str]) -> None:
+        """Release the locks this run took (host: token) and drop what it held for them: a
+        rollback refused in its declare phase leaves the hosts as it found them."""
+
+        async def give(name: str) -> None:
+            self.prelude.pop(name, None)
+            await self.sh(name, "unlock", self.layout(name).lock_release(taken[name]))
+
+        await self.each(give, [n for n in taken if n in self.reachable()])
+
+    def owner_step(self, name: str, owner: dict[str, Any]) -> Step:
+        """Rewrite the lock's owner record (same token), only while the lock is ours."""
+        layout = self.layout(name)
+        path = f"{layout.lock_dir}/owner.json"
+        body = json.dumps(owner, sort_keys=True)
+        return Step(
+            "lock_owner",
+            f"{layout.lock_held(owner['token'])}; printf '%s\\n' {q(body)} > {q(path + '.tmp')}"
+            f" && mv -f {q(path + '.tmp')} {q(path)}",
+            quiet=True,
+            may_fail=True,
         )
 
     async def take_redis_lock(self, owner: dict[str, Any]) -> None:
@@ -508,23 +609,20 @@ class RollbackRun(Run):
             if self.targets.get(n) and self.current.get(n) != self.targets.get(n)
         ]
         settled = [n for n in self.reachable() if n not in need]
-        # hosts never switched keep serving; when every host must move, go in two halves so
-        # some capacity always serves while the others drain, switch and reload
-        groups = (
-            [need]
-            if (settled or len(need) < 2)
-            else [need[: len(need) // 2], need[len(need) // 2 :]]
-        )
         problems: list[str] = []
-        for group in groups:
+        for group in self.switch_groups(need, settled):
             # a host that fails does not stop the others: every host that can go back does
             errors = await self.each(self.switch_back, group)
             problems += [str(e) for n, e in errors.items() if e is not None]
+
         # a host left drained by the failed deployment goes back into the load balancer,
-        # but only when it serves a release that is healthy
-        for name in settled:
+        # but only when it serves a release that is healthy (each host on its own, at once)
+        async def reenable(name: str) -> None:
             if await self.serves_healthy(name):
                 await self.ensure_enabled(name)
+
+        errors = await self.each(reenable, settled)
+        problems += [str(e) for e in errors.values() if e is not None]
         if problems:
             raise PhaseFailed(
                 "; ".join(problems) + f". The database stays as it is until every host serves"
@@ -541,6 +639,16 @@ class RollbackRun(Run):
             note += f"; previous release serving {serving:.1f}s after the alarm"
         return f"{len(need)} host(s) switched back, {len(settled)} already on target{note}"
 
+    def switch_groups(self, need: list[str], settled: list[str]) -> list[list[str]]:
+        """Hosts never switched keep serving; when every host must move and a load balancer
+        drains them, two halves, so some capacity always serves while the others drain,
+        switch and reload. Without a load balancer nothing is drained (the switch is a
+        rename, the reload graceful): all at once, one round trip."""
+        drains = any(lb_action(self.config, self.host_config(n), "drain") for n in need)
+        if settled or len(need) < 2 or not drains:
+            return [need] if need else []
+        return [need[: len(need) // 2], need[len(need) // 2 :]]
+
     def alarm_to_serving(self) -> float | None:
         """Seconds from the alarm to the last host serving the previous release again."""
         if not self.serving_at:
@@ -555,6 +663,15 @@ class RollbackRun(Run):
         def switched(host: str) -> None:
             self.current[host] = target
 
+        # rb-verify's read of the host (Q01's question) rides the switch script, after the
+        # reload: nothing but this run changes ``current`` under its lock (fenced), so
+        # phase 9 does not ask again; the primary's database reads follow
+        read = (
+            ()
+            if self.dry_run
+            else (Step("current", self.read_current(name), readonly=True, may_fail=True),)
+        )
+        after = read + self.database_reads(name)
         await self.cut_over(
             name,
             target,
@@ -563,8 +680,71 @@ class RollbackRun(Run):
             steps=("reload",),  # workers restart in phase 7, on every host
             retry=True,
             on_switched=switched,
+            after=after,
+            on_after=lambda ran: self.after_switch(name, after, ran),
         )
         self.serving_at[name] = time.time()
+
+    def after_switch(self, name: str, steps: tuple[Step, ...], ran: list[CommandResult]) -> None:
+        """The reads that rode ``name``'s switch script: its ``current`` for rb-verify, the
+        primary's leftover kill and migration count for rb-database."""
+        got = dict(zip((s.name for s in steps), ran, strict=False))
+        if "current" in got and got["current"].ok:
+            self.verified[name] = got["current"].stdout
+        if "migrate_status" in got:
+            self.database_measured(name, got["stop_leftovers"], got["migrate_status"])
+
+    def database_reads(self, name: str) -> tuple[Step, ...]:
+        """What the database phase reads on the primary, riding its switch script: stop
+        this deployment's leftover commands (a migrate cut off by a crash), then count the
+        pending migrations against the baseline. Nothing decided here in between, and under
+        the lock (the script is fenced); the count cannot move until the database phase,
+        since every migrate of the deployment is stopped and the lock is ours. Not when a
+        load balancer drains the primary (see below)."""
+        status = self.cmd("migrate_status")
+        if (
+            self.dry_run
+            or name != self.primary()
+            or self.config.portal.database_rollback == "none"
+            or not status
+            or not self.release
+            or self.checkpoint.get("pending_before") is None
+            or getattr(self.hosts[name], "kill_tagged", None) is None
+            # drained, the primary would wait for a leftover's kill (seconds) before it
+            # serves again: then both stay in the database phase, after every host is back
+            or lb_action(self.config, self.host_config(name), "drain") is not None
+        ):
+            return ()
+        release_dir = self.layout(name).release(self.release)
+        return (
+            Step(
+                "stop_leftovers",
+                kill_tagged(self.deployment_id + ".", self.tag),
+                quiet=True,
+                may_fail=True,
+            ),
+            Step(
+                "migrate_status",
+                in_dir(release_dir, status, self.config.portal.env),
+                readonly=True,
+                may_fail=True,
+            ),
+        )
+
+    def database_measured(self, name: str, stop: CommandResult, status: CommandResult) -> None:
+        """Keep the primary's count, only when the leftovers were all stopped before it."""
+        if not stop.ok:
+            return
+        left, alive = parse_left(stop.stdout)
+        if alive:
+            return  # the database phase stops them itself, and says so
+        if left:
+            self.incident(
+                Severity.WARNING,
+                f"{name}: stopped {left} leftover command(s) of {self.deployment_id}",
+            )
+        pending = recipes.parse_pending(status.stdout) if status.ok else None
+        self.measured = {"host": name, "pending": pending}
 
     async def serves_healthy(self, name: str) -> bool:
         url = health_url(self.config, self.host_config(name))
@@ -601,7 +781,9 @@ class RollbackRun(Run):
             )
         env = self.config.portal.env
         release_dir = self.layout(primary).release(self.release) if self.release else None
-        await self.confirm_dead(primary)  # an interrupted migrate must not run on
+        measured = self.measured if (self.measured or {}).get("host") == primary else None
+        if measured is None:  # stopped in its switch script otherwise
+            await self.confirm_dead(primary)  # an interrupted migrate must not run on
         await self.write_host_records("rolling_back", hold=True)  # before the primary's next
         steps = await self.migrations_to_undo(primary, release_dir)
         if steps is None:
@@ -649,6 +831,9 @@ class RollbackRun(Run):
         the deployment recorded (never twice); None when nobody can tell."""
         status = self.cmd("migrate_status")
         pending_before = self.checkpoint.get("pending_before")
+        measured = self.measured if (self.measured or {}).get("host") == primary else None
+        if measured is not None and measured["pending"] is not None and pending_before is not None:
+            return max(0, int(pending_before) - int(measured["pending"]))
         if status and release_dir and pending_before is not None and not self.dry_run:
             result = await self.sh(
                 primary,
@@ -764,12 +949,18 @@ class RollbackRun(Run):
 
     async def phase_verify(self) -> str:
         async def verify(name: str) -> None:
-            result = await self.sh(name, "probe", self.layout(name).probe(), readonly=True)
-            state = parse_probe(result.stdout)
+            read = self.verified.pop(name, None)
+            if read is None:  # not switched by this run (or its read was cut off): ask now
+                read = (
+                    await self.sh(name, "current", self.read_current(name), readonly=True)
+                ).stdout
+            state = parse_probe(read)
             self.current[name] = state.current
             target = self.targets.get(name)
             if target and state.current != target and not self.dry_run:
                 raise PhaseFailed(f"{name}: current is {state.current}, expected {target}")
+            if UNFINISHED_MARKER in read.splitlines() and not self.dry_run:
+                raise PhaseFailed(f"{name}: current -> {state.current}, marked unfinished")
             url = health_url(self.config, self.host_config(name))
             if url and not self.dry_run:
                 ok, detail = await wait_healthy(url, self.config.rollout.health_timeout)
@@ -788,12 +979,53 @@ class RollbackRun(Run):
         scored = await self.scored_verification(release) if releases else ""
         return f"{len(self.reachable())} host(s) healthy on {release}{scored}"
 
+    def still_on(self, name: str, target: str) -> Step:
+        """A step that fails (and stops its script) unless ``current`` still points at
+        ``target``: what rb-verify read, checked again in the script that unlocks."""
+        layout = self.layout(name)
+        current = q(layout.current)
+        return Step(
+            "still_on_target",
+            f"[ {current} -ef {q(layout.release(target))} ] || "
+            f"{{ c=$(readlink {current} 2>/dev/null); c=${{c%/}}; "
+            f'printf "current is %s, not %s\\n" "${{c##*/}}" {q(target)} >&2; exit 1; }}',
+            readonly=True,
+            quiet=True,
+        )
+
+    def read_current(self, name: str) -> str:
+        """What Q01 asks of a host, in the probe's words: where ``current`` points, and
+        whether that release is marked unfinished (the marker's name on a line of its own).
+        On the target (the usual answer) the shell's own ``-ef`` says so: no process."""
+        layout = self.layout(name)
+        marker = f"{layout.current}/{UNFINISHED_MARKER}"
+        target = self.targets.get(name)
+        read = f"printf 'CURRENT=%s\\n' \"$(readlink {q(layout.current)} 2>/dev/null)\""
+        if target:
+            read = (
+                f"if [ {q(layout.current)} -ef {q(layout.release(target))} ]; then"
+                f" printf 'CURRENT=%s\\n' {q(target)}; else {read}; fi"
+            )
+        return f"{read}; [ ! -e {q(marker)} ] || echo {q(UNFINISHED_MARKER)}"
+
+    def http_to_ask(self) -> bool:
+        """Whether Q02, Q03 or Q06 could ask anything: a health URL (per host or the
+        portal's), a public URL, or a full URL among their paths. Without any, all three
+        skip, and a rollback does not load the checks to learn it (~30 ms)."""
+        config, vc = self.config, self.config.validation
+        urls = [config.portal.public_url, config.portal.health_url]
+        urls += [h.health_url for h in config.hosts]
+        paths = [vc.public_health_path or "", *vc.error_rate_paths]
+        return any(urls) or any(p.startswith(("http://", "https://")) for p in paths)
+
     async def scored_verification(self, release: str) -> str:
         """The post-deployment checks that still mean something after a rollback: every host
         on the release, healthy per host and through the public URL, and the error rate."""
         self.note(f"post-deployment checks {', '.join(VERIFY_CHECKS)} against {release}")
         if self.dry_run:
             return ""
+        if not self.http_to_ask():
+            return f"; checks {', '.join(VERIFY_CHECKS)} skipped: nothing to ask over HTTP"
         from .adapters.checks import verify_release
 
         report = await verify_release(self, release, VERIFY_CHECKS)
@@ -805,6 +1037,9 @@ class RollbackRun(Run):
                 stream="portal-ops",
                 line=f"{check.id} {check.title}: {check.status} {check.message}",
             )
+        if not report.checks or all(c.status == "skipped" for c in report.checks):
+            # nothing configured to ask over HTTP: the hosts' own read above is the check
+            return f"; checks {', '.join(VERIFY_CHECKS)} skipped (nothing configured to ask)"
         if not report.go:
             raise PhaseFailed(f"checks after the rollback: {'; '.join(report.reasons[:3])}")
         return f"; checks {', '.join(VERIFY_CHECKS)} score {report.score:.0f}, go"
@@ -841,21 +1076,37 @@ class RollbackRun(Run):
 
         async def finish(name: str) -> None:
             # one script: the record, the release log, the unlock (each as before: a
-            # failure of one does not stop the next)
+            # failure of one does not stop the next), after a last look at ``current``:
+            # a host moved since rb-verify read it keeps its lock and record
             layout = self.layout(name)
+            target = self.targets.get(name)
+            guard = [] if self.dry_run or not target else [self.still_on(name, target)]
             steps = [
+                *guard,
                 self.record_step(name, "rolled_back"),
                 Step("release_log", layout.log_release(entry), may_fail=True),
             ]
             token = self.host_tokens.get(name, self.lock_token)
             if token:
                 steps.append(Step("unlock", layout.lock_release(token), may_fail=True))
-            await self.sh_script(name, steps, retry_safe=True)
+            ran = await self.sh_script(name, steps, retry_safe=True)
+            if guard and ran and not ran[0].ok:
+                raise PhaseFailed(f"{name}: {ran[0].tail()}; its lock and record are kept")
 
         if self.lease is not None:
             await self.lease.stop()
-        if self.release:
-            await self.each(finish)
+        errors = await self.each(finish) if self.release else {}
+        moved = [str(e) for e in errors.values() if isinstance(e, PhaseFailed)]
+        if moved:  # the Redis lock stays too: nobody deploys over it until it converges
+            path = self.write_report()
+            if not self.connected:
+                await asyncio.gather(
+                    *(h.close() for h in self.hosts.values()), return_exceptions=True
+                )
+            raise PhaseFailed(
+                "; ".join(moved) + f". Run `portal-ops rollback {self.deployment_id}` again"
+                f" (it converges); report {path}"
+            )
         if not self.dry_run:
             try:
                 token = str((self.redis_owner or {}).get("token") or self.lock_token)
@@ -908,8 +1159,14 @@ async def rollback_deployment(
     on this machine, or a deployment older than the newest live one (unless ``force``)."""
     journal = engine.journal
     hosts = engine.make_hosts([h.name for h in engine.config.hosts])
+    # the lock is taken in the survey's own script where it is free (never in a dry-run),
+    # given back at once if the rollback is then refused or the host is not in play
+    owner = None if dry_run else new_owner(deployment_id or "", engine.operator, os.getpid())
+    if owner is not None and not deployment_id:  # named in each host's next script
+        owner["picking"] = True
+    locks: dict[str, tuple[str, dict[str, Any]]] = {}
     try:
-        states = await survey(engine.config, hosts)
+        states = await survey(engine.config, hosts, lock=owner, locks=locks)
         views = merge(states)
         deployment_id, row, view = pick_deployment(engine, deployment_id, views, "roll back")
         if row is not None and row.get("dry_run"):
@@ -926,13 +1183,14 @@ async def rollback_deployment(
                     f" {newer[-1].deployment_id}`), or pass --force to go back past them."
                 )
     except BaseException:
+        await give_back(engine.config, hosts, locks, owner)
         await asyncio.gather(*(h.close() for h in hosts.values()), return_exceptions=True)
         raise
     limit = ((row or {}).get("options") or (view.options if view else {}) or {}).get("limit")
     if limit:  # a limited deployment (--hosts/--roles): the other hosts were never touched
-        await asyncio.gather(
-            *(h.close() for n, h in hosts.items() if n not in limit), return_exceptions=True
-        )
+        others = {n: h for n, h in hosts.items() if n not in limit}
+        await give_back(engine.config, others, locks, owner)
+        await asyncio.gather(*(h.close() for h in others.values()), return_exceptions=True)
         hosts = {n: h for n, h in hosts.items() if n in limit}
     checkpoint = journal.last_checkpoint(deployment_id) if row is not None else {}
     if not checkpoint and view is not None:
@@ -953,6 +1211,8 @@ async def rollback_deployment(
         owns_lock_token=checkpoint.get("lock_token") or (view.lock_token if view else None),
         restore_dump=restore_dump,
         surveyed=states,
+        survey_locks={n: a for n, a in locks.items() if n in hosts},
+        survey_owner=owner,
     )
     run.plan.limit = list(limit) if limit else engine.config.limit
     if force and view is not None:
@@ -966,30 +1226,72 @@ async def rollback_deployment(
     return await run.execute()
 
 
-async def survey(config: Any, hosts: dict[str, Host]) -> dict[str, HostState]:
-    """Connect and probe every host at once; the reachable ones' state."""
+async def survey(
+    config: Any,
+    hosts: dict[str, Host],
+    *,
+    lock: dict[str, Any] | None = None,
+    locks: dict[str, tuple[str, dict[str, Any]]] | None = None,
+) -> dict[str, HostState]:
+    """Connect and probe every host at once; the reachable ones' state. With ``lock`` (an
+    owner), the same script then takes each host's lock where it is free, and ``locks``
+    gets each host's answer (``LOCKED``, or ``HELD`` and its holder): a rollback's lock
+    costs no round trip of its own."""
     from .layout import Layout
 
     failures = await connect_all(list(hosts.values()))
     problems.clear()
     problems.update({n: str(e) for n, e in failures.items()})
+    between = f"@@portal-ops-lock:{secrets.token_hex(8)}"
 
     async def one(name: str) -> tuple[str, HostState | None]:
         if name in failures:
             return name, None
         layout = Layout(config.deploy_path(config.host(name)))
+        command = layout.probe()
+        if lock is not None:
+            command += f"; printf '\\n%s\\n' {q(between)}; {layout.lock_acquire(lock)}"
         try:
-            result = await hosts[name].run(layout.probe(), timeout=30, retry_safe=True)
+            # taking a free lock is safe to repeat: a retry finds it held with our token
+            result = await hosts[name].run(command, timeout=30, retry_safe=True)
         except TransportError as exc:
             problems[name] = str(exc)
             return name, None
-        return name, parse_probe(result.stdout)
+        probed, _, locked = result.stdout.partition(between)
+        if lock is not None and locks is not None and locked:
+            status, holder = parse_lock_output(locked)
+            if status == "HELD" and holder.get("token") == lock["token"]:
+                status = "LOCKED"  # ours, taken by an attempt cut off before it answered
+            locks[name] = (status, holder)
+        return name, parse_probe(probed)
 
     found = await asyncio.gather(*(one(n) for n in hosts))
     return {name: state for name, state in found if state is not None}
 
 
 problems: dict[str, str] = {}  # hosts the last survey could not read, and why
+
+
+async def give_back(
+    config: Any,
+    hosts: dict[str, Host],
+    locks: dict[str, tuple[str, dict[str, Any]]],
+    owner: dict[str, Any] | None,
+) -> None:
+    """Release the locks the survey took on ``hosts`` (a refused rollback, hosts outside a
+    limited deployment): only where they still hold the survey's token."""
+    from .layout import Layout
+
+    if owner is None:
+        return
+    taken = [n for n in hosts if locks.get(n, ("",))[0] == "LOCKED"]
+
+    async def one(name: str) -> None:
+        layout = Layout(config.deploy_path(config.host(name)))
+        await hosts[name].run(layout.lock_release(owner["token"]), timeout=30, retry_safe=True)
+
+    with contextlib.suppress(BaseException):
+        await asyncio.gather(*(one(n) for n in taken), return_exceptions=True)
 
 
 async def unfinished_on_hosts(

@@ -398,12 +398,16 @@ class Run:
         steps: tuple[str, ...] = ("reload", "restart_workers"),
         retry: bool = False,
         on_switched: Callable[[str], Any] | None = None,
+        after: tuple[Step, ...] = (),
+        on_after: Callable[[list[CommandResult]], Any] | None = None,
     ) -> None:
         """Move one host to ``release`` without dropping a request: drain it from the load
         balancer, switch ``current``, run ``steps`` (reload...), wait until it is healthy,
         put it back. ``strict``: a load-balancer failure fails the host (a deployment);
         otherwise it is an incident and the cut-over goes on (a rollback must get back).
-        ``retry``: commands are repeated after a lost connection (a rollback's are)."""
+        ``retry``: commands are repeated after a lost connection (a rollback's are).
+        ``after``: steps that ride the same script once ``steps`` succeeded (``may_fail``:
+        they never fail the host); ``on_after`` gets the results of those that ran."""
         layout = self.layout(name)
         rollout = self.config.rollout
         if lb_action(self.config, self.host_config(name), "drain"):
@@ -437,11 +441,14 @@ class Run:
 
         ran = await self.sh_script(
             name,
-            script,
+            script + list(after),
             # the switch alone is safe to repeat; reload and restart only in a rollback's
             retry_safe=retry or len(script) == 1,
             on_end=on_end,
         )
+        if after and on_after is not None and len(ran) > len(script):
+            on_after(ran[len(script) :])
+        ran = ran[: len(script)]
         if ran and ran[0].ok:
             on_end(script[0], 0)  # a dry-run: nothing ran, every step "ended" well
         failed = first_failure(script, ran)
