@@ -187,3 +187,43 @@ def test_watch_an_unknown_deployment_exits_2_naming_it(tmp_path: Path) -> None:
     assert code == 2, output
     tail = output.rsplit("\x1b", 1)[-1]
     assert "portal-ops: unknown deployment id 'bp-nope'" in tail, tail
+
+
+async def test_the_first_frame_is_painted_in_the_config_files_theme(tmp_path: Path) -> None:
+    """`[ui] theme` is read from the file with tomllib before the first frame, so the room
+    does not open in the default theme and switch a moment later; the parsed config (an
+    overlay may change it) has the last word."""
+    from tui.commands.ui import _theme_hint
+
+    toml = tmp_path / "portal-ops.toml"
+    toml.write_text('[portal]\nname = "p"\n\n[ui]\ntheme = "portal-light"\n')
+    assert _theme_hint(str(toml)) == "portal-light"
+    for text in ('[ui]\ntheme = "no-such-theme"\n', "[ui\n", "[ui]\ntheme = 3\n", "ui = 1\n"):
+        toml.write_text(text)
+        assert _theme_hint(str(toml)) is None, text  # the parse after the first frame says why
+    assert _theme_hint(str(tmp_path / "missing.toml")) is None
+
+    seen: dict[str, str] = {}
+
+    def load() -> Any:
+        seen["theme"] = app.theme
+        config = recorded.config()
+        config.ui.theme = "ansi-dark"  # what an overlay set: the parsed config wins
+        return config
+
+    journal = Journal(tmp_path / "journal.db")
+    app = make_room(
+        None,
+        config_loader=load,
+        journal=journal,
+        first_theme="portal-light",
+        load_flags=False,
+        live_health=False,
+        clock=lambda: recorded.T0 + 60,
+    )
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: app.config is not None, 10)
+        await settled(pilot)
+        after = app.theme
+    assert seen["theme"] == "portal-light"
+    assert after == "ansi-dark"

@@ -87,6 +87,28 @@ def _check_theme(theme: str | None) -> None:
         fail(f"unknown theme {theme!r}; choose one of: {', '.join(sorted(known))}", EXIT_USAGE)
 
 
+def _theme_hint(config_path: str | None) -> str | None:
+    """The config file's ``[ui] theme``, read with tomllib alone before the first frame (the
+    models are parsed after it): the room then opens in it instead of switching a moment
+    later. Anything unexpected gives None: the parse after the first frame says what is
+    wrong, and an overlay's theme (``-e``) still applies then."""
+    import tomllib
+
+    from backend.configfiles import discover
+
+    try:
+        given = config_path or os.environ.get("PORTAL_OPS_CONFIG")
+        path = Path(given) if given else discover()
+        if path is None or not path.is_file():
+            return None
+        name = tomllib.loads(path.read_text(encoding="utf-8")).get("ui", {}).get("theme")
+    except (OSError, ValueError, AttributeError):
+        return None
+    from themes import CYCLE
+
+    return name if isinstance(name, str) and name in CYCLE else None
+
+
 class _Loader:
     """The config, loaded by the room once its first frame is painted (the models' import
     and the parse were ~0.15 s of CPU before it). What loading prints is kept: a bad config
@@ -157,6 +179,7 @@ def ui(
     _run_room(
         _Loader(config_path, check_theme=not theme),
         theme=theme,
+        first_theme=None if theme else _theme_hint(config_path),
         check_unfinished=True,
         graph_interval=refresh,
         max_log_lines=max_log_lines,
@@ -195,6 +218,7 @@ def watch(
     has_config = bool(config_path) or Path("portal-ops.toml").exists()
     _run_room(
         _Loader(config_path, check_theme=not theme) if has_config else None,
+        first_theme=None if theme or not has_config else _theme_hint(config_path),
         watch=True,
         deployment_id=deployment_id,
         theme=theme,

@@ -88,6 +88,7 @@ class RoomApp(App[int]):
         keymap: dict[str, str] | None = None,
         check_unfinished: bool = False,
         config_loader: Callable[[], Config] | None = None,
+        first_theme: str | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -105,6 +106,9 @@ class RoomApp(App[int]):
         self.flush_interval = flush_interval
         self.source = source
         self.requested_theme = theme
+        # the config file's [ui] theme, read cheaply before the config is parsed, so the
+        # first frame is not painted in another theme; the parsed config has the last word
+        self.first_theme = first_theme
         self.flag_service = flag_service
         self.load_flags = load_flags
         self.live_health = live_health
@@ -134,7 +138,7 @@ class RoomApp(App[int]):
             error_rate_limit=config.monitor.error_rate_acceptable if config else 0.01,
         )
         self.bridge: Bridge | None = None
-        self._theme_before_parse(theme or DEFAULT_THEME)
+        self._theme_before_parse(theme or first_theme or DEFAULT_THEME)
         self.background_started = False  # set by _after_first_frame
         self._awaiting_history = False  # `ui`: the rest of the start-up waits for the history
 
@@ -192,7 +196,9 @@ class RoomApp(App[int]):
         self.stylesheet.set_variables(self.get_css_variables())
 
     def on_mount(self) -> None:
-        self._apply_theme(self.requested_theme or DEFAULT_THEME)  # a no-op unless unknown
+        self._apply_theme(
+            self.requested_theme or self.first_theme or DEFAULT_THEME
+        )  # no-op if known
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
         if self.config_loader is None:
@@ -273,7 +279,7 @@ class RoomApp(App[int]):
             if self.user_keymap:
                 self.set_keymap(self.user_keymap)
         self._wire(config)
-        if self.requested_theme is None and config.ui.theme:
+        if self.requested_theme is None and config.ui.theme and config.ui.theme != self.theme:
             self._apply_theme(config.ui.theme)
         self.room.set_limits(
             config.monitor.response_time_target_ms,
