@@ -13,23 +13,14 @@ from pathlib import Path
 import pytest
 
 from backend.transport.base import HostKeyMismatch
-from backend.transport.ssh import SSHHost, SSHOptions
+from tests.engine.faults import ssh_host
 from tests.fixtures.sshd import SSHServer
 
 
 async def negotiated(sshd: SSHServer, ssh_config: Path, known_hosts: Path | None = None) -> str:
     """The cipher a login to ``sshd`` settled on, with ``ssh_config`` as the user's."""
-    host = SSHHost(
-        "h",
-        sshd.host,
-        sshd.port,
-        sshd.user,
-        options=SSHOptions(
-            known_hosts=str(known_hosts or sshd.known_hosts),
-            identity_files=[str(sshd.client_key)],
-            use_agent=False,
-            config_file=str(ssh_config),
-        ),
+    host = ssh_host(
+        sshd, known_hosts=str(known_hosts or sshd.known_hosts), config_file=str(ssh_config)
     )
     try:
         await host.connect()

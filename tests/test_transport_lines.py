@@ -10,7 +10,7 @@ import contextlib
 
 from backend.transport.base import pump_lines
 from backend.transport.local import LocalHost
-from backend.transport.ssh import SSHHost, SSHOptions
+from tests.engine.faults import ssh_host
 from tests.fixtures.sshd import SSHServer
 
 
@@ -89,17 +89,7 @@ async def test_long_lines_and_a_last_partial_line_on_this_machine() -> None:
 
 async def test_long_lines_and_a_last_partial_line_over_ssh(sshd: SSHServer) -> None:
     seen: list[str] = []
-    host = SSHHost(
-        "h",
-        sshd.host,
-        sshd.port,
-        sshd.user,
-        options=SSHOptions(
-            known_hosts=str(sshd.known_hosts),
-            identity_files=[str(sshd.client_key)],
-            use_agent=False,
-        ),
-    )
+    host = ssh_host(sshd)
     try:
         result = await host.run(LONG, timeout=30, on_line=lambda _s, line: seen.append(line))
     finally:

@@ -28,20 +28,17 @@ def write_toml(cfg: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def ssh_host(sshd: Any, max_reconnects: int = 0) -> SSHHost:
-    """One asyncssh host on the test sshd, host key checked, for transport-level tests."""
-    return SSHHost(
-        "h",
-        sshd.host,
-        sshd.port,
-        sshd.user,
-        options=SSHOptions(
-            known_hosts=str(sshd.known_hosts),
-            identity_files=[str(sshd.client_key)],
-            use_agent=False,
-            max_reconnects=max_reconnects,
-        ),
-    )
+def ssh_host(sshd: Any, max_reconnects: int = 0, **options: Any) -> SSHHost:
+    """One asyncssh host on the test sshd, host key checked, for transport-level tests;
+    ``options``: other SSHOptions (another known_hosts, a config_file...)."""
+    chosen: dict[str, Any] = {
+        "known_hosts": str(sshd.known_hosts),
+        "identity_files": [str(sshd.client_key)],
+        "use_agent": False,
+        "max_reconnects": max_reconnects,
+        **options,
+    }
+    return SSHHost("h", sshd.host, sshd.port, sshd.user, options=SSHOptions(**chosen))
 
 
 def unique_marker(what: str) -> str:

@@ -13,8 +13,8 @@ from backend.engine import Engine
 from backend.events import Kind
 from backend.journal import Journal
 from backend.transport import HostKeyMismatch
-from backend.transport.ssh import SSHHost, SSHOptions
 
+from .faults import ssh_host
 from .helpers import current, make_repo, ssh_config, tree
 
 
@@ -124,15 +124,7 @@ async def test_second_deploy_is_refused_by_the_lock(sshd, tmp_path: Path) -> Non
 
 async def test_host_key_mismatch_is_refused(sshd, tmp_path: Path) -> None:
     wrong = sshd.wrong_known_hosts(tmp_path / "known_hosts")
-    host = SSHHost(
-        "h",
-        sshd.host,
-        sshd.port,
-        sshd.user,
-        options=SSHOptions(
-            known_hosts=str(wrong), identity_files=[str(sshd.client_key)], use_agent=False
-        ),
-    )
+    host = ssh_host(sshd, known_hosts=str(wrong))
     with pytest.raises(HostKeyMismatch):
         await host.connect()
     repo = make_repo(tmp_path)

@@ -63,6 +63,17 @@ class PhaseChannels:
         return out
 
 
+async def v2_over_v1(cfg: dict[str, Any]) -> tuple[Engine, Any, Any]:
+    """v1 then v2 deployed with ``cfg``: (the engine, v1's result, v2's result)."""
+    config = parse_config(cfg)
+    engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+    first = await engine.deploy(revision="v1", skip_validation=True)
+    assert first.ok, first.error
+    second = await engine.deploy(revision="v2", skip_validation=True)
+    assert second.ok, second.error
+    return engine, first, second
+
+
 async def test_rollback_channels_per_host_and_phase(
     sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,14 +217,7 @@ async def test_a_refused_rollback_gives_back_the_locks_its_survey_took(
 
     from backend.engine.rollback import RollbackError
 
-    repo = make_repo(tmp_path)
-    cfg = ssh_config(sshd, tmp_path, repo)
-    config = parse_config(cfg)
-    engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
-    first = await engine.deploy(revision="v1", skip_validation=True)
-    assert first.ok, first.error
-    second = await engine.deploy(revision="v2", skip_validation=True)
-    assert second.ok, second.error
+    engine, first, second = await v2_over_v1(ssh_config(sshd, tmp_path, make_repo(tmp_path)))
     theirs = tmp_path / "host-2" / ".portal-ops" / "lock"
     theirs.mkdir(parents=True)
     (theirs / "owner.json").write_text(json.dumps({"deployment_id": "other", "token": "t"}))
@@ -242,12 +246,7 @@ async def test_a_rollback_killed_before_it_named_its_deployment_leaves_a_lock_th
     repo = make_repo(tmp_path)
     cfg = ssh_config(sshd, tmp_path, repo)
     cfg["lock"] = {"lease_seconds": 3, "heartbeat_seconds": 1}
-    config = parse_config(cfg)
-    engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
-    first = await engine.deploy(revision="v1", skip_validation=True)
-    assert first.ok, first.error
-    second = await engine.deploy(revision="v2", skip_validation=True)
-    assert second.ok, second.error
+    engine, first, second = await v2_over_v1(cfg)
     lock = tmp_path / "host-2" / ".portal-ops" / "lock"
     lock.mkdir(parents=True)
     left = {"deployment_id": "", "picking": True, "token": "killed", "operator": "ops@elsewhere"}
