@@ -1188,8 +1188,7 @@ class Deployment(Run):
                 doomed = prune_candidates(state, self.config.portal.keep_releases, protect)
                 steps = [Step("release_log", layout.log_release(entry), may_fail=True)]
                 if doomed:
-                    prune = f"{layout.remove_releases(doomed)}; {layout.remove_backups(doomed)}"
-                    steps.append(Step("prune", prune, may_fail=True))
+                    steps.append(Step("prune", layout.prune(state, doomed), may_fail=True))
                 unlock = together and name in self.lock_taken
                 if unlock:  # the token the fence checks: a resume's may be an earlier run's
                     held = self.lease.tokens if self.lease is not None else {}
@@ -1216,11 +1215,7 @@ class Deployment(Run):
             if doomed:
                 # a release's backups go with it (backups are named by deployment id,
                 # which is the release id)
-                await self.sh(
-                    name,
-                    "prune",
-                    f"{layout.remove_releases(doomed)}; {layout.remove_backups(doomed)}",
-                )
+                await self.sh(name, "prune", layout.prune(state, doomed))
             pruned[name] = doomed
 
         errors = await self.on_hosts(self.active, finalize)

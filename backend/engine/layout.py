@@ -20,7 +20,7 @@ from typing import Any
 
 from ..hostpaths import UNFINISHED_MARKER, HostPaths
 from ..shell import q
-from .hoststate import record_dir
+from .hoststate import FINAL, record_dir
 
 
 def ensure_dirs(*paths: str) -> str:
@@ -279,6 +279,26 @@ class Layout(HostPaths):
         if not deployment_ids:
             return "true"
         return "rm -rf " + " ".join(q(self.backup_dir(d)) for d in deployment_ids)
+
+    def prune(self, state: HostState, release_ids: list[str]) -> str:
+        """Remove pruned releases with their backups and the records of their finished
+        deployments (a release, its backups and its record share the deployment's id).
+        Every probe reads every record, so the hosts remember deployments as long as their
+        releases, not forever; an unfinished record stays until a resume or rollback ends it
+        (and the crash warnings keep naming it), and the release log keeps every id."""
+        finished = {
+            str(r.get("deployment_id"))
+            for r in state.records
+            if r.get("status") in FINAL and r.get("deployment_id") in release_ids
+        }
+        parts = [self.remove_releases(release_ids), self.remove_backups(release_ids)]
+        if finished:
+            directory = record_dir(self.meta)
+            parts.append(
+                "rm -f "
+                + " ".join(q(posixpath.join(directory, f"{d}.json")) for d in sorted(finished))
+            )
+        return "; ".join(parts)
 
 
 @dataclass

@@ -323,6 +323,11 @@ async def test_pruning_old_releases_rides_the_release_log_script(
     for host in ("host-1", "host-2"):  # the oldest goes; the previous and the new stay
         left = sorted(p.name for p in (tmp_path / host / "releases").iterdir())
         assert left == sorted([releases[1], result.release]), (host, left)
+        # and its finished deployment's record with it: every probe reads every record, so
+        # the hosts' memory of deployments stays as long as their releases, not forever
+        records = tmp_path / host / ".portal-ops" / "deployments"
+        kept = sorted(p.name for p in records.glob("*.json"))
+        assert kept == sorted(f"{r}.json" for r in (releases[1], result.release)), (host, kept)
     pruned = [
         e
         for e in third.journal.events(result.deployment_id)
