@@ -273,3 +273,43 @@ def test_ssh_transport_imports_asyncssh_without_linker_searches(tmp_path: Path) 
         "assert ctypes.util.find_library.__name__ == 'find_library'"
     )
     assert _linker_search_log(tmp_path, code) == []  # the stand-in is gone after the import
+
+
+def test_a_lazy_module_used_first_by_two_threads_at_once(tmp_path: Path) -> None:
+    """The control room's notifier thread and its event loop may both touch httpx first:
+    the second user waits for the one load instead of seeing a half-executed module (the
+    standard library's LazyLoader, before Python 3.12, marked the module loaded first and
+    then executed it, so a second thread read attributes not defined yet)."""
+    (tmp_path / "slow_to_import.py").write_text(
+        "import builtins\n"
+        "builtins.entered.set()\n"
+        "builtins.gate.wait(30)  # the test holds the import here while a second thread asks\n"
+        "VALUE = 1\n"
+    )
+    code = (
+        "import builtins, json, sys, threading\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from backend.lazy import lazy_module\n"
+        "builtins.entered, builtins.gate = threading.Event(), threading.Event()\n"
+        "m = lazy_module('slow_to_import')\n"
+        "seen = {}\n"
+        "def use(who):\n"
+        "    try:\n"
+        "        seen[who] = m.VALUE\n"
+        "    except Exception as exc:\n"
+        "        seen[who] = type(exc).__name__\n"
+        "first = threading.Thread(target=use, args=('first',))\n"
+        "first.start()\n"
+        "assert builtins.entered.wait(30)\n"
+        "second = threading.Thread(target=use, args=('second',))\n"
+        "second.start()\n"
+        "second.join(0.3)  # a second user that fails does so at once; one that waits is here\n"
+        "builtins.gate.set()\n"
+        "first.join(30); second.join(30)\n"
+        "print(json.dumps(seen, sort_keys=True))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"first": 1, "second": 1}
