@@ -188,6 +188,15 @@ def test_cli_deploy_loads_no_notification_or_metrics_library(sshd: Any, tmp_path
     assert got["loaded"] == [], got
 
 
+def printed_by(code: str) -> Any:
+    """What a fresh interpreter running ``code`` in the checkout prints, as JSON."""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def test_a_lazy_module_loads_on_first_use_only() -> None:
     """backend.lazy: the module is named at once and executed on the first attribute read;
     an unknown name fails at once, as an import does."""
@@ -205,11 +214,7 @@ def test_a_lazy_module_loads_on_first_use_only() -> None:
         "    missing = 'refused'\n"
         "print(json.dumps([before, after, missing]))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == ["_LazyModule", "module", "refused"]
+    assert printed_by(code) == ["_LazyModule", "module", "refused"]
 
 
 def test_cli_deploy_logs_in_to_each_host_once(tmp_path: Path) -> None:
@@ -308,8 +313,4 @@ def test_a_lazy_module_used_first_by_two_threads_at_once(tmp_path: Path) -> None
         "first.join(30); second.join(30)\n"
         "print(json.dumps(seen, sort_keys=True))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == {"first": 1, "second": 1}
+    assert printed_by(code) == {"first": 1, "second": 1}

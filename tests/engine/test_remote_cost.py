@@ -13,11 +13,13 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from backend.engine.hoststate import write_record
 from backend.engine.layout import Layout, parse_probe
 from backend.script import ScriptParser, Step, compose, compose_parallel, new_nonce
+from backend.transport import CommandResult
 from backend.transport.remote_group import new_pidfile, wrap
 
 from .faults import processes_with, ssh_host, unique_marker, wait_until
@@ -169,11 +171,24 @@ def test_the_fence_and_the_host_record_start_no_process(tmp_path: Path) -> None:
 def run_parallel(steps: list[Step], path: str) -> list[tuple[int, str, str]]:
     """``steps`` side by side with only ``path``'s programs (the script's shell by its
     full path, as sshd starts it): each step's status, stdout, stderr."""
+    _, results = run_here(steps, compose_parallel, {"PATH": path})
+    return [(r.exit_status, r.stdout, r.stderr) for r in results]
+
+
+def run_here(
+    steps: list[Step],
+    composer: Callable[[list[Step], str], str],
+    env: dict[str, str],
+    cwd: Path | None = None,
+) -> tuple[int, list[CommandResult]]:
+    """``steps`` composed by ``composer`` run by this machine's ``sh`` (as sshd starts the
+    script's shell), parsed back: (the script's exit status, each step's result)."""
     nonce = new_nonce()
     parser = ScriptParser(steps, nonce, lambda i: None, lambda i, s, line: None, lambda i, s: None)
     out = subprocess.run(
-        [shutil.which("sh") or "/bin/sh", "-c", compose_parallel(steps, nonce)],
-        env={"PATH": path},
+        [shutil.which("sh") or "/bin/sh", "-c", composer(steps, nonce)],
+        env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=20,
@@ -182,7 +197,7 @@ def run_parallel(steps: list[Step], path: str) -> list[tuple[int, str, str]]:
         for line in text.splitlines():
             parser.feed(stream, line)
     parser.close()
-    return [(r.exit_status, r.stdout, r.stderr) for r in parser.results("x")]
+    return out.returncode, parser.results("x")
 
 
 def test_parallel_checks_start_no_shell_and_no_cat_of_their_own(tmp_path: Path) -> None:
@@ -221,23 +236,9 @@ def test_a_scripts_steps_start_no_shell_of_their_own(tmp_path: Path) -> None:
         Step("d", "exit 3"),
         Step("e", "echo never"),
     ]
-    nonce = new_nonce()
-    parser = ScriptParser(steps, nonce, lambda i: None, lambda i, s, line: None, lambda i, s: None)
-    shell = shutil.which("sh") or "/bin/sh"
-    out = subprocess.run(
-        [shell, "-c", compose(steps, nonce)],
-        env={"PATH": str(tmp_path / "empty"), "HOME": str(tmp_path)},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    for stream, text in (("stdout", out.stdout), ("stderr", out.stderr)):
-        for line in text.splitlines():
-            parser.feed(stream, line)
-    parser.close()
-    results = parser.results("x")
-    assert out.returncode == 3
+    env = {"PATH": str(tmp_path / "empty"), "HOME": str(tmp_path)}
+    status, results = run_here(steps, compose, env, cwd=tmp_path)
+    assert status == 3
     assert [r.exit_status for r in results[:2]] == [0, 0]
     assert results[0].stdout == "a"
     assert results[1].stdout == f"{tmp_path}\nx=unset\nb-goes-on"
