@@ -240,6 +240,16 @@ class Layout(HostPaths):
         ``read``); nothing, and success, otherwise. ``command`` is shell text already."""
         return f'{self._read_owner()}case "$o" in *{q(token)}*) ' + command + ";; esac"
 
+    def lock_owner_rewrite(self, owner: dict[str, Any]) -> str:
+        """Replace the owner record of a lock held with ``owner``'s token (same token, new
+        details: a rollback naming the deployment it picked), only while it is held so."""
+        path = posixpath.join(self.lock_dir, "owner.json")
+        body = json.dumps(owner, sort_keys=True)
+        write = (
+            f"printf '%s\\n' {q(body)} > {q(path + '.tmp')} && mv -f {q(path + '.tmp')} {q(path)}"
+        )
+        return self.lock_held(owner["token"]) + "; " + write
+
     def lock_release(self, token: str) -> str:
         """Only the holder's token removes the lock (never someone else's: Deployer #958)."""
         return (

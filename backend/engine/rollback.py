@@ -522,16 +522,8 @@ class RollbackRun(Run):
 
     def owner_step(self, name: str, owner: dict[str, Any]) -> Step:
         """Rewrite the lock's owner record (same token), only while the lock is ours."""
-        layout = self.layout(name)
-        path = f"{layout.lock_dir}/owner.json"
-        body = json.dumps(owner, sort_keys=True)
-        return Step(
-            "lock_owner",
-            f"{layout.lock_held(owner['token'])}; printf '%s\\n' {q(body)} > {q(path + '.tmp')}"
-            f" && mv -f {q(path + '.tmp')} {q(path)}",
-            quiet=True,
-            may_fail=True,
-        )
+        command = self.layout(name).lock_owner_rewrite(owner)
+        return Step("lock_owner", command, quiet=True, may_fail=True)
 
     async def take_redis_lock(self, owner: dict[str, Any]) -> None:
         """The Redis lock too, like the hosts': adopted where this deployment still holds it,
