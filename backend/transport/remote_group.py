@@ -20,6 +20,17 @@ Two windows make this hard, and the pid file's protocol closes both:
   first wins: a wrapper that finds ``cancelled`` never starts its command (exit 125), and a
   kill that finds the wrapper's pid waits until the group id is written (line 2) or the
   wrapper is gone, then kills the group. So "confirmed dead" holds in every window.
+
+Most of the time no group needs making: OpenSSH starts each session's command in a session
+of its own, and a login shell that ``exec``s its one command (bash, dash, zsh do) leaves the
+wrapper leading that session's group. The wrapper then runs the command in a subshell of
+its own, in that group, and writes the group (its own pid) with its claim: no ``setsid``, no
+second shell, and no group-less window. Only where the wrapper does not lead its group does
+it make one with ``setsid`` as above.
+
+A finished wrapper writes ``done`` over its pid file (the shell's own ``echo``, where ``rm``
+would cost the host a process per command); a kill treats ``done`` as nothing to stop, and
+:func:`sweep_done` removes the finished files once per deployment.
 """
 
 from __future__ import annotations
@@ -37,38 +48,58 @@ CANCELLED_EXIT = 125  # the wrapper found its pid file claimed by a kill: it nev
 
 # alive "$1": the group "$1", or the process "$1", has a member that is not a zombie (a
 # zombie orphan waits for init to reap it, which some containers' init does only slowly)
+# and is not the asking process "$me" (a watcher stopping the group it belongs to)
 _ALIVE = (
     'alive() { kill -0 -"$1" 2>/dev/null || kill -0 "$1" 2>/dev/null || return 1; '
     "[ -r /proc/self/stat ] || return 0; "
     'for s in /proc/[0-9]*/stat; do { read -r l <"$s"; } 2>/dev/null || continue; '
-    'r=${l##*") "}; set -- "$1" $r; '
+    '[ "${l%% *}" = "${me:-}" ] && continue; r=${l##*") "}; set -- "$1" $r; '
     '[ "$2" != Z ] && { [ "$4" = "$1" ] || [ "${l%% *}" = "$1" ]; } && return 0; '
     "done; return 1; }; "
 )
 
 # stop "$1" (a group id that is also the pid of its leader, possibly not yet a leader):
-# TERM to the group and the process, up to 5 s, then KILL; 0 when gone
+# TERM to the group and the process, up to 5 s, then KILL to what is left (never to a group
+# gone: a watcher stopping its own group would kill itself); 0 when gone
 _STOP = _ALIVE + (
     'stop() { kill -TERM -"$1" 2>/dev/null; kill -TERM "$1" 2>/dev/null; i=0; '
-    'while alive "$1" && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; '
+    'while alive "$1" && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; alive "$1" || return 0; '
     'kill -KILL -"$1" 2>/dev/null; kill -KILL "$1" 2>/dev/null; i=0; '
     'while alive "$1" && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; '
     '! alive "$1"; }; '
 )
 
+# the finished commands' pid files of the run dir "$d" (``done``), in one ``rm``
+_SWEEP = (
+    'sweep() { set --; for s in "$d"/*.pid; do w=; { read -r w <"$s"; } 2>/dev/null; '
+    '[ "$w" = done ] && set -- "$@" "$s"; done; [ $# -eq 0 ] || rm -f "$@"; }; '
+)
+
 # $1 the command, $2 the pid file. Line 1 of the pid file: the wrapper's pid (its claim);
-# line 2: the command's group id. The watcher's output goes nowhere, so the channel closes
-# when the command ends; it kills only while the pid file is there (no stale pid reused).
-# The watcher reads with the shell's own ``read`` (nothing comes on stdin but its end): one
-# fork per command, no ``cat`` to start.
+# line 2: the command's group id; ``done`` over both once the command has ended. The
+# watcher's output goes nowhere, so the channel closes when the command ends; it kills only
+# while the pid file still holds the wrapper's claim (no stale pid reused), ignoring the TERM
+# it sends its own group and leaving itself out of ``alive``, and marks the file done once
+# the group is gone. It reads with the shell's own ``read`` (nothing comes on stdin but its
+# end): one fork per command, no ``cat``. The group is the wrapper's own where it leads it
+# (``g``, read from /proc with a builtin ``read``), else one that ``setsid`` makes. The
+# command runs without the wrapper's functions, variables and arguments. One wrapper in 256
+# (its pid file's random part starting ``00``) sweeps the finished pid files away.
 WRAPPER = (
-    _STOP + 'f="$2"; d="${f%/*}"; [ -d "$d" ] || mkdir -p "$d"; '
-    'set -C; { echo "$$" > "$f"; } 2>/dev/null || '
+    _STOP + _SWEEP + 'c="$1"; f="$2"; d="${f%/*}"; [ -d "$d" ] || mkdir -p "$d"; g=; '
+    '{ read -r l </proc/self/stat; } 2>/dev/null && { r=${l##*") "}; r=${r#* }; r=${r#* }; '
+    'g=${r%% *}; }; [ "$g" = "$$" ] || g=; '
+    'set -C; { printf "%s\\n${g:+%s\\n}" "$$" $g > "$f"; } 2>/dev/null || '
     f'{{ echo "portal-ops: cancelled before it started" >&2; exit {CANCELLED_EXIT}; }}; set +C; '
-    'command -v setsid >/dev/null 2>&1 || { echo "$$" >> "$f"; exec sh -c "$1"; }; '
-    'exec 3<&0; setsid sh -c "$1" </dev/null 3<&- & p=$!; echo "$p" >> "$f"; '
-    '( while read -r x; do :; done; [ -f "$f" ] && stop "$p" ) <&3 >/dev/null 2>&1 & exec 3<&-; '
-    'wait "$p"; rc=$?; rm -f "$f"; exit $rc'
+    'exec 3<&0; if [ -n "$g" ]; then '
+    '( unset -f alive stop sweep; unset f d g l r; set --; eval "unset c; $c" ) </dev/null 3<&- & '
+    'k=$!; p=$g; else '
+    'command -v setsid >/dev/null 2>&1 || { echo "$$" >> "$f"; exec 3<&-; exec sh -c "$c"; }; '
+    'setsid sh -c "$c" </dev/null 3<&- & k=$!; p=$k; echo "$p" >> "$f"; fi; '
+    '( while read -r x; do :; done; trap "" TERM; { read -r me </proc/self/stat; } 2>/dev/null; '
+    'me=${me%% *}; w=; { read -r w <"$f"; } 2>/dev/null; '
+    '[ "$w" = "$$" ] && stop "$p" && echo done > "$f" ) <&3 >/dev/null 2>&1 & exec 3<&-; '
+    'wait "$k"; rc=$?; echo done > "$f"; case "$f" in */*.00??????.pid) sweep;; esac; exit $rc'
 )
 
 # for each pid file (a glob, or one name to claim): wait for its group id while its wrapper

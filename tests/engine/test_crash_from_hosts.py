@@ -53,7 +53,9 @@ async def test_crash_warning_and_unlock_read_the_hosts_from_another_machine(
     cli = [sys.executable, "-m", "tui.cli", "unlock", "--config", str(config_file)]
     lock = tmp_path / "host-1" / ".portal-ops" / "lock"
     beat = lock / "heartbeat"
-    await wait_until(lambda: time.time() - beat.stat().st_mtime > 1.5, 10, "a stale lease")
+    # the host tells a heartbeat's age in whole seconds (a true 1.5 s can read 1): stale by
+    # its count (> the 1 s lease) once 2 s have passed
+    await wait_until(lambda: time.time() - beat.stat().st_mtime > 2.05, 10, "a stale lease")
 
     # a deploy there names it first, read from the hosts (through the connections the
     # deployment then uses), before its own first line, and is refused by the dead run's lock

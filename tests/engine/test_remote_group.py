@@ -6,6 +6,7 @@ stdin closes at once."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from backend.transport import CommandTimeout
 from backend.transport.remote_group import CANCELLED_EXIT, kill_pidfile, new_pidfile, wrap
 
 from .faults import processes_with, ssh_host, unique_marker, wait_until
+from .test_remote_cost import only_on_path
 
 
 async def test_a_timeout_inside_the_remote_shells_start_is_killed(sshd, tmp_path: Path) -> None:
@@ -66,5 +68,106 @@ async def test_stdin_closed_at_once_kills_the_group_it_races(sshd, tmp_path: Pat
             proc.stdin.write_eof()
             await asyncio.wait_for(proc.wait_closed(), 10)
             await wait_until(lambda m=marker: not processes_with(m), 10, "group killed")
+    finally:
+        await host.close()
+
+
+def run_dir() -> Path:
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"portal-ops-run-{os.getuid()}"
+
+
+async def test_the_wrapper_leading_its_session_needs_no_setsid_and_no_rm(
+    sshd, tmp_path: Path
+) -> None:
+    """sshd starts each session's command in a session of its own, which the wrapper leads:
+    with neither ``setsid`` nor ``rm`` on PATH the command runs, its pid file ends ``done``,
+    and end-of-file on stdin still kills the command and what it started in the background;
+    the command sees none of the wrapper's functions, variables or arguments."""
+    path = only_on_path(tmp_path, "sh", "mkdir", "sleep", "touch")
+    host = ssh_host(sshd)
+    await host.connect()
+    try:
+        assert host._conn is not None
+        pidfile = new_pidfile("dep.lead-a")
+        seen = (
+            'printf "[%s|%s|%s|%s|%s|%s]" "$#" "${c-}" "${f-}" "${d-}" "${g-}" "${p-}"; '
+            "command -v stop alive sweep || true"
+        )
+        proc = await host._conn.create_process(f"export PATH={path}; " + wrap(seen, pidfile))
+        await asyncio.wait_for(proc.wait_closed(), 10)
+        assert proc.exit_status == 0, await proc.stderr.read()
+        assert await proc.stdout.read() == "[0|||||]"
+        name = pidfile.rsplit("/", 1)[1]
+        assert (run_dir() / name).read_text() == "done\n"
+
+        marker = unique_marker("lead")
+        pidfile = new_pidfile(f"dep.lead-{marker}")
+        proc = await host._conn.create_process(
+            wrap(f"sh -c 'sleep 30' {marker} & sh -c 'sleep 30' {marker}-2; :", pidfile)
+        )
+        await wait_until(lambda: len(processes_with(f"sleep 30 {marker}")) == 2, 10, "started")
+        claim = (run_dir() / pidfile.rsplit("/", 1)[1]).read_text().split()
+        assert claim[0] == claim[1], "the wrapper should lead the session's group"
+        proc.stdin.write_eof()
+        await asyncio.wait_for(proc.wait_closed(), 10)
+        await wait_until(lambda: not processes_with(marker), 10, "group killed")
+        await wait_until(
+            lambda: (run_dir() / pidfile.rsplit("/", 1)[1]).read_text() == "done\n", 10, "done"
+        )
+    finally:
+        await host.close()
+
+
+async def test_a_wrapper_that_does_not_lead_its_group_makes_one(sshd, tmp_path: Path) -> None:
+    """A login shell that forks the wrapper (here: a command after it) leaves it in that
+    shell's group: the wrapper makes the command a group of its own with ``setsid``, which
+    end-of-file on stdin kills."""
+    host = ssh_host(sshd)
+    await host.connect()
+    try:
+        assert host._conn is not None
+        marker = unique_marker("fork")
+        pidfile = new_pidfile(f"dep.fork-{marker}")
+        proc = await host._conn.create_process(
+            wrap(f"sh -c 'sleep 30' {marker}", pidfile) + "; true"
+        )
+        await wait_until(lambda: processes_with(f"sleep 30 {marker}"), 10, "started")
+        claim = (run_dir() / pidfile.rsplit("/", 1)[1]).read_text().split()
+        assert len(claim) == 2 and claim[0] != claim[1], claim
+        proc.stdin.write_eof()
+        await asyncio.wait_for(proc.wait_closed(), 10)
+        await wait_until(lambda: not processes_with(marker), 10, "group killed")
+    finally:
+        await host.close()
+
+
+async def test_one_wrapper_in_256_sweeps_the_finished_pid_files(sshd, tmp_path: Path) -> None:
+    """Finished commands leave ``done`` pid files; the wrapper whose pid file's random part
+    starts with ``00`` removes them, and nothing a kill still needs: a live claim, a
+    cancelled name."""
+    host = ssh_host(sshd)
+    await host.connect()
+    try:
+        assert host._conn is not None
+        tag = unique_marker("sweep")
+        folder = run_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        done = [folder / f"{tag}.{i:08x}.pid" for i in range(1, 4)]
+        for file in done:
+            file.write_text("done\n")
+        kept = {
+            folder / f"{tag}.live.pid": f"{os.getpid()}\n{os.getpid()}\n",
+            folder / f"{tag}.cancelled.pid": "cancelled\n",
+        }
+        for file, text in kept.items():
+            file.write_text(text)
+        pidfile = f'"{folder}/{tag}.0000beef.pid"'
+        result = await host._conn.run(wrap("true", pidfile))
+        assert result.exit_status == 0, result.stderr
+        assert not [f for f in done if f.exists()]
+        assert not (folder / f"{tag}.0000beef.pid").exists()
+        assert {f: f.read_text() for f in kept} == kept
+        for file in kept:
+            file.unlink()
     finally:
         await host.close()
