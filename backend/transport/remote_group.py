@@ -93,7 +93,7 @@ WRAPPER = (
     f'{{ echo "portal-ops: cancelled before it started" >&2; exit {CANCELLED_EXIT}; }}; set +C; '
     'exec 3<&0; if [ -n "$g" ]; then '
     '( unset -f alive stop sweep; unset f d g l r; set --; eval "unset c; $c" ) </dev/null 3<&- & '
-    'k=$!; p=$g; else '
+    "k=$!; p=$g; else "
     'command -v setsid >/dev/null 2>&1 || { echo "$$" >> "$f"; exec 3<&-; exec sh -c "$c"; }; '
     'setsid sh -c "$c" </dev/null 3<&- & k=$!; p=$k; echo "$p" >> "$f"; fi; '
     '( while read -r x; do :; done; trap "" TERM; { read -r me </proc/self/stat; } 2>/dev/null; '
