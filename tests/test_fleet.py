@@ -15,7 +15,7 @@ from backend.engine import Engine
 from backend.events import Kind
 from backend.fleet.limit import LimitError, limit_hosts
 from backend.journal import Journal
-from tests.engine.helpers import current, make_repo, ssh_config, tree
+from tests.engine.helpers import current, make_repo, ssh_config, stored_record, tree
 
 
 class Ran:
@@ -78,7 +78,7 @@ async def test_limited_deploy_then_full_rollback_leaves_the_others_untouched(
     ]
     assert started[0].data["hosts"] == ["host-2"]
     record = tmp_path / "host-2" / ".portal-ops" / "deployments" / f"{result.deployment_id}.json"
-    assert json.loads(record.read_text())["options"]["limit"] == ["host-2"]
+    assert (stored_record(record) or {})["options"]["limit"] == ["host-2"]
 
     # a rollback without --hosts, from a machine without the journal: the hosts' record
     # says the deployment was limited, so it acts on host-2 alone

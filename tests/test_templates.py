@@ -230,7 +230,6 @@ def test_shell_text_is_built_only_from_quoted_values() -> None:
     interpolates a value that has not gone through ``q``."""
     fragments = {  # shell fragments, themselves built only from q()-quoted values
         "self._lock_age()",
-        "read_records(self.meta)",  # hoststate.read_records: q(directory)
         "self.update_mirror(repository)",  # q(self.mirror), q(repository)
         "replace",  # q(marker), q(current), q(rel)
         "guard",  # " ".join(q(k) for k in keep)

@@ -7,8 +7,12 @@ status, release, revision SHA, this host's previous release, the migration basel
 ``rollback``, ``resume``, ``history`` and ``show`` read these records, so they work from any
 machine that has the config; the local journal is a cache of them.
 
-The record is replaced atomically (write beside, then rename), so a crash mid-write leaves
-the previous version.
+Each new version of a record is appended to its file between an empty line and a line
+``.``, by the shell itself (no ``mv`` per record: a deployment writes several per host); the
+last version so ended is the record. A write cut off in the middle (a kill between the
+shell's writes) has no ``.`` after it and is never read: the previous version stands, as a
+rename would have left it. A file without that shape (written by hand, or by a version that
+replaced the file whole) is read whole.
 """
 
 from __future__ import annotations
@@ -38,17 +42,17 @@ _PREVIOUS_ON_HOST = "@@portal-ops-previous@@"
 
 
 def write_record(meta: str, record: dict[str, Any], *, previous_from: str | None = None) -> str:
-    """The command that replaces this deployment's record on one host, atomically.
-    ``previous_from``: the ``current`` link whose release the host writes as ``previous``
-    (read there, when the record goes out in the same script as the probe that reads it)."""
+    """The command that writes this deployment's record on one host: appended, ended by
+    a ``.`` line (see the module's docstring). ``previous_from``: the ``current`` link whose
+    release the host writes as ``previous`` (read there, when the record goes out in the
+    same script as the probe that reads it)."""
     directory = record_dir(meta)
-    name = str(record["deployment_id"])
-    final = posixpath.join(directory, f"{name}.json")
-    tmp = posixpath.join(directory, f".{name}.json.tmp")
+    final = posixpath.join(directory, f"{record['deployment_id']}.json")
 
     def write(body: str) -> str:
-        # the folder exists from the second record on: no mkdir then
-        return f"{{ [ -d {q(directory)} ] || mkdir -p {q(directory)}; }} && printf '%s\\n' {body} > {q(tmp)} && mv -f {q(tmp)} {q(final)}"
+        # the folder exists from the second record on: no mkdir then; the leading newline
+        # ends whatever a cut-off write left, so this version starts a line of its own
+        return f"{{ [ -d {q(directory)} ] || mkdir -p {q(directory)}; }} && printf '\\n%s\\n.\\n' {body} >> {q(final)}"
 
     if previous_from is None:
         return write(q(json.dumps(record, sort_keys=True, default=str)))
@@ -64,22 +68,6 @@ def write_record(meta: str, record: dict[str, Any], *, previous_from: str | None
         + r"""p="\"$p\""; else p=null; fi; """
     )
     return previous + write(f'{q(head)}"$p"{q(tail)}')
-
-
-# each file's lines joined into one ``DEPLOY=`` line (a record is one line; one written by
-# hand over several still reads whole)
-_JOIN_RECORDS = (
-    'FNR == 1 { if (NR > 1) print ""; printf "DEPLOY=" } { printf "%s", $0 } '
-    'END { if (NR) print "" }'
-)
-
-
-def read_records(meta: str) -> str:
-    """Part of the probe: one ``DEPLOY=<json>`` line per record on the host. One ``awk``
-    reads them all: records are never pruned, so a process per record would make every
-    probe slower with each deployment."""
-    directory = record_dir(meta)
-    return f'set -- {q(directory)}/*.json; [ -f "$1" ] && awk {q(_JOIN_RECORDS)} "$@"'
 
 
 @dataclass

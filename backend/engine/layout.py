@@ -31,12 +31,16 @@ def ensure_dirs(*paths: str) -> str:
 
 
 # the probe's awk: the release log (the file named by $L) kept to its last 200 lines, each
-# printed as ``LOG=<line>``; every host record's lines joined into one ``DEPLOY=`` line (a
-# record is one line; one written by hand over several still reads whole)
+# printed as ``LOG=<line>``; one ``DEPLOY=`` line per host record file: the last version
+# ended by a ``.`` line in a file of appended versions (it starts with an empty line; a
+# version cut off has no ``.`` and is skipped), else the file's lines joined (a record
+# written whole, or by hand over several lines)
 READ_STATE = (
+    'function rec() { if (!a) print "DEPLOY=" j; else if (c != "") print "DEPLOY=" c } '
     'FILENAME == ENVIRON["L"] { n++; b[n % 200] = $0; next } '
-    'FNR == 1 { if (o) print ""; printf "DEPLOY="; o = 1 } { printf "%s", $0 } '
-    'END { if (o) print ""; for (i = (n > 200 ? n - 199 : 1); i <= n; i++) print "LOG=" b[i % 200] }'
+    'FNR == 1 { if (f) rec(); f = 1; a = ($0 == ""); j = ""; c = ""; p = "" } '
+    '$0 == "." && a { c = p; p = ""; next } { j = j $0; if ($0 != "") p = $0 } '
+    'END { if (f) rec(); for (i = (n > 200 ? n - 199 : 1); i <= n; i++) print "LOG=" b[i % 200] }'
 )
 
 

@@ -143,3 +143,18 @@ def tree(path: Path) -> dict[str, str]:
         else:
             out[rel] = "dir"
     return out
+
+
+def stored_record(path: Path) -> dict[str, Any] | None:
+    """A host record file as the probe reads it (its own awk): the last complete version."""
+    from backend.engine.layout import READ_STATE, parse_probe
+
+    out = subprocess.run(
+        ["awk", READ_STATE, str(path)],
+        env={"L": "", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    records = parse_probe(out.stdout).records
+    return records[-1] if records else None

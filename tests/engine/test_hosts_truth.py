@@ -29,7 +29,7 @@ from .faults import (
     wait_until,
     write_toml,
 )
-from .helpers import current, git, make_repo, ssh_config
+from .helpers import current, git, make_repo, ssh_config, stored_record
 from .test_deploy_ssh import deploy_v1, engine_for
 
 
@@ -459,7 +459,7 @@ async def test_each_host_record_keeps_its_own_code_backup_and_the_survey_puts_th
     assert result.ok, result.error
     for host in ("host-1", "host-2", "host-3"):
         path = tmp_path / host / ".portal-ops" / RECORD_DIR / f"{result.deployment_id}.json"
-        backups = json.loads(path.read_text())["backups"]
+        backups = (stored_record(path) or {})["backups"]
         assert sorted(backups["hosts"]) == [host], backups
         assert backups["database"]["host"] == "host-1", backups
     engine = engine_for(second_machine(cfg, tmp_path))

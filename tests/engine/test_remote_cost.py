@@ -23,6 +23,7 @@ from backend.transport import CommandResult
 from backend.transport.remote_group import new_pidfile, wrap
 
 from .faults import processes_with, ssh_host, unique_marker, wait_until
+from .helpers import stored_record
 
 
 def only_on_path(tmp_path: Path, *programs: str) -> str:
@@ -141,8 +142,8 @@ def sh(command: str, path: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_fence_and_the_host_record_start_no_process(tmp_path: Path) -> None:
     """The fencing step (first in every script that changes a host under the lock) reads
-    the lock's token with the shell's own ``read``; the host record is written with one
-    ``mv`` once its folder exists."""
+    the lock's token with the shell's own ``read``; the host record is written by the shell
+    itself once its folder exists."""
     layout = Layout(str(tmp_path / "app"))
     only_sh = only_on_path(tmp_path, "sh")
     assert sh(layout.lock_held("tok123"), only_sh).returncode == 1  # no lock at all
@@ -156,15 +157,14 @@ def test_the_fence_and_the_host_record_start_no_process(tmp_path: Path) -> None:
     assert "no longer ours" in taken.stderr
 
     record = {"deployment_id": "d1", "phase": "prepare", "note": "it's \\ $HOME"}
-    first = sh(write_record(layout.meta, record), only_on_path(tmp_path, "sh", "mkdir", "mv"))
+    first = sh(write_record(layout.meta, record), only_on_path(tmp_path, "sh", "mkdir"))
     assert first.returncode == 0, first.stderr
-    mv_only = str(tmp_path / "mv-only")
-    Path(mv_only).mkdir()
-    Path(mv_only, "sh").symlink_to(shutil.which("sh") or "")
-    Path(mv_only, "mv").symlink_to(shutil.which("mv") or "")
-    again = sh(write_record(layout.meta, record | {"phase": "switch"}), mv_only)
+    sh_only = str(tmp_path / "sh-only")
+    Path(sh_only).mkdir()
+    Path(sh_only, "sh").symlink_to(shutil.which("sh") or "")
+    again = sh(write_record(layout.meta, record | {"phase": "switch"}), sh_only)
     assert again.returncode == 0, again.stderr
-    stored = json.loads((Path(layout.meta) / "deployments" / "d1.json").read_text())
+    stored = stored_record(Path(layout.meta) / "deployments" / "d1.json")
     assert stored == record | {"phase": "switch"}
 
 
@@ -290,25 +290,25 @@ def test_the_lock_is_taken_renewed_and_given_back_with_builtins(tmp_path: Path) 
 
 
 def test_the_record_reads_the_previous_release_without_sed(tmp_path: Path) -> None:
-    """Phase 1's record names the previous release read on the host: ``readlink`` and the
-    record's ``mv``, nothing more (a name that needs JSON escaping still gets it)."""
+    """Phase 1's record names the previous release read on the host: ``readlink``, nothing
+    more (a name that needs JSON escaping still gets it)."""
     layout = Layout(str(tmp_path / "app"))
     Path(layout.releases).mkdir(parents=True)
     (Path(layout.deploy_path) / "current").symlink_to("releases/r1")
     record = {"deployment_id": "d1", "status": "running"}
-    path = only_on_path(tmp_path, "sh", "readlink", "mkdir", "mv")
+    path = only_on_path(tmp_path, "sh", "readlink", "mkdir")
     done = sh(write_record(layout.meta, record, previous_from=layout.current), path)
     assert done.returncode == 0, done.stderr
     stored = Path(layout.meta) / "deployments" / "d1.json"
-    assert json.loads(stored.read_text()) == record | {"previous": "r1"}
+    assert stored_record(stored) == record | {"previous": "r1"}
     (Path(layout.deploy_path) / "current").unlink()
     (Path(layout.deploy_path) / "current").symlink_to('releases/a"b\\c')
     done = sh(
         write_record(layout.meta, record, previous_from=layout.current),
-        only_on_path(tmp_path, "sh", "readlink", "mkdir", "mv", "sed"),
+        only_on_path(tmp_path, "sh", "readlink", "mkdir", "sed"),
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(stored.read_text())["previous"] == 'a"b\\c'
+    assert (stored_record(stored) or {})["previous"] == 'a"b\\c'
 
 
 def test_a_code_backup_starts_no_rm_and_no_cat(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from backend.engine.rollback import RollbackRun
 from backend.events import Kind
 from backend.journal import Journal
 
-from .helpers import current, make_repo, ssh_config
+from .helpers import current, make_repo, ssh_config, stored_record
 
 # channels per host and phase ("survey": the read that picks the deployment, before phase
 # 1), a reload configured; host-1 is the primary (it also takes the database back)
@@ -198,7 +198,7 @@ async def test_a_host_moved_after_its_switch_keeps_its_lock_and_the_rollback_is_
     assert owner["deployment_id"] == second.deployment_id
     assert not (tmp_path / "host-1" / ".portal-ops" / "lock").exists()
     records = tmp_path / "host-2" / ".portal-ops" / "deployments"
-    status = json.loads((records / f"{second.deployment_id}.json").read_text())["status"]
+    status = (stored_record(records / f"{second.deployment_id}.json") or {})["status"]
     assert status == "rolling_back"
     again = await engine().rollback(second.deployment_id, "again")
     assert again.outcome == "succeeded", [p.detail for p in again.phases if p.status == "failed"]

@@ -21,7 +21,7 @@ from backend.engine import Engine
 from backend.journal import Journal
 
 from .faults import wait_until
-from .helpers import current, make_repo, ssh_config
+from .helpers import current, make_repo, ssh_config, stored_record
 
 # measured bounds (host-1 the primary: it also resolves the revision, dumps and migrates
 # the database; host-2 a web host), with a reload configured as real recipes have. Phase
@@ -162,7 +162,6 @@ async def test_the_lock_script_records_the_run_on_the_hosts_with_the_previous_re
     """Phase 1's record goes out in the script that takes the lock: when phase 2 starts
     (the fault matrix kills portal-ops there), every host already holds it, with the
     previous release read on the host itself."""
-    import json
 
     from backend.events import Kind
 
@@ -181,7 +180,7 @@ async def test_the_lock_script_records_the_run_on_the_hosts_with_the_previous_re
             for host in ("host-1", "host-2"):
                 records = tmp_path / host / ".portal-ops" / "deployments"
                 path = records / f"{event.deployment_id}.json"
-                seen[host] = json.loads(path.read_text()) if path.exists() else {}
+                seen[host] = (stored_record(path) or {}) if path.exists() else {}
 
     engine.bus.subscribe(at_phase_2)
     result = await engine.deploy(revision="v2", skip_validation=True)
@@ -225,7 +224,7 @@ async def test_a_lock_refused_on_the_second_host_leaves_no_running_record(
     ]
     assert started[:2] == ["host-2", "host-1"], started
     record = tmp_path / "host-2" / ".portal-ops" / "deployments" / f"{result.deployment_id}.json"
-    assert json.loads(record.read_text())["status"] == "failed"
+    assert (stored_record(record) or {})["status"] == "failed"
     assert not (tmp_path / "host-1" / ".portal-ops" / "deployments").exists()
     assert not (tmp_path / "host-1" / ".portal-ops" / "repo").exists()
     assert not (tmp_path / "host-2" / ".portal-ops" / "lock").exists()
@@ -369,7 +368,7 @@ async def test_finalize_gives_the_lock_back_in_the_release_log_script_fenced(
     assert not (tmp_path / "host-1" / ".portal-ops" / "lock").exists()
     assert json.loads(owner.read_text())["token"] == "theirs"
     record = tmp_path / "host-1" / ".portal-ops" / "deployments" / f"{result.deployment_id}.json"
-    assert json.loads(record.read_text())["status"] == "succeeded"
+    assert (stored_record(record) or {})["status"] == "succeeded"
     incidents = [
         e.data["message"]
         for e in engine.journal.events(result.deployment_id)
