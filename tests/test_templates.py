@@ -237,6 +237,7 @@ def test_shell_text_is_built_only_from_quoted_values() -> None:
         "' '.join((q(p) for p in paths))",
         "ensure_dirs(self.meta)",  # its words through q()
         "self._read_owner()",  # q(owner.json)
+        "words",  # _tar_gz: " ".join of q(p)
     }
     layout = unquoted_interpolations(ROOT / "backend" / "engine" / "layout.py", fragments)
     assert layout == []

@@ -44,6 +44,17 @@ READ_STATE = (
 )
 
 
+def _tar_gz(out: str, *paths: str) -> str:
+    """``tar`` of ``paths`` (its words: options, then members) into ``out`` through a pipe
+    to ``gzip``, failing when either fails: tar's status comes back through fd 4 (sh has no
+    pipefail)."""
+    words = " ".join(q(p) for p in paths)
+    return (
+        f"s=$( {{ {{ tar -cf - {words} 4>&-; echo $? >&4; }} | gzip -c > {q(out)}; }} 4>&1 )"
+        ' && [ "$s" = 0 ]'
+    )
+
+
 @dataclass(frozen=True)
 class Layout(HostPaths):
     """The on-host layout's commands (its paths are :class:`backend.hostpaths.HostPaths`)."""
@@ -159,9 +170,10 @@ class Layout(HostPaths):
         self, deployment_id: str, current: str, excludes: list[str], assets: list[str]
     ) -> str:
         """The live release's code (and asset dirs) archived in this deployment's backup
-        folder, each archive tested, their checksums written, checked and printed. A fresh
-        folder holds nothing to remove (``rm`` only on a retry) and the sums are printed
-        with the shell's own ``read`` (no ``cat``)."""
+        folder, each archive tested, their checksums written and printed. A fresh folder
+        holds nothing to remove (``rm`` only on a retry), the sums are printed with the
+        shell's own ``read`` (no ``cat``), and each archive is ``tar`` piped into ``gzip``
+        (``tar -z`` starts a shell to start gzip)."""
         bdir = q(self.backup_dir(deployment_id))
         paths = ["--exclude=" + x for x in excludes]
         parts = [
@@ -169,19 +181,19 @@ class Layout(HostPaths):
             f"cd {bdir}",
             "{ [ ! -e code.tar.gz ] && [ ! -e assets.tar.gz ] && [ ! -e SHA256SUMS ]"
             " || rm -f code.tar.gz assets.tar.gz SHA256SUMS; }",
-            f"tar -C {q(self.releases)} {' '.join(q(p) for p in paths)} -czf code.tar.gz {q(current)}",
+            _tar_gz("code.tar.gz", "-C", self.releases, *paths, current),
         ]
         test = "gzip -t code.tar.gz"
         if assets:
-            paths = assets
             parts.append(
-                f"tar -C {q(self.release(current))} --ignore-failed-read -czf assets.tar.gz"
-                f" {' '.join(q(p) for p in paths)}"
+                _tar_gz(
+                    "assets.tar.gz", "-C", self.release(current), "--ignore-failed-read", *assets
+                )
             )
             test = "gzip -t code.tar.gz assets.tar.gz"
         parts += [
             test,
-            "sha256sum *.tar.gz > SHA256SUMS && sha256sum -c --quiet SHA256SUMS",
+            "sha256sum *.tar.gz > SHA256SUMS",
             "while IFS= read -r l; do printf '%s\\n' \"$l\"; done < SHA256SUMS",
         ]
         return " && ".join(parts)

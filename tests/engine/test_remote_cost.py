@@ -312,21 +312,35 @@ def test_the_record_reads_the_previous_release_without_sed(tmp_path: Path) -> No
 
 
 def test_a_code_backup_starts_no_rm_and_no_cat(tmp_path: Path) -> None:
-    """The code backup of a host: its folder, the archive, its test and its checksum,
-    checked; no ``rm`` of files a fresh folder cannot hold, no ``cat`` of the sums."""
+    """The code backup of a host: its folder, the archive, its test and its checksum; no
+    ``rm`` of files a fresh folder cannot hold, no ``cat`` of the sums, no shell between
+    ``tar`` and ``gzip``; a failing ``tar`` fails it."""
     layout = Layout(str(tmp_path / "app"))
     (Path(layout.release("r1")) / "sub").mkdir(parents=True)
     (Path(layout.release("r1")) / "sub" / "f").write_text("x\n")
-    path = only_on_path(tmp_path, "sh", "mkdir", "tar", "gzip", "sha256sum")
+    path = only_on_path(tmp_path, "sh", "mkdir", "tar", "sha256sum")
+    parents = tmp_path / "gzip-parents"
+    # gzip says who started its parent: tar -z starts a shell that starts gzip
+    shim = Path(path) / "gzip"
+    shim.write_text(
+        f'#!/bin/sh\nread -r l < /proc/$PPID/stat; l=${{l##*") "}}; l=${{l#* }}\n'
+        f'read -r p < /proc/${{l%% *}}/comm; echo "$p" >> {parents}\n'
+        f'exec {shutil.which("gzip")} "$@"\n'
+    )
+    shim.chmod(0o755)
     command = layout.backup_code("d2", "r1", excludes=[".venv"], assets=[])
     first = sh(command, path)
     assert first.returncode == 0, first.stderr
+    assert "tar" not in parents.read_text().split(), parents.read_text()
     assert first.stdout.strip().endswith("code.tar.gz")
     bdir = Path(layout.backup_dir("d2"))
     assert sorted(p.name for p in bdir.iterdir()) == ["SHA256SUMS", "code.tar.gz"]
     assert first.stdout.strip() == (bdir / "SHA256SUMS").read_text().strip()
     again = sh(command, only_on_path(tmp_path, "sh", "mkdir", "tar", "gzip", "sha256sum", "rm"))
     assert again.returncode == 0 and again.stdout == first.stdout  # a retry rewrites it
+    # tar failing (no such release) fails the backup, though gzip, last in the pipe, succeeds
+    missing = sh(layout.backup_code("d3", "gone", excludes=[], assets=[]), path)
+    assert missing.returncode != 0 and "gone" in missing.stderr
 
 
 def test_a_second_fetch_starts_no_rm_touch_or_remote_set_url(tmp_path: Path) -> None:
