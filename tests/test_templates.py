@@ -238,6 +238,9 @@ def test_shell_text_is_built_only_from_quoted_values() -> None:
         "ensure_dirs(self.meta)",  # its words through q()
         "self._read_owner()",  # q(owner.json)
         "words",  # _tar_gz: " ".join of q(p)
+        "var",  # read_current: checked to be an identifier first
+        "self.read_current('c')",  # its words through q()
+        "self.read_current('live')",
     }
     layout = unquoted_interpolations(ROOT / "backend" / "engine" / "layout.py", fragments)
     assert layout == []

@@ -43,11 +43,16 @@ async def current_release(ctx: Context) -> list[Outcome]:
     threshold = f"current -> releases/{expected}" if expected else "the same release everywhere"
 
     async def one(name: str) -> Outcome:
-        current = ctx.layout(name).current
+        layout = ctx.layout(name)
+        current = layout.current
         marker = posixpath.join(current, UNFINISHED_MARKER)
-        result = await ctx.sh(
-            name, f"readlink {q(current)}; [ -e {q(marker)} ] && echo UNFINISHED; true"
-        )
+        read = f"readlink {q(current)}"
+        if expected:  # the usual answer, from the shell's own -ef: no process
+            read = (
+                f"if [ -L {q(current)} ] && [ {q(current)} -ef {q(layout.release(expected))} ];"
+                f" then echo {q('releases/' + expected)}; else {read}; fi"
+            )
+        result = await ctx.sh(name, f"{read}; [ -e {q(marker)} ] && echo UNFINISHED; true")
         lines = result.stdout.strip().splitlines()
         if not lines or not lines[0].strip():
             return failed(f"{current} is not a symlink", threshold=threshold)

@@ -692,7 +692,7 @@ class Deployment(Run):
         the revision is the one asked for, resolved to its SHA in the next record."""
         layout = self.layout(name)
         record = write_record(
-            layout.meta, self.host_record(name, "running"), previous_from=layout.current
+            layout.meta, self.host_record(name, "running"), previous_read=layout.read_current("p")
         )
         return self.if_locked(name, record)
 

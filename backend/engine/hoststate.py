@@ -41,11 +41,11 @@ def record_dir(meta: str) -> str:
 _PREVIOUS_ON_HOST = "@@portal-ops-previous@@"
 
 
-def write_record(meta: str, record: dict[str, Any], *, previous_from: str | None = None) -> str:
+def write_record(meta: str, record: dict[str, Any], *, previous_read: str | None = None) -> str:
     """The command that writes this deployment's record on one host: appended, ended by
-    a ``.`` line (see the module's docstring). ``previous_from``: the ``current`` link whose
-    release the host writes as ``previous`` (read there, when the record goes out in the
-    same script as the probe that reads it)."""
+    a ``.`` line (see the module's docstring). ``previous_read``: shell code that leaves in
+    ``$p`` the release the host serves, written as ``previous`` (read there, when the
+    record goes out in the same script as the probe: ``Layout.read_current("p")``)."""
     directory = record_dir(meta)
     final = posixpath.join(directory, f"{record['deployment_id']}.json")
 
@@ -54,15 +54,14 @@ def write_record(meta: str, record: dict[str, Any], *, previous_from: str | None
         # ends whatever a cut-off write left, so this version starts a line of its own
         return f"{{ [ -d {q(directory)} ] || mkdir -p {q(directory)}; }} && printf '\\n%s\\n.\\n' {body} >> {q(final)}"
 
-    if previous_from is None:
+    if previous_read is None:
         return write(q(json.dumps(record, sort_keys=True, default=str)))
     body = json.dumps(record | {"previous": _PREVIOUS_ON_HOST}, sort_keys=True, default=str)
     head, tail = body.split(json.dumps(_PREVIOUS_ON_HOST), 1)
-    # the release the link names, read as the probe reads it (its last part), as a JSON
-    # string; no link yet (a first deployment): null
+    # the release as a JSON string; no link yet (a first deployment): null
     previous = (
-        f"p=$(readlink {q(previous_from)} 2>/dev/null); "
-        + r"""p=${p%/}; p=${p##*/}; if [ -n "$p" ]; then """
+        f"{previous_read}; "
+        + r"""if [ -n "$p" ]; then """
         # sed only for a name that needs JSON escaping (never one portal-ops makes)
         + r"""case "$p" in *[\\\"]*) p=$(printf '%s' "$p" | sed 's/[\\"]/\\&/g');; esac; """
         + r"""p="\"$p\""; else p=null; fi; """

@@ -61,11 +61,26 @@ class Layout(HostPaths):
 
     # -- reading state (safe to repeat) -----------------------------------------------------
 
+    def read_current(self, var: str) -> str:
+        """Shell code leaving in ``$var`` the name of the release ``current`` points at
+        (empty: no link): the shell's own ``-ef`` against each release, no process; a link
+        that names none of them (dangling, or elsewhere) is read with ``readlink``."""
+        if not var.isidentifier():
+            raise ValueError(f"not a shell variable name: {var!r}")
+        link = q(self.current)
+        return (
+            f'{var}=; for d in {q(self.releases)}/*/; do [ "$d" -ef {link} ] && '
+            f"{{ {var}=${{d%/}}; {var}=${{{var}##*/}}; break; }}; done; "
+            f'[ -n "${var}" ] || [ ! -L {link} ] || '
+            f"{{ {var}=$(readlink {link}); {var}=${{{var}%/}}; {var}=${{{var}##*/}}; }}"
+        )
+
     def probe(self) -> str:
         """One read: current release, releases present, the lock owner and the release log,
-        with two programs whatever the history (``readlink``, one ``awk``)."""
+        with one program whatever the history (``awk``; ``readlink`` only for a ``current``
+        that names no release)."""
         return (
-            f"printf 'CURRENT=%s\\n' \"$(readlink {q(self.current)} 2>/dev/null)\"; "
+            f"{self.read_current('c')}; printf 'CURRENT=%s\\n' \"$c\"; "
             # the shell's own expansions, no process per release
             f'for d in {q(self.releases)}/*/; do [ -d "$d" ] || continue; r=${{d%/}}; r=${{r##*/}}; '
             f'if [ -e "$d{UNFINISHED_MARKER}" ]; then printf \'RELEASE=%s unfinished\\n\' "$r"; '
@@ -201,14 +216,18 @@ class Layout(HostPaths):
     # -- switching ---------------------------------------------------------------------------
 
     def switch(self, release_id: str) -> str:
-        """Atomic: a new relative symlink beside ``current``, renamed over it (rename(2))."""
+        """Atomic: a new relative symlink beside ``current``, renamed over it (rename(2)),
+        then checked to lead to the release."""
         tmp = posixpath.join(self.deploy_path, f".current.{release_id}.tmp")
         target = posixpath.join("releases", release_id)
         return (
             f"test -d {q(self.release(release_id))} || {{ echo {q(f'no release {release_id}')} >&2; "
             "exit 6; }; "
             f"ln -sfn {q(target)} {q(tmp)} && mv -Tf {q(tmp)} {q(self.current)} && "
-            f"readlink {q(self.current)}"
+            # checked with the shell's own -ef (no readlink): current is that release now
+            f"{{ [ {q(self.current)} -ef {q(self.release(release_id))} ] || "
+            f"{{ echo {q(f'current does not point at {release_id}')} >&2; exit 7; }}; }} && "
+            f"printf '%s\\n' {q(target)}"
         )
 
     # -- lock ---------------------------------------------------------------------------------
@@ -295,7 +314,7 @@ class Layout(HostPaths):
         rel = self.release(release_id)
         guard = " ".join(q(k) for k in keep if k) or "''"
         return (
-            f'live=$(basename "$(readlink {q(self.current)} 2>/dev/null)"); '
+            f"{self.read_current('live')}; "
             f'for k in "$live" {guard}; do [ "$k" = {q(release_id)} ] && '
             f"{{ echo {q(f'kept {release_id}: it is live or the previous release')}; exit 0; }}; done; "
             f"rm -rf {q(rel)}"

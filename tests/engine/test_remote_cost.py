@@ -40,8 +40,8 @@ def only_on_path(tmp_path: Path, *programs: str) -> str:
 
 
 def test_the_probe_starts_no_process_per_release_or_record(tmp_path: Path) -> None:
-    """The probe reads 3 releases, the lock's owner, the release log and 30 host records
-    with two programs (readlink, one awk): its cost does not grow with the history."""
+    """The probe reads the live release, 3 releases, the lock's owner, the release log and
+    30 host records with one program (awk): its cost does not grow with the history."""
     root = tmp_path / "app"
     meta = root / ".portal-ops"
     (meta / "deployments").mkdir(parents=True)
@@ -62,7 +62,7 @@ def test_the_probe_starts_no_process_per_release_or_record(tmp_path: Path) -> No
     (meta / "deployments" / "d01.json").write_text(json.dumps(records["d01"]))
     (meta / "deployments" / ".d02.json.tmp").write_text("half a rec")  # being replaced
 
-    path = only_on_path(tmp_path, "sh", "readlink", "awk")
+    path = only_on_path(tmp_path, "sh", "awk")
     out = subprocess.run(
         ["sh", "-c", Layout(str(root)).probe()],
         env={"PATH": path},
@@ -83,7 +83,7 @@ def test_the_probe_starts_no_process_per_release_or_record(tmp_path: Path) -> No
 
 
 def test_the_probe_of_an_empty_host_says_so(tmp_path: Path) -> None:
-    path = only_on_path(tmp_path, "sh", "readlink", "awk")
+    path = only_on_path(tmp_path, "sh", "awk")
     out = subprocess.run(
         ["sh", "-c", Layout(str(tmp_path / "none")).probe()],
         env={"PATH": path},
@@ -100,6 +100,19 @@ def test_the_probe_of_an_empty_host_says_so(tmp_path: Path) -> None:
         [],
         [],
     )
+    # a current that names no release there (dangling) is read with readlink
+    root = tmp_path / "dangling"
+    root.mkdir()
+    (root / "current").symlink_to("releases/zz")
+    out = subprocess.run(
+        ["sh", "-c", Layout(str(root)).probe()],
+        env={"PATH": only_on_path(tmp_path, "sh", "awk", "readlink")},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    )
+    assert parse_probe(out.stdout).current == "zz"
 
 
 async def test_the_wrapper_needs_no_id_and_no_cat(sshd, tmp_path: Path) -> None:
@@ -290,25 +303,38 @@ def test_the_lock_is_taken_renewed_and_given_back_with_builtins(tmp_path: Path) 
 
 
 def test_the_record_reads_the_previous_release_without_sed(tmp_path: Path) -> None:
-    """Phase 1's record names the previous release read on the host: ``readlink``, nothing
-    more (a name that needs JSON escaping still gets it)."""
+    """Phase 1's record names the previous release read on the host with the shell's own
+    ``-ef`` (no process; a name that needs JSON escaping still gets it); ``readlink`` only
+    for a link that names no release there."""
     layout = Layout(str(tmp_path / "app"))
-    Path(layout.releases).mkdir(parents=True)
+    Path(layout.release("r1")).mkdir(parents=True)
     (Path(layout.deploy_path) / "current").symlink_to("releases/r1")
     record = {"deployment_id": "d1", "status": "running"}
-    path = only_on_path(tmp_path, "sh", "readlink", "mkdir")
-    done = sh(write_record(layout.meta, record, previous_from=layout.current), path)
+    command = write_record(layout.meta, record, previous_read=layout.read_current("p"))
+    done = sh(command, only_on_path(tmp_path, "sh", "mkdir"))
     assert done.returncode == 0, done.stderr
     stored = Path(layout.meta) / "deployments" / "d1.json"
     assert stored_record(stored) == record | {"previous": "r1"}
     (Path(layout.deploy_path) / "current").unlink()
+    Path(layout.release('a"b\\c')).mkdir()
     (Path(layout.deploy_path) / "current").symlink_to('releases/a"b\\c')
-    done = sh(
-        write_record(layout.meta, record, previous_from=layout.current),
-        only_on_path(tmp_path, "sh", "readlink", "mkdir", "sed"),
-    )
+    done = sh(command, only_on_path(tmp_path, "sh", "mkdir", "sed"))
     assert done.returncode == 0, done.stderr
     assert (stored_record(stored) or {})["previous"] == 'a"b\\c'
+    (Path(layout.deploy_path) / "current").unlink()
+    (Path(layout.deploy_path) / "current").symlink_to("releases/gone")  # dangling
+    done = sh(command, only_on_path(tmp_path, "sh", "mkdir", "readlink"))
+    assert done.returncode == 0, done.stderr
+    assert (stored_record(stored) or {})["previous"] == "gone"
+
+
+def test_the_switch_is_checked_without_readlink(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path / "app"))
+    Path(layout.release("r2")).mkdir(parents=True)
+    done = sh(layout.switch("r2"), only_on_path(tmp_path, "sh", "ln", "mv"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "releases/r2\n"
+    assert os.readlink(layout.current) == "releases/r2"
 
 
 def test_a_code_backup_starts_no_rm_and_no_cat(tmp_path: Path) -> None:
