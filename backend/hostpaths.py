@@ -78,5 +78,7 @@ class HostPaths:
         """``ABSENT``, or ``AGE=<s>`` then the owner's JSON (see :mod:`backend.lockowner`)."""
         return (
             f"if [ -d {q(self.lock_dir)} ]; then {self._lock_age()}"
-            f"cat {q(self.lock_dir)}/owner.json 2>/dev/null || echo '{{}}'; else echo ABSENT; fi"
+            # the owner's line (one line of JSON, as written) with the shell's own read
+            f"o=; {{ IFS= read -r o < {q(self.lock_dir + '/owner.json')}; }} 2>/dev/null; "
+            """[ -n "$o" ] || o='{}'; printf '%s\\n' "$o"; else echo ABSENT; fi"""
         )

@@ -95,6 +95,8 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             eng = engine()
 
             def on_event(event: Any, phases: list[tuple[float, str]] = phases) -> None:
+                if event.kind == "phase.finished" and os.environ.get("HOSTCOST_SHOW"):
+                    print("   ", event.phase, event.data.get("seconds"), event.data.get("detail"))
                 if event.kind == "phase.started":
                     phases.append((time.time(), event.phase or ""))
 

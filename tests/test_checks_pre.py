@@ -292,11 +292,17 @@ async def test_redis_password_never_shown(
 
 async def test_backup_dir(tmp_path: Path) -> None:
     backups = tmp_path / "app" / ".portal-ops" / "backups"
-    (backups / "bp-old").mkdir(parents=True)
-    (backups / "bp-old" / "db.sql").write_text("x" * 4096)
+    (backups / "bp-20260101-120000-aaaaaa").mkdir(parents=True)
+    (backups / "bp-20260101-120000-aaaaaa" / "db.sql").write_text("x" * 4096)
+    newest = backups / "bp-20261201-120000-bbbbbb"  # last by name: ids sort by time
+    newest.mkdir()
+    (newest / "db.sql").write_text("x" * 81920)
+    (backups / "zz-a-file").write_text("not a backup folder")
     config = make_config(tmp_path, validation={"backup_min_free_mb": 1})
     report = await run_validation(config, "pre", only=["P11"])
     assert status(report, "P11") == "pass", rows(report, "P11")
+    (p11,) = rows(report, "P11")
+    assert 80 <= p11.meta["newest_backup_kb"] < 200, p11.meta
     no_room = make_config(tmp_path, validation={"backup_min_free_mb": 10**12})
     assert status(await run_validation(no_room, "pre", only=["P11"]), "P11") == "fail"
     if os.geteuid() != 0:  # root writes anywhere

@@ -11,7 +11,7 @@ from .parsers import parse_df, parse_load, parse_meminfo
 
 def existing_ancestor(path: str) -> str:
     """Shell that sets ``$p`` to ``path`` or its nearest existing parent (first deploy)."""
-    return f'p={q(path)}; while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done; '
+    return f'p={q(path)}; while [ ! -e "$p" ] && [ "$p" != / ]; do p=${{p%/*}}; p=${{p:-/}}; done; '  # the parent by the shell's own expansion: no dirname per level
 
 
 async def disk_free(ctx: Context, name: str) -> Outcome:
@@ -57,7 +57,7 @@ async def memory_used(ctx: Context, name: str) -> Outcome:
 async def load_per_core(ctx: Context, name: str) -> Outcome:
     vc = ctx.vc
     threshold = f"< {vc.load_warn_above:g} per core (fail > {vc.load_fail_above:g})"
-    result = await ctx.sh(name, "cat /proc/loadavg && nproc")
+    result = await ctx.sh(name, 'read -r l < /proc/loadavg && echo "$l" && nproc')
     if not result.ok:
         return errored(f"cannot read the load: {result.tail(1)}", threshold=threshold)
     load5, cores = parse_load(result.stdout)

@@ -25,6 +25,7 @@ from .model import (
     warned,
     worst,
 )
+from .parsers import parse_df
 from .resources import existing_ancestor
 
 Where = Literal["primary", "all", "local"]
@@ -153,22 +154,28 @@ async def backup_dir(ctx: Context) -> list[Outcome]:
         if not directory.startswith("/"):
             directory = posixpath.join(ctx.deploy_path(name), directory)
         directory = posixpath.normpath(directory)
+        # the newest backup is the last folder by name (deployment ids sort by time): the
+        # shell's own glob, where ls -t | grep | head started three processes; df and du
+        # are read here, not through tail and awk
         script = (
             existing_ancestor(directory)
-            + f'd="$p"; [ "$p" = {q(directory)} ] && echo EXISTS=1 || echo EXISTS=0; '
+            + f'n=; if [ "$p" = {q(directory)} ]; then echo EXISTS=1; '
+            + f'for b in {q(directory)}/*/; do [ -d "$b" ] && n=$b; done; else echo EXISTS=0; fi; '
             + 'f="$p/.portal-ops-probe.$$"; if [ -w "$p" ] && : > "$f" 2>/dev/null; then '
             + 'rm -f "$f"; echo WRITABLE=1; else echo WRITABLE=0; fi; '
-            + 'df -P "$p" | tail -n 1 | awk \'{print "AVAIL_KB=" $4}\'; '
-            + 'n=$(ls -t "$d" 2>/dev/null | grep -v "^\\.portal-ops-probe" | head -n 1); '
-            + 'if [ -n "$n" ]; then du -sk "$d/$n" | awk \'{print "NEWEST_KB=" $1}\'; fi'
+            + 'echo DF; df -P "$p"; [ -z "$n" ] || { echo DU; du -sk "$n"; }'
         )
         result = await ctx.sh(name, script)
-        values = _key_values(result.stdout)
-        if "AVAIL_KB" not in values:
+        head, _, rest = result.stdout.partition("\nDF\n")
+        values = _key_values(head)
+        disk, _, newest = rest.partition("\nDU\n")
+        try:
+            avail_kb = parse_df(disk).avail_kb
+        except ValueError:
             return errored(f"cannot inspect {directory}: {result.tail(2)}")
-        newest_kb = int(values.get("NEWEST_KB", "0") or 0)
+        newest_kb = int(newest.split()[0]) if newest.split() and newest.split()[0].isdigit() else 0
         need_mb = max(vc.backup_min_free_mb, newest_kb * 1.2 / 1024)
-        avail_mb = round(int(values["AVAIL_KB"]) / 1024, 1)
+        avail_mb = round(avail_kb / 1024, 1)
         threshold = f"writable, >= {need_mb:.0f} MB free"
         meta = {"path": directory, "newest_backup_kb": newest_kb, "need_mb": round(need_mb, 1)}
         exists = values.get("EXISTS") == "1"
