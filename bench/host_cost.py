@@ -1,7 +1,8 @@
 """What the hosts pay for one deployment: every process they start for it, by phase and by
 program, and the CPU of the sshd tree.
 
-Runs a first deployment (untimed) and then an upgrade of N hosts (the side-by-side bench's
+Runs a first deployment (untimed) and then an upgrade of N hosts (or, with ``--rollback``,
+an upgrade untimed and the rollback from it) (the side-by-side bench's
 config: every host at once, checks skipped unless ``--checks``) against one loopback sshd.
 With ``--strace`` (needs ``strace``) the sshd is traced during the upgrade
 (``strace -f -e trace=execve``) and each exec is counted against the phase in flight and
@@ -90,6 +91,9 @@ async def run(args: argparse.Namespace, work: Path) -> None:
 
             first = await engine().deploy(revision="v1", skip_validation=True)
             assert first.ok, first.error
+            if args.rollback:  # the upgrade untimed, then the rollback from it measured
+                second = await engine().deploy(revision="v2", skip_validation=True)
+                assert second.ok, second.error
             wait_reaped(pid)
             phases: list[tuple[float, str]] = []
             eng = engine()
@@ -125,9 +129,14 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                 await asyncio.sleep(0.5)
             cpu_before = children_cpu(pid)
             started = time.perf_counter()
-            result = await eng.deploy(revision="v2", skip_validation=not args.checks)
-            wall = time.perf_counter() - started
-            assert result.ok, result.error
+            if args.rollback:
+                undone = await eng.rollback(None, "bench")
+                wall = time.perf_counter() - started
+                assert undone.outcome == "succeeded", undone.outcome
+            else:
+                result = await eng.deploy(revision="v2", skip_validation=not args.checks)
+                wall = time.perf_counter() - started
+                assert result.ok, result.error
             wait_reaped(pid)
             cpu = children_cpu(pid) - cpu_before
             if tracer is not None:
@@ -145,7 +154,8 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             )
             print(f"  phases (s): {spans}")
             print(
-                f"rep {rep}: upgrade {args.hosts} hosts: {wall:.2f} s, host CPU {cpu:.2f} s"
+                f"rep {rep}: {'rollback' if args.rollback else 'upgrade'} {args.hosts} hosts:"
+                f" {wall:.2f} s, host CPU {cpu:.2f} s"
                 f"{' (traced)' if tracer else ''}"
             )
 
@@ -181,6 +191,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--strace", action="store_true")
     parser.add_argument("--checks", action="store_true")
+    parser.add_argument("--rollback", action="store_true", help="measure a rollback instead")
     parser.add_argument("--keep", default="", help="copy the strace output there")
     args = parser.parse_args()
     if args.strace and not shutil.which("strace"):

@@ -102,14 +102,17 @@ WRAPPER = (
     'wait "$k"; rc=$?; echo done > "$f"; case "$f" in */*.00??????.pid) sweep;; esac; exit $rc'
 )
 
-# for each pid file (a glob, or one name to claim): wait for its group id while its wrapper
-# starts, stop the group, wait until gone; print LEFT=<running when asked> ALIVE=<unkillable>
+# $1 the run dir (expanded by the login shell, which knows $UID: sh would start ``id``); for
+# each pid file in it (a glob, or one name to claim): wait for its group id while its
+# wrapper starts, stop the group, wait until gone; a finished one (``done``) is left to the
+# sweep; print LEFT=<running when asked> ALIVE=<unkillable>
 _KILL = (
-    _STOP + 'n=0; a=0; @CLAIM@for f in @FILES@; do @CANCEL@[ -f "$f" ] || continue; @SKIP@'
+    _STOP + 'r="$1"; n=0; a=0; @CLAIM@for f in @FILES@; do @CANCEL@[ -f "$f" ] || continue; @SKIP@'
     'j=0; while :; do w=; p=; { read -r w; read -r p; } 2>/dev/null <"$f"; '
     '[ "$w" = cancelled ] || [ -n "$p" ] || [ ! -f "$f" ] && break; '
     '[ -n "$w" ] && ! kill -0 "$w" 2>/dev/null && break; '
     "[ $j -ge 100 ] && break; j=$((j+1)); sleep 0.05; done; "
+    '[ "$w" = done ] && continue; '
     'if [ "$w" = cancelled ]; then '
     '[ -n "$(find "$f" -mmin +1440 2>/dev/null)" ] && rm -f "$f"; continue; fi; '
     'if [ -z "$p" ] && [ -n "$w" ] && kill -0 "$w" 2>/dev/null; then a=$((a+1)); continue; fi; '
@@ -132,11 +135,15 @@ def wrap(command: str, pidfile: str) -> str:
 
 
 def kill_pidfile(pidfile: str) -> str:
-    """Stop the one command of ``pidfile``, whatever point of its start it reached: a
-    wrapper not started yet is cancelled (the name is claimed, so it never starts)."""
+    """Stop the one command of ``pidfile`` (a :func:`new_pidfile` word), whatever point of
+    its start it reached: a wrapper not started yet is cancelled (the name is claimed, so
+    it never starts)."""
+    folder, _, name = pidfile.rpartition("/")
+    if folder != RUN_DIR or _SAFE.search(name):
+        raise ValueError(f"not a pid file of the run dir: {pidfile!r}")
     return _kill(
-        claim=f'd={RUN_DIR}; [ -d "$d" ] || mkdir -p "$d"; ',
-        files=pidfile,
+        claim='[ -d "$r" ] || mkdir -p "$r"; ',
+        files=f'"$r"/{name}',
         cancel='if (set -C; echo cancelled > "$f") 2>/dev/null; then continue; fi; ',
     )
 
@@ -145,7 +152,7 @@ def kill_tagged(prefix: str, exclude: str | None = None) -> str:
     """Every leftover command of the runs whose tag starts with ``prefix`` (a deployment's
     id), except those of the run tagged ``exclude`` (the one asking)."""
     skip = f'case "$f" in */{q(safe_tag(exclude))}.*) continue;; esac; ' if exclude else ""
-    return _kill(files=f"{RUN_DIR}/{safe_tag(prefix)}*.pid", skip=skip)
+    return _kill(files=f'"$r"/{safe_tag(prefix)}*.pid', skip=skip)
 
 
 def _kill(files: str, claim: str = "", cancel: str = "", skip: str = "") -> str:
@@ -153,7 +160,8 @@ def _kill(files: str, claim: str = "", cancel: str = "", skip: str = "") -> str:
     text = _KILL
     for mark, value in parts.items():
         text = text.replace(mark, value)
-    return f"sh -c {q(text)}"  # sh whatever the login shell is, as the wrapper
+    # sh whatever the login shell is, as the wrapper; the run dir expanded by the login shell
+    return f"sh -c {q(text)} portal-ops {RUN_DIR}"
 
 
 def parse_left(output: str) -> tuple[int, int]:

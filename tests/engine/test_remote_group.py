@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from backend.transport import CommandTimeout
-from backend.transport.remote_group import CANCELLED_EXIT, kill_pidfile, new_pidfile, wrap
+from backend.transport.remote_group import (
+    CANCELLED_EXIT,
+    kill_pidfile,
+    kill_tagged,
+    new_pidfile,
+    parse_left,
+    wrap,
+)
 
 from .faults import processes_with, ssh_host, unique_marker, wait_until
 from .test_remote_cost import only_on_path
@@ -168,6 +175,38 @@ async def test_one_wrapper_in_256_sweeps_the_finished_pid_files(sshd, tmp_path: 
         assert not (folder / f"{tag}.0000beef.pid").exists()
         assert {f: f.read_text() for f in kept} == kept
         for file in kept:
+            file.unlink()
+    finally:
+        await host.close()
+
+
+async def test_a_kill_of_a_deployments_leftovers_skips_the_finished_ones(
+    sshd, tmp_path: Path
+) -> None:
+    """``kill_tagged`` stops what still runs and leaves the finished pid files to the sweep
+    (no ``rm`` per finished command); the run dir is expanded by the login shell (no
+    ``id``)."""
+    host = ssh_host(sshd)
+    await host.connect()
+    try:
+        assert host._conn is not None
+        tag = unique_marker("leftover")
+        folder = run_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        done = [folder / f"{tag}.deploy-a.{i:08x}.pid" for i in range(1, 6)]
+        for file in done:
+            file.write_text("done\n")
+        proc = await host._conn.create_process(
+            wrap(f"sh -c 'sleep 30' {tag}", new_pidfile(f"{tag}.deploy-a"))
+        )
+        await wait_until(lambda: processes_with(f"sleep 30 {tag}"), 10, "started")
+        path = only_on_path(tmp_path, "sh", "bash", "sleep", "find", "rm")  # no id
+        out = await host._raw(f"export PATH={path}; " + kill_tagged(f"{tag}."))
+        assert parse_left(out) == (1, 0), out
+        assert not processes_with(f"sleep 30 {tag}")
+        assert all(f.read_text() == "done\n" for f in done)
+        proc.close()
+        for file in done:
             file.unlink()
     finally:
         await host.close()
