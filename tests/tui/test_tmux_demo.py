@@ -55,13 +55,31 @@ class Terminal:
             time.sleep(0.2)
 
 
+def sandbox_processes(tmp_path: Path) -> list[str]:
+    """The demo's processes still alive: its sandbox lives under the test's TMPDIR."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                args = fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if str(tmp_path / "tmp") in args:
+            found.append(args)
+    return found
+
+
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Terminal]:
     name = f"portal-ops-test-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "tmp").mkdir()
     env = {
         "PORTAL_OPS_STATE_DIR": str(tmp_path / "state"),
         "PORTAL_OPS_OPERATOR": "tester",
         "TERM": "xterm-256color",
+        "TMPDIR": str(tmp_path / "tmp"),  # the sandbox's root: its processes found by it
     }
     command = " ".join(f"{k}={v}" for k, v in env.items())
     command += f" {sys.executable} -m tui.cli demo"
@@ -76,6 +94,9 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
         yield Terminal(name)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], check=False)
+        deadline = time.monotonic() + 30
+        while sandbox_processes(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 def _age(text: str) -> int | None:
@@ -128,3 +149,16 @@ def test_the_demo_at_80x24_in_tmux(terminal: Terminal) -> None:
     top = done.splitlines()[0]
     assert re.search(r"live \S+", top), top
     terminal.keys("q")
+
+
+def test_a_closed_terminal_tears_the_sandbox_down(terminal: Terminal, tmp_path: Path) -> None:
+    """tmux killed (the demo gets SIGHUP, as when a person's SSH session goes): the sandbox
+    goes with it, as after q. Before, Python died at once and left the load balancer, the
+    hosts and Redis running."""
+    terminal.wait("the room", lambda t: _age(t) is not None and "serving" in t, 120)
+    assert sandbox_processes(tmp_path), "the sandbox should be running"
+    subprocess.run(["tmux", "kill-session", "-t", terminal.name], check=True)
+    deadline = time.monotonic() + 30
+    while sandbox_processes(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not sandbox_processes(tmp_path), sandbox_processes(tmp_path)

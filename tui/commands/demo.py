@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -16,6 +18,20 @@ from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
 from .printer import EventPrinter
 
 SCENARIOS = ["health", "migration", "errors", "host"]
+_HANG_UPS = (signal.SIGHUP, signal.SIGTERM)
+
+
+def _hung_up(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _on_hang_up(action: Callable[[int, FrameType | None], None] | signal.Handlers) -> None:
+    """A closed terminal (SIGHUP: tmux killed, an SSH session gone) or a kill (SIGTERM)
+    ends the demo as ``q`` does, its sandbox torn down: by default Python dies at once and
+    leaves the sandbox's load balancer, hosts and Redis running behind a gone terminal.
+    During the teardown a second one is ignored, so it cannot cut the teardown short."""
+    for hang_up in _HANG_UPS:
+        signal.signal(hang_up, action)
 
 
 @click.group(invoke_without_command=True)
@@ -72,6 +88,7 @@ def _headless(scenario: str | None, as_json: bool, keep: bool) -> None:
                 printer(event)
 
         on_event = print_event
+    _on_hang_up(_hung_up)
     summary = asyncio.run(run_headless(scenario, on_event=on_event, keep=keep))
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
@@ -128,6 +145,7 @@ def _control_room(scenario: str | None) -> None:
 
     root = Path(tempfile.mkdtemp(prefix="portal-ops-demo-"))
     click.echo("Building the sandbox and deploying version 1 (a few seconds)...")
+    _on_hang_up(_hung_up)
     try:
         session = asyncio.run(bring_up(root, scenario))
         traffic = BackgroundProbe(session.sandbox.url)  # live graphs need live traffic
@@ -140,6 +158,7 @@ def _control_room(scenario: str | None) -> None:
     finally:
         from backend.demo.sandbox import Sandbox
 
+        _on_hang_up(signal.SIG_IGN)
         if (root / "sandbox.json").exists():
             Sandbox.load(root).stop()
         shutil.rmtree(root, ignore_errors=True)
