@@ -60,6 +60,8 @@ class Context:
     revision: str | None = None
     since: float | None = None
     baseline: dict[str, float] | None = None  # Q05/Q06 values measured before the switch
+    # hosts whose deploy lock the deployment took in this very phase (P15 needs no read)
+    locked: frozenset[str] = frozenset()
     secrets: set[str] = field(default_factory=set)
     _sessions: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _commands: asyncio.Semaphore | None = None

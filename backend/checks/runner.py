@@ -72,6 +72,7 @@ async def run_validation(
     baseline: dict[str, float] | None = None,
     only: Iterable[str] | None = None,
     store_report: bool = True,
+    locked: Iterable[str] = (),
 ) -> ValidationReport:
     """Run the ``pre`` (P01..P15) or ``post`` (Q01..Q18) checks and decide go / no-go.
 
@@ -79,7 +80,9 @@ async def run_validation(
     configured host is connected here and closed at the end. ``release``/``revision`` are
     what post checks expect to find live; ``since`` (epoch seconds) is the switch time
     from which new log errors count; ``baseline``: Q05/Q06's values before the switch,
-    which they are then judged against. The report is stored in the state directory.
+    which they are then judged against. ``locked``: the hosts whose deploy lock the
+    deployment took in this very phase (P15 reads no lock there). The report is stored in
+    the state directory.
     """
     if phase not in ("pre", "post"):
         raise ValueError(f"phase must be 'pre' or 'post', not {phase!r}")
@@ -120,6 +123,7 @@ async def run_validation(
         revision=revision,
         since=since,
         baseline=baseline,
+        locked=frozenset(locked),
     )
     try:
         groups = await asyncio.gather(*(_run_check(ctx, spec, bus) for spec in specs))
@@ -174,6 +178,7 @@ async def validate_run(
     store_report: bool = True,
     publish: bool = True,
     baseline: dict[str, float] | None = None,
+    locked: Iterable[str] = (),
 ) -> ValidationReport:
     """The checks as a step of a run: on the run's hosts, under its deployment id, each
     result published on its bus. ``publish=False`` keeps them off the bus (a rollback's
@@ -190,6 +195,7 @@ async def validate_run(
         only=only,
         store_report=store_report,
         baseline=baseline,
+        locked=locked,
     )
 
 

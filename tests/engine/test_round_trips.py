@@ -395,3 +395,24 @@ async def test_a_release_cut_off_after_its_fetch_is_removed(sshd, tmp_path: Path
         assert not (tmp_path / host / "releases" / result.release).exists(), host
         log = (tmp_path / host / ".portal-ops" / "releases.jsonl").read_text().splitlines()
         assert [json.loads(line)["state"] for line in log] == ["failed"], (host, log)
+
+
+async def test_p15_in_a_deployment_answers_from_the_lock_phase_1_took(sshd, tmp_path: Path) -> None:
+    """A deployment's P15 on a host whose lock its own phase 1 just took reads no lock
+    there (two processes per host: the lock's age): the lock step's answer is the
+    evidence, and each host's row says so."""
+    from backend.events import Kind
+
+    repo = make_repo(tmp_path)
+    config = parse_config(ssh_config(sshd, tmp_path, repo))
+    engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+    result = await engine.deploy(revision="v1")
+    assert result.ok, result.error
+    rows = {
+        e.host: e.data
+        for e in engine.journal.events(result.deployment_id)
+        if e.kind == Kind.CHECK_RESULT and e.data.get("id") == "P15" and e.host
+    }
+    assert set(rows) == {"host-1", "host-2"}, rows
+    for row in rows.values():
+        assert row["status"] == "pass" and "taken in phase 1" in row["message"], row

@@ -33,6 +33,8 @@ async def run_checks(deployment: Deployment, phase: str) -> str:
         since=deployment.switch_started or deployment.started,
         # Q05/Q06 judged against what they measured before the switch (batch analysis)
         baseline=getattr(deployment, "web_baseline", None) if phase == "post" else None,
+        # phase 1 took these locks in its own first script: P15 needs no second read
+        locked=deployment.lock_taken if phase == "pre" and not deployment.dry_run else (),
     )
     line = f"score {report.score:.0f}/100, {report.decision}"
     if report.go:
