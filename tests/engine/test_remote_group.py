@@ -83,6 +83,16 @@ def run_dir() -> Path:
     return Path(os.environ.get("TMPDIR", "/tmp")) / f"portal-ops-run-{os.getuid()}"
 
 
+def finished_pid_files(prefix: str, count: int) -> list[Path]:
+    """``count`` pid files of finished commands (``done``), named ``prefix.<hex>.pid``."""
+    folder = run_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [folder / f"{prefix}.{i:08x}.pid" for i in range(1, count + 1)]
+    for file in files:
+        file.write_text("done\n")
+    return files
+
+
 async def test_the_wrapper_leading_its_session_needs_no_setsid_and_no_rm(
     sshd, tmp_path: Path
 ) -> None:
@@ -157,11 +167,8 @@ async def test_one_wrapper_in_256_sweeps_the_finished_pid_files(sshd, tmp_path: 
     try:
         assert host._conn is not None
         tag = unique_marker("sweep")
+        done = finished_pid_files(tag, 3)
         folder = run_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        done = [folder / f"{tag}.{i:08x}.pid" for i in range(1, 4)]
-        for file in done:
-            file.write_text("done\n")
         kept = {
             folder / f"{tag}.live.pid": f"{os.getpid()}\n{os.getpid()}\n",
             folder / f"{tag}.cancelled.pid": "cancelled\n",
@@ -191,11 +198,7 @@ async def test_a_kill_of_a_deployments_leftovers_skips_the_finished_ones(
     try:
         assert host._conn is not None
         tag = unique_marker("leftover")
-        folder = run_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        done = [folder / f"{tag}.deploy-a.{i:08x}.pid" for i in range(1, 6)]
-        for file in done:
-            file.write_text("done\n")
+        done = finished_pid_files(f"{tag}.deploy-a", 5)
         proc = await host._conn.create_process(
             wrap(f"sh -c 'sleep 30' {tag}", new_pidfile(f"{tag}.deploy-a"))
         )
