@@ -11,8 +11,9 @@ Each new version of a record is appended to its file between an empty line and a
 ``.``, by the shell itself (no ``mv`` per record: a deployment writes several per host); the
 last version so ended is the record. A write cut off in the middle (a kill between the
 shell's writes) has no ``.`` after it and is never read: the previous version stands, as a
-rename would have left it. A file without that shape (written by hand, or by a version that
-replaced the file whole) is read whole.
+rename would have left it. A file that starts with a record written whole (by hand, or by
+a version that replaced the file) reads as that record, up to its first empty line, until
+a version appended after it is ended.
 """
 
 from __future__ import annotations

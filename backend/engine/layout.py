@@ -31,15 +31,17 @@ def ensure_dirs(*paths: str) -> str:
 
 
 # the probe's awk: the release log (the file named by $L) kept to its last 200 lines, each
-# printed as ``LOG=<line>``; one ``DEPLOY=`` line per host record file: the last version
-# ended by a ``.`` line in a file of appended versions (it starts with an empty line; a
-# version cut off has no ``.`` and is skipped), else the file's lines joined (a record
-# written whole, or by hand over several lines)
+# printed as ``LOG=<line>``; one ``DEPLOY=`` line per host record file: its last version
+# ended by a ``.`` line (each appended after an empty line; one cut off has no ``.`` and is
+# skipped), else its lines up to the first empty one joined: a record written whole (by
+# hand over several lines, or by a version that replaced the file), which versions
+# appended later, or cut off, leave readable
 READ_STATE = (
-    'function rec() { if (!a) print "DEPLOY=" j; else if (c != "") print "DEPLOY=" c } '
+    'function rec() { if (c != "") print "DEPLOY=" c; else if (j != "") print "DEPLOY=" j } '
     'FILENAME == ENVIRON["L"] { n++; b[n % 200] = $0; next } '
-    'FNR == 1 { if (f) rec(); f = 1; a = ($0 == ""); j = ""; c = ""; p = "" } '
-    '$0 == "." && a { c = p; p = ""; next } { j = j $0; if ($0 != "") p = $0 } '
+    'FNR == 1 { if (f) rec(); f = 1; h = 1; j = ""; c = ""; p = "" } '
+    '$0 == "" { h = 0; next } $0 == "." { if (p != "") c = p; p = ""; next } '
+    "h { j = j $0 } { p = $0 } "
     'END { if (f) rec(); for (i = (n > 200 ? n - 199 : 1); i <= n; i++) print "LOG=" b[i % 200] }'
 )
 

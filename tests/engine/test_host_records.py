@@ -66,3 +66,23 @@ def test_records_written_whole_still_read(tmp_path: Path) -> None:
     write(layout, {"deployment_id": "d3", "n": 3})
     got = sorted(probe_records(layout), key=lambda r: r["deployment_id"])
     assert got == [{"deployment_id": f"d{i}", "n": i} for i in (1, 2, 3)]
+
+
+def test_a_version_appended_to_a_record_written_whole_reads(tmp_path: Path) -> None:
+    """A deployment recorded by a version that wrote records whole, then rolled back or
+    resumed by this one: the new versions append to that file. The last one ended reads;
+    one cut off leaves the record written whole."""
+    layout = Layout(str(tmp_path / "app"))
+    records = Path(layout.meta) / "deployments"
+    records.mkdir(parents=True)
+    path = records / "d1.json"
+    old = {"deployment_id": "d1", "status": "running"}
+    path.write_text(json.dumps(old) + "\n")
+    whole = path.read_bytes()
+    new = old | {"status": "rolling_back"}
+    write(layout, new)
+    assert probe_records(layout) == [new]
+    appended = path.read_bytes()
+    for cut in range(len(whole), len(appended) - 1):
+        path.write_bytes(appended[:cut])
+        assert probe_records(layout) == [old], cut
