@@ -69,10 +69,14 @@ _STOP = _ALIVE + (
     '! alive "$1"; }; '
 )
 
-# the finished commands' pid files of the run dir "$d" (``done``), in one ``rm``
+# the run dir "$d" swept: the finished commands' pid files (``done``) in one ``rm``, and the
+# claims of kills (``cancelled``) a day old (a wrapper never arrives that late) with one
+# ``find``: their names are safe words (see ``safe_tag``), the folder may not be
 _SWEEP = (
-    'sweep() { set --; for s in "$d"/*.pid; do w=; { read -r w <"$s"; } 2>/dev/null; '
-    '[ "$w" = done ] && set -- "$@" "$s"; done; [ $# -eq 0 ] || rm -f "$@"; }; '
+    'sweep() { set --; x=; for s in "$d"/*.pid; do w=; { read -r w <"$s"; } 2>/dev/null; '
+    'case "$w" in done) set -- "$@" "$s";; cancelled) x="$x ./${s##*/}";; esac; done; '
+    '[ $# -eq 0 ] || rm -f "$@"; '
+    '[ -z "$x" ] || { cd "$d" && find $x -prune -mmin +1440 -exec rm -f {} +; }; }; '
 )
 
 # $1 the command, $2 the pid file. Line 1 of the pid file: the wrapper's pid (its claim);
@@ -84,7 +88,8 @@ _SWEEP = (
 # end): one fork per command, no ``cat``. The group is the wrapper's own where it leads it
 # (``g``, read from /proc with a builtin ``read``), else one that ``setsid`` makes. The
 # command runs without the wrapper's functions, variables and arguments. One wrapper in 256
-# (its pid file's random part starting ``00``) sweeps the finished pid files away.
+# (its pid file's random part starting ``00``) sweeps the run dir, detached from the
+# channel: the command's end is not delayed by it.
 WRAPPER = (
     _STOP + _SWEEP + 'c="$1"; f="$2"; d="${f%/*}"; [ -d "$d" ] || mkdir -p "$d"; g=; '
     '{ read -r l </proc/self/stat; } 2>/dev/null && { r=${l##*") "}; r=${r#* }; r=${r#* }; '
@@ -99,7 +104,8 @@ WRAPPER = (
     '( while read -r x; do :; done; trap "" TERM; { read -r me </proc/self/stat; } 2>/dev/null; '
     'me=${me%% *}; w=; { read -r w <"$f"; } 2>/dev/null; '
     '[ "$w" = "$$" ] && stop "$p" && echo done > "$f" ) <&3 >/dev/null 2>&1 & exec 3<&-; '
-    'wait "$k"; rc=$?; echo done > "$f"; case "$f" in */*.00??????.pid) sweep;; esac; exit $rc'
+    'wait "$k"; rc=$?; echo done > "$f"; '
+    'case "$f" in */*.00??????.pid) ( sweep ) </dev/null >/dev/null 2>&1 & ;; esac; exit $rc'
 )
 
 # $1 the run dir (expanded by the login shell, which knows $UID: sh would start ``id``); for

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -160,8 +161,9 @@ async def test_a_wrapper_that_does_not_lead_its_group_makes_one(sshd, tmp_path: 
 
 async def test_one_wrapper_in_256_sweeps_the_finished_pid_files(sshd, tmp_path: Path) -> None:
     """Finished commands leave ``done`` pid files; the wrapper whose pid file's random part
-    starts with ``00`` removes them, and nothing a kill still needs: a live claim, a
-    cancelled name."""
+    starts with ``00`` removes them, and the claims of kills a day old, after its command
+    (the channel does not wait for it), and nothing a kill still needs: a live claim, a
+    fresh cancelled name."""
     host = ssh_host(sshd)
     await host.connect()
     try:
@@ -175,10 +177,21 @@ async def test_one_wrapper_in_256_sweeps_the_finished_pid_files(sshd, tmp_path: 
         }
         for file, text in kept.items():
             file.write_text(text)
+        stale = folder / f"{tag}.stale.pid"
+        stale.write_text("cancelled\n")
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(stale, (two_days_ago, two_days_ago))
+        # a pid file the sweep blocks on (a FIFO nobody writes): the command still ends
+        stuck = folder / f"{tag}.fifo.pid"
+        os.mkfifo(stuck)
         pidfile = f'"{folder}/{tag}.0000beef.pid"'
-        result = await host._conn.run(wrap("true", pidfile))
-        assert result.exit_status == 0, result.stderr
-        assert not [f for f in done if f.exists()]
+        try:
+            result = await asyncio.wait_for(host._conn.run(wrap("true", pidfile)), 10)
+            assert result.exit_status == 0, result.stderr
+        finally:
+            await asyncio.to_thread(lambda: open(stuck, "w").close())  # the sweep goes on
+            stuck.unlink()
+        await wait_until(lambda: not [f for f in [*done, stale] if f.exists()], 10, "swept")
         assert not (folder / f"{tag}.0000beef.pid").exists()
         assert {f: f.read_text() for f in kept} == kept
         for file in kept:
