@@ -80,13 +80,24 @@ async def test_stdin_closed_at_once_kills_the_group_it_races(sshd, tmp_path: Pat
         await host.close()
 
 
-def run_dir() -> Path:
-    return Path(os.environ.get("TMPDIR", "/tmp")) / f"portal-ops-run-{os.getuid()}"
+def run_dir(tmpdir: Path | None = None) -> Path:
+    """The run dir of this uid under ``tmpdir`` (default: the shared one of ``$TMPDIR``)."""
+    base = tmpdir or Path(os.environ.get("TMPDIR", "/tmp"))
+    return base / f"portal-ops-run-{os.getuid()}"
 
 
-def finished_pid_files(prefix: str, count: int) -> list[Path]:
+def private_tmpdir(tmp_path: Path) -> tuple[Path, str]:
+    """A ``TMPDIR`` of the test's own, and the command prefix that sets it on the host: a
+    sweep by another test's command (the run dir is shared machine-wide) cannot remove
+    what the test looks at."""
+    folder = tmp_path / "tmpdir"
+    folder.mkdir(exist_ok=True)
+    return folder, f"export TMPDIR={folder}; "
+
+
+def finished_pid_files(prefix: str, count: int, tmpdir: Path | None = None) -> list[Path]:
     """``count`` pid files of finished commands (``done``), named ``prefix.<hex>.pid``."""
-    folder = run_dir()
+    folder = run_dir(tmpdir)
     folder.mkdir(parents=True, exist_ok=True)
     files = [folder / f"{prefix}.{i:08x}.pid" for i in range(1, count + 1)]
     for file in files:
@@ -102,6 +113,7 @@ async def test_the_wrapper_leading_its_session_needs_no_setsid_and_no_rm(
     and end-of-file on stdin still kills the command and what it started in the background;
     the command sees none of the wrapper's functions, variables or arguments."""
     path = only_on_path(tmp_path, "sh", "mkdir", "sleep", "touch")
+    tmpdir, private = private_tmpdir(tmp_path)
     host = ssh_host(sshd)
     await host.connect()
     try:
@@ -111,27 +123,28 @@ async def test_the_wrapper_leading_its_session_needs_no_setsid_and_no_rm(
             'printf "[%s|%s|%s|%s|%s|%s]" "$#" "${c-}" "${f-}" "${d-}" "${g-}" "${p-}"; '
             "command -v stop alive sweep || true"
         )
-        proc = await host._conn.create_process(f"export PATH={path}; " + wrap(seen, pidfile))
+        proc = await host._conn.create_process(
+            f"{private}export PATH={path}; " + wrap(seen, pidfile)
+        )
         await asyncio.wait_for(proc.wait_closed(), 10)
         assert proc.exit_status == 0, await proc.stderr.read()
         assert await proc.stdout.read() == "[0|||||]"
         name = pidfile.rsplit("/", 1)[1]
-        assert (run_dir() / name).read_text() == "done\n"
+        assert (run_dir(tmpdir) / name).read_text() == "done\n"
 
         marker = unique_marker("lead")
         pidfile = new_pidfile(f"dep.lead-{marker}")
         proc = await host._conn.create_process(
-            wrap(f"sh -c 'sleep 30' {marker} & sh -c 'sleep 30' {marker}-2; :", pidfile)
+            private + wrap(f"sh -c 'sleep 30' {marker} & sh -c 'sleep 30' {marker}-2; :", pidfile)
         )
         await wait_until(lambda: len(processes_with(f"sleep 30 {marker}")) == 2, 10, "started")
-        claim = (run_dir() / pidfile.rsplit("/", 1)[1]).read_text().split()
+        mine = run_dir(tmpdir) / pidfile.rsplit("/", 1)[1]
+        claim = mine.read_text().split()
         assert claim[0] == claim[1], "the wrapper should lead the session's group"
         proc.stdin.write_eof()
         await asyncio.wait_for(proc.wait_closed(), 10)
         await wait_until(lambda: not processes_with(marker), 10, "group killed")
-        await wait_until(
-            lambda: (run_dir() / pidfile.rsplit("/", 1)[1]).read_text() == "done\n", 10, "done"
-        )
+        await wait_until(lambda: mine.read_text() == "done\n", 10, "done")
     finally:
         await host.close()
 
@@ -211,13 +224,14 @@ async def test_a_kill_of_a_deployments_leftovers_skips_the_finished_ones(
     try:
         assert host._conn is not None
         tag = unique_marker("leftover")
-        done = finished_pid_files(f"{tag}.deploy-a", 5)
+        tmpdir, private = private_tmpdir(tmp_path)
+        done = finished_pid_files(f"{tag}.deploy-a", 5, tmpdir)
         proc = await host._conn.create_process(
-            wrap(f"sh -c 'sleep 30' {tag}", new_pidfile(f"{tag}.deploy-a"))
+            private + wrap(f"sh -c 'sleep 30' {tag}", new_pidfile(f"{tag}.deploy-a"))
         )
         await wait_until(lambda: processes_with(f"sleep 30 {tag}"), 10, "started")
         path = only_on_path(tmp_path, "sh", "bash", "sleep", "find", "rm")  # no id
-        out = await host._raw(f"export PATH={path}; " + kill_tagged(f"{tag}."))
+        out = await host._raw(f"{private}export PATH={path}; " + kill_tagged(f"{tag}."))
         assert parse_left(out) == (1, 0), out
         assert not processes_with(f"sleep 30 {tag}")
         assert all(f.read_text() == "done\n" for f in done)
