@@ -30,7 +30,7 @@ it make one with ``setsid`` as above.
 
 A finished wrapper writes ``done`` over its pid file (the shell's own ``echo``, where ``rm``
 would cost the host a process per command); a kill treats ``done`` as nothing to stop, and
-:func:`sweep_done` removes the finished files once per deployment.
+one wrapper in 256 sweeps the run dir after its command (``_SWEEP``).
 """
 
 from __future__ import annotations
