@@ -2,14 +2,17 @@
 program, and the CPU of the sshd tree.
 
 Runs a first deployment (untimed) and then an upgrade of N hosts (or, with ``--rollback``,
-an upgrade untimed and the rollback from it) (the side-by-side bench's
-config: every host at once, checks skipped unless ``--checks``) against one loopback sshd.
+an upgrade untimed and the rollback from it), with the side-by-side bench's config (every
+host at once, checks skipped unless ``--checks``), against one loopback sshd.
 With ``--strace`` (needs ``strace``) the sshd is traced during the upgrade
 (``strace -f -e trace=execve``) and each exec is counted against the phase in flight and
 its program; without it, the upgrade runs untraced and the host CPU is the sshd listener's
 reaped children's (cutime + cstime) before and after. Run by hand::
 
-    .venv/bin/python bench/host_cost.py [--hosts 10] [--strace] [--checks] [--reps 3]
+    .venv/bin/python bench/host_cost.py [--hosts 10] [--strace] [--checks] [--rollback]
+        [--reps 3]
+
+``HOSTCOST_SHOW=1`` also prints each phase's result as it finishes.
 """
 
 from __future__ import annotations
