@@ -60,6 +60,22 @@ class HostPaths:
     def backup_dir(self, deployment_id: str) -> str:
         return posixpath.join(self.meta, "backups", deployment_id)
 
+    # -- the live release, read only --------------------------------------------------------
+
+    def read_current(self, var: str) -> str:
+        """Shell code leaving in ``$var`` the name of the release ``current`` points at
+        (empty: no link): the shell's own ``-ef`` against each release, no process; a link
+        that names none of them (dangling, or elsewhere) is read with ``readlink``."""
+        if not var.isidentifier():
+            raise ValueError(f"not a shell variable name: {var!r}")
+        link = q(self.current)
+        return (
+            f'{var}=; for d in {q(self.releases)}/*/; do [ "$d" -ef {link} ] && '
+            f"{{ {var}=${{d%/}}; {var}=${{{var}##*/}}; break; }}; done; "
+            f'[ -n "${var}" ] || [ ! -L {link} ] || '
+            f"{{ {var}=$(readlink {link}); {var}=${{{var}%/}}; {var}=${{{var}##*/}}; }}"
+        )
+
     # -- the deploy lock, read only (taking and releasing it is the engine's) -----------------
 
     @property

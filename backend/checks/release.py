@@ -46,12 +46,9 @@ async def current_release(ctx: Context) -> list[Outcome]:
         layout = ctx.layout(name)
         current = layout.current
         marker = posixpath.join(current, UNFINISHED_MARKER)
-        read = f"readlink {q(current)}"
-        if expected:  # the usual answer, from the shell's own -ef: no process
-            read = (
-                f"if [ -L {q(current)} ] && [ {q(current)} -ef {q(layout.release(expected))} ];"
-                f" then echo {q('releases/' + expected)}; else {read}; fi"
-            )
+        # the release the link leads to, by the shell's own -ef (readlink only for a link
+        # that names none): "releases/<id>", or an empty line where there is no link
+        read = f'{layout.read_current("c")}; echo "${{c:+releases/$c}}"'
         result = await ctx.sh(name, f"{read}; [ -e {q(marker)} ] && echo UNFINISHED; true")
         lines = result.stdout.strip().splitlines()
         if not lines or not lines[0].strip():

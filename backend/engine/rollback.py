@@ -987,18 +987,14 @@ class RollbackRun(Run):
 
     def read_current(self, name: str) -> str:
         """What Q01 asks of a host, in the probe's words: where ``current`` points, and
-        whether that release is marked unfinished (the marker's name on a line of its own).
-        On the target (the usual answer) the shell's own ``-ef`` says so: no process."""
+        whether that release is marked unfinished (the marker's name on a line of its own),
+        read with the shell's own ``-ef`` (see ``HostPaths.read_current``)."""
         layout = self.layout(name)
         marker = f"{layout.current}/{UNFINISHED_MARKER}"
-        target = self.targets.get(name)
-        read = f"printf 'CURRENT=%s\\n' \"$(readlink {q(layout.current)} 2>/dev/null)\""
-        if target:
-            read = (
-                f"if [ {q(layout.current)} -ef {q(layout.release(target))} ]; then"
-                f" printf 'CURRENT=%s\\n' {q(target)}; else {read}; fi"
-            )
-        return f"{read}; [ ! -e {q(marker)} ] || echo {q(UNFINISHED_MARKER)}"
+        return (
+            f"{layout.read_current('c')}; printf 'CURRENT=%s\\n' \"$c\"; "
+            f"[ ! -e {q(marker)} ] || echo {q(UNFINISHED_MARKER)}"
+        )
 
     def http_to_ask(self) -> bool:
         """Whether Q02, Q03 or Q06 could ask anything: a health URL (per host or the

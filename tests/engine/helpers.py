@@ -158,3 +158,25 @@ def stored_record(path: Path) -> dict[str, Any] | None:
     )
     records = parse_probe(out.stdout).records
     return records[-1] if records else None
+
+
+async def live_v1_then_a_reload_that_fails_once(sshd: Any, tmp_path: Path) -> tuple[dict, str]:
+    """Two hosts live on v1 (checks skipped), then a config whose first reload anywhere
+    fails (``reloading`` on stdout, ``nope`` on stderr, exit 5) and every later one works:
+    a deployment of v2 fails its canary after the switch. (config, v1's release)"""
+    from backend.config import parse_config
+    from backend.engine import Engine
+    from backend.journal import Journal
+
+    repo = make_repo(tmp_path)
+    cfg = ssh_config(sshd, tmp_path, repo)
+    config = parse_config(cfg)
+    v1 = await Engine(config, journal=Journal(Path(config.state.dir) / "j.db")).deploy(
+        revision="v1", skip_validation=True
+    )
+    assert v1.ok, v1.error
+    once = tmp_path / "reload-failed-once"
+    cfg["commands"]["reload"] = (
+        f"if [ ! -e {once} ]; then touch {once}; echo reloading; echo nope >&2; exit 5; fi"
+    )
+    return cfg, v1.release

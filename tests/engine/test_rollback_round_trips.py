@@ -21,7 +21,13 @@ from backend.engine.rollback import RollbackRun
 from backend.events import Kind
 from backend.journal import Journal
 
-from .helpers import current, make_repo, ssh_config, stored_record
+from .helpers import (
+    current,
+    live_v1_then_a_reload_that_fails_once,
+    make_repo,
+    ssh_config,
+    stored_record,
+)
 
 # channels per host and phase ("survey": the read that picks the deployment, before phase
 # 1), a reload configured; host-1 is the primary (it also takes the database back)
@@ -270,15 +276,7 @@ async def test_an_automatic_rollback_reads_and_locks_each_host_in_one_channel(
 ) -> None:
     """Inside a failing deployment there is no survey: the declare phase reads each host and
     takes (here: adopts) its lock in one script, not two channels."""
-    repo = make_repo(tmp_path)
-    cfg = ssh_config(sshd, tmp_path, repo)
-    config = parse_config(cfg)
-    first = await Engine(config, journal=Journal(Path(config.state.dir) / "j.db")).deploy(
-        revision="v1", skip_validation=True
-    )
-    assert first.ok, first.error
-    once = tmp_path / "reload-failed-once"
-    cfg["commands"]["reload"] = f"[ -e {once} ] || {{ touch {once}; exit 5; }}"
+    cfg, v1_release = await live_v1_then_a_reload_that_fails_once(sshd, tmp_path)
     config = parse_config(cfg)
     engine = Engine(config, journal=Journal(Path(config.state.dir) / "j.db"))
     counter = PhaseChannels(monkeypatch, {h: str(tmp_path / h) for h in ("host-1", "host-2")})
@@ -286,7 +284,7 @@ async def test_an_automatic_rollback_reads_and_locks_each_host_in_one_channel(
     result = await engine.deploy(revision="v2", skip_validation=True)
     assert result.outcome == "rolled_back", result.error
     for host in ("host-1", "host-2"):
-        assert current(tmp_path, host) == first.release
+        assert current(tmp_path, host) == v1_release
         assert not (tmp_path / host / ".portal-ops" / "lock").exists()
     seen = counter.by_host()
     assert seen["host-1"]["rb-declare"] == 1 and seen["host-2"]["rb-declare"] == 1, seen

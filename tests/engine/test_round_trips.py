@@ -21,7 +21,14 @@ from backend.engine import Engine
 from backend.journal import Journal
 
 from .faults import wait_until
-from .helpers import current, make_repo, ssh_config, stored_record
+from .helpers import (
+    current,
+    live_v1_then_a_reload_that_fails_once,
+    make_repo,
+    ssh_config,
+    stored_record,
+)
+from .test_deploy_ssh import engine_for
 
 # measured bounds (host-1 the primary: it also resolves the revision, dumps and migrates
 # the database; host-2 a web host), with a reload configured as real recipes have. Phase
@@ -240,17 +247,7 @@ async def test_switch_reload_and_restart_go_as_one_script_each_reported_alone(
     takes it back; the plan lists each step."""
     from backend.events import Kind
 
-    repo = make_repo(tmp_path)
-    cfg = ssh_config(sshd, tmp_path, repo)
-    config = parse_config(cfg)
-    v1 = await Engine(config, journal=Journal(Path(config.state.dir) / "j.db")).deploy(
-        revision="v1", skip_validation=True
-    )
-    assert v1.ok, v1.error
-    once = tmp_path / "reload-failed-once"
-    cfg["commands"]["reload"] = (
-        f"if [ ! -e {once} ]; then touch {once}; echo reloading; echo nope >&2; exit 5; fi"
-    )
+    cfg, v1_release = await live_v1_then_a_reload_that_fails_once(sshd, tmp_path)
     cfg["commands"]["restart_workers"] = "echo restarted"
     config = parse_config(cfg)
     engine = Engine(config, journal=Journal(Path(config.state.dir) / "j.db"))
@@ -275,7 +272,7 @@ async def test_switch_reload_and_restart_go_as_one_script_each_reported_alone(
     output = [(e.data["stream"], e.data["line"]) for e in events if e.kind == Kind.STEP_OUTPUT]
     assert ("stdout", "reloading") in output and ("stderr", "nope") in output
     for host in ("host-1", "host-2"):
-        assert current(tmp_path, host) == v1.release  # switched, then taken back
+        assert current(tmp_path, host) == v1_release  # switched, then taken back
     plan = (await engine.deploy(revision="v2", dry_run=True)).plan
     assert plan is not None
     text = plan.render()
@@ -403,9 +400,7 @@ async def test_p15_in_a_deployment_answers_from_the_lock_phase_1_took(sshd, tmp_
     evidence, and each host's row says so."""
     from backend.events import Kind
 
-    repo = make_repo(tmp_path)
-    config = parse_config(ssh_config(sshd, tmp_path, repo))
-    engine = Engine(config, journal=Journal(Path(config.state.dir) / "journal.db"))
+    engine = engine_for(ssh_config(sshd, tmp_path, make_repo(tmp_path)))
     result = await engine.deploy(revision="v1")
     assert result.ok, result.error
     rows = {
