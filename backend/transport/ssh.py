@@ -13,6 +13,7 @@ waited for on the same connection, so the commands already running on it go on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import glob
 import os
 import re
@@ -466,12 +467,24 @@ def _cipher_preference(paths: list[str] | None) -> dict[str, Any]:
     if paths is None:
         default = Path("~", ".ssh", "config").expanduser()
         paths = [str(default)] if os.access(default, os.R_OK) else []
-    if _names_ciphers([Path(p).expanduser() for p in paths]):
+    if _names_ciphers(tuple((p, _mtime(Path(p).expanduser())) for p in paths)):
         return {}
     return {"encryption_algs": PREFERRED_CIPHERS}
 
 
-def _names_ciphers(todo: list[Path]) -> bool:
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+@functools.lru_cache(maxsize=8)
+def _names_ciphers(files: tuple[tuple[str, int], ...]) -> bool:
+    """Read once per set of files as they are (path, mtime): every host's login asks, and
+    50 hosts would read the same files 50 times on the event loop; an edit is read again
+    (the files it Includes are not watched)."""
+    todo = [Path(p).expanduser() for p, _ in files]
     seen: set[Path] = set()
     while todo:
         path = todo.pop()
