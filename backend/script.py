@@ -156,10 +156,10 @@ def new_nonce() -> str:
     return secrets.token_hex(8)
 
 
-# a stream's first lines are shown with the shell's own ``read`` (a check's output is a few
-# lines: no ``cat`` to start); from the 200th line on, ``cat`` shows the rest of the file
+# a stream (its stdin) shown, its first lines with the shell's own ``read`` (a check's
+# output, a /proc file, is a few lines: no ``cat`` to start); from the 200th line on, ``cat`` shows the rest of the file
 # from where ``read`` stopped (a long output costs one process, not one read per byte)
-_SHOW = (
+SHOW = (
     '{ n=0; while [ "$n" -lt 200 ] && { IFS= read -r l || [ -n "$l" ]; }; do '
     'printf \'%s\\n\' "$l"; n=$((n+1)); l=; done; [ "$n" -lt 200 ] || cat; }'
 )
@@ -181,8 +181,8 @@ def compose_parallel(steps: list[Step], nonce: str) -> str:
         # a stream left empty is not shown and the status is read: a check costs the host
         # no process beyond its own
         show.append(
-            f'printf \'\\n%s\\n\' {begin}; [ ! -s "$d/{i}.o" ] || {_SHOW} < "$d/{i}.o"; '
-            f'printf \'\\n%s\\n\' {begin} >&2; [ ! -s "$d/{i}.e" ] || {_SHOW} < "$d/{i}.e" >&2; '
+            f'printf \'\\n%s\\n\' {begin}; [ ! -s "$d/{i}.o" ] || {SHOW} < "$d/{i}.o"; '
+            f'printf \'\\n%s\\n\' {begin} >&2; [ ! -s "$d/{i}.e" ] || {SHOW} < "$d/{i}.e" >&2; '
             f'rc=; [ ! -f "$d/{i}.s" ] || read -r rc < "$d/{i}.s"; rc=${{rc:-255}}; '
             f"printf '\\n%s:%s\\n' {end} \"$rc\"; printf '\\n%s:%s\\n' {end} \"$rc\" >&2"
         )

@@ -3,6 +3,7 @@ core; before the deployment (P06-P08) and again after it (Q17, Q18)."""
 
 from __future__ import annotations
 
+from ..script import SHOW
 from ..shell import q
 from .context import Context
 from .model import Outcome, banded, check, errored
@@ -39,10 +40,8 @@ async def disk_free(ctx: Context, name: str) -> Outcome:
 async def memory_used(ctx: Context, name: str) -> Outcome:
     vc = ctx.vc
     threshold = f"< {vc.memory_warn_above:g} % used (fail > {vc.memory_fail_above:g} %)"
-    # printed with the shell's own read (a third of a cat's cost on the host)
-    result = await ctx.sh(
-        name, "while IFS= read -r l; do printf '%s\\n' \"$l\"; done < /proc/meminfo"
-    )
+    # shown with the shell's own read (a third of a cat's cost on the host)
+    result = await ctx.sh(name, f"{SHOW} < /proc/meminfo")
     if not result.ok:
         return errored(f"cannot read /proc/meminfo: {result.tail(1)}", threshold=threshold)
     used, available, total = parse_meminfo(result.stdout)
