@@ -10,10 +10,9 @@ import os
 import posixpath
 import re
 import tomllib
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .checks.config import ValidationConfig
 from .durations import Duration
@@ -22,6 +21,18 @@ from .monitor.config import MonitorConfig
 from .notify.config import NotifyConfig
 from .observe.config import MetricsConfig
 from .redact import register_config
+from .schema import (
+    INTERNAL,
+    Check,
+    Length,
+    Limits,
+    Pattern,
+    Problem,
+    SchemaError,
+    Section,
+    parse,
+    section,
+)
 from .shell import IDENTIFIER, template_problems
 
 CONFIG_ENV = "PORTAL_OPS_CONFIG"
@@ -140,126 +151,121 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
 _JUMP = r"^(?:[^@\s]+@)?(?:\[[0-9A-Fa-f:.]+\]|[^:@\s\[\]]+)(?::[0-9]{1,5})?$"
+_POSITIVE = Limits(gt=0)
 
 
-class SSHConfig(Strict):
+def _relative_items(value: list[str]) -> list[str]:
+    return [check_relative(item) for item in value]
+
+
+def _env_names(value: dict[str, str]) -> dict[str, str]:
+    bad = [k for k in value if not IDENTIFIER.match(k)]
+    if bad:
+        raise ValueError(f"environment names must be shell identifiers (letters, digits, _): {bad}")
+    return value
+
+
+DeployPath = Annotated[str, Length(min=1), Check(check_deploy_path)]
+RelativePaths = Annotated[list[str], Check(_relative_items)]
+
+
+@section
+class SSHConfig(Section):
     known_hosts: str | None = None  # None: ~/.ssh/known_hosts (asyncssh's default)
-    identity_files: list[str] = Field(default_factory=list)
+    identity_files: list[str] = field(default_factory=list)
     use_agent: bool = True
-    connect_timeout: Duration = Field(10.0, gt=0)
-    keepalive_interval: Duration = Field(15.0, ge=0)
-    command_timeout: Duration = Field(300.0, gt=0)
-    max_reconnects: int = Field(3, ge=0)
+    connect_timeout: Annotated[Duration, _POSITIVE] = 10.0
+    keepalive_interval: Annotated[Duration, Limits(ge=0)] = 15.0
+    command_timeout: Annotated[Duration, _POSITIVE] = 300.0
+    max_reconnects: Annotated[int, Limits(ge=0)] = 3
     # OpenSSH client config for what a host entry leaves out (User, Port, HostName,
     # IdentityFile...); None: ~/.ssh/config, as ssh(1) reads it
     config_file: str | None = None
     # logins in flight at once (bastion included); 5 like Ansible's forks, half of
     # OpenSSH's MaxStartups 10 where a server starts refusing unauthenticated connections
-    max_connections: int = Field(5, ge=1, le=100)
+    max_connections: Annotated[int, Limits(ge=1, le=100)] = 5
     # per-step limits over command_timeout, e.g. { migrate = 1800 }: a step past its limit
     # is killed on the host (its whole process group), not left running
-    step_timeouts: dict[str, Annotated[Duration, Field(gt=0)]] = Field(default_factory=dict)
+    step_timeouts: dict[str, Annotated[Duration, _POSITIVE]] = field(default_factory=dict)
 
 
-class HostConfig(Strict):
-    name: Annotated[str, Field(pattern=_NAME)]
-    address: str = Field(min_length=1)
-    port: int | None = Field(None, ge=1, le=65535)  # None: ssh_config's Port, else 22
+@section
+class HostConfig(Section):
+    name: Annotated[str, Pattern(_NAME)]
+    address: Annotated[str, Length(min=1)]
+    port: Annotated[int | None, Limits(ge=1, le=65535)] = None  # None: ssh_config's, else 22
     user: str | None = None  # None: ssh_config's User, else the local login name
-    roles: list[str] = Field(default_factory=lambda: ["web"])
+    roles: list[str] = field(default_factory=lambda: ["web"])
     # "[user@]host[:port]" of a bastion to tunnel through; one login shared by its hosts
-    jump: Annotated[str, Field(pattern=_JUMP)] | None = None
+    jump: Annotated[str, Pattern(_JUMP)] | None = None
     transport: Literal["ssh", "local"] = "ssh"
     verify_host_key: bool = True  # explicit opt-out only, per host
-    deploy_path: str | None = None  # overrides [portal] deploy_path for this host
+    deploy_path: DeployPath | None = None  # overrides [portal] deploy_path for this host
     health_url: str | None = None  # overrides [portal] health_url for this host
     backend_name: str | None = None  # the host's name in the load balancer, if different
     base_url: str | None = None  # the app on this host directly (batch analysis smoke pages)
-
-    @field_validator("deploy_path")
-    @classmethod
-    def _deploy_path(cls, value: str | None) -> str | None:
-        return check_deploy_path(value)
 
     @property
     def primary(self) -> bool:
         return "primary" in self.roles or "db" in self.roles
 
 
-class PortalConfig(Strict):
-    name: Annotated[str, Field(pattern=_NAME)] = "business-portal"
-    repository: str = Field(min_length=1)
+@section
+class PortalConfig(Section):
+    name: Annotated[str, Pattern(_NAME)] = "business-portal"
+    repository: Annotated[str, Length(min=1)]
     revision: str = "main"
-    deploy_path: str = Field(min_length=1)
+    deploy_path: DeployPath
     recipe: Recipe = "generic"
     php_fpm_service: str | None = None  # laravel's reload; default: the php*-fpm unit running
-    keep_releases: int = Field(5, ge=2, le=100)
-    shared_dirs: list[str] = Field(default_factory=list)
-    shared_files: list[str] = Field(default_factory=list)
-    asset_dirs: list[str] = Field(default_factory=list)  # backed up in phase 2
+    keep_releases: Annotated[int, Limits(ge=2, le=100)] = 5
+    shared_dirs: RelativePaths = field(default_factory=list)
+    shared_files: RelativePaths = field(default_factory=list)
+    asset_dirs: RelativePaths = field(default_factory=list)  # backed up in phase 2
     # left out of the phase 2 code archive (rebuilt by install, large)
-    backup_exclude: list[str] = Field(default_factory=lambda: [".venv", "node_modules"])
+    backup_exclude: list[str] = field(default_factory=lambda: [".venv", "node_modules"])
     health_url: str | None = None  # per host; "{address}" and "{name}" are filled in
     version_url: str | None = None
     public_url: str | None = None
     on_failure: Literal["rollback", "pause"] = "rollback"
     database_rollback: Literal["migrations", "dump", "none"] = "migrations"
     maintenance_during_migrations: bool = True
-    env: dict[str, str] = Field(default_factory=dict)  # environment for remote commands
-
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [k for k in value if not IDENTIFIER.match(k)]
-        if bad:
-            raise ValueError(
-                f"environment names must be shell identifiers (letters, digits, _): {bad}"
-            )
-        return value
-
-    @field_validator("shared_dirs", "shared_files", "asset_dirs")
-    @classmethod
-    def _relative(cls, value: list[str]) -> list[str]:
-        return [check_relative(item) for item in value]
-
-    @field_validator("deploy_path")
-    @classmethod
-    def _deploy_path(cls, value: str | None) -> str | None:
-        return check_deploy_path(value)
+    # environment for remote commands
+    env: Annotated[dict[str, str], Check(_env_names)] = field(default_factory=dict)
 
 
-class RolloutConfig(Strict):
-    batches: list[str] = Field(default_factory=lambda: ["1", "50%", "100%"])
-    max_fail_percentage: float = Field(0, ge=0, le=100)
-    concurrency: int = Field(10, ge=1, le=500)
-    drain_seconds: Duration = Field(1.0, ge=0)
-    health_timeout: Duration = Field(30.0, gt=0)
-    analysis_seconds: Duration = Field(0.0, ge=0)  # judge each batch this long before the next
+def _batches(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError('at least one batch is needed, e.g. ["1", "50%", "100%"]')
+    bad = [b for b in value if not _BATCH.match(str(b).strip())]
+    if bad:
+        raise ValueError(
+            f'bad batch spec {bad}: each is a host count ("1", "2") or a percentage'
+            ' of the hosts ("50%", 1 to 100)'
+        )
+    return [str(b).strip() for b in value]
+
+
+@section
+class RolloutConfig(Section):
+    batches: Annotated[list[str], Check(_batches)] = field(
+        default_factory=lambda: ["1", "50%", "100%"]
+    )
+    max_fail_percentage: Annotated[float, Limits(ge=0, le=100)] = 0
+    concurrency: Annotated[int, Limits(ge=1, le=500)] = 10
+    drain_seconds: Annotated[Duration, Limits(ge=0)] = 1.0
+    health_timeout: Annotated[Duration, _POSITIVE] = 30.0
+    # judge each batch this long before the next
+    analysis_seconds: Annotated[Duration, Limits(ge=0)] = 0.0
     # traffic analysis (HAProxy stats): fewer requests to the switched hosts is inconclusive;
     # bad is worse than analysis_factor x the hosts not yet switched (and past a floor)
-    analysis_min_requests: int = Field(20, ge=1)
-    analysis_factor: float = Field(2.0, gt=1)
-
-    @field_validator("batches")
-    @classmethod
-    def _batches(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError('at least one batch is needed, e.g. ["1", "50%", "100%"]')
-        bad = [b for b in value if not _BATCH.match(str(b).strip())]
-        if bad:
-            raise ValueError(
-                f'bad batch spec {bad}: each is a host count ("1", "2") or a percentage'
-                ' of the hosts ("50%", 1 to 100)'
-            )
-        return [str(b).strip() for b in value]
+    analysis_min_requests: Annotated[int, Limits(ge=1)] = 20
+    analysis_factor: Annotated[float, Limits(gt=1)] = 2.0
 
 
-class LoadBalancerConfig(Strict):
+@section
+class LoadBalancerConfig(Section):
     kind: Literal["none", "http", "command", "haproxy"] = "none"
     drain_url: str | None = None  # "{backend}" is filled in, URL-encoded; POSTed
     enable_url: str | None = None
@@ -269,12 +275,11 @@ class LoadBalancerConfig(Strict):
     # backend holding the hosts; a host's server is its backend_name (or "backend/server")
     socket: str | None = None
     backend: str | None = None
-    drain_timeout: Duration = Field(30.0, gt=0)  # haproxy: wait for sessions to end, at most
-    poll_interval: Duration = Field(0.1, gt=0)  # haproxy: how often show stat is read meanwhile
-    timeout: Duration = Field(40.0, gt=0)  # one drain/enable call (URL, command, runtime API)
+    drain_timeout: Annotated[Duration, _POSITIVE] = 30.0  # haproxy: wait for sessions to end
+    poll_interval: Annotated[Duration, _POSITIVE] = 0.1  # haproxy: show stat read this often
+    timeout: Annotated[Duration, _POSITIVE] = 40.0  # one drain/enable (URL, command, API)
 
-    @model_validator(mode="after")
-    def _complete(self) -> LoadBalancerConfig:
+    def _consistent(self) -> None:
         if self.kind == "http" and not (self.drain_url and self.enable_url):
             raise ValueError('kind = "http" needs drain_url and enable_url')
         if self.kind == "command" and not (self.drain_command and self.enable_command):
@@ -293,119 +298,120 @@ class LoadBalancerConfig(Strict):
                 )
             if not self.backend:
                 raise ValueError('kind = "haproxy" needs backend: the HAProxy backend of the hosts')
-        return self
 
 
-class RedisConfig(Strict):
+@section
+class RedisConfig(Section):
     url: str | None = None  # e.g. redis://127.0.0.1:6379/0; None: no Redis
     prefix: str = "portal-ops"
 
 
-class LockConfig(Strict):
+@section
+class LockConfig(Section):
     """The deploy lock's lease: renewed every ``heartbeat_seconds`` while a run lives; a lock
     not renewed for ``lease_seconds`` is stale (shown so; cleared with ``portal-ops unlock``)."""
 
-    heartbeat_seconds: Duration = Field(5.0, gt=0, le=300)
-    lease_seconds: Duration = Field(30.0, gt=0, le=3600)
+    heartbeat_seconds: Annotated[Duration, Limits(gt=0, le=300)] = 5.0
+    lease_seconds: Annotated[Duration, Limits(gt=0, le=3600)] = 30.0
 
-    @model_validator(mode="after")
-    def _lease_outlives_beats(self) -> LockConfig:
+    def _consistent(self) -> None:
         if self.lease_seconds < 3 * self.heartbeat_seconds:
             raise ValueError("lease_seconds must be at least 3 x heartbeat_seconds")
-        return self
 
 
-class UIConfig(Strict):
+@section
+class UIConfig(Section):
     """The control room's defaults; ``--theme`` and ``$PORTAL_OPS_THEME`` win over them."""
 
     theme: str | None = None  # portal-dark, portal-light, portal-high-contrast, ansi-dark...
     # binding id -> keys ("wrap" = "x", "zoom" = "Z,ctrl+z"); ids are checked by the room
-    keys: dict[str, str] = Field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
 
 
-class StateConfig(Strict):
-    dir: str | None = None
-
-    @field_validator("dir")
-    @classmethod
-    def _directory(cls, value: str | None) -> str | None:
-        if value is not None:
-            path = Path(value).expanduser()
-            if not value.strip():
-                raise ValueError("must name a directory")
-            if path.exists() and not path.is_dir():
-                raise ValueError(f"{value!r} exists and is not a directory")
-        return value
+def _directory(value: str) -> str:
+    path = Path(value).expanduser()
+    if not value.strip():
+        raise ValueError("must name a directory")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{value!r} exists and is not a directory")
+    return value
 
 
-class InventoryConfig(Strict):
+@section
+class StateConfig(Section):
+    dir: Annotated[str, Check(_directory)] | None = None
+
+
+@section
+class InventoryConfig(Section):
     """Hosts from an Ansible inventory, added to ``[[hosts]]`` (backend/fleet/inventory.py)."""
 
-    file: str = Field(min_length=1)  # JSON of ansible-inventory --list, INI or YAML
-    groups: list[str] = Field(default_factory=list)  # only hosts in these groups; [] all
-    roles: dict[str, str] = Field(default_factory=dict)  # group -> role, e.g. dbservers = "db"
+    file: Annotated[str, Length(min=1)]  # JSON of ansible-inventory --list, INI or YAML
+    groups: list[str] = field(default_factory=list)  # only hosts in these groups; [] all
+    roles: dict[str, str] = field(default_factory=dict)  # group -> role, e.g. dbservers = "db"
 
 
 HOOK_PLACEHOLDERS = frozenset({"deployment_id", "release", "phase", "host"})
 
 
-class HookConfig(Strict):
+def _known_phase(value: str) -> str:
+    from .phases import DEPLOY_PHASES, ROLLBACK_PHASES
+
+    names = [n for n, _ in DEPLOY_PHASES + ROLLBACK_PHASES]
+    if value not in names:
+        raise ValueError(f"unknown phase {value!r} (phases: {', '.join(names)})")
+    return value
+
+
+@section
+class HookConfig(Section):
     """A command run before or after a phase; a failure fails that phase."""
 
-    phase: str
-    run: str = Field(min_length=1)
+    phase: Annotated[str, Check(_known_phase)]
+    run: Annotated[str, Length(min=1)]
     # local: on the portal-ops machine; hosts: on every host of the run; primary: one host
     on: Literal["local", "hosts", "primary"] = "local"
-    timeout: Duration = Field(300.0, gt=0)
-
-    @field_validator("phase")
-    @classmethod
-    def _known_phase(cls, value: str) -> str:
-        from .phases import DEPLOY_PHASES, ROLLBACK_PHASES
-
-        names = [n for n, _ in DEPLOY_PHASES + ROLLBACK_PHASES]
-        if value not in names:
-            raise ValueError(f"unknown phase {value!r} (phases: {', '.join(names)})")
-        return value
+    timeout: Annotated[Duration, _POSITIVE] = 300.0
 
 
-class HooksConfig(Strict):
-    before: list[HookConfig] = Field(default_factory=list)
-    after: list[HookConfig] = Field(default_factory=list)
+@section
+class HooksConfig(Section):
+    before: list[HookConfig] = field(default_factory=list)
+    after: list[HookConfig] = field(default_factory=list)
 
 
-class Config(Strict):
+@section
+class Config(Section):
     portal: PortalConfig
-    hosts: list[HostConfig] = Field(min_length=1)
+    hosts: Annotated[list[HostConfig], Length(min=1)]
     inventory: InventoryConfig | None = None
-    hooks: HooksConfig = Field(default_factory=HooksConfig)
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
-    ssh: SSHConfig = Field(default_factory=SSHConfig)
-    commands: dict[Step, str] = Field(default_factory=dict)
-    load_balancer: LoadBalancerConfig = Field(default_factory=LoadBalancerConfig)
-    redis: RedisConfig = Field(default_factory=RedisConfig)
-    lock: LockConfig = Field(default_factory=LockConfig)
-    state: StateConfig = Field(default_factory=StateConfig)
-    ui: UIConfig = Field(default_factory=UIConfig)
-    validation: ValidationConfig = Field(default_factory=ValidationConfig)
-    flags: FlagsConfig = Field(default_factory=FlagsConfig)
-    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
-    notify: NotifyConfig = Field(default_factory=NotifyConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    ssh: SSHConfig = field(default_factory=SSHConfig)
+    commands: dict[Step, str] = field(default_factory=dict)
+    load_balancer: LoadBalancerConfig = field(default_factory=LoadBalancerConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    lock: LockConfig = field(default_factory=LockConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    flags: FlagsConfig = field(default_factory=FlagsConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
-    source: str = Field("", exclude=True)  # the file it came from
-    environment: str | None = Field(None, exclude=True)  # -e NAME: its overlay was merged
-    sources: dict[str, str] = Field(default_factory=dict, exclude=True)  # key -> its file
-    limit: list[str] | None = Field(None, exclude=True)  # --hosts/--roles: the chosen hosts
-    fleet: list[str] = Field(default_factory=list, exclude=True)  # every host, when limited
+    # set by the loader, never read from a file
+    source: str = field(default="", metadata=INTERNAL)  # the file it came from
+    environment: str | None = field(default=None, metadata=INTERNAL)  # -e NAME: overlay merged
+    sources: dict[str, str] = field(default_factory=dict, metadata=INTERNAL)  # key -> its file
+    limit: list[str] | None = field(default=None, metadata=INTERNAL)  # --hosts/--roles: chosen
+    fleet: list[str] = field(default_factory=list, metadata=INTERNAL)  # every host, if limited
 
-    @model_validator(mode="after")
-    def _unique_hosts(self) -> Config:
+    def _consistent(self) -> None:
         names = [h.name for h in self.hosts]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"host names must be unique; repeated: {', '.join(dupes)}")
-        return self
 
     def deploy_path(self, host: HostConfig) -> str:
         return host.deploy_path or self.portal.deploy_path
@@ -518,9 +524,9 @@ def _with_inventory(raw: dict[str, Any], file: Path, sources: dict[str, str]) ->
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> Config:
     problems = template_errors(raw)
     try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        problems = [_describe(err, raw) for err in exc.errors()] + problems
+        config = parse(Config, raw)
+    except SchemaError as exc:
+        problems = [_describe(problem, raw) for problem in exc.problems] + problems
         raise ConfigError(source, problems) from None
     if problems:
         raise ConfigError(source, problems)
@@ -555,17 +561,11 @@ def template_errors(raw: dict[str, Any]) -> list[str]:
     ]
 
 
-def _describe(err: Any, raw: dict[str, Any]) -> str:
-    loc = _location(err["loc"], raw)
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return f"{loc}: unknown key"
-    if kind == "missing":
-        return f"{loc}: required key is missing"
-    msg = err["msg"].removeprefix("Value error, ")
-    if "input" in err and kind not in ("model_type",) and not isinstance(err["input"], dict):
-        return f"{loc}: {msg} (got {err['input']!r})"
-    return f"{loc}: {msg}"
+def _describe(problem: Problem, raw: dict[str, Any]) -> str:
+    loc = _location(problem.loc, raw)
+    if problem.has_input and problem.kind != "section" and not isinstance(problem.input, dict):
+        return f"{loc}: {problem.message} (got {problem.input!r})"
+    return f"{loc}: {problem.message}"
 
 
 def _location(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from .schema import Convert
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -56,7 +56,7 @@ def parse_duration(value: Any, key: str = "duration") -> float:
 
 
 def _config_duration(value: Any) -> Any:
-    """In a pydantic model: text becomes seconds; the field's own bounds still apply."""
+    """In a config section: text becomes seconds; the field's own bounds still apply."""
     if isinstance(value, str):
         try:
             return parse_duration(value)
@@ -68,4 +68,4 @@ def _config_duration(value: Any) -> Any:
 
 
 # A config field that takes 90, "90s", "5m" or "1h30m" and holds seconds as a float.
-Duration = Annotated[float, BeforeValidator(_config_duration)]
+Duration = Annotated[float, Convert(_config_duration)]

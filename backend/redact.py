@@ -80,8 +80,10 @@ def secret_values(settings: Any, environ: Mapping[str, str] | None = None) -> li
 
 
 def register_config(config: Any) -> None:
-    """Register every secret a loaded config refers to (a pydantic model or plain data)."""
-    data = config.model_dump() if hasattr(config, "model_dump") else config
+    """Register every secret a loaded config refers to (a config section or plain data)."""
+    from .schema import dump
+
+    data = dump(config)
     register(*secret_values(data))
     install_log_redaction()
 

@@ -21,6 +21,7 @@ from backend.checks.parsers import (
 from backend.checks.report import ValidationReport, spatie_result
 from backend.checks.runner import specs_for
 from backend.config import ConfigError, parse_config
+from backend.schema import parse
 
 
 def row(
@@ -183,13 +184,14 @@ def test_bad_validation_config_names_the_key(validation: dict, expected: str) ->
 
 
 def test_commands_may_be_strings_or_tables() -> None:
-    vc = ValidationConfig.model_validate(
+    vc = parse(
+        ValidationConfig,
         {
             "database": "php artisan db:monitor",
             "queue_command": {"command": "x", "on": "all"},
             "disabled": {"P03": "no PHPStan here"},
             "smoke_pages": ["/", {"path": "/login"}],
-        }
+        },
     )
     assert vc.database is not None and vc.database.command == "php artisan db:monitor"
     assert vc.queue_command is not None and vc.queue_command.on == "all"

@@ -15,6 +15,7 @@ Every process started is stopped in the fixture's teardown, and checked gone.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -65,7 +66,7 @@ def roots(tmp_path: Path) -> Iterator[Callable[[], Path]]:
 
 def engine_for(session: DemoSession) -> Engine:
     """The demo's engine for version 2, without the monitoring window of phase 9."""
-    config = session.config.model_copy(deep=True)
+    config = copy.deepcopy(session.config)
     config.monitor.bake_seconds = 0
     return DemoSession(session.sandbox, config).engine()
 

@@ -22,6 +22,7 @@ from backend.flags.model import Context, FlagError, validate_group, validate_nam
 from backend.flags.service import FlagService
 from backend.flags.store import FlagStore
 from backend.identity import Operator
+from backend.schema import parse
 from tui.commands.feature import feature
 
 ALICE = Operator("alice", "bastion", "")
@@ -85,11 +86,11 @@ def test_case_and_utf8_names_are_distinct_stored_flags(service: FlagService) -> 
 
 
 def test_release_flags_in_config_follow_the_same_rule() -> None:
-    assert FlagsConfig(release_flags=["Feature.NewCheckout"]).release_flags == [
+    assert parse(FlagsConfig, {"release_flags": ["Feature.NewCheckout"]}).release_flags == [
         "Feature.NewCheckout"
     ]
     with pytest.raises(ValueError, match="flag name"):
-        FlagsConfig(release_flags=["a b"])
+        parse(FlagsConfig, {"release_flags": ["a b"]})
 
 
 def test_cli_creates_and_shows_an_unleash_name(

@@ -23,6 +23,7 @@ from backend.monitor.sources.accesslog import (
 from backend.monitor.sources.prometheus import CounterState
 from backend.monitor.store import SampleStore
 from backend.monitor.window import TOTAL, Digest, Tally, WindowStats, bucket_quantile, summarize
+from backend.schema import parse
 
 LINE = (
     '203.0.113.7 - - [25/Nov/2026:07:23:51 +0000] "GET /dashboard?q=a%20b HTTP/1.1" 503 1234'
@@ -212,8 +213,8 @@ def test_builtin_rules_use_the_strategy_thresholds() -> None:
     assert rules["error-rate"].threshold == 0.01 and rules["error-rate"].for_windows == 3
     assert rules["latency-p95"].threshold == 500 and rules["latency-p95"].within == 5
     assert rules["latency-regression"].action == "warn"
-    replaced = MonitorConfig(rules=[{"name": "error-rate", "metric": "error_rate",
-                                     "threshold": 0.02, "for_seconds": 61}])  # fmt: skip
+    replaced = parse(MonitorConfig, {"rules": [{"name": "error-rate", "metric": "error_rate",
+                                                "threshold": 0.02, "for_seconds": 61}]})  # fmt: skip
     mine = next(r for r in replaced.effective_rules() if r.name == "error-rate")
     assert mine.threshold == 0.02 and mine.windows_needed(30) == 3
 
@@ -266,5 +267,5 @@ def test_samples_table_and_report_files(tmp_path: Path) -> None:
 
 def test_a_traffic_source_that_is_off_is_refused_at_load() -> None:
     with pytest.raises(ValueError, match=r"\[monitor.prometheus\] is not enabled"):
-        MonitorConfig(traffic_source="prometheus")
-    assert MonitorConfig(traffic_source="probes").traffic_source == "probes"
+        parse(MonitorConfig, {"traffic_source": "prometheus"})
+    assert parse(MonitorConfig, {"traffic_source": "probes"}).traffic_source == "probes"

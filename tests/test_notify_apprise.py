@@ -15,6 +15,7 @@ from backend.events import EventBus, Kind
 from backend.journal import Journal
 from backend.notify import Notifier, NotifyConfig
 from backend.notify.sink import WebhookSink
+from backend.schema import parse
 
 pytest.importorskip("apprise")
 
@@ -30,8 +31,9 @@ async def test_apprise_delivers_and_its_urls_stay_secret(sink: WebhookSink, tmp_
     bus = EventBus()
     bus.set_stamper(journal.record)
     url = f"json://127.0.0.1:{sink.port}/hook/apprise-5ecret-token"
-    config = NotifyConfig.model_validate(
-        {"channels": {"teams": {"kind": "apprise", "urls_env": "APPRISE_URLS", "attempts": 1}}}
+    config = parse(
+        NotifyConfig,
+        {"channels": {"teams": {"kind": "apprise", "urls_env": "APPRISE_URLS", "attempts": 1}}},
     )
     notifier = Notifier(config, bus, env={"APPRISE_URLS": url}, target="business-portal")
     notifier.send("deployment-failed", {"deployment_id": "bp-1", "reason": "x"}, channels=["teams"])

@@ -18,6 +18,7 @@ from backend.journal import Journal
 from backend.notify import Notifier, NotifyConfig
 from backend.notify.bridge import is_automatic
 from backend.notify.sink import Reply, WebhookSink
+from backend.schema import parse
 
 DEPLOY = "bp-20250801-0200"
 
@@ -54,7 +55,7 @@ def attached(
     }
     env = {f"HOOK_{name.upper()}": sink.url for name, sink in sinks.items()}
     notifier = Notifier(
-        NotifyConfig.model_validate({"channels": channels}), env=env, target="business-portal"
+        parse(NotifyConfig, {"channels": channels}), env=env, target="business-portal"
     )
     notifier.attach(bus)
     return bus, notifier

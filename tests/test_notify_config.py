@@ -13,6 +13,7 @@ from backend.config import ConfigError, parse_config
 from backend.notify import EVENTS, Notifier, NotifyConfig, NotifySeverity
 from backend.notify.render import Renderer, render_message
 from backend.notify.secrets import Masker, display_url
+from backend.schema import parse
 
 SLACK_URL = "https://hooks.slack.com/services/T0001/B0001/abcdefSECRETxyz"
 
@@ -144,7 +145,7 @@ def test_explicit_routes_event_filters_and_overrides() -> None:
 
 
 def test_missing_secrets_are_problems_named_by_key() -> None:
-    config = NotifyConfig.model_validate(ESCALATION)
+    config = parse(NotifyConfig, ESCALATION)
     notifier = Notifier(config, env={"SLACK_WEBHOOK_DEPLOYMENTS": SLACK_URL})
     found = notifier.problems()
     assert any(
@@ -157,7 +158,7 @@ def test_missing_secrets_are_problems_named_by_key() -> None:
 
 
 def test_an_env_var_that_holds_no_url_is_reported_without_its_value() -> None:
-    config = NotifyConfig.model_validate(ESCALATION)
+    config = parse(NotifyConfig, ESCALATION)
     notifier = Notifier(config, env={"SLACK_WEBHOOK_DEPLOYMENTS": "xoxb-not-a-url-123456"})
     text = " ".join(notifier.problems())
     assert "SLACK_WEBHOOK_DEPLOYMENTS does not hold an http(s) URL" in text

@@ -19,6 +19,7 @@ from backend.events import EventBus, Kind
 from backend.journal import Journal
 from backend.notify import Notifier, NotifyConfig
 from backend.notify.sink import Reply, WebhookSink
+from backend.schema import parse
 
 SECRET_PATH = "/T0001/B0001/abcdefSECRETxyz"
 HMAC_KEY = "hmac-key-5ecret-value"
@@ -96,7 +97,7 @@ def make(
         "HOOK_KEY": HMAC_KEY,
         "HOOK_TOKEN": TOKEN,
     }
-    return Notifier(NotifyConfig.model_validate(config), bus, env=env), env
+    return Notifier(parse(NotifyConfig, config), bus, env=env), env
 
 
 def journal_text(journal: Journal) -> str:

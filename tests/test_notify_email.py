@@ -20,6 +20,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from backend.events import EventBus, Kind
 from backend.journal import Journal
 from backend.notify import Notifier, NotifyConfig
+from backend.schema import parse
 from tests.fixtures import free_port
 
 USER = "portal-ops"
@@ -102,8 +103,8 @@ def notifier_for(
         "timeout": 5,
         **keys,
     }
-    config = NotifyConfig.model_validate(
-        {"channels": {"leadership": channel}, "backoff": 0.05, "attempts": 2}
+    config = parse(
+        NotifyConfig, {"channels": {"leadership": channel}, "backoff": 0.05, "attempts": 2}
     )
     return Notifier(config, bus, env={"SMTP_PASSWORD": password}, target="business-portal")
 

@@ -18,6 +18,7 @@ from backend.events import Event, EventBus, Kind
 from backend.notify import Notifier, NotifyConfig
 from backend.notify.sink import WebhookSink
 from backend.observe import DeployMetrics, MetricsConfig
+from backend.schema import parse
 
 TARGET = "business-portal"
 
@@ -121,7 +122,7 @@ def test_metrics_pushed_to_a_pushgateway() -> None:
 
 def test_bad_metrics_config_names_the_key() -> None:
     with pytest.raises(ValueError, match="pushgateway"):
-        MetricsConfig(pushgateway="ftp://gateway")
+        parse(MetricsConfig, {"pushgateway": "ftp://gateway"})
 
 
 # -- notification channels -----------------------------------------------------------
@@ -162,7 +163,7 @@ def notifier(receivers: dict[str, WebhookSink], bus: EventBus) -> Notifier:
         ],
     }
     env = {"HOOK": receivers["leadership"].url, "GRAFANA_TOKEN": "glsa_secret", "PD_KEY": "R0UT1NG"}
-    n = Notifier(NotifyConfig.model_validate(config), env=env, target=TARGET)
+    n = Notifier(parse(NotifyConfig, config), env=env, target=TARGET)
     n.attach(bus)
     return n
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -105,9 +106,7 @@ async def test_every_runtime_api_answer_is_checked(stack) -> None:
     seed = lb_config(stack)
     for name in stack.names:
         seed_release(stack.root, name, "r1", GOOD)
-    bad_server = seed.model_copy(
-        update={"hosts": [seed.hosts[0].model_copy(update={"backend_name": "web-9"})]}
-    )
+    bad_server = replace(seed, hosts=[replace(seed.hosts[0], backend_name="web-9")])
     result = await perform(bad_server, bad_server.hosts[0], "drain")
     assert not result.ok and "No such server." in result.detail
     bad_backend = lb_config(stack, backend="portl")
@@ -121,8 +120,8 @@ async def test_preflight_names_every_problem_before_anything_changes(stack, tmp_
     config = lb_config(stack)
     assert await preflight(config, list(config.hosts)) == []
     hosts = [
-        config.hosts[0].model_copy(update={"backend_name": "web-9"}),
-        config.hosts[1].model_copy(update={"backend_name": "portl/host-2"}),
+        replace(config.hosts[0], backend_name="web-9"),
+        replace(config.hosts[1], backend_name="portl/host-2"),
     ]
     problems = await preflight(config, hosts)
     assert problems == [

@@ -29,16 +29,15 @@ LIVE_PROBE_SECONDS = 1.0  # probes at least once a second, so every window has s
 def live_config(config: Config, window: float = LIVE_WINDOW_SECONDS) -> Config:
     """The config with a short window and probes fast enough to fill it."""
     monitor = config.monitor
-    probes = monitor.probes.model_copy(
-        update={"interval_seconds": min(monitor.probes.interval_seconds, LIVE_PROBE_SECONDS)}
+    probes = replace(
+        monitor.probes,
+        interval_seconds=min(monitor.probes.interval_seconds, LIVE_PROBE_SECONDS),
     )
-    prometheus = monitor.prometheus.model_copy(
-        update={"interval_seconds": min(monitor.prometheus.interval_seconds, window)}
+    prometheus = replace(
+        monitor.prometheus, interval_seconds=min(monitor.prometheus.interval_seconds, window)
     )
-    monitor = monitor.model_copy(
-        update={"window_seconds": window, "probes": probes, "prometheus": prometheus}
-    )
-    return config.model_copy(update={"monitor": monitor})
+    monitor = replace(monitor, window_seconds=window, probes=probes, prometheus=prometheus)
+    return replace(config, monitor=monitor)
 
 
 class LiveHealth:

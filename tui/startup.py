@@ -1,6 +1,6 @@
 """The control room's launch: no garbage collection until its first frame is painted.
 
-Launching the room builds ~95,000 long-lived objects (modules, classes, pydantic schemas,
+Launching the room builds ~95,000 long-lived objects (modules, classes, config sections,
 styles, widgets) and next to no garbage, yet CPython's collector walks them ~225 times on
 the way (~50 ms of CPU, a third of it one full collection). :func:`hold_gc` turns it off for
 the launch (``portal-ops ui``/``watch``); :func:`release_gc`, once the first frame is

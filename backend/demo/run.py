@@ -10,6 +10,7 @@ ways the rollback must handle.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import shutil
 import tempfile
@@ -163,7 +164,7 @@ async def bring_up(
     session = DemoSession(sandbox, config)
     # version 1 is the starting point, not the subject: no monitoring window for it, and
     # no release flag (ui-improvements is version 2's: created and rolled out with it)
-    first = config.model_copy(deep=True)
+    first = copy.deepcopy(config)
     first.monitor.bake_seconds = 0
     first.flags.release_flags = []
     engine = DemoSession(sandbox, first).engine()

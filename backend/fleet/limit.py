@@ -8,6 +8,7 @@ or resume without ``--hosts`` acts on the same hosts, never on the untouched one
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
@@ -47,7 +48,7 @@ def limit_hosts(config: Config, hosts: list[str], roles: list[str]) -> Config:
         raise LimitError(
             f"--hosts {','.join(hosts)} --roles {','.join(roles)}: no host matches both"
         )
-    limited = config.model_copy(update={"hosts": chosen})
+    limited = replace(config, hosts=chosen)
     limited.limit = [h.name for h in chosen]
     limited.fleet = names
     return limited

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from dataclasses import field
+from typing import Annotated, Literal
 
 from ..durations import Duration
+from ..schema import Check, Length, Limits, Section, section
 
 Metric = Literal[
     "p50", "p95", "p99", "error_rate", "rps", "requests", "uptime", "probe_failures"
@@ -35,114 +35,115 @@ LATENCY_GROUPS = ("request_time", "request_time_ms", "request_time_us")
 PROBE_METRICS = ("uptime", "probe_failures")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class ProbesConfig(_Strict):
+@section
+class ProbesConfig(Section):
     """Synthetic probes: httpx requests to URLs at an interval (uptime, probe failures)."""
 
     enabled: bool = True  # only runs when there is a URL (urls, or the portal's health_url)
-    urls: list[str] = Field(default_factory=list)  # "{address}"/"{name}": one probe per host
+    urls: list[str] = field(default_factory=list)  # "{address}"/"{name}": one probe per host
     use_health_url: bool = True  # with no urls: probe [portal] health_url on every host
-    interval_seconds: Duration = Field(5.0, gt=0)
-    timeout_seconds: Duration = Field(3.0, gt=0)
-    ok_status_max: int = Field(399, ge=100, le=599)  # a probe passes with a status <= this
+    interval_seconds: Annotated[Duration, Limits(gt=0)] = 5.0
+    timeout_seconds: Annotated[Duration, Limits(gt=0)] = 3.0
+    ok_status_max: Annotated[int, Limits(ge=100, le=599)] = (
+        399  # a probe passes with a status <= this
+    )
     verify_tls: bool = True
 
 
-class PrometheusConfig(_Strict):
+@section
+class PrometheusConfig(Section):
     """The app's /metrics: counter and histogram deltas between scrapes."""
 
     enabled: bool = False
-    urls: list[str] = Field(default_factory=list)  # "{address}"/"{name}": one per host
-    interval_seconds: Duration = Field(5.0, gt=0)
-    timeout_seconds: Duration = Field(3.0, gt=0)
+    urls: list[str] = field(default_factory=list)  # "{address}"/"{name}": one per host
+    interval_seconds: Annotated[Duration, Limits(gt=0)] = 5.0
+    timeout_seconds: Annotated[Duration, Limits(gt=0)] = 3.0
     requests_metric: str = "http_requests_total"  # counter with a status label
     status_label: str = "status"  # "code" for some exporters; values 200, 503 or 5xx
     latency_metric: str = "http_request_duration_seconds"  # histogram, in seconds
-    match: dict[str, str] = Field(default_factory=dict)  # only series with these labels
+    match: dict[str, str] = field(default_factory=dict)  # only series with these labels
     verify_tls: bool = True
 
-    @model_validator(mode="after")
-    def _urls(self) -> PrometheusConfig:
+    def _consistent(self) -> None:
         if self.enabled and not self.urls:
             raise ValueError('enabled = true needs urls, e.g. ["http://{address}:9100/metrics"]')
-        return self
 
 
-class HAProxyStatsConfig(_Strict):
+@section
+class HAProxyStatsConfig(Section):
     """HAProxy's per-server stats (``show stat``): real user traffic per host."""
 
     enabled: bool = False
     socket: str | None = None  # default: [load_balancer] socket
     backend: str | None = None  # default: [load_balancer] backend
-    interval_seconds: Duration = Field(1.0, gt=0)
+    interval_seconds: Annotated[Duration, Limits(gt=0)] = 1.0
 
 
-class AccessLogConfig(_Strict):
+def _format(value: str) -> str:
+    if value in BUILTIN_FORMATS:
+        return value
+    if "$status" not in value:
+        raise ValueError(
+            f"must be one of {', '.join(BUILTIN_FORMATS)} or an nginx log_format spec"
+            " containing $status (and $request_time for latency)"
+        )
+    return value
+
+
+def _status_regex(value: str) -> str:
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    if "status" not in compiled.groupindex:
+        raise ValueError("needs a named group (?P<status>...)")
+    return value
+
+
+@section
+class AccessLogConfig(Section):
     """The web server's access log, followed with ``tail -F`` over the transport."""
 
     enabled: bool = False
     path: str = "/var/log/nginx/access.log"  # "{name}" is filled in per host
-    format: str = COMBINED_TIMED  # a built-in name or an nginx log_format spec with $vars
-    regex: str | None = None  # instead of format: named groups status and request_time[_ms|_us]
-    roles: list[str] = Field(default_factory=lambda: ["web"])  # hosts whose log is followed
-
-    @field_validator("format")
-    @classmethod
-    def _format(cls, value: str) -> str:
-        if value in BUILTIN_FORMATS:
-            return value
-        if "$status" not in value:
-            raise ValueError(
-                f"must be one of {', '.join(BUILTIN_FORMATS)} or an nginx log_format spec"
-                " containing $status (and $request_time for latency)"
-            )
-        return value
-
-    @field_validator("regex")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            compiled = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        if "status" not in compiled.groupindex:
-            raise ValueError("needs a named group (?P<status>...)")
-        return value
+    # a built-in name or an nginx log_format spec with $vars
+    format: Annotated[str, Check(_format)] = COMBINED_TIMED
+    # instead of format: named groups status and request_time[_ms|_us]
+    regex: Annotated[str, Check(_status_regex)] | None = None
+    roles: list[str] = field(default_factory=lambda: ["web"])  # hosts whose log is followed
 
 
-class RuleConfig(_Strict):
+@section
+class RuleConfig(Section):
     """One rule: ``metric op threshold`` (and/or ``> baseline_factor x baseline``).
 
     Bad windows are counted among *conclusive* windows only: the rule fires when
     ``for_windows`` of the last ``within`` conclusive windows were bad and the latest was.
     """
 
-    name: str = Field(min_length=1, max_length=64)
+    name: Annotated[str, Length(min=1, max=64)]
     metric: Metric
     op: Op | None = None  # default: ">" ("<" for uptime and rps)
     threshold: float | None = None  # ms for p50/p95/p99, a fraction for error_rate/uptime
-    baseline_factor: float | None = Field(None, gt=0)  # e.g. 2.0: and above 2x the baseline
-    for_windows: int | None = Field(None, ge=1, le=1000)
-    for_seconds: float | None = Field(None, gt=0)  # or a duration, rounded up to windows
-    within: int | None = Field(None, ge=1, le=1000)  # N of the last M (default M = N)
-    min_requests: int | None = Field(None, ge=0)  # default: [monitor] min_requests
+    baseline_factor: Annotated[float, Limits(gt=0)] | None = (
+        None  # e.g. 2.0: and above 2x the baseline
+    )
+    for_windows: Annotated[int, Limits(ge=1, le=1000)] | None = None
+    for_seconds: Annotated[float, Limits(gt=0)] | None = (
+        None  # or a duration, rounded up to windows
+    )
+    within: Annotated[int, Limits(ge=1, le=1000)] | None = None  # N of the last M (default M = N)
+    min_requests: Annotated[int, Limits(ge=0)] | None = None  # default: [monitor] min_requests
     scope: Scope = "any"  # the total, every host, or both
     action: Action = "rollback"
 
-    @model_validator(mode="after")
-    def _complete(self) -> RuleConfig:
+    def _consistent(self) -> None:
         if self.threshold is None and self.baseline_factor is None:
             raise ValueError("a rule needs a threshold, a baseline_factor, or both")
         if self.for_windows is not None and self.for_seconds is not None:
             raise ValueError("give for_windows or for_seconds, not both")
         if self.within is not None and self.within < (self.for_windows or 1):
             raise ValueError("within must be at least for_windows")
-        return self
 
     @property
     def operator(self) -> Op:
@@ -157,37 +158,49 @@ class RuleConfig(_Strict):
         return 1
 
 
-class MonitorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-    window_seconds: Duration = Field(30.0, gt=0)
+@section
+class MonitorConfig(Section):
+    window_seconds: Annotated[Duration, Limits(gt=0)] = 30.0
     auto_rollback: bool = True  # for the engine's phase-9 monitoring; the CLI asks explicitly
-    bake_seconds: Duration = Field(0.0, ge=0)  # phase 9's monitoring window; 0: none (>= 600 ok)
-    duration_seconds: Duration = Field(900.0, gt=0)  # `portal-ops monitor` without --duration
-    baseline_seconds: Duration = Field(60.0, ge=0)  # recorded before the switch; 0: none
-    min_requests: int = Field(50, ge=0)  # fewer in a window: INCONCLUSIVE, never pass/fail
-    min_probes: int = Field(1, ge=0)  # the same for probe metrics (uptime, probe_failures)
-    clear_windows: int = Field(2, ge=1)  # good windows in a row before a firing rule clears
-    inconclusive_alert_windows: int = Field(4, ge=0)  # warn a human after this many; 0: never
+    bake_seconds: Annotated[Duration, Limits(ge=0)] = (
+        0.0  # phase 9's monitoring window; 0: none (>= 600 ok)
+    )
+    duration_seconds: Annotated[Duration, Limits(gt=0)] = (
+        900.0  # `portal-ops monitor` without --duration
+    )
+    baseline_seconds: Annotated[Duration, Limits(ge=0)] = (
+        60.0  # recorded before the switch; 0: none
+    )
+    min_requests: Annotated[int, Limits(ge=0)] = (
+        50  # fewer in a window: INCONCLUSIVE, never pass/fail
+    )
+    min_probes: Annotated[int, Limits(ge=0)] = (
+        1  # the same for probe metrics (uptime, probe_failures)
+    )
+    clear_windows: Annotated[int, Limits(ge=1)] = (
+        2  # good windows in a row before a firing rule clears
+    )
+    inconclusive_alert_windows: Annotated[int, Limits(ge=0)] = (
+        4  # warn a human after this many; 0: never
+    )
     traffic_source: Literal["auto", "haproxy", "access_log", "prometheus", "probes"] = "auto"
 
-    response_time_target_ms: float = Field(200.0, gt=0)
-    response_time_acceptable_ms: float = Field(500.0, gt=0)
-    error_rate_target: float = Field(0.001, ge=0, le=1)
-    error_rate_acceptable: float = Field(0.01, ge=0, le=1)
-    uptime_target: float = Field(0.999, ge=0, le=1)
-    uptime_acceptable: float = Field(0.995, ge=0, le=1)
+    response_time_target_ms: Annotated[float, Limits(gt=0)] = 200.0
+    response_time_acceptable_ms: Annotated[float, Limits(gt=0)] = 500.0
+    error_rate_target: Annotated[float, Limits(ge=0, le=1)] = 0.001
+    error_rate_acceptable: Annotated[float, Limits(ge=0, le=1)] = 0.01
+    uptime_target: Annotated[float, Limits(ge=0, le=1)] = 0.999
+    uptime_acceptable: Annotated[float, Limits(ge=0, le=1)] = 0.995
 
     default_rules: bool = True  # the built-in rules below, unless a rule of the same name
-    rules: list[RuleConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = field(default_factory=list)
 
-    probes: ProbesConfig = Field(default_factory=ProbesConfig)
-    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
-    access_log: AccessLogConfig = Field(default_factory=AccessLogConfig)
-    haproxy: HAProxyStatsConfig = Field(default_factory=HAProxyStatsConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
+    access_log: AccessLogConfig = field(default_factory=AccessLogConfig)
+    haproxy: HAProxyStatsConfig = field(default_factory=HAProxyStatsConfig)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> MonitorConfig:
+    def _consistent(self) -> None:
         if self.response_time_acceptable_ms < self.response_time_target_ms:
             raise ValueError("response_time_acceptable_ms must be >= response_time_target_ms")
         if self.error_rate_acceptable < self.error_rate_target:
@@ -214,7 +227,6 @@ class MonitorConfig(BaseModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"rule names must be unique; repeated: {', '.join(dupes)}")
-        return self
 
     def effective_rules(self) -> list[RuleConfig]:
         """The configured rules plus the built-in ones they do not replace (by name)."""

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import re
 import string
+from dataclasses import field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from ..durations import Duration
+from ..schema import Check, Length, Limits, Section, Tagged, section
 from .catalog import DEFAULT_ROUTES, EVENTS, NotifySeverity, event_names
 
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 LINK_FIELDS = ("deployment_id", "target", "revision", "event")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 def _check_env_names(raw: Any, keys: tuple[str, ...]) -> Any:
@@ -44,14 +40,45 @@ def _check_env_names(raw: Any, keys: tuple[str, ...]) -> Any:
     return raw
 
 
-class _ChannelBase(_Strict):
+def _addresses(value: list[str]) -> list[str]:
+    bad = [a for a in value if "@" not in a or any(c in a for c in " ,;<>\r\n")]
+    if bad:
+        raise ValueError(f"not plain e-mail addresses: {bad}")
+    return value
+
+
+def _header_names(value: dict[str, str]) -> dict[str, str]:
+    bad = [h for h in value if not _HEADER_NAME.match(h)]
+    if bad:
+        raise ValueError(f"bad header names {bad}")
+    return value
+
+
+def _http_url(message: str) -> Check:
+    def http(value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(message)
+        return value
+
+    return Check(http)
+
+
+def _known_events(value: Any) -> Any:
+    bad = [e for e in value if e not in EVENTS]
+    if bad:
+        raise ValueError(f"unknown events {bad}; allowed: {event_names()}")
+    return value
+
+
+@section
+class _ChannelBase(Section):
     enabled: bool = True
-    timeout: Duration | None = Field(
-        None, gt=0, le=300
-    )  # seconds per attempt; None: [notify] timeout
-    attempts: int | None = Field(None, ge=1, le=10)  # None: [notify] attempts
+    # seconds per attempt; None: [notify] timeout
+    timeout: Annotated[Duration, Limits(gt=0, le=300)] | None = None
+    attempts: Annotated[int, Limits(ge=1, le=10)] | None = None  # None: [notify] attempts
 
 
+@section
 class SlackChannel(_ChannelBase):
     """A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat, ...)."""
 
@@ -60,45 +87,37 @@ class SlackChannel(_ChannelBase):
     username: str | None = None  # honoured by Mattermost; Slack app webhooks ignore it
     icon_emoji: str | None = None
     channel: str | None = None  # Mattermost override; Slack webhooks post where created
-    min_interval: Duration = Field(1.0, ge=0, le=60)  # Slack allows about 1 message/s per webhook
+    min_interval: Annotated[Duration, Limits(ge=0, le=60)] = (
+        1.0  # Slack allows about 1 message/s per webhook
+    )
 
-    @model_validator(mode="before")
     @classmethod
-    def _env(cls, raw: Any) -> Any:
+    def _shorthand(cls, raw: Any) -> Any:
         return _check_env_names(raw, ("url_env",))
 
 
+@section
 class EmailChannel(_ChannelBase):
     """SMTP with STARTTLS (port 587) or implicit TLS (465), with or without AUTH."""
 
     kind: Literal["email"]
-    host: str = Field(min_length=1)
-    port: int | None = Field(None, ge=1, le=65535)  # None: 465 with tls, else 587
+    host: Annotated[str, Length(min=1)]
+    port: Annotated[int, Limits(ge=1, le=65535)] | None = None  # None: 465 with tls, else 587
     starttls: bool = True
     tls: bool = False  # implicit TLS from the first byte (port 465)
     username: str | None = None
     password_env: str | None = None
     ca_file: str | None = None  # a private CA bundle; the system store otherwise
-    sender: str = Field(min_length=3)
-    to: list[str] = Field(min_length=1)
-    cc: list[str] = Field(default_factory=list)
+    sender: Annotated[str, Length(min=3)]
+    to: Annotated[list[str], Length(min=1), Check(_addresses)]
+    cc: Annotated[list[str], Check(_addresses)] = field(default_factory=list)
     subject_prefix: str = "[portal-ops]"
 
-    @model_validator(mode="before")
     @classmethod
-    def _env(cls, raw: Any) -> Any:
+    def _shorthand(cls, raw: Any) -> Any:
         return _check_env_names(raw, ("password_env",))
 
-    @field_validator("to", "cc")
-    @classmethod
-    def _addresses(cls, value: list[str]) -> list[str]:
-        bad = [a for a in value if "@" not in a or any(c in a for c in " ,;<>\r\n")]
-        if bad:
-            raise ValueError(f"not plain e-mail addresses: {bad}")
-        return value
-
-    @model_validator(mode="after")
-    def _auth(self) -> EmailChannel:
+    def _consistent(self) -> None:
         if self.tls and self.starttls:
             raise ValueError("choose one of tls = true (implicit TLS, port 465) or starttls = true")
         if bool(self.username) != bool(self.password_env):
@@ -108,25 +127,26 @@ class EmailChannel(_ChannelBase):
                 "AUTH without starttls or tls would send the password in clear text;"
                 " set starttls = true"
             )
-        return self
 
     @property
     def effective_port(self) -> int:
         return self.port or (465 if self.tls else 587)
 
 
+@section
 class WebhookChannel(_ChannelBase):
     """A generic JSON POST (schema in docs/notify.md), optionally HMAC-signed."""
 
     kind: Literal["webhook"]
     url_env: str
     secret_env: str | None = None  # HMAC-SHA256 key for X-Portal-Ops-Signature
-    headers: dict[str, str] = Field(default_factory=dict)  # static, not secret
-    headers_env: dict[str, str] = Field(default_factory=dict)  # header -> env var (tokens)
+    # static, not secret
+    headers: Annotated[dict[str, str], Check(_header_names)] = field(default_factory=dict)
+    # header -> env var (tokens)
+    headers_env: Annotated[dict[str, str], Check(_header_names)] = field(default_factory=dict)
 
-    @model_validator(mode="before")
     @classmethod
-    def _env(cls, raw: Any) -> Any:
+    def _shorthand(cls, raw: Any) -> Any:
         raw = _check_env_names(raw, ("url_env", "secret_env"))
         if isinstance(raw, dict) and isinstance(raw.get("headers_env"), dict):
             for header, var in raw["headers_env"].items():
@@ -136,67 +156,48 @@ class WebhookChannel(_ChannelBase):
                     )
         return raw
 
-    @field_validator("headers", "headers_env")
-    @classmethod
-    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [h for h in value if not _HEADER_NAME.match(h)]
-        if bad:
-            raise ValueError(f"bad header names {bad}")
-        return value
 
-
+@section
 class AppriseChannel(_ChannelBase):
     """The long tail (Teams, Telegram, ntfy, SMS, ...) through Apprise, if installed."""
 
     kind: Literal["apprise"]
     urls_env: str  # one or more Apprise URLs (they embed tokens), space or comma separated
 
-    @model_validator(mode="before")
     @classmethod
-    def _env(cls, raw: Any) -> Any:
+    def _shorthand(cls, raw: Any) -> Any:
         return _check_env_names(raw, ("urls_env",))
 
 
+@section
 class GrafanaChannel(_ChannelBase):
     """Annotations on Grafana dashboards (HTTP API, service-account token)."""
 
     kind: Literal["grafana"]
-    url: str  # https://grafana.example.com (not a secret; the token is)
+    # https://grafana.example.com (not a secret; the token is)
+    url: Annotated[str, _http_url("url must be the http(s) URL of Grafana")]
     token_env: str
     dashboard_uid: str | None = None  # None: an organisation-wide annotation
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
-    @model_validator(mode="before")
     @classmethod
-    def _env(cls, raw: Any) -> Any:
+    def _shorthand(cls, raw: Any) -> Any:
         return _check_env_names(raw, ("token_env",))
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("url must be the http(s) URL of Grafana")
-        return value
 
-
+@section
 class PagerDutyChannel(_ChannelBase):
     """PagerDuty Events API v2: trigger on an alarm, resolve when the rollback succeeds."""
 
     kind: Literal["pagerduty"]
     routing_key_env: str  # the integration's routing key, from the environment
-    events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    events_url: Annotated[str, _http_url("events_url must be an http(s) URL")] = (
+        "https://events.pagerduty.com/v2/enqueue"
+    )
 
-    @model_validator(mode="before")
     @classmethod
-    def _env(cls, raw: Any) -> Any:
+    def _shorthand(cls, raw: Any) -> Any:
         return _check_env_names(raw, ("routing_key_env",))
-
-    @field_validator("events_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("events_url must be an http(s) URL")
-        return value
 
 
 ChannelConfig = Annotated[
@@ -206,27 +207,45 @@ ChannelConfig = Annotated[
     | AppriseChannel
     | GrafanaChannel
     | PagerDutyChannel,
-    Field(discriminator="kind"),
+    Tagged("kind"),
 ]
 
 
-class Route(_Strict):
+def _channel_names(value: dict[str, Any]) -> dict[str, Any]:
+    bad = [n for n in value if not _CHANNEL_NAME.match(n)]
+    if bad:
+        raise ValueError(f"bad channel names {bad}: letters, digits, '.', '_', '-'")
+    return value
+
+
+def _links(value: dict[str, str]) -> dict[str, str]:
+    for name, url in value.items():
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"links.{name} must be an http(s) URL")
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(url) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"links.{name}: bad placeholder ({exc})") from None
+        unknown = sorted(fields - set(LINK_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"links.{name}: unknown placeholders {unknown}; allowed: {list(LINK_FIELDS)}"
+            )
+    return value
+
+
+@section
+class Route(Section):
     """Messages of ``severity`` (and, if given, only of ``events``) go to ``channels``."""
 
     severity: NotifySeverity
-    channels: list[str] = Field(min_length=1)
-    events: list[str] = Field(default_factory=list)  # empty: every event
-
-    @field_validator("events")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        bad = [e for e in value if e not in EVENTS]
-        if bad:
-            raise ValueError(f"unknown events {bad}; allowed: {event_names()}")
-        return value
+    channels: Annotated[list[str], Length(min=1)]
+    # empty: every event
+    events: Annotated[list[str], Check(_known_events)] = field(default_factory=list)
 
 
-class EventSettings(_Strict):
+@section
+class EventSettings(Section):
     """Per-event overrides: a different default severity, fixed channels, or off."""
 
     enabled: bool = True
@@ -234,55 +253,27 @@ class EventSettings(_Strict):
     channels: list[str] | None = None  # replaces routing for this event
 
 
-class NotifyConfig(_Strict):
+@section
+class NotifyConfig(Section):
     enabled: bool = True
-    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
-    routes: list[Route] = Field(default_factory=list)  # empty: the default escalation path
-    events: dict[str, EventSettings] = Field(default_factory=dict)
+    channels: Annotated[dict[str, ChannelConfig], Check(_channel_names)] = field(
+        default_factory=dict
+    )
+    routes: list[Route] = field(default_factory=list)  # empty: the default escalation path
+    events: Annotated[dict[str, EventSettings], Check(_known_events)] = field(default_factory=dict)
     templates_dir: str | None = None  # overrides: <event>.j2 files, looked up first
-    links: dict[str, str] = Field(default_factory=dict)  # name -> URL; {deployment_id} etc.
-    timeout: Duration = Field(10.0, gt=0, le=300)  # seconds per delivery attempt
-    attempts: int = Field(4, ge=1, le=10)  # tries per delivery, the first included
-    backoff: float = Field(1.0, ge=0, le=60)  # first retry delay; doubles each time
-    backoff_max: float = Field(30.0, ge=0, le=600)
-    retry_after_max: float = Field(60.0, ge=0, le=600)  # cap on a server's Retry-After
-    drain_timeout: Duration = Field(60.0, gt=0, le=3600)  # how long the CLI waits at exit
+    # name -> URL; {deployment_id} etc.
+    links: Annotated[dict[str, str], Check(_links)] = field(default_factory=dict)
+    timeout: Annotated[Duration, Limits(gt=0, le=300)] = 10.0  # seconds per delivery attempt
+    attempts: Annotated[int, Limits(ge=1, le=10)] = 4  # tries per delivery, the first included
+    backoff: Annotated[float, Limits(ge=0, le=60)] = 1.0  # first retry delay; doubles each time
+    backoff_max: Annotated[float, Limits(ge=0, le=600)] = 30.0
+    retry_after_max: Annotated[float, Limits(ge=0, le=600)] = 60.0  # cap on a server's Retry-After
+    drain_timeout: Annotated[Duration, Limits(gt=0, le=3600)] = (
+        60.0  # how long the CLI waits at exit
+    )
 
-    @field_validator("channels")
-    @classmethod
-    def _channel_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        bad = [n for n in value if not _CHANNEL_NAME.match(n)]
-        if bad:
-            raise ValueError(f"bad channel names {bad}: letters, digits, '.', '_', '-'")
-        return value
-
-    @field_validator("events")
-    @classmethod
-    def _event_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        bad = [e for e in value if e not in EVENTS]
-        if bad:
-            raise ValueError(f"unknown events {bad}; allowed: {event_names()}")
-        return value
-
-    @field_validator("links")
-    @classmethod
-    def _links(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, url in value.items():
-            if not url.startswith(("https://", "http://")):
-                raise ValueError(f"links.{name} must be an http(s) URL")
-            try:
-                fields = {f for _, f, _, _ in string.Formatter().parse(url) if f is not None}
-            except ValueError as exc:
-                raise ValueError(f"links.{name}: bad placeholder ({exc})") from None
-            unknown = sorted(fields - set(LINK_FIELDS))
-            if unknown:
-                raise ValueError(
-                    f"links.{name}: unknown placeholders {unknown}; allowed: {list(LINK_FIELDS)}"
-                )
-        return value
-
-    @model_validator(mode="after")
-    def _references(self) -> NotifyConfig:
+    def _consistent(self) -> None:
         problems: list[str] = []
         for i, route in enumerate(self.routes):
             missing = [c for c in route.channels if c not in self.channels]
@@ -295,7 +286,6 @@ class NotifyConfig(_Strict):
         if problems:
             known = ", ".join(self.channels) or "none configured"
             raise ValueError("; ".join(problems) + f" (channels: {known})")
-        return self
 
     def severity_for(self, event: str) -> NotifySeverity:
         """The event's severity: ``[notify.events.<event>] severity``, else its default."""

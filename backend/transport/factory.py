@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .base import Host, TransportError
 from .local import LocalHost
 
-if TYPE_CHECKING:  # the transport stays importable without the config models (pydantic)
+if TYPE_CHECKING:  # the transport stays importable without the config models
     from ..config import Config, HostConfig
 
 

@@ -13,13 +13,14 @@ from click.testing import CliRunner
 from backend.config import parse_config
 from backend.events import Event, EventBus, Kind
 from backend.notify.catalog import NotifySeverity
+from backend.schema import dump
 from tests.tui import recorded
 
 
 def _demo_config(tmp_path: Path) -> object:
     from backend.demo.run import demo_overrides
 
-    raw = recorded.config().model_dump(exclude={"source"})
+    raw = dump(recorded.config())
     raw["notify"] = demo_overrides(tmp_path)["notify"]
     return parse_config(raw)
 

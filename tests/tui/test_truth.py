@@ -20,6 +20,7 @@ from backend.config import parse_config
 from backend.engine import Engine
 from backend.events import Event, Kind
 from backend.journal import Journal
+from backend.schema import dump
 from tests.tui import recorded
 from tests.tui.conftest import until
 from tui.app import OperatorRoom, RoomApp
@@ -412,7 +413,7 @@ def test_watch_without_an_id_uses_the_journal_that_holds_deployments(
     from tui.app import watch_feed
 
     journal = Journal(tmp_path / "j.db")
-    raw = recorded.config().model_dump(exclude={"source"})
+    raw = dump(recorded.config())
     raw["redis"] = {"url": fresh_redis.url, "prefix": "t"}
     with_redis = parse_config(raw)
     recorded.write_journal(journal, recorded.deployment("done"))
@@ -470,7 +471,7 @@ def test_a_plan_is_never_logged_as_a_deployment_that_succeeded() -> None:
 def test_ui_keys_in_the_config_are_checked_against_the_binding_ids() -> None:
     from tui.keymap import KeymapError, keymap_for
 
-    raw = recorded.config().model_dump(exclude={"source"})
+    raw = dump(recorded.config())
     raw["ui"] = {"keys": {"wrap": "x", "zoom": "Z,ctrl+z"}}
     cfg = parse_config(raw)
     assert keymap_for(cfg.ui.keys) == {"portal-ops.wrap": "x", "portal-ops.zoom": "Z,ctrl+z"}

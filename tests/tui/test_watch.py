@@ -9,6 +9,7 @@ from pathlib import Path
 from backend.feed import JournalFeed
 from backend.flags.service import FlagService
 from backend.journal import Journal
+from backend.schema import dump
 from tests.tui import recorded
 from tests.tui.conftest import until
 from tui.actions import ACTIONS, DANGEROUS_NAMES
@@ -162,7 +163,7 @@ def test_watch_source_choice(fresh_redis, tmp_path: Path) -> None:  # type: igno
 
     journal = Journal(tmp_path / "j.db")
     plain = recorded.config()
-    raw = plain.model_dump(exclude={"source"})
+    raw = dump(plain)
     raw["redis"] = {"url": fresh_redis.url, "prefix": "t"}
     with_redis = parse_config(raw)
     assert watch_feed(plain, journal, None)[1] == "journal"  # no Redis: the journal

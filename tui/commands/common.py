@@ -174,7 +174,7 @@ def load_or_exit(config_path: str | None, *, warn: bool = True) -> Config:
     """Load the config (overlay and ``--hosts``/``--roles`` applied) or print every problem
     in it and exit 2. ``warn=False``: no crash warning here (the control room gives it once
     its first frame is painted)."""
-    from backend.config import ConfigError, load_config  # pydantic: ~0.1 s, only when used
+    from backend.config import ConfigError, load_config  # only when used
 
     ctx = click.get_current_context(silent=True)
     fleet = (ctx.meta.get(_FLEET_META) if ctx is not None else None) or {}

@@ -7,6 +7,7 @@ import click
 from backend import recipes
 from backend.engine.traffic import batches, health_url
 from backend.redact import redact
+from backend.schema import dump
 
 from .common import config_option, json_option, load_or_exit, print_json
 
@@ -39,7 +40,7 @@ def check(config_path: str | None, as_json: bool) -> None:
                 "environment": cfg.environment,
                 "sources": cfg.sources,  # each key -> the file that set it (-e overlays)
                 "limit": cfg.limit,
-                "config": cfg.model_dump(mode="json"),
+                "config": dump(cfg),
                 "batches": [[h.name for h in g] for g in groups],
                 "primary": cfg.primary_host().name,
                 "commands": steps,
