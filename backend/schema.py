@@ -1,7 +1,7 @@
 """The config's sections as plain dataclasses, checked with every problem kept.
 
 A section is a ``@section`` dataclass; :func:`parse` turns raw data (TOML, JSON) into one,
-walking its type hints: ``str``, ``int``, ``float``, ``bool``, ``Literal``, ``list``,
+walking its type hints: ``str``, ``int``, ``float``, ``bool``, ``Literal``, enums, ``list``,
 ``dict``, ``X | None``, nested sections, and ``Annotated`` with the constraints below.
 Every problem in the input is collected (its location, a message, the value) before
 :class:`SchemaError` is raised, never only the first one.
@@ -16,6 +16,7 @@ raw table, ``_consistent`` on the whole section once its fields are valid.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import re
 import types
 import typing
@@ -253,6 +254,8 @@ def _converter(tp: Any) -> Converter:
         return _dict(_converter(key_type), _converter(value_type))
     if isinstance(tp, type) and issubclass(tp, Section):
         return _section_converter(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _enum(tp)
     scalar = _SCALARS.get(tp)
     if scalar is None:
         raise TypeError(f"unsupported type in a config section: {tp!r}")
@@ -357,8 +360,7 @@ def _pattern(pattern: Pattern) -> Converter:
 
 def _literal(choices: tuple[Any, ...]) -> Converter:
     allowed = set(choices)
-    names = [repr(c) for c in choices]
-    words = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    words = _choices([repr(c) for c in choices])
 
     def literal(value: Any, loc: Location, out: list[Problem]) -> Any:
         if isinstance(value, str | int) and not isinstance(value, bool) and value in allowed:
@@ -367,6 +369,26 @@ def _literal(choices: tuple[Any, ...]) -> Converter:
         return BAD
 
     return literal
+
+
+def _enum(kind: type[enum.Enum]) -> Converter:
+    by_value = {member.value: member for member in kind}
+    words = _choices([repr(v) for v in by_value])
+
+    def member(value: Any, loc: Location, out: list[Problem]) -> Any:
+        if isinstance(value, kind):
+            return value
+        if isinstance(value, str | int) and not isinstance(value, bool) and value in by_value:
+            return by_value[value]
+        out.append(Problem(loc, "type", f"Input should be {words}", value))
+        return BAD
+
+    return member
+
+
+def _choices(names: list[str]) -> str:
+    """'a', 'b' or 'c'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _list(item: Converter) -> Converter:

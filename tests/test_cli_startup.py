@@ -22,7 +22,7 @@ try:
     main()
 except SystemExit:
     pass
-heavy = ("textual", "asyncssh", "backend.engine", "backend.config", "httpx", "pydantic")
+heavy = ("textual", "asyncssh", "backend.engine", "backend.config", "httpx", "backend.schema")
 print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)
 """
 
@@ -51,8 +51,8 @@ def test_engine_commands_load_no_textual(command: str) -> None:
 @pytest.mark.parametrize("command", ["deploy", "rollback", "resume"])
 def test_engine_commands_help_loads_no_engine_nor_config_models(command: str) -> None:
     """`deploy --help` (and shell completion, which loads the same module on every TAB)
-    loads neither the engine nor pydantic's config models: ~0.15 s of CPU the help and
-    each completion would pay for nothing."""
+    loads neither the engine nor the config's sections: CPU the help and each
+    completion would pay for nothing."""
     assert loaded(command, "--help") == []
 
 
@@ -134,14 +134,14 @@ def test_deploy_loads_no_http_client_nor_sqlite_utils(sshd: Any, tmp_path: Path)
 
 
 def test_ssh_transport_loads_no_config_models() -> None:
-    """The transport takes its options as plain values: importing it loads no pydantic
-    and no config models (12 MB, the fan-out's whole-process start-up)."""
+    """The transport takes its options as plain values: importing it loads no config
+    sections (the fan-out's whole-process start-up)."""
     out = subprocess.run(
         [
             sys.executable,
             "-c",
             "import json, sys, backend.transport.ssh;"
-            " print(json.dumps(sorted(m for m in ('pydantic', 'backend.config') if m in sys.modules)))",
+            " print(json.dumps(sorted(m for m in ('backend.schema', 'backend.config') if m in sys.modules)))",
         ],
         cwd=ROOT,
         capture_output=True,

@@ -145,7 +145,10 @@ def _window(index: int, requests: int = 100, errors: int = 0, p95: float = 50.0)
 def _book(**rule: object) -> RuleBook:
     spec = {"name": "r", "metric": "error_rate", "threshold": 0.05, "for_windows": 3, **rule}
     return RuleBook(
-        MonitorConfig(window_seconds=1, min_requests=20, default_rules=False, rules=[spec])
+        parse(
+            MonitorConfig,
+            {"window_seconds": 1, "min_requests": 20, "default_rules": False, "rules": [spec]},
+        )
     )
 
 

@@ -57,7 +57,7 @@ def test_a_url_pasted_into_url_env_is_refused_without_echoing_it() -> None:
 
 def test_a_secret_key_in_the_file_is_an_unknown_key() -> None:
     text = problems({"channels": {"d": {"kind": "slack", "url_env": "X", "url": SLACK_URL}}})
-    assert "notify.channels.d.slack.url: unknown key" in text
+    assert "notify.channels.d.url: unknown key" in text
     assert "SECRET" not in text
 
 
@@ -79,7 +79,7 @@ def test_every_problem_is_named_by_key() -> None:
             "links": {"dashboard": "https://grafana/{deploy}"},
         }
     )
-    assert "notify.channels.mail.email: username and password_env go together" in text
+    assert "notify.channels.mail: username and password_env go together" in text
     assert "'carrier-pigeon'" in text and "'slack', 'email', 'webhook', 'apprise'" in text
     assert "notify.routes[0].severity" in text and "'sev1', 'sev2', 'sev3' or 'info'" in text
     assert "unknown events ['deploy-done']; allowed: pre-deployment" in text
