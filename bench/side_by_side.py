@@ -311,6 +311,24 @@ def own_peak_mb() -> float:
 # -- the driver -----------------------------------------------------------------------------
 
 
+SSHD_PID = 0  # the sshd listener: its reaped sessions' CPU is what the hosts paid
+
+
+def sessions_cpu() -> float:
+    """CPU seconds of the sshd listener's reaped children (cutime + cstime), once every
+    session it had has ended: what the hosts paid so far, shell and commands included."""
+    if not SSHD_PID:
+        return 0.0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{SSHD_PID}/task/{SSHD_PID}/children").read_text().split()
+        if not children:
+            break
+        time.sleep(0.01)
+    fields = Path(f"/proc/{SSHD_PID}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
 BASE: Path | None = None  # --base: another checkout, measured as "portal-ops (before)"
 BEFORE = "portal-ops (before)"
 
@@ -320,6 +338,7 @@ def child(argv: list[str]) -> dict[str, Any]:
     root = ROOT
     if argv[0] == BEFORE and BASE is not None:
         root, argv = BASE, ["portal-ops", *argv[1:]]
+    host_before = sessions_cpu()
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--one", *argv],
@@ -338,7 +357,13 @@ def child(argv: list[str]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} exited {proc.returncode}: {err[-2000:]}")
     # peak_mb comes from the child itself (see own_peak_mb): rusage would include the driver
-    return {**json.loads(out.strip().splitlines()[-1]), "wall": wall, "cpu": cpu}
+    host_cpu = sessions_cpu() - host_before
+    return {
+        **json.loads(out.strip().splitlines()[-1]),
+        "wall": wall,
+        "cpu": cpu,
+        "host_cpu": host_cpu,
+    }
 
 
 WORKS: tuple[str, ...] = ("fanout", "small", "big", "checks")
@@ -376,6 +401,8 @@ def measure(
     repo = make_repo(work_dir)
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
     with SSHServer(work_dir / "sshd").start() as sshd:
+        global SSHD_PID
+        SSHD_PID = int((sshd.root / "sshd.pid").read_text())
         for rtt in rtts:
             relay = Relay(sshd.host, sshd.port, rtt) if rtt else None
             try:
@@ -505,7 +532,15 @@ def medians(samples: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
         for tool, runs in tools.items():
             out.setdefault(work, {})[tool] = {
                 key: statistics.median(r[key] for r in runs)
-                for key in ("seconds", "wall", "cpu", "imports_cpu", "peak_mb", "imports_mb")
+                for key in (
+                    "seconds",
+                    "wall",
+                    "cpu",
+                    "imports_cpu",
+                    "host_cpu",
+                    "peak_mb",
+                    "imports_mb",
+                )
                 if all(key in r for r in runs)
             }
     return out
@@ -548,6 +583,7 @@ def render(result: dict[str, Any]) -> str:
             ("wall", "whole process s"),
             ("cpu", "CPU s, user+sys"),
             ("imports_cpu", "CPU s of it, start-up"),
+            ("host_cpu", "hosts' CPU s"),
         ):
             if key == "seconds" and not work.startswith("fanout") and not latency:
                 continue  # a deployment's in-process time is its whole time less start-up

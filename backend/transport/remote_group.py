@@ -111,9 +111,11 @@ WRAPPER = (
 # $1 the run dir (expanded by the login shell, which knows $UID: sh would start ``id``); for
 # each pid file in it (a glob, or one name to claim): wait for its group id while its
 # wrapper starts, stop the group, wait until gone; a finished one (``done``) is left to the
-# sweep; print LEFT=<running when asked> ALIVE=<unkillable>
+# sweep; print LEFT=<running when asked> ALIVE=<unkillable> CLAIMED=<1: a name claimed
+# before its command started, which now never will>
 _KILL = (
-    _STOP + 'r="$1"; n=0; a=0; @CLAIM@for f in @FILES@; do @CANCEL@[ -f "$f" ] || continue; @SKIP@'
+    _STOP
+    + 'r="$1"; n=0; a=0; c=0; @CLAIM@for f in @FILES@; do @CANCEL@[ -f "$f" ] || continue; @SKIP@'
     'j=0; while :; do w=; p=; { read -r w; read -r p; } 2>/dev/null <"$f"; '
     '[ "$w" = cancelled ] || [ -n "$p" ] || [ ! -f "$f" ] && break; '
     '[ -n "$w" ] && ! kill -0 "$w" 2>/dev/null && break; '
@@ -123,7 +125,7 @@ _KILL = (
     '[ -n "$(find "$f" -mmin +1440 2>/dev/null)" ] && rm -f "$f"; continue; fi; '
     'if [ -z "$p" ] && [ -n "$w" ] && kill -0 "$w" 2>/dev/null; then a=$((a+1)); continue; fi; '
     'if [ -n "$p" ] && alive "$p"; then n=$((n+1)); '
-    'stop "$p" || a=$((a+1)); fi; rm -f "$f"; done; echo "LEFT=$n ALIVE=$a"'
+    'stop "$p" || a=$((a+1)); fi; rm -f "$f"; done; echo "LEFT=$n ALIVE=$a CLAIMED=$c"'
 )
 
 
@@ -150,7 +152,7 @@ def kill_pidfile(pidfile: str) -> str:
     return _kill(
         claim='[ -d "$r" ] || mkdir -p "$r"; ',
         files=f'"$r"/{name}',
-        cancel='if (set -C; echo cancelled > "$f") 2>/dev/null; then continue; fi; ',
+        cancel='if (set -C; echo cancelled > "$f") 2>/dev/null; then c=1; continue; fi; ',
     )
 
 
@@ -168,6 +170,11 @@ def _kill(files: str, claim: str = "", cancel: str = "", skip: str = "") -> str:
         text = text.replace(mark, value)
     # sh whatever the login shell is, as the wrapper; the run dir expanded by the login shell
     return f"sh -c {q(text)} portal-ops {RUN_DIR}"
+
+
+def parse_claimed(output: str) -> bool:
+    """Whether a :func:`kill_pidfile` claimed the name first: its command never started."""
+    return re.search(r"\bCLAIMED=1\b", output) is not None
 
 
 def parse_left(output: str) -> tuple[int, int]:

@@ -13,6 +13,7 @@ waited for on the same connection, so the commands already running on it go on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import glob
 import os
@@ -38,7 +39,16 @@ from .base import (
     command_tag,
     pump_lines,
 )
-from .remote_group import kill_pidfile, kill_tagged, new_pidfile, parse_left, wrap
+from .remote_group import (
+    kill_pidfile,
+    kill_tagged,
+    new_pidfile,
+    parse_claimed,
+    parse_left,
+    wrap,
+)
+from .session import COMMAND as SESSION_COMMAND
+from .session import RemoteSession, SessionLost, SessionUnavailable
 
 if TYPE_CHECKING:
     import asyncssh
@@ -58,6 +68,11 @@ _LOST = (
 )
 
 
+class SessionLinkLost(ConnectionLost):
+    """The link dropped under a command sent to the host's session: it may not have started
+    (a frame written to a link already gone), which only the host's pid file can tell."""
+
+
 class ChannelRefused(TransportError):
     """The server kept refusing a new session on a live connection (MaxSessions)."""
 
@@ -74,6 +89,7 @@ class SSHOptions:
     max_reconnects: int = 3
     config_file: str | None = None  # None: ~/.ssh/config, as ssh(1)
     max_connections: int = 5  # logins in flight at once, per event loop
+    reuse_session: bool = True  # one remote shell per host for its commands (.session)
 
 
 class _Links:
@@ -148,6 +164,9 @@ class SSHHost(Host):
         self._conn: asyncssh.SSHClientConnection | None = None
         self._bastion: _Bastion | None = None
         self._lock = asyncio.Lock()
+        self._session: RemoteSession | None = None
+        self._session_opening = False
+        self._session_ok = self.options.reuse_session
 
     # -- connection -------------------------------------------------------------------------
 
@@ -236,12 +255,14 @@ class SSHHost(Host):
 
     async def _drop(self) -> None:
         """Abort this host's own connection; the shared bastion is reopened only if lost."""
+        self._session = None  # it ends with the connection
         async with self._lock:
             if self._conn is not None:
                 self._conn.abort()
             self._conn = None
 
     async def close(self) -> None:
+        self._end_session()
         async with self._lock:
             if self._conn is not None:
                 await _close_quietly(self._conn)
@@ -274,8 +295,28 @@ class SSHHost(Host):
                 if pidfile:
                     await self._confirm_dead(pidfile)  # the cut-off run first, then the retry
                 pidfile = new_pidfile(command_tag.get()) if input is None else None
+                session = await self._free_session(on_line, timeout) if pidfile else None
+                if session is not None and pidfile is not None:
+                    done = await self._run_in_session(session, command, timeout, on_line, pidfile)
+                    if done is not None:
+                        return done
                 remote = wrap(command, pidfile) if pidfile else command
                 return await self._run_once(remote, timeout, on_line, input, pidfile, command)
+            except SessionLinkLost:
+                if attempt == attempts:
+                    raise
+                if not retry_safe:
+                    # sent again only if the host shows it never started (its frame was
+                    # written to a link already gone): the claim makes sure it never will
+                    if pidfile is None or not await self._never_started(pidfile):
+                        raise
+                    pidfile = None
+                    continue  # logged in again by the check itself
+                if on_line is not None:
+                    on_line("stderr", f"[portal-ops] connection lost; reconnecting in {delay:.1f}s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 8.0)
+                await self._drop()
             except (ConnectionLost, HostUnreachable) as exc:
                 again = retry_safe or isinstance(exc, CommandNotSent)
                 if isinstance(exc, HostKeyMismatch) or not again or attempt == attempts:
@@ -286,6 +327,105 @@ class SSHHost(Host):
                 delay = min(delay * 2, 8.0)
                 await self._drop()
         raise AssertionError("unreachable")
+
+    # -- the host's session (.session): one remote shell for its commands, one at a time ------
+
+    async def _free_session(
+        self, on_line: LineCallback | None, timeout: float | None
+    ) -> RemoteSession | None:
+        """The host's session when it is free (opened on first use), else None: the command
+        then takes a channel of its own (the session is busy, being opened, or unusable)."""
+        if not self._session_ok or self._session_opening:
+            return None
+        session = self._session
+        if session is not None and session.busy:
+            return None
+        if session is not None and session.usable():
+            return session
+        self._end_session()
+        self._session_opening = True
+        try:
+            limit = timeout or self.options.command_timeout
+            proc = await self._open_process(
+                SESSION_COMMAND, None, on_line, time.monotonic() + limit
+            )
+            session = self._session = RemoteSession(proc)
+        finally:
+            self._session_opening = False
+        return session
+
+    def _end_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+    async def _run_in_session(
+        self,
+        session: RemoteSession,
+        command: str,
+        timeout: float | None,
+        on_line: LineCallback | None,
+        pidfile: str,
+    ) -> CommandResult | None:
+        """``command`` in the session, with a channel's outcomes: a timeout or a cancel ends
+        the session (its shell stops the command) and confirms the command dead; a session
+        killed under it is a killed command, a link lost is ``ConnectionLost``. None: this
+        host's login shell cannot hold a session (nothing ran): take a channel."""
+        started = time.monotonic()
+        out: list[str] = []
+        err: list[str] = []
+        limit = timeout or self.options.command_timeout
+
+        def emit(stream: str, line: str) -> None:
+            (out if stream == "stdout" else err).append(line)
+            if on_line is not None:
+                on_line(stream, line)
+
+        name = pidfile.rpartition("/")[2]
+        async with session.lock:
+            try:
+                status = await asyncio.wait_for(session.run(name, command, emit), limit)
+            except SessionUnavailable:
+                self._session_ok = False
+                self._end_session()
+                if self._conn is not None and self._conn.is_closed():
+                    await self._drop()
+                    raise CommandNotSent(
+                        self.name, "connection lost before the command was sent"
+                    ) from None
+                return None
+            except asyncio.CancelledError:
+                self._end_session()
+                await self._stop_remote(None, pidfile)
+                raise
+            except TimeoutError:
+                self._end_session()
+                stopped = await self._stop_remote(None, pidfile)
+                raise CommandTimeout(
+                    self.name, f"command timed out after {limit:g}s and {stopped}"
+                ) from None
+            except SessionLost:
+                with contextlib.suppress(Exception):  # its exit status or signal, if any
+                    await asyncio.wait_for(session.proc.wait_closed(), 2)
+                self._end_session()
+                if session.proc.exit_signal is None:
+                    # no signal: the link went (or the shell ended without a word)
+                    await self._drop()
+                    raise SessionLinkLost(
+                        self.name, "connection lost while the command ran"
+                    ) from None
+                status = 128 + 9  # killed on the host (a kill stops the session's group)
+            except _LOST as exc:
+                await self._drop()
+                raise SessionLinkLost(self.name, f"connection lost: {exc}") from None
+        return CommandResult(
+            host=self.name,
+            command=command,
+            exit_status=status,
+            stdout="\n".join(out),
+            stderr="\n".join(err),
+            seconds=time.monotonic() - started,
+        )
 
     async def _open_process(
         self, command: str, input: str | None, on_line: LineCallback | None, deadline: float
@@ -337,6 +477,18 @@ class SSHHost(Host):
         except TimeoutError:
             raise CommandTimeout(self.name, "could not stop the earlier command") from None
         return str(result.stdout or "")
+
+    async def _never_started(self, pidfile: str) -> bool:
+        """Over a new login: whether the command of ``pidfile`` never started (its name is
+        claimed now, so it never will); if it did start, it is stopped and confirmed dead."""
+        try:
+            await self._drop()
+            await self.connect()
+            output = await self._raw(kill_pidfile(pidfile))
+        except TransportError:
+            return False
+        self._dead_or_raise(output)
+        return parse_claimed(output)
 
     async def _confirm_dead(self, pidfile: str) -> None:
         """Stop the command of ``pidfile`` wherever its start got to (not started yet: it

@@ -20,6 +20,8 @@ from backend.engine import Engine
 from backend.engine.rollback import RollbackRun
 from backend.events import Kind
 from backend.journal import Journal
+from backend.transport.session import COMMAND as SESSION_COMMAND
+from backend.transport.session import RemoteSession
 
 from .helpers import (
     current,
@@ -37,7 +39,8 @@ BEFORE = {"host-1": 9, "host-2": 6}  # the same rollback before (and 13 / 11 bef
 
 
 class PhaseChannels:
-    """Channels opened per (host, phase): asyncssh's own ``create_session``, counted."""
+    """Commands per (host, phase): channels asyncssh opens (its own ``create_session``) and
+    frames sent to the host's session shell, counted."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, paths: dict[str, str]) -> None:
         self.phase = "survey"
@@ -46,17 +49,27 @@ class PhaseChannels:
         original = asyncssh.SSHClientConnection.create_session
         owner: dict[int, str] = {}
 
-        async def counting(conn: Any, factory: Any, command: Any = (), *a: Any, **k: Any) -> Any:
-            text = command if isinstance(command, str) else ""
+        def count(conn: Any, text: str) -> None:
             host = owner.get(id(conn)) or next(
                 (h for h, p in self.paths.items() if p + "/" in text or text.endswith(p)), "?"
             )
             if host != "?":
                 owner[id(conn)] = host
             self.seen[(host, self.phase)] += 1
+
+        async def counting(conn: Any, factory: Any, command: Any = (), *a: Any, **k: Any) -> Any:
+            if command != SESSION_COMMAND:  # the host's shell itself: its frames count
+                count(conn, command if isinstance(command, str) else "")
             return await original(conn, factory, command, *a, **k)
 
         monkeypatch.setattr(asyncssh.SSHClientConnection, "create_session", counting)
+        original_frame = RemoteSession.run
+
+        async def framing(session: RemoteSession, name: str, command: str, emit: Any) -> int:
+            count(session.proc.get_extra_info("connection"), command)
+            return await original_frame(session, name, command, emit)
+
+        monkeypatch.setattr(RemoteSession, "run", framing)
 
     def on_event(self, event: Any) -> None:
         if event.kind == Kind.PHASE_STARTED and event.run == "rollback":

@@ -1,9 +1,10 @@
 """Remote commands per host: every exec channel is a round trip and a remote shell, so the
 steps that need no decision on this machine in between go as one script (script.py).
 
-Counts the SSH session channels each host's connection opens (asyncssh's own
-``create_session``, wrapped to count, nothing replaced) during real deployments and a
-rollback against the loopback sshd."""
+Counts the commands each host's connection carries: the SSH session channels it opens
+(asyncssh's own ``create_session``, wrapped to count, nothing replaced) and the frames sent
+to the host's session shell (backend/transport/session.py: a command each, one round trip),
+during real deployments and a rollback against the loopback sshd."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import pytest
 from backend.config import parse_config
 from backend.engine import Engine
 from backend.journal import Journal
+from backend.transport.session import COMMAND as SESSION_COMMAND
+from backend.transport.session import RemoteSession
 
 from .faults import wait_until
 from .helpers import (
@@ -58,10 +61,19 @@ class ChannelCounter:
         original = asyncssh.SSHClientConnection.create_session
 
         async def counting(conn: Any, factory: Any, command: Any = (), *a: Any, **k: Any) -> Any:
-            self.calls.append((id(conn), command if isinstance(command, str) else ""))
+            if command != SESSION_COMMAND:  # the host's shell itself: its frames count
+                self.calls.append((id(conn), command if isinstance(command, str) else ""))
             return await original(conn, factory, command, *a, **k)
 
         monkeypatch.setattr(asyncssh.SSHClientConnection, "create_session", counting)
+        original_frame = RemoteSession.run
+
+        async def framing(session: RemoteSession, name: str, command: str, emit: Any) -> int:
+            conn = session.proc.get_extra_info("connection")
+            self.calls.append((id(conn), command))
+            return await original_frame(session, name, command, emit)
+
+        monkeypatch.setattr(RemoteSession, "run", framing)
 
     def take(self) -> dict[str, int]:
         """Channels per host since the last call (a connection is its host's: the deploy
