@@ -51,13 +51,14 @@ MARK = "@@portal-ops-session"
 # run COMMAND in the background without the session's functions, variables and arguments,
 # mark the pid file done, print MARKER:<status> on both streams. The EXIT trap (stdin's
 # end) stops the group while the last command's claim holds, ignoring the TERM it sends
-# itself and leaving itself out of ``alive``.
+# itself and leaving itself out of ``alive``, then reaps its last command (whose CPU the
+# host then counts as the session's, as it counts a channel's).
 _BOOT = (
     _STOP + _SWEEP + 'd="$1"; set --; [ -d "$d" ] || mkdir -p "$d"; f=; g=; '
     '{ read -r l </proc/self/stat; } 2>/dev/null && { r=${l##*") "}; r=${r#* }; r=${r#* }; '
     'g=${r%% *}; }; [ "$g" = "$$" ] || { printf \'%s\\n\' "@MARK@:none"; exit 0; }; '
     'trap \'trap "" TERM; w=; [ -z "$f" ] || { read -r w <"$f"; } 2>/dev/null; '
-    '[ "$w" = "$$" ] && { me=$$; stop "$$" && echo done > "$f"; }\' EXIT; '
+    '[ "$w" = "$$" ] && { me=$$; stop "$$" && echo done > "$f"; }; wait\' EXIT; '
     '_po_run() { f="$d/$2"; set -C; if { printf "%s\\n%s\\n" "$$" "$$" > "$f"; } 2>/dev/null; '
     "then set +C; else set +C; f=; "
     'echo "portal-ops: cancelled before it started" >&2; '
@@ -150,15 +151,18 @@ class RemoteSession:
         return statuses[0]
 
     async def _wait_ready(self) -> None:
-        ready = f"{MARK}:{self.nonce}:ready"
-        line = await self.out.next_line()
-        if line == ready:
-            self.ready = True
-            return
-        self.dead = True
-        if line == f"{MARK}:{self.nonce}:none":
-            raise SessionUnavailable("the session does not lead its process group")
-        raise SessionUnavailable(f"the session did not start: {line!r}")
+        """Until the boot's word. Lines before it are the login shell's own (an rc file
+        that prints): not a command's output. Ended before it, the session ran nothing."""
+        ready, none = f"{MARK}:{self.nonce}:ready", f"{MARK}:{self.nonce}:none"
+        while True:
+            line = await self.out.next_line()
+            if line == ready:
+                self.ready = True
+                return
+            if line == none or line is None:
+                self.dead = True
+                why = "does not lead its process group" if line else "ended before it started"
+                raise SessionUnavailable(f"the session {why}")
 
     async def _pump(
         self, lines: LineSplitter, name: str, marker: str, emit: Callable[[str, str], None]
@@ -186,6 +190,17 @@ class RemoteSession:
         self.dead = True
         try:
             self.proc.stdin.write_eof()
+        except Exception:
+            pass
+        self.proc.close()
+
+    async def end(self, timeout: float = 2.0) -> None:
+        """Stdin's end, then the session's own (a connection closed at once leaves the shell
+        to finish as an orphan of sshd's, its commands' CPU off the session's count)."""
+        self.dead = True
+        try:
+            self.proc.stdin.write_eof()
+            await asyncio.wait_for(self.proc.wait_closed(), timeout)
         except Exception:
             pass
         self.proc.close()

@@ -262,7 +262,9 @@ class SSHHost(Host):
             self._conn = None
 
     async def close(self) -> None:
-        self._end_session()
+        session, self._session = self._session, None
+        if session is not None and self._conn is not None and not self._conn.is_closed():
+            await session.end()
         async with self._lock:
             if self._conn is not None:
                 await _close_quietly(self._conn)

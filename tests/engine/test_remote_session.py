@@ -204,3 +204,24 @@ async def test_a_marker_printed_by_a_command_is_plain_output(sshd, tmp_path: Pat
         assert result.stdout.splitlines() == [fake, f"{MARK}:other:1:0"]
     finally:
         await host.close()
+
+
+async def test_a_login_shell_that_prints_runs_each_command_once(tmp_path: Path) -> None:
+    """An rc file that prints (bash sources ~/.bashrc for sshd's commands) says its line
+    before the session's boot: not taken for a failed start (which would send the command
+    again over a channel while the session ran it), nor for the command's output."""
+    from tests.fixtures.sshd import SSHServer
+
+    with SSHServer(tmp_path / "sshd").start() as server:
+        (server.home / ".bashrc").write_text("echo banner\n")
+        host = ssh_host(server)
+        counter = tmp_path / "runs"
+        try:
+            first = await host.run(f"echo x >> {counter}; echo out")
+            second = await host.run(f"echo x >> {counter}; echo $$")
+            third = await host.run("echo $$")
+            assert first.stdout == "out"
+            assert second.stdout == third.stdout  # one session, no banner
+            assert counter.read_text() == "x\nx\n"
+        finally:
+            await host.close()
