@@ -185,6 +185,10 @@ class SSHConfig(Section):
     # logins in flight at once (bastion included); 5 like Ansible's forks, half of
     # OpenSSH's MaxStartups 10 where a server starts refusing unauthenticated connections
     max_connections: Annotated[int, Limits(ge=1, le=100)] = 5
+    # one remote shell per host carries its commands (a channel each when off: one more
+    # sshd session, login shell and sh per command, and a round trip to open it; what the
+    # host's sshd logs as the command is then each command rather than the shell)
+    reuse_session: bool = True
     # per-step limits over command_timeout, e.g. { migrate = 1800 }: a step past its limit
     # is killed on the host (its whole process group), not left running
     step_timeouts: dict[str, Annotated[Duration, _POSITIVE]] = field(default_factory=dict)

@@ -301,3 +301,25 @@ async def test_refused_channel_waits_without_killing_its_neighbours(
     finally:
         go.touch()
         await host.close()
+
+
+async def test_reuse_session_off_gives_each_command_a_channel(sshd, tmp_path: Path) -> None:
+    """``[ssh] reuse_session``: on by default (one shell carries a host's commands: the
+    same ``$$``); off, a channel each, as a site whose sshd log names each command wants."""
+    host = {
+        "name": "web-1",
+        "address": sshd.host,
+        "port": sshd.port,
+        "user": sshd.user,
+    }
+    keys = {"known_hosts": str(sshd.known_hosts), "identity_files": [str(sshd.client_key)]}
+    for reuse, shells in ((True, 1), (False, 3)):
+        config = _config(tmp_path, [host], reuse_session=reuse, **keys)
+        hosts = _hosts(config)
+        try:
+            seen = {(await hosts[0].run("echo $$")).stdout for _ in range(3)}
+        finally:
+            await _close(hosts)
+        assert len(seen) == shells, (reuse, seen)
+    with pytest.raises(ConfigError, match="reuse_session"):
+        _config(tmp_path, [host], reuse_session="sometimes")

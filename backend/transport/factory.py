@@ -34,6 +34,7 @@ def make_host(config: Config, host: HostConfig) -> Host:
         max_reconnects=s.max_reconnects,
         config_file=s.config_file,
         max_connections=s.max_connections,
+        reuse_session=s.reuse_session,
     )
     return SSHHost(host.name, host.address, host.port, host.user, host.jump, options)
 
