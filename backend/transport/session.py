@@ -94,11 +94,30 @@ class LineSplitter:
         self.partial = ""
         self.eof = False
 
+    async def next_lines(self) -> list[str] | None:
+        """Every whole line read so far (at least one), or None at the end of the stream:
+        a chunk's lines at once, not an await per line."""
+        if not await self._fill():
+            return None
+        lines = list(self.lines)
+        self.lines.clear()
+        return lines
+
+    def put_back(self, lines: list[str]) -> None:
+        """Lines read past a command's end: the next command's."""
+        self.lines.extendleft(reversed(lines))
+
     async def next_line(self) -> str | None:
         """The next whole line, or None at the end of the stream."""
+        if not await self._fill():
+            return None
+        return self.lines.popleft()
+
+    async def _fill(self) -> bool:
+        """Until a whole line is there (True) or the stream has ended without one."""
         while not self.lines:
             if self.eof:
-                return None
+                return False
             raw = await self.stream.read(CHUNK)
             if not raw:
                 self.eof = True
@@ -111,7 +130,7 @@ class LineSplitter:
             parts = (self.partial + text).split("\n")
             self.partial = parts.pop()
             self.lines.extend(line.rstrip("\r") for line in parts)
-        return self.lines.popleft()
+        return True
 
 
 class RemoteSession:
@@ -173,17 +192,19 @@ class RemoteSession:
         held = False  # an empty line waits
         prefix = marker + ":"
         while True:
-            line = await lines.next_line()
-            if line is None:
+            batch = await lines.next_lines()
+            if batch is None:
                 self.dead = True
                 raise SessionLost("the session ended while the command ran")
-            if line.startswith(prefix) and line[len(prefix) :].isdigit():
-                return int(line[len(prefix) :])
-            if held:
-                emit(name, "")
-            held = not line
-            if line:
-                emit(name, line)
+            for index, line in enumerate(batch):
+                if line.startswith(prefix) and line[len(prefix) :].isdigit():
+                    lines.put_back(batch[index + 1 :])
+                    return int(line[len(prefix) :])
+                if held:
+                    emit(name, "")
+                held = not line
+                if line:
+                    emit(name, line)
 
     def close(self) -> None:
         """Stdin's end: the session exits, stopping the command still running (if any)."""

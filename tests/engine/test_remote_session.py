@@ -225,3 +225,21 @@ async def test_a_login_shell_that_prints_runs_each_command_once(tmp_path: Path) 
             assert counter.read_text() == "x\nx\n"
         finally:
             await host.close()
+
+
+async def test_output_of_many_chunks_stays_whole_and_its_own(sshd, tmp_path: Path) -> None:
+    """Lines are cut across chunks (CRLF, a character of several bytes at a chunk's edge, a
+    last line without its newline); the next command's output starts clean."""
+    source = tmp_path / "out.txt"
+    body = "".join(f"line {i} é€\r\n" for i in range(50_000)) + "\r\nlast"
+    source.write_text(body, encoding="utf-8", newline="")
+    host = ssh_host(sshd)
+    try:
+        seen: list[str] = []
+        result = await host.run(f"cat {source}", on_line=lambda s, line: seen.append(line))
+        expected = [f"line {i} é€" for i in range(50_000)] + ["", "last"]
+        assert seen == expected
+        assert result.stdout == "\n".join(expected)
+        assert (await host.run("echo next")).stdout == "next"
+    finally:
+        await host.close()
