@@ -355,6 +355,25 @@ async def test_a_clock_tick_while_the_health_pane_is_torn_down_draws_nothing(roo
         app._tick()  # the room's clock, with no health pane at all
 
 
+async def test_a_redraw_while_the_graphs_are_torn_down_draws_nothing(room: Room) -> None:
+    """The graph timer can fire once more while the app removes the health pane's children
+    (children go first, the pane after; seen at the end of the keyboard demo test in a
+    full run): the redraw draws nothing instead of failing the app."""
+    from tui.widgets.graphs import HealthGraphs
+
+    app = room("rollback")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settled(pilot)
+        graphs = app.room.query_one(HealthGraphs)
+        assert graphs.plots_ready
+        samples, now = graphs.samples, graphs.now
+        await graphs.query_one("#rt-graph").remove()
+        graphs.plot(samples, now + 5)  # raised NoMatches before
+        for name in ("#err-graph", "#rps-graph"):
+            await graphs.query_one(name).remove()
+        graphs.plot(samples, now + 6)
+
+
 async def test_a_rollback_the_engine_refuses_is_an_error_line_in_the_log_and_journal(
     tmp_path: Path,
 ) -> None:

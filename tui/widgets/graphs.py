@@ -199,6 +199,8 @@ class HealthGraphs(Vertical, can_focus=True):
         if not self.plots_ready:
             self.tick(now)  # the strip and the subtitle; the graphs come with mount_plots
             return
+        if len(self.query(".plot")) < len(PLOTS):
+            return  # the room is being torn down (children go first): nothing to draw on
         self._plot_rt(xs, data, colors)
         self._plot_simple(
             "#err-graph",
