@@ -102,6 +102,7 @@ def run_control_room(
     deployment_id: str | None = None,
     theme: str | None = None,
     on_exit: Callable[[], Any] | None = None,
+    on_app: Callable[[Any], Any] | None = None,
     **options: Any,
 ) -> int:
     """Open the control room and block until it closes; returns the exit code.
@@ -109,7 +110,8 @@ def run_control_room(
     ``engine``: an :class:`backend.engine.Engine` to drive (the demo passes its sandbox's);
     built from ``config`` when omitted. ``watch``: read-only, following ``deployment_id``
     (or the running/latest one) from the journal or Redis. ``on_exit`` runs after the room
-    closes, whatever happened (the demo tears its sandbox down there).
+    closes, whatever happened (the demo tears its sandbox down there). ``on_app`` is given
+    the room before it runs (the demo's hang-up handler asks it to close).
     """
     try:
         app = make_room(
@@ -120,6 +122,8 @@ def run_control_room(
             theme=theme,
             **options,
         )
+        if on_app is not None:
+            on_app(app)
         code = app.run()
         if app.startup_error is not None:  # raised now that the terminal is given back
             raise app.startup_error

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -33,6 +34,10 @@ HOSTS = ("host-1", "host-2", "host-3")
 class Terminal:
     def __init__(self, name: str) -> None:
         self.name = name
+        out = subprocess.run(
+            ["tmux", "list-panes", "-t", name, "-F", "#{pane_pid}"], capture_output=True, text=True
+        )
+        self.pid = int(out.stdout.split()[0])  # the demo itself (sh execs its one command)
 
     def screen(self) -> str:
         out = subprocess.run(
@@ -90,13 +95,27 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
         env={**os.environ, "TMUX": ""},
     )  # fmt: skip
     subprocess.run(["tmux", "set-option", "-t", name, "escape-time", "10"], check=False)
+    terminal = Terminal(name)
     try:
-        yield Terminal(name)
+        yield terminal
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], check=False)
-        deadline = time.monotonic() + 30
-        while sandbox_processes(tmp_path) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while (alive(terminal.pid) or sandbox_processes(tmp_path)) and time.monotonic() < deadline:
             time.sleep(0.2)
+        left = alive(terminal.pid)
+        if left:  # never left behind: an orphan spinning on its dead terminal slows all else
+            os.kill(terminal.pid, 9)
+        assert not left, "the demo outlived its terminal by 60 s"
+
+
+def alive(pid: int) -> bool:
+    """The process is there and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
 
 
 def _age(text: str) -> int | None:
@@ -164,3 +183,22 @@ def test_a_closed_terminal_tears_the_sandbox_down(terminal: Terminal, tmp_path: 
     while sandbox_processes(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not sandbox_processes(tmp_path), sandbox_processes(tmp_path)
+
+
+def test_a_sigcont_after_the_room_closed_does_not_keep_the_demo_alive(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    """A terminal that hangs up sends SIGHUP, then SIGCONT. Textual's SIGCONT handler
+    resumed its driver after the room had closed (q, the sandbox being torn down): a new
+    terminal-input thread started, which nothing stops, so the demo never exited; on the
+    dead terminal it spun at 100 % of a core (one left by this file's tests ran 22 minutes
+    and slowed every later run). Sent here by hand once the room has given the screen back,
+    so the window is hit every time."""
+    terminal.wait("the room", lambda t: _age(t) is not None and "serving" in t, 120)
+    terminal.keys("q")
+    terminal.wait("the room closed", lambda t: "Building the sandbox" in t, 30)
+    os.kill(terminal.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 60
+    while alive(terminal.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(terminal.pid), "the demo did not exit after the room closed"

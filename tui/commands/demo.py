@@ -25,6 +25,44 @@ def _hung_up(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def no_resume() -> None:
+    """A terminal that hangs up sends SIGHUP, then SIGCONT; Textual's SIGCONT handler
+    resumes its driver, which started a new terminal-input thread on the dead terminal
+    after the room had closed: it spun at 100 % of a core and kept the process from ever
+    exiting. Once the terminal is gone (or the room closed) there is nothing to resume."""
+    signal.signal(signal.SIGCONT, signal.SIG_DFL)
+
+
+class _RoomHangUp:
+    """The hang-up handler while the control room may be running: the room is asked to
+    close, on its own event loop, as ``q`` closes it (Textual stops its driver's threads;
+    the room its workers and followers), rather than SystemExit raised wherever the room's
+    loop happened to be. Outside the room's loop (building the sandbox, or after the room
+    closed) it exits. A demo left by the tmux test had run 22 minutes at 100 % of a core
+    (see :func:`no_resume`)."""
+
+    def __init__(self) -> None:
+        self.app: object | None = None
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        no_resume()
+        app = self.app
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if app is None or loop is None:
+            raise SystemExit(128 + signum)
+        loop.call_soon_threadsafe(self._close, app, 128 + signum)
+
+    @staticmethod
+    def _close(app: object, code: int) -> None:
+        try:
+            app.exit(return_code=code)  # type: ignore[attr-defined]
+        except Exception:
+            pass  # already closing
+
+
 def _on_hang_up(action: Callable[[int, FrameType | None], None] | signal.Handlers) -> None:
     """A closed terminal (SIGHUP: tmux killed, an SSH session gone) or a kill (SIGTERM)
     ends the demo as ``q`` does, its sandbox torn down: by default Python dies at once and
@@ -145,14 +183,20 @@ def _control_room(scenario: str | None) -> None:
 
     root = Path(tempfile.mkdtemp(prefix="portal-ops-demo-"))
     click.echo("Building the sandbox and deploying version 1 (a few seconds)...")
-    _on_hang_up(_hung_up)
+    hang_up = _RoomHangUp()
+    _on_hang_up(hang_up)
     try:
         session = asyncio.run(bring_up(root, scenario))
         traffic = BackgroundProbe(session.sandbox.url)  # live graphs need live traffic
         traffic.start()
         try:
-            code = run_control_room(session.config, engine=session.engine())
+            code = run_control_room(
+                session.config,
+                engine=session.engine(),
+                on_app=lambda app: setattr(hang_up, "app", app),
+            )
         finally:
+            no_resume()
             traffic.stop()
             session.close()
     finally:
