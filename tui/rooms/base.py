@@ -386,6 +386,11 @@ class RoomApp(App[int]):
 
         attach_metrics(self.config, self.engine.bus)  # [metrics]: as the CLI's deploys do
 
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        """Close the room (q, a hang-up, ctrl+c): from here on nothing is to be resumed."""
+        _nothing_to_resume()
+        super().exit(*args, **kwargs)
+
     async def on_unmount(self) -> None:
         if self.health is not None:
             await self.health.stop()
@@ -783,3 +788,16 @@ class RoomApp(App[int]):
         if dep is not None and dep.id and not dep.dry_run:
             return dep.id
         return None
+
+
+def _nothing_to_resume() -> None:
+    """The room is closing (asked first, before Textual stops its driver): a SIGCONT from
+    now on (a terminal that hangs up sends SIGHUP, then SIGCONT) must not reach Textual's
+    handler, which resumed its driver after the room had closed and started a
+    terminal-input thread that nothing stops: the process never exited, and on a dead
+    terminal that thread spun at 100 % of a core."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCONT, signal.SIG_DFL)
