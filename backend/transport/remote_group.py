@@ -79,6 +79,9 @@ _SWEEP = (
     '[ -z "$x" ] || { cd "$d" && find $x -prune -mmin +1440 -exec rm -f {} +; }; }; '
 )
 
+# what the wrapper and the host's session shell (.session) both define: stop, alive, sweep
+SHELL_FUNCTIONS = _STOP + _SWEEP
+
 # $1 the command, $2 the pid file. Line 1 of the pid file: the wrapper's pid (its claim);
 # line 2: the command's group id; ``done`` over both once the command has ended. The
 # watcher's output goes nowhere, so the channel closes when the command ends; it kills only

@@ -41,7 +41,7 @@ from typing import Any
 
 from ..shell import q
 from .base import CHUNK
-from .remote_group import _STOP, _SWEEP, CANCELLED_EXIT, RUN_DIR
+from .remote_group import CANCELLED_EXIT, RUN_DIR, SHELL_FUNCTIONS
 
 MARK = "@@portal-ops-session"
 
@@ -54,7 +54,7 @@ MARK = "@@portal-ops-session"
 # itself and leaving itself out of ``alive``, then reaps its last command (whose CPU the
 # host then counts as the session's, as it counts a channel's).
 _BOOT = (
-    _STOP + _SWEEP + 'd="$1"; set --; [ -d "$d" ] || mkdir -p "$d"; f=; g=; '
+    SHELL_FUNCTIONS + 'd="$1"; set --; [ -d "$d" ] || mkdir -p "$d"; f=; g=; '
     '{ read -r l </proc/self/stat; } 2>/dev/null && { r=${l##*") "}; r=${r#* }; r=${r#* }; '
     'g=${r%% *}; }; [ "$g" = "$$" ] || { printf \'%s\\n\' "@MARK@:none"; exit 0; }; '
     'trap \'trap "" TERM; w=; [ -z "$f" ] || { read -r w <"$f"; } 2>/dev/null; '
